@@ -41,9 +41,17 @@ pub struct NetworkSelectionElement {
         skip_serializing_if = "Option::is_none"
     )]
     pub infiniband_guid: Option<String>,
-    #[serde(rename = "default-route", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "default-route",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub default_route: Vec<IpAddr>,
-    #[serde(rename = "portMappings", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "portMappings",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub port_mappings: Vec<PortMapping>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bandwidth: Option<Bandwidth>,
@@ -155,7 +163,11 @@ pub fn parse_networks(value: &str) -> Result<Vec<NetworkSelectionElement>, Confi
             .enumerate()
             .map(|(i, item)| {
                 serde_json::from_value::<NetworkSelectionElement>(item).map_err(|e| {
-                    ConfigError::invalid(format!("{NETWORKS_ANNOTATION}[{i}]"), value, e.to_string())
+                    ConfigError::invalid(
+                        format!("{NETWORKS_ANNOTATION}[{i}]"),
+                        value,
+                        e.to_string(),
+                    )
                 })
             })
             .collect::<Result<Vec<_>, _>>()?
@@ -227,7 +239,11 @@ pub struct NetworkStatus {
     pub default: bool,
     #[serde(default, skip_serializing_if = "Dns::is_empty")]
     pub dns: Dns,
-    #[serde(rename = "device-info", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "device-info",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub device_info: Option<DeviceInfo>,
     /// The default-route gateways of this attachment (the client writes `gateway`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -236,7 +252,8 @@ pub struct NetworkStatus {
 
 /// Parse a network-status annotation value.
 pub fn parse_network_status(value: &str) -> Result<Vec<NetworkStatus>, ConfigError> {
-    serde_json::from_str(value).map_err(|e| ConfigError::decode("k8s.v1.cni.cncf.io/network-status", e))
+    serde_json::from_str(value)
+        .map_err(|e| ConfigError::decode("k8s.v1.cni.cncf.io/network-status", e))
 }
 
 /// Serialize network-status entries as the annotation value.

@@ -19,10 +19,7 @@ pub fn canonicalize_keys(obj: &mut Map<String, Value>, canonical: &[&str]) {
             obj.retain(|k, _| k == name || !k.eq_ignore_ascii_case(name));
             continue;
         }
-        let variant = obj
-            .keys()
-            .find(|k| k.eq_ignore_ascii_case(name))
-            .cloned();
+        let variant = obj.keys().find(|k| k.eq_ignore_ascii_case(name)).cloned();
         if let Some(variant) = variant {
             if let Some(v) = obj.remove(&variant) {
                 obj.insert(name.to_string(), v);
@@ -60,7 +57,10 @@ mod tests {
     fn renames_go_field_names() {
         let mut v = json!({"HostPort": 80, "containerport": 8080, "other": 1});
         canonicalize_keys(v.as_object_mut().unwrap(), &["hostPort", "containerPort"]);
-        assert_eq!(v, json!({"hostPort": 80, "containerPort": 8080, "other": 1}));
+        assert_eq!(
+            v,
+            json!({"hostPort": 80, "containerPort": 8080, "other": 1})
+        );
     }
 
     #[test]

@@ -28,11 +28,23 @@ pub struct PciDevice {
     pub pci_address: String,
     #[serde(rename = "vhost-net", default, skip_serializing_if = "Option::is_none")]
     pub vhost_net: Option<String>,
-    #[serde(rename = "rdma-device", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "rdma-device",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub rdma_device: Option<String>,
-    #[serde(rename = "pf-pci-address", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "pf-pci-address",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pf_pci_address: Option<String>,
-    #[serde(rename = "representor-device", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "representor-device",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub representor_device: Option<String>,
 }
 
@@ -43,11 +55,23 @@ pub struct VdpaDevice {
     /// "vhost" or "virtio".
     pub driver: String,
     pub path: String,
-    #[serde(rename = "pci-address", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "pci-address",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pci_address: Option<String>,
-    #[serde(rename = "pf-pci-address", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "pf-pci-address",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pf_pci_address: Option<String>,
-    #[serde(rename = "representor-device", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "representor-device",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub representor_device: Option<String>,
 }
 
@@ -77,7 +101,11 @@ pub struct DeviceInfo {
     pub pci: Option<PciDevice>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vdpa: Option<VdpaDevice>,
-    #[serde(rename = "vhost-user", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "vhost-user",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub vhost_user: Option<VhostUserDevice>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memif: Option<MemifDevice>,
@@ -113,19 +141,29 @@ impl DeviceInfo {
             if allowed.contains(&v) {
                 Ok(())
             } else {
-                Err(ConfigError::invalid(field, v, format!("must be one of {}", allowed.join(", "))))
+                Err(ConfigError::invalid(
+                    field,
+                    v,
+                    format!("must be one of {}", allowed.join(", ")),
+                ))
             }
         }
         match self.device_type {
             DeviceType::Pci => {
-                let pci = self.pci.as_ref().ok_or_else(|| ConfigError::missing("pci"))?;
+                let pci = self
+                    .pci
+                    .as_ref()
+                    .ok_or_else(|| ConfigError::missing("pci"))?;
                 validate::pci_address("pci.pci-address", &pci.pci_address)?;
                 if let Some(pf) = &pci.pf_pci_address {
                     validate::pci_address("pci.pf-pci-address", pf)?;
                 }
             }
             DeviceType::Vdpa => {
-                let v = self.vdpa.as_ref().ok_or_else(|| ConfigError::missing("vdpa"))?;
+                let v = self
+                    .vdpa
+                    .as_ref()
+                    .ok_or_else(|| ConfigError::missing("vdpa"))?;
                 if v.parent_device.is_empty() {
                     return Err(ConfigError::missing("vdpa.parent-device"));
                 }
@@ -142,7 +180,10 @@ impl DeviceInfo {
                 one_of("vhost-user.mode", &v.mode, &["client", "server"])?;
             }
             DeviceType::Memif => {
-                let m = self.memif.as_ref().ok_or_else(|| ConfigError::missing("memif"))?;
+                let m = self
+                    .memif
+                    .as_ref()
+                    .ok_or_else(|| ConfigError::missing("memif"))?;
                 one_of("memif.role", &m.role, &["master", "slave"])?;
                 one_of("memif.mode", &m.mode, &["ethernet", "ip", "inject-punt"])?;
             }
@@ -156,7 +197,11 @@ impl DeviceInfo {
 /// The device ID must not hold path separators beyond that, nor be `..`.
 pub fn dp_file_name(resource_name: &str, device_id: &str) -> Result<String, ConfigError> {
     if device_id.is_empty() || device_id.contains("..") || device_id.contains('\0') {
-        return Err(ConfigError::invalid("deviceID", device_id, "not usable in a file name"));
+        return Err(ConfigError::invalid(
+            "deviceID",
+            device_id,
+            "not usable in a file name",
+        ));
     }
     if resource_name.is_empty() || resource_name.contains("..") || resource_name.contains('\0') {
         return Err(ConfigError::invalid(
@@ -212,13 +257,27 @@ mod tests {
     fn invalid_documents() {
         for (doc, needle) in [
             (json!({"type": "pci", "version": "1.1.0"}), "pci"),
-            (json!({"type": "pci", "version": "1.1.0", "pci": {"pci-address": "x"}}), "pci.pci-address"),
-            (json!({"type": "vdpa", "version": "1.1.0", "vdpa": {"parent-device": "p", "driver": "x", "path": "/d"}}), "vdpa.driver"),
-            (json!({"type": "vhost-user", "version": "1.1.0", "vhost-user": {"mode": "both", "path": "/p"}}), "vhost-user.mode"),
-            (json!({"type": "memif", "version": "1.1.0", "memif": {"role": "master", "path": "/p", "mode": "l2"}}), "memif.mode"),
+            (
+                json!({"type": "pci", "version": "1.1.0", "pci": {"pci-address": "x"}}),
+                "pci.pci-address",
+            ),
+            (
+                json!({"type": "vdpa", "version": "1.1.0", "vdpa": {"parent-device": "p", "driver": "x", "path": "/d"}}),
+                "vdpa.driver",
+            ),
+            (
+                json!({"type": "vhost-user", "version": "1.1.0", "vhost-user": {"mode": "both", "path": "/p"}}),
+                "vhost-user.mode",
+            ),
+            (
+                json!({"type": "memif", "version": "1.1.0", "memif": {"role": "master", "path": "/p", "mode": "l2"}}),
+                "memif.mode",
+            ),
             (json!({"type": "gpu", "version": "1.1.0"}), "device-info"),
         ] {
-            let e = DeviceInfo::from_slice(doc.to_string().as_bytes()).unwrap_err().to_string();
+            let e = DeviceInfo::from_slice(doc.to_string().as_bytes())
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(needle), "{doc}: {e}");
         }
     }

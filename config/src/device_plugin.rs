@@ -33,16 +33,37 @@ impl DeviceType {
     fn selector_keys(self) -> &'static [&'static str] {
         match self {
             DeviceType::NetDevice => &[
-                "vendors", "devices", "drivers", "pciAddresses", "acpiIndexes", "pfNames",
-                "rootDevices", "linkTypes", "ddpProfiles", "isRdma", "needVhostNet",
-                "vdpaType", "pKeys",
+                "vendors",
+                "devices",
+                "drivers",
+                "pciAddresses",
+                "acpiIndexes",
+                "pfNames",
+                "rootDevices",
+                "linkTypes",
+                "ddpProfiles",
+                "isRdma",
+                "needVhostNet",
+                "vdpaType",
+                "pKeys",
             ],
-            DeviceType::Accelerator => {
-                &["vendors", "devices", "drivers", "pciAddresses", "acpiIndexes"]
-            }
+            DeviceType::Accelerator => &[
+                "vendors",
+                "devices",
+                "drivers",
+                "pciAddresses",
+                "acpiIndexes",
+            ],
             DeviceType::AuxNetDevice => &[
-                "vendors", "devices", "drivers", "auxTypes", "pfNames", "rootDevices",
-                "linkTypes", "isRdma", "needVhostNet",
+                "vendors",
+                "devices",
+                "drivers",
+                "auxTypes",
+                "pfNames",
+                "rootDevices",
+                "linkTypes",
+                "isRdma",
+                "needVhostNet",
             ],
         }
     }
@@ -91,7 +112,10 @@ impl PfSelector {
                     .collect::<Result<Vec<_>, _>>()
             })
             .transpose()?;
-        Ok(PfSelector { pf: pf.to_string(), vfs })
+        Ok(PfSelector {
+            pf: pf.to_string(),
+            vfs,
+        })
     }
 
     /// Whether VF `index` of a PF called `pf_name` is selected (names compare
@@ -190,7 +214,11 @@ fn hex_ids(field: &str, ids: Vec<String>) -> Result<Vec<String>, ConfigError> {
             if t.len() == 4 && t.chars().all(|c| c.is_ascii_hexdigit()) {
                 Ok(t.to_ascii_lowercase())
             } else {
-                Err(ConfigError::invalid(field, &id, "must be a 4-digit hex PCI ID like 8086"))
+                Err(ConfigError::invalid(
+                    field,
+                    &id,
+                    "must be a 4-digit hex PCI ID like 8086",
+                ))
             }
         })
         .collect()
@@ -198,9 +226,9 @@ fn hex_ids(field: &str, ids: Vec<String>) -> Result<Vec<String>, ConfigError> {
 
 impl Selector {
     fn from_value(v: &Value, device_type: DeviceType) -> Result<Self, ConfigError> {
-        let obj = v
-            .as_object()
-            .ok_or_else(|| ConfigError::invalid("selectors", v, "must be an object or a list of objects"))?;
+        let obj = v.as_object().ok_or_else(|| {
+            ConfigError::invalid("selectors", v, "must be an object or a list of objects")
+        })?;
         let allowed = device_type.selector_keys();
         let mut s = Selector::default();
         for (key, val) in obj {
@@ -261,7 +289,11 @@ impl Selector {
             }
         }
         if s.vdpa_type.is_some() && s.is_rdma == Some(true) {
-            return Err(ConfigError::invalid("vdpaType", "with isRdma", "vdpaType and isRdma exclude each other"));
+            return Err(ConfigError::invalid(
+                "vdpaType",
+                "with isRdma",
+                "vdpaType and isRdma exclude each other",
+            ));
         }
         Ok(s)
     }
@@ -315,7 +347,11 @@ impl ResourceConfig {
             .ok_or_else(|| ConfigError::invalid("", v, "must be an object"))?;
         for key in obj.keys() {
             const KEYS: &[&str] = &[
-                "resourceName", "resourcePrefix", "deviceType", "excludeTopology", "selectors",
+                "resourceName",
+                "resourcePrefix",
+                "deviceType",
+                "excludeTopology",
+                "selectors",
                 "additionalInfo",
             ];
             if !KEYS.contains(&key.as_str()) {
@@ -332,7 +368,9 @@ impl ResourceConfig {
             .ok_or_else(|| ConfigError::missing("resourceName"))?
             .to_string();
         if resource_name.is_empty()
-            || !resource_name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            || !resource_name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         {
             return Err(ConfigError::invalid(
                 "resourceName",
@@ -347,13 +385,23 @@ impl ResourceConfig {
                 validate_prefix(p)?;
                 Some(p.clone())
             }
-            Some(other) => return Err(ConfigError::invalid("resourcePrefix", other, "must be a string")),
+            Some(other) => {
+                return Err(ConfigError::invalid(
+                    "resourcePrefix",
+                    other,
+                    "must be a string",
+                ))
+            }
         };
         let device_type = match obj.get("deviceType") {
             None | Some(Value::Null) => DeviceType::NetDevice,
             Some(Value::String(s)) if s.is_empty() => DeviceType::NetDevice,
             Some(t) => serde_json::from_value(t.clone()).map_err(|_| {
-                ConfigError::invalid("deviceType", t, "must be netDevice, accelerator or auxNetDevice")
+                ConfigError::invalid(
+                    "deviceType",
+                    t,
+                    "must be netDevice, accelerator or auxNetDevice",
+                )
             })?,
         };
         let exclude_topology = match obj.get("excludeTopology") {
@@ -366,18 +414,29 @@ impl ResourceConfig {
                 .iter()
                 .enumerate()
                 .map(|(i, s)| {
-                    Selector::from_value(s, device_type).map_err(|e| e.within(&format!("selectors[{i}].")))
+                    Selector::from_value(s, device_type)
+                        .map_err(|e| e.within(&format!("selectors[{i}].")))
                 })
                 .collect::<Result<Vec<_>, _>>()?,
-            Some(one) => vec![Selector::from_value(one, device_type).map_err(|e| e.within("selectors."))?],
+            Some(one) => {
+                vec![Selector::from_value(one, device_type).map_err(|e| e.within("selectors."))?]
+            }
         };
         if selectors.is_empty() {
-            return Err(ConfigError::invalid("selectors", "[]", "at least one selector object is needed"));
+            return Err(ConfigError::invalid(
+                "selectors",
+                "[]",
+                "at least one selector object is needed",
+            ));
         }
         let additional_info = match obj.get("additionalInfo") {
             None | Some(Value::Null) => BTreeMap::new(),
             Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
-                ConfigError::invalid("additionalInfo", v, format!("must map \"*\" or PCI addresses to string maps: {e}"))
+                ConfigError::invalid(
+                    "additionalInfo",
+                    v,
+                    format!("must map \"*\" or PCI addresses to string maps: {e}"),
+                )
             })?,
         };
         Ok(ResourceConfig {
@@ -395,11 +454,16 @@ impl ResourceConfig {
 fn validate_prefix(p: &str) -> Result<(), ConfigError> {
     let ok = !p.is_empty()
         && p.len() <= 253
-        && p.split('.').all(|label| validate::dns1123_label("resourcePrefix", label).is_ok());
+        && p.split('.')
+            .all(|label| validate::dns1123_label("resourcePrefix", label).is_ok());
     if ok {
         Ok(())
     } else {
-        Err(ConfigError::invalid("resourcePrefix", p, "must be a DNS subdomain like intel.com"))
+        Err(ConfigError::invalid(
+            "resourcePrefix",
+            p,
+            "must be a DNS subdomain like intel.com",
+        ))
     }
 }
 
@@ -421,7 +485,9 @@ impl ResourceConfigList {
             .get("resourceList")
             .ok_or_else(|| ConfigError::missing("resourceList"))?
             .as_array()
-            .ok_or_else(|| ConfigError::invalid("resourceList", &v["resourceList"], "must be a list"))?;
+            .ok_or_else(|| {
+                ConfigError::invalid("resourceList", &v["resourceList"], "must be a list")
+            })?;
         let mut seen = BTreeSet::new();
         let mut resource_list = Vec::with_capacity(list.len());
         for (i, entry) in list.iter().enumerate() {

@@ -93,7 +93,11 @@ impl<'de> Deserialize<'de> for ErrorCode {
 #[error("CNI error {}: {msg}{}", code.as_u32(), if details.is_empty() { String::new() } else { format!(" ({details})") })]
 pub struct CniError {
     /// The protocol version in use; absent in errors printed by Go plugins.
-    #[serde(rename = "cniVersion", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "cniVersion",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub cni_version: String,
     pub code: ErrorCode,
     pub msg: String,
@@ -124,9 +128,8 @@ impl CniError {
     /// The JSON document printed on stdout.
     pub fn to_json(&self) -> String {
         // Serializing a struct of strings and a number cannot fail; keep a fallback anyway.
-        serde_json::to_string(self).unwrap_or_else(|_| {
-            format!("{{\"code\":{},\"msg\":\"error\"}}", self.code.as_u32())
-        })
+        serde_json::to_string(self)
+            .unwrap_or_else(|_| format!("{{\"code\":{},\"msg\":\"error\"}}", self.code.as_u32()))
     }
 }
 
@@ -284,9 +287,6 @@ mod tests {
             ErrorCode::InvalidNetworkConfig
         );
         let e = ConfigError::invalid("vlan", 5000, "must be 0-4094").within("sriov.");
-        assert_eq!(
-            e.to_string(),
-            "invalid sriov.vlan \"5000\": must be 0-4094"
-        );
+        assert_eq!(e.to_string(), "invalid sriov.vlan \"5000\": must be 0-4094");
     }
 }

@@ -52,8 +52,16 @@ mod tests {
     fn both_keys_are_accepted() {
         let list = json!([{"containerID": "abc", "ifname": "net1"}]);
         for key in [VALID_ATTACHMENTS_KEY, LEGACY_ATTACHMENTS_KEY] {
-            let got = valid_attachments(&conf(json!({ key: list.clone() }))).unwrap().unwrap();
-            assert_eq!(got, vec![Attachment { container_id: "abc".into(), ifname: "net1".into() }]);
+            let got = valid_attachments(&conf(json!({ key: list.clone() })))
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                got,
+                vec![Attachment {
+                    container_id: "abc".into(),
+                    ifname: "net1".into()
+                }]
+            );
         }
     }
 

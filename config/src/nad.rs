@@ -79,7 +79,11 @@ impl NetworkAttachmentDefinition {
             ));
         }
         if nad.kind != KIND {
-            return Err(ConfigError::invalid("kind", &nad.kind, format!("expected {KIND}")));
+            return Err(ConfigError::invalid(
+                "kind",
+                &nad.kind,
+                format!("expected {KIND}"),
+            ));
         }
         validate::dns1123_label("metadata.name", &nad.metadata.name)?;
         if let Some(ns) = &nad.metadata.namespace {
@@ -107,7 +111,10 @@ impl NetworkAttachmentDefinition {
         let mut v: Value = serde_json::from_str(raw)
             .map_err(|e| ConfigError::decode("NetworkAttachmentDefinition spec.config", e))?;
         if let Value::Object(obj) = &mut v {
-            let blank = obj.get("name").and_then(Value::as_str).is_none_or(str::is_empty);
+            let blank = obj
+                .get("name")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty);
             if blank {
                 obj.insert("name".into(), Value::String(self.metadata.name.clone()));
             }
@@ -144,7 +151,9 @@ mod tests {
         )))
         .unwrap();
         assert_eq!(n.resource_name(), Some("intel.com/intel_sriov_netdevice"));
-        let NetworkConfig::Single(c) = n.cni_config().unwrap().unwrap() else { panic!() };
+        let NetworkConfig::Single(c) = n.cni_config().unwrap().unwrap() else {
+            panic!()
+        };
         assert_eq!(c.name.as_deref(), Some("sriov-net-a"), "NAD name injected");
         assert_eq!(c.extra["vlan"], 1000);
         let back = serde_json::to_value(&n).unwrap();
@@ -159,7 +168,9 @@ mod tests {
             r#"{"cniVersion":"1.0.0","name":"own","plugins":[{"type":"bridge"},{"type":"tuning"}]}"#,
         )))
         .unwrap();
-        let NetworkConfig::List(l) = n.cni_config().unwrap().unwrap() else { panic!() };
+        let NetworkConfig::List(l) = n.cni_config().unwrap().unwrap() else {
+            panic!()
+        };
         assert_eq!(l.name.as_deref(), Some("own"), "an explicit name is kept");
     }
 
@@ -167,13 +178,24 @@ mod tests {
     fn bad_nads_name_the_field() {
         let mut v = nad(None);
         v["apiVersion"] = json!("v1");
-        assert!(NetworkAttachmentDefinition::from_value(v).unwrap_err().to_string().contains("apiVersion"));
+        assert!(NetworkAttachmentDefinition::from_value(v)
+            .unwrap_err()
+            .to_string()
+            .contains("apiVersion"));
         let mut v = nad(None);
         v["metadata"]["name"] = json!("../etc");
-        assert!(NetworkAttachmentDefinition::from_value(v).unwrap_err().to_string().contains("metadata.name"));
+        assert!(NetworkAttachmentDefinition::from_value(v)
+            .unwrap_err()
+            .to_string()
+            .contains("metadata.name"));
         let n = NetworkAttachmentDefinition::from_value(nad(Some("{oops"))).unwrap();
         assert!(n.cni_config().is_err());
-        let n = NetworkAttachmentDefinition::from_value(nad(Some(r#"{"cniVersion":"1.0.0"}"#))).unwrap();
-        assert!(n.cni_config().unwrap_err().to_string().contains("spec.config.type"));
+        let n = NetworkAttachmentDefinition::from_value(nad(Some(r#"{"cniVersion":"1.0.0"}"#)))
+            .unwrap();
+        assert!(n
+            .cni_config()
+            .unwrap_err()
+            .to_string()
+            .contains("spec.config.type"));
     }
 }

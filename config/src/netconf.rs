@@ -108,7 +108,9 @@ impl NetConf {
         if let Some(ipam) = &self.ipam {
             match ipam.get("type") {
                 Some(Value::String(t)) => validate::plugin_type("ipam.type", t)?,
-                Some(other) => return Err(ConfigError::invalid("ipam.type", other, "not a string")),
+                Some(other) => {
+                    return Err(ConfigError::invalid("ipam.type", other, "not a string"))
+                }
                 None if ipam.is_empty() => {}
                 None => return Err(ConfigError::missing("ipam.type")),
             }
@@ -208,7 +210,11 @@ impl NetConfList {
             Some(name) => validate::container_id("name", name)?,
         }
         if self.plugins.is_empty() {
-            return Err(ConfigError::invalid("plugins", "[]", "a conflist needs at least one plugin"));
+            return Err(ConfigError::invalid(
+                "plugins",
+                "[]",
+                "a conflist needs at least one plugin",
+            ));
         }
         for (i, p) in self.plugins.iter().enumerate() {
             match &p.plugin_type {
@@ -240,6 +246,8 @@ impl NetConfList {
 }
 
 /// A config file's content: one plugin or a list.
+// One value per invocation: boxing the larger variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum NetworkConfig {
     Single(NetConf),
@@ -256,7 +264,11 @@ impl NetworkConfig {
 
     pub fn from_value(v: Value) -> Result<Self, ConfigError> {
         if !v.is_object() {
-            return Err(ConfigError::invalid("network config", v, "not a JSON object"));
+            return Err(ConfigError::invalid(
+                "network config",
+                v,
+                "not a JSON object",
+            ));
         }
         if v.get("plugins").is_some() {
             let list: NetConfList = serde_json::from_value(v)

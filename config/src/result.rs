@@ -50,7 +50,9 @@ pub struct IpConfig {
 
 impl IpConfig {
     pub fn ip(&self) -> Option<IpAddr> {
-        validate::cidr("ips.address", &self.address).ok().map(|(ip, _)| ip)
+        validate::cidr("ips.address", &self.address)
+            .ok()
+            .map(|(ip, _)| ip)
     }
 
     pub fn is_ipv4(&self) -> bool {
@@ -330,8 +332,7 @@ impl CniResult {
         if ip4.is_none() && ip6.is_none() {
             return Err(ConfigError::IncompatibleVersion {
                 version: version.to_string(),
-                reason: "a result without IP addresses cannot be expressed in 0.1.0/0.2.0"
-                    .into(),
+                reason: "a result without IP addresses cannot be expressed in 0.1.0/0.2.0".into(),
             });
         }
         Ok(WireLegacy {

@@ -83,7 +83,11 @@ pub struct IpRange {
 /// The well-known capability arguments, typed. Unknown keys stay in `extra`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RuntimeConfig {
-    #[serde(rename = "portMappings", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "portMappings",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub port_mappings: Vec<PortMapping>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ips: Vec<String>,
@@ -93,17 +97,33 @@ pub struct RuntimeConfig {
     pub bandwidth: Option<Bandwidth>,
     #[serde(rename = "deviceID", default, skip_serializing_if = "Option::is_none")]
     pub device_id: Option<String>,
-    #[serde(rename = "infinibandGUID", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "infinibandGUID",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub infiniband_guid: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns: Option<RuntimeDns>,
     #[serde(rename = "ipRanges", default, skip_serializing_if = "Vec::is_empty")]
     pub ip_ranges: Vec<Vec<IpRange>>,
-    #[serde(rename = "cgroupPath", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "cgroupPath",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cgroup_path: Option<String>,
-    #[serde(rename = "CNIDeviceInfoFile", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "CNIDeviceInfoFile",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cni_device_info_file: Option<String>,
-    #[serde(rename = "io.kubernetes.cri.pod-annotations", default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        rename = "io.kubernetes.cri.pod-annotations",
+        default,
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub pod_annotations: BTreeMap<String, String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -128,9 +148,24 @@ impl RuntimeConfig {
     pub fn from_map(map: &Map<String, Value>) -> Result<Self, ConfigError> {
         let mut map = map.clone();
         canonicalize_keys(&mut map, TOP_KEYS);
-        fix::<Vec<PortMapping>>(&mut map, "portMappings", PortMapping::KEYS, "runtimeConfig.portMappings")?;
-        fix::<Bandwidth>(&mut map, "bandwidth", Bandwidth::KEYS, "runtimeConfig.bandwidth")?;
-        fix::<RuntimeDns>(&mut map, "dns", &["servers", "searches", "options"], "runtimeConfig.dns")?;
+        fix::<Vec<PortMapping>>(
+            &mut map,
+            "portMappings",
+            PortMapping::KEYS,
+            "runtimeConfig.portMappings",
+        )?;
+        fix::<Bandwidth>(
+            &mut map,
+            "bandwidth",
+            Bandwidth::KEYS,
+            "runtimeConfig.bandwidth",
+        )?;
+        fix::<RuntimeDns>(
+            &mut map,
+            "dns",
+            &["servers", "searches", "options"],
+            "runtimeConfig.dns",
+        )?;
         // Go's encoder writes nil slices and maps as null; treat them as absent.
         map.retain(|_, v| !v.is_null());
         serde_json::from_value(Value::Object(map))
@@ -186,7 +221,10 @@ mod tests {
         assert_eq!(rc.port_mappings[0].protocol, "tcp");
         assert_eq!(rc.bandwidth.as_ref().unwrap().ingress_burst, 4294967295);
         assert_eq!(rc.dns.as_ref().unwrap().servers, vec!["10.96.0.10"]);
-        assert_eq!(rc.pod_annotations["k8s.v1.cni.cncf.io/networks"], "sriov-net");
+        assert_eq!(
+            rc.pod_annotations["k8s.v1.cni.cncf.io/networks"],
+            "sriov-net"
+        );
     }
 
     #[test]
@@ -217,7 +255,8 @@ mod tests {
     fn nulls_are_absent_and_bad_types_are_errors() {
         let rc = parse(json!({"portMappings": null, "dns": null, "mac": null})).unwrap();
         assert_eq!(rc, RuntimeConfig::default());
-        let e = parse(json!({"portMappings": [{"hostPort": "x", "containerPort": 1}]})).unwrap_err();
+        let e =
+            parse(json!({"portMappings": [{"hostPort": "x", "containerPort": 1}]})).unwrap_err();
         assert!(e.to_string().contains("runtimeConfig.portMappings"), "{e}");
         assert!(parse(json!({"ips": "10.0.0.1"})).is_err());
     }

@@ -133,13 +133,18 @@ fn on_off(field: &str, v: &Option<String>) -> Result<Option<bool>, ConfigError> 
         None => Ok(None),
         Some("on") => Ok(Some(true)),
         Some("off") => Ok(Some(false)),
-        Some(other) => Err(ConfigError::invalid(field, other, "must be \"on\" or \"off\"")),
+        Some(other) => Err(ConfigError::invalid(
+            field,
+            other,
+            "must be \"on\" or \"off\"",
+        )),
     }
 }
 
 fn rate(field: &str, v: Option<i64>) -> Result<Option<u32>, ConfigError> {
     v.map(|n| {
-        u32::try_from(n).map_err(|_| ConfigError::invalid(field, n, "must be 0 or a positive number of Mbps"))
+        u32::try_from(n)
+            .map_err(|_| ConfigError::invalid(field, n, "must be 0 or a positive number of Mbps"))
     })
     .transpose()
 }
@@ -169,10 +174,18 @@ impl SriovConf {
         let vlan = match raw.vlan {
             None => {
                 if let Some(q) = raw.vlan_qos {
-                    return Err(ConfigError::invalid("vlanQoS", q, "requires vlan to be set"));
+                    return Err(ConfigError::invalid(
+                        "vlanQoS",
+                        q,
+                        "requires vlan to be set",
+                    ));
                 }
                 if let Some(p) = &raw.vlan_proto {
-                    return Err(ConfigError::invalid("vlanProto", p, "requires vlan to be set"));
+                    return Err(ConfigError::invalid(
+                        "vlanProto",
+                        p,
+                        "requires vlan to be set",
+                    ));
                 }
                 None
             }
@@ -187,17 +200,34 @@ impl SriovConf {
                     .filter(|q| *q <= 7)
                     .ok_or_else(|| ConfigError::invalid("vlanQoS", qos, "must be 0-7"))?;
                 if qos != 0 && id == 0 {
-                    return Err(ConfigError::invalid("vlanQoS", qos, "a non-zero QoS needs a non-zero vlan"));
+                    return Err(ConfigError::invalid(
+                        "vlanQoS",
+                        qos,
+                        "a non-zero QoS needs a non-zero vlan",
+                    ));
                 }
-                let proto = match raw.vlan_proto.as_deref().map(str::to_ascii_lowercase).as_deref() {
+                let proto = match raw
+                    .vlan_proto
+                    .as_deref()
+                    .map(str::to_ascii_lowercase)
+                    .as_deref()
+                {
                     None | Some("802.1q") => VlanProto::Dot1Q,
                     Some("802.1ad") => VlanProto::Dot1Ad,
                     Some(other) => {
-                        return Err(ConfigError::invalid("vlanProto", other, "must be 802.1q or 802.1ad"))
+                        return Err(ConfigError::invalid(
+                            "vlanProto",
+                            other,
+                            "must be 802.1q or 802.1ad",
+                        ))
                     }
                 };
                 if proto == VlanProto::Dot1Ad && id == 0 {
-                    return Err(ConfigError::invalid("vlanProto", "802.1ad", "802.1ad needs a non-zero vlan"));
+                    return Err(ConfigError::invalid(
+                        "vlanProto",
+                        "802.1ad",
+                        "802.1ad needs a non-zero vlan",
+                    ));
                 }
                 Some(VlanConfig { id, qos, proto })
             }
@@ -210,13 +240,22 @@ impl SriovConf {
             .map(|m| validate::ethernet_mac("mac", m))
             .transpose()?;
 
-        let link_state = match raw.link_state.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        let link_state = match raw
+            .link_state
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             None => None,
             Some("auto") => Some(LinkState::Auto),
             Some("enable") => Some(LinkState::Enable),
             Some("disable") => Some(LinkState::Disable),
             Some(other) => {
-                return Err(ConfigError::invalid("link_state", other, "must be auto, enable or disable"))
+                return Err(ConfigError::invalid(
+                    "link_state",
+                    other,
+                    "must be auto, enable or disable",
+                ))
             }
         };
 
@@ -246,9 +285,17 @@ impl SriovConf {
 
         let data_dir = match raw.data_dir {
             None => DEFAULT_DATA_DIR.to_string(),
-            Some(d) if d.starts_with('/') && !d.split('/').any(|c| c == "..") && !d.contains('\0') => d,
+            Some(d)
+                if d.starts_with('/') && !d.split('/').any(|c| c == "..") && !d.contains('\0') =>
+            {
+                d
+            }
             Some(d) => {
-                return Err(ConfigError::invalid("dataDir", d, "must be an absolute path without '..'"))
+                return Err(ConfigError::invalid(
+                    "dataDir",
+                    d,
+                    "must be an absolute path without '..'",
+                ))
             }
         };
 

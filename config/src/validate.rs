@@ -128,13 +128,7 @@ pub fn pci_address(field: &str, addr: &str) -> Result<String, ConfigError> {
 /// A hardware address as Go's `net.ParseMAC` accepts it: 6, 8 or 20 octets
 /// separated by `:` or `-`, or dotted groups of four hex digits. Returns it lower-cased.
 pub fn mac(field: &str, s: &str) -> Result<String, ConfigError> {
-    let err = || {
-        ConfigError::invalid(
-            field,
-            s,
-            "not a hardware address (e.g. 02:00:00:00:00:01)",
-        )
-    };
+    let err = || ConfigError::invalid(field, s, "not a hardware address (e.g. 02:00:00:00:00:01)");
     let octets_ok = |n: usize| n == 6 || n == 8 || n == 20;
     if s.contains('.') {
         let groups: Vec<&str> = s.split('.').collect();
@@ -142,7 +136,11 @@ pub fn mac(field: &str, s: &str) -> Result<String, ConfigError> {
             && groups
                 .iter()
                 .all(|g| g.len() == 4 && g.chars().all(|c| c.is_ascii_hexdigit()));
-        return if ok { Ok(s.to_ascii_lowercase()) } else { Err(err()) };
+        return if ok {
+            Ok(s.to_ascii_lowercase())
+        } else {
+            Err(err())
+        };
     }
     let sep = if s.contains('-') { '-' } else { ':' };
     let groups: Vec<&str> = s.split(sep).collect();
@@ -238,7 +236,16 @@ mod tests {
         for ok in ["eth0", "net1", "a", "fifteen-chars15"] {
             ifname("CNI_IFNAME", ok).unwrap();
         }
-        for bad in ["", ".", "..", "a/b", "a:b", "a b", "sixteen-chars-16", "a\0"] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "a:b",
+            "a b",
+            "sixteen-chars-16",
+            "a\0",
+        ] {
             assert!(ifname("CNI_IFNAME", bad).is_err(), "{bad:?}");
         }
         let e = ifname("CNI_IFNAME", "x/y").unwrap_err().to_string();
@@ -257,11 +264,25 @@ mod tests {
 
     #[test]
     fn pci_addresses() {
-        assert_eq!(pci_address("deviceID", "0000:01:10.2").unwrap(), "0000:01:10.2");
-        assert_eq!(pci_address("deviceID", "0000:AF:06.1").unwrap(), "0000:af:06.1");
+        assert_eq!(
+            pci_address("deviceID", "0000:01:10.2").unwrap(),
+            "0000:01:10.2"
+        );
+        assert_eq!(
+            pci_address("deviceID", "0000:AF:06.1").unwrap(),
+            "0000:af:06.1"
+        );
         for bad in [
-            "", "01:10.2", "0000:01:10", "0000:01:10.8", "0000:01:20.0", "0000:1:10.0",
-            "../../etc", "0000:01:10.0/x", "0000:01:10.0.1", "g000:01:10.0",
+            "",
+            "01:10.2",
+            "0000:01:10",
+            "0000:01:10.8",
+            "0000:01:20.0",
+            "0000:1:10.0",
+            "../../etc",
+            "0000:01:10.0/x",
+            "0000:01:10.0.1",
+            "g000:01:10.0",
         ] {
             assert!(pci_address("deviceID", bad).is_err(), "{bad}");
         }
@@ -269,11 +290,20 @@ mod tests {
 
     #[test]
     fn macs() {
-        assert_eq!(mac("mac", "02:00:00:00:00:AA").unwrap(), "02:00:00:00:00:aa");
+        assert_eq!(
+            mac("mac", "02:00:00:00:00:AA").unwrap(),
+            "02:00:00:00:00:aa"
+        );
         mac("mac", "02-00-00-00-00-01").unwrap();
         mac("mac", "0200.0000.0001").unwrap();
         mac("guid", "00:00:00:00:00:00:00:01").unwrap();
-        for bad in ["", "02:00:00:00:00", "02:00:00:00:00:0g", "0200:00:00:00:00", "xx"] {
+        for bad in [
+            "",
+            "02:00:00:00:00",
+            "02:00:00:00:00:0g",
+            "0200:00:00:00:00",
+            "xx",
+        ] {
             assert!(mac("mac", bad).is_err(), "{bad}");
         }
         assert!(ethernet_mac("mac", "00:00:00:00:00:00:00:01").is_err());
@@ -284,7 +314,13 @@ mod tests {
     fn cidrs() {
         assert_eq!(cidr("a", "10.1.2.3/24").unwrap().1, 24);
         cidr("a", "fd00::1/64").unwrap();
-        for bad in ["10.1.2.3", "10.1.2.3/33", "fd00::1/129", "x/24", "10.0.0.1/x"] {
+        for bad in [
+            "10.1.2.3",
+            "10.1.2.3/33",
+            "fd00::1/129",
+            "x/24",
+            "10.0.0.1/x",
+        ] {
             assert!(cidr("a", bad).is_err(), "{bad}");
         }
         ip_or_cidr("ips", "10.0.0.1").unwrap();

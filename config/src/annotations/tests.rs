@@ -15,7 +15,10 @@ fn short_form() {
     assert_eq!(got[1].namespace.as_deref(), Some("kube-system"));
     assert_eq!(got[1].interface.as_deref(), Some("net5"));
     assert_eq!(got[2].interface.as_deref(), Some("eth9"));
-    assert_eq!(format_networks(&got), "sriov-a,kube-system/sriov-b@net5,macvlan@eth9");
+    assert_eq!(
+        format_networks(&got),
+        "sriov-a,kube-system/sriov-b@net5,macvlan@eth9"
+    );
 }
 
 #[test]
@@ -38,12 +41,19 @@ fn json_form_with_every_field() {
     let e = &got[0];
     assert_eq!(e.namespace.as_deref(), Some("telco"));
     assert_eq!(e.ips.len(), 2);
-    assert_eq!(e.default_route, vec!["10.56.0.1".parse::<IpAddr>().unwrap()]);
+    assert_eq!(
+        e.default_route,
+        vec!["10.56.0.1".parse::<IpAddr>().unwrap()]
+    );
     assert_eq!(e.port_mappings[0].container_port, 80);
     assert_eq!(e.bandwidth.as_ref().unwrap().egress_rate, 2000);
     assert_eq!(e.cni_args.as_ref().unwrap()["foo"], "bar");
     assert_eq!(e.device_id.as_deref(), Some("0000:01:10.0"));
-    assert_eq!(got[1].interface.as_deref(), Some("net9"), "deprecated alias");
+    assert_eq!(
+        got[1].interface.as_deref(),
+        Some("net9"),
+        "deprecated alias"
+    );
     let text = format_networks(&got);
     assert!(text.starts_with('['));
     assert_eq!(parse_networks(&text).unwrap(), got);
@@ -69,8 +79,14 @@ fn bad_selections_name_the_culprit() {
         ("../etc/passwd", "networks[0]"),
         (r#"[{"name": "a", "ips": ["nope"]}]"#, "ips"),
         (r#"[{"name": "a", "mac": "nope"}]"#, "mac"),
-        (r#"[{"name": "a", "default-route": ["10.0.0.1", "10.0.0.2"]}]"#, "default-route"),
-        (r#"[{"name": "a", "ips": ["10.0.0.1"], "ipam-claim-reference": "c"}]"#, "ipam-claim"),
+        (
+            r#"[{"name": "a", "default-route": ["10.0.0.1", "10.0.0.2"]}]"#,
+            "default-route",
+        ),
+        (
+            r#"[{"name": "a", "ips": ["10.0.0.1"], "ipam-claim-reference": "c"}]"#,
+            "ipam-claim",
+        ),
         (r#"[{"namespace": "a"}]"#, "[0]"),
         (r#""just a string""#, "networks"),
         ("[{", "networks"),
@@ -94,7 +110,17 @@ fn network_status_entries() {
     let got = parse_network_status(&value).unwrap();
     assert!(got[0].default);
     assert!(!got[1].default);
-    assert_eq!(got[1].device_info.as_ref().unwrap().pci.as_ref().unwrap().pci_address, "0000:01:10.0");
+    assert_eq!(
+        got[1]
+            .device_info
+            .as_ref()
+            .unwrap()
+            .pci
+            .as_ref()
+            .unwrap()
+            .pci_address,
+        "0000:01:10.0"
+    );
     let back: Value = serde_json::from_str(&format_network_status(&got)).unwrap();
     let mut expect: Value = serde_json::from_str(&value).unwrap();
     expect[0].as_object_mut().unwrap().remove("dns"); // empty dns is omitted
@@ -105,7 +131,10 @@ fn network_status_entries() {
 #[test]
 fn default_network_annotation() {
     let e = parse_default_network("kube-system/calico").unwrap();
-    assert_eq!((e.namespace.as_deref(), e.name.as_str()), (Some("kube-system"), "calico"));
+    assert_eq!(
+        (e.namespace.as_deref(), e.name.as_str()),
+        (Some("kube-system"), "calico")
+    );
     assert!(parse_default_network("a,b").is_err());
     assert!(parse_default_network("").is_err());
 }
@@ -123,20 +152,29 @@ fn element() -> impl Strategy<Value = NetworkSelectionElement> {
         proptest::option::of(any::<[u8; 6]>()),
         any::<bool>(),
     )
-        .prop_map(|(name, namespace, interface, ips, mac, route)| NetworkSelectionElement {
-            name,
-            namespace,
-            interface,
-            ips: ips
-                .iter()
-                .map(|(a, p)| format!("{}.{}.{}.{}/{p}", a[0], a[1], a[2], a[3]))
-                .collect(),
-            mac: mac.map(|m| {
-                m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
-            }),
-            default_route: if route { vec!["10.0.0.1".parse().unwrap()] } else { vec![] },
-            ..Default::default()
-        })
+        .prop_map(
+            |(name, namespace, interface, ips, mac, route)| NetworkSelectionElement {
+                name,
+                namespace,
+                interface,
+                ips: ips
+                    .iter()
+                    .map(|(a, p)| format!("{}.{}.{}.{}/{p}", a[0], a[1], a[2], a[3]))
+                    .collect(),
+                mac: mac.map(|m| {
+                    m.iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect::<Vec<_>>()
+                        .join(":")
+                }),
+                default_route: if route {
+                    vec!["10.0.0.1".parse().unwrap()]
+                } else {
+                    vec![]
+                },
+                ..Default::default()
+            },
+        )
 }
 
 proptest! {

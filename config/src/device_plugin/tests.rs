@@ -43,26 +43,48 @@ fn upstream_example_config() {
     assert_eq!(pools.len(), 5);
     assert_eq!(pools[0].device_type, DeviceType::NetDevice);
     assert_eq!(pools[0].selectors[0].devices, vec!["154c", "10ed", "10ca"]);
-    assert_eq!(pools[0].full_name(DEFAULT_RESOURCE_PREFIX), "intel.com/intel_sriov_netdevice");
-    assert_eq!(pools[0].env_name(DEFAULT_RESOURCE_PREFIX), "PCIDEVICE_INTEL_COM_INTEL_SRIOV_NETDEVICE");
-    assert_eq!(pools[1].env_name("x.io"), "PCIDEVICE_EXAMPLE_ORG_INTEL_SRIOV_DPDK");
+    assert_eq!(
+        pools[0].full_name(DEFAULT_RESOURCE_PREFIX),
+        "intel.com/intel_sriov_netdevice"
+    );
+    assert_eq!(
+        pools[0].env_name(DEFAULT_RESOURCE_PREFIX),
+        "PCIDEVICE_INTEL_COM_INTEL_SRIOV_NETDEVICE"
+    );
+    assert_eq!(
+        pools[1].env_name("x.io"),
+        "PCIDEVICE_EXAMPLE_ORG_INTEL_SRIOV_DPDK"
+    );
     assert!(pools[1].exclude_topology);
     let pf = &pools[1].selectors[0].pf_names[1];
     assert_eq!(pf.pf, "ens1f0");
-    for (i, expect) in [(0, true), (1, false), (2, true), (7, true), (8, false), (9, true)] {
+    for (i, expect) in [
+        (0, true),
+        (1, false),
+        (2, true),
+        (7, true),
+        (8, false),
+        (9, true),
+    ] {
         assert_eq!(pf.matches("ENS1F0", i), expect, "vf {i}");
     }
     assert!(pools[1].selectors[0].pf_names[0].matches("enp0s0f0", 63));
     assert!(!pf.matches("ens1f1", 0));
     assert_eq!(pools[1].additional_info_for("0000:86:02.0")["token"], "own");
-    assert_eq!(pools[1].additional_info_for("0000:86:02.1")["token"], "3e49019f");
+    assert_eq!(
+        pools[1].additional_info_for("0000:86:02.1")["token"],
+        "3e49019f"
+    );
     assert_eq!(pools[2].selectors[0].pci_addresses, vec!["0000:3b:00.2"]);
     assert_eq!(pools[2].selectors[1].vdpa_type.as_deref(), Some("vhost"));
     assert_eq!(pools[3].device_type, DeviceType::Accelerator);
     assert_eq!(pools[4].selectors[0].aux_types, vec!["sf"]);
     // Serializing gives the upstream spelling back, VF ranges included.
     let v = serde_json::to_value(&cfg).unwrap();
-    assert_eq!(v["resourceList"][1]["selectors"][0]["pfNames"][1], "ens1f0#0,2-7,9");
+    assert_eq!(
+        v["resourceList"][1]["selectors"][0]["pfNames"][1],
+        "ens1f0#0,2-7,9"
+    );
     assert_eq!(v["resourceList"][1]["deviceType"], "netDevice");
     let again = parse(v).unwrap();
     assert_eq!(again, cfg);
@@ -73,25 +95,82 @@ fn errors_name_entry_and_key() {
     for (doc, needle) in [
         (json!({}), "resourceList"),
         (json!({"resourceList": {}}), "resourceList"),
-        (json!({"resourceList": [{"selectors": {}}]}), "resourceList[0] (?).resourceName"),
-        (json!({"resourceList": [{"resourceName": "a.b", "selectors": {}}]}), "resourceName"),
-        (json!({"resourceList": [{"resourceName": "a"}]}), "resourceList[0] (a).selectors"),
-        (json!({"resourceList": [{"resourceName": "a", "selectors": []}]}), "(a).selectors"),
-        (json!({"resourceList": [{"resourceName": "a", "selectors": {"vendor": ["8086"]}}]}), "(a).selectors.vendor"),
-        (json!({"resourceList": [{"resourceName": "a", "selectors": [{}, {"vendors": ["zz"]}]}]}), "(a).selectors[1].vendors"),
-        (json!({"resourceList": [{"resourceName": "a", "selectors": {"pfNames": ["ens1#3-1"]}}]}), "pfNames"),
-        (json!({"resourceList": [{"resourceName": "a", "selectors": {"pfNames": ["#1"]}}]}), "pfNames"),
-        (json!({"resourceList": [{"resourceName": "a", "selectors": {"pfNames": ["e#x"]}}]}), "pfNames"),
-        (json!({"resourceList": [{"resourceName": "a", "selectors": {"rootDevices": ["ens1f0#1"]}}]}), "rootDevices"),
-        (json!({"resourceList": [{"resourceName": "a", "selectors": {"pciAddresses": ["1:2"]}}]}), "pciAddresses"),
-        (json!({"resourceList": [{"resourceName": "a", "selectors": {"isRdma": "yes"}}]}), "isRdma"),
-        (json!({"resourceList": [{"resourceName": "a", "selectors": {"isRdma": true, "vdpaType": "vhost"}}]}), "vdpaType"),
-        (json!({"resourceList": [{"resourceName": "a", "deviceType": "gpu", "selectors": {}}]}), "deviceType"),
-        (json!({"resourceList": [{"resourceName": "a", "deviceType": "accelerator", "selectors": {"pfNames": ["x"]}}]}), "(a).selectors.pfNames"),
-        (json!({"resourceList": [{"resourceName": "a", "resourcePrefix": "Bad_Prefix", "selectors": {}}]}), "resourcePrefix"),
-        (json!({"resourceList": [{"resourceName": "a", "selectors": {}, "extra": 1}]}), "(a).extra"),
-        (json!({"resourceList": [{"resourceName": "a", "selectors": {}}, {"resourceName": "a", "resourcePrefix": "intel.com", "selectors": {}}]}), "resourceList[1].resourceName"),
-        (json!({"resourceList": [{"resourceName": "a", "selectors": {}, "additionalInfo": {"*": 1}}]}), "additionalInfo"),
+        (
+            json!({"resourceList": [{"selectors": {}}]}),
+            "resourceList[0] (?).resourceName",
+        ),
+        (
+            json!({"resourceList": [{"resourceName": "a.b", "selectors": {}}]}),
+            "resourceName",
+        ),
+        (
+            json!({"resourceList": [{"resourceName": "a"}]}),
+            "resourceList[0] (a).selectors",
+        ),
+        (
+            json!({"resourceList": [{"resourceName": "a", "selectors": []}]}),
+            "(a).selectors",
+        ),
+        (
+            json!({"resourceList": [{"resourceName": "a", "selectors": {"vendor": ["8086"]}}]}),
+            "(a).selectors.vendor",
+        ),
+        (
+            json!({"resourceList": [{"resourceName": "a", "selectors": [{}, {"vendors": ["zz"]}]}]}),
+            "(a).selectors[1].vendors",
+        ),
+        (
+            json!({"resourceList": [{"resourceName": "a", "selectors": {"pfNames": ["ens1#3-1"]}}]}),
+            "pfNames",
+        ),
+        (
+            json!({"resourceList": [{"resourceName": "a", "selectors": {"pfNames": ["#1"]}}]}),
+            "pfNames",
+        ),
+        (
+            json!({"resourceList": [{"resourceName": "a", "selectors": {"pfNames": ["e#x"]}}]}),
+            "pfNames",
+        ),
+        (
+            json!({"resourceList": [{"resourceName": "a", "selectors": {"rootDevices": ["ens1f0#1"]}}]}),
+            "rootDevices",
+        ),
+        (
+            json!({"resourceList": [{"resourceName": "a", "selectors": {"pciAddresses": ["1:2"]}}]}),
+            "pciAddresses",
+        ),
+        (
+            json!({"resourceList": [{"resourceName": "a", "selectors": {"isRdma": "yes"}}]}),
+            "isRdma",
+        ),
+        (
+            json!({"resourceList": [{"resourceName": "a", "selectors": {"isRdma": true, "vdpaType": "vhost"}}]}),
+            "vdpaType",
+        ),
+        (
+            json!({"resourceList": [{"resourceName": "a", "deviceType": "gpu", "selectors": {}}]}),
+            "deviceType",
+        ),
+        (
+            json!({"resourceList": [{"resourceName": "a", "deviceType": "accelerator", "selectors": {"pfNames": ["x"]}}]}),
+            "(a).selectors.pfNames",
+        ),
+        (
+            json!({"resourceList": [{"resourceName": "a", "resourcePrefix": "Bad_Prefix", "selectors": {}}]}),
+            "resourcePrefix",
+        ),
+        (
+            json!({"resourceList": [{"resourceName": "a", "selectors": {}, "extra": 1}]}),
+            "(a).extra",
+        ),
+        (
+            json!({"resourceList": [{"resourceName": "a", "selectors": {}}, {"resourceName": "a", "resourcePrefix": "intel.com", "selectors": {}}]}),
+            "resourceList[1].resourceName",
+        ),
+        (
+            json!({"resourceList": [{"resourceName": "a", "selectors": {}, "additionalInfo": {"*": 1}}]}),
+            "additionalInfo",
+        ),
     ] {
         let e = parse(doc.clone()).unwrap_err().to_string();
         assert!(e.contains(needle), "{doc}: {e}");

@@ -72,7 +72,9 @@ fn conflist_plugins_get_name_and_version() {
         ]
     });
     let cfg = NetworkConfig::from_value(list.clone()).unwrap();
-    let NetworkConfig::List(l) = &cfg else { panic!("not a list") };
+    let NetworkConfig::List(l) = &cfg else {
+        panic!("not a list")
+    };
     assert_eq!(l.disable_check, Some(true));
     assert_eq!(l.disable_gc, Some(false));
     assert_eq!(l.version().unwrap(), CniVersion::V1_1_0);
@@ -121,13 +123,41 @@ fn missing_version_is_0_1_0() {
 fn invalid_configs_name_the_culprit() {
     let cases = [
         (json!({"cniVersion": "1.0.0", "name": "n"}), "type", 7),
-        (json!({"cniVersion": "1.0.0", "name": "n", "type": "../x"}), "type", 7),
-        (json!({"cniVersion": "1.0.0", "name": "a/b", "type": "x"}), "name", 7),
-        (json!({"cniVersion": "9.0.0", "name": "n", "type": "x"}), "9.0.0", 1),
-        (json!({"cniVersion": "1.0.0", "name": "n", "type": "x", "ipam": {"subnet": "x"}}), "ipam.type", 7),
-        (json!({"cniVersion": "1.0.0", "name": "n", "type": "x", "ipam": {"type": "/bin/sh"}}), "ipam.type", 7),
-        (json!({"cniVersion": "1.0.0", "name": "n", "type": "x", "disableCheck": 3}), "disableCheck", 6),
-        (json!({"cniVersion": "1.0.0", "name": "n", "type": 5}), "type", 6),
+        (
+            json!({"cniVersion": "1.0.0", "name": "n", "type": "../x"}),
+            "type",
+            7,
+        ),
+        (
+            json!({"cniVersion": "1.0.0", "name": "a/b", "type": "x"}),
+            "name",
+            7,
+        ),
+        (
+            json!({"cniVersion": "9.0.0", "name": "n", "type": "x"}),
+            "9.0.0",
+            1,
+        ),
+        (
+            json!({"cniVersion": "1.0.0", "name": "n", "type": "x", "ipam": {"subnet": "x"}}),
+            "ipam.type",
+            7,
+        ),
+        (
+            json!({"cniVersion": "1.0.0", "name": "n", "type": "x", "ipam": {"type": "/bin/sh"}}),
+            "ipam.type",
+            7,
+        ),
+        (
+            json!({"cniVersion": "1.0.0", "name": "n", "type": "x", "disableCheck": 3}),
+            "disableCheck",
+            6,
+        ),
+        (
+            json!({"cniVersion": "1.0.0", "name": "n", "type": 5}),
+            "type",
+            6,
+        ),
     ];
     for (v, needle, code) in cases {
         let e = NetConf::from_value(v.clone()).unwrap_err();
@@ -135,16 +165,28 @@ fn invalid_configs_name_the_culprit() {
         assert_eq!(e.code().as_u32(), code, "{v}: {e}");
     }
     for (v, needle) in [
-        (json!({"cniVersion": "1.0.0", "plugins": [{"type": "x"}]}), "name"),
-        (json!({"cniVersion": "1.0.0", "name": "n", "plugins": []}), "plugins"),
-        (json!({"cniVersion": "1.0.0", "name": "n", "plugins": [{"bridge": "x"}]}), "plugins[0].type"),
+        (
+            json!({"cniVersion": "1.0.0", "plugins": [{"type": "x"}]}),
+            "name",
+        ),
+        (
+            json!({"cniVersion": "1.0.0", "name": "n", "plugins": []}),
+            "plugins",
+        ),
+        (
+            json!({"cniVersion": "1.0.0", "name": "n", "plugins": [{"bridge": "x"}]}),
+            "plugins[0].type",
+        ),
         (json!([1, 2]), "network config"),
     ] {
         let e = NetworkConfig::from_value(v.clone()).unwrap_err();
         assert!(e.to_string().contains(needle), "{v}: {e}");
     }
     assert_eq!(
-        NetConf::from_slice(b"{\"type\": ").unwrap_err().code().as_u32(),
+        NetConf::from_slice(b"{\"type\": ")
+            .unwrap_err()
+            .code()
+            .as_u32(),
         6
     );
 }

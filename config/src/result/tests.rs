@@ -45,7 +45,10 @@ fn down_to_1_0_0_drops_1_1_fields() {
     assert!(v["interfaces"][1].get("pciID").is_none());
     assert!(v["interfaces"][2].get("socketPath").is_none());
     assert_eq!(v["interfaces"][1]["sandbox"], "/var/run/netns/blue");
-    assert_eq!(v["routes"][0], json!({"dst": "0.0.0.0/0", "gw": "10.1.0.1"}));
+    assert_eq!(
+        v["routes"][0],
+        json!({"dst": "0.0.0.0/0", "gw": "10.1.0.1"})
+    );
     assert!(v["ips"][0].get("version").is_none());
 }
 
@@ -160,8 +163,14 @@ fn prev_result_takes_the_config_version() {
 #[test]
 fn bad_results_are_rejected_with_the_field() {
     for (bad, field) in [
-        (json!({"cniVersion": "1.0.0", "ips": [{"address": "10.0.0.2"}]}), "ips[0].address"),
-        (json!({"cniVersion": "1.0.0", "routes": [{"dst": "nope"}]}), "routes[0].dst"),
+        (
+            json!({"cniVersion": "1.0.0", "ips": [{"address": "10.0.0.2"}]}),
+            "ips[0].address",
+        ),
+        (
+            json!({"cniVersion": "1.0.0", "routes": [{"dst": "nope"}]}),
+            "routes[0].dst",
+        ),
         (
             json!({"cniVersion": "1.0.0", "interfaces": [{"name": "a"}],
                    "ips": [{"address": "10.0.0.2/8", "interface": 3}]}),

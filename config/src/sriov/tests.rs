@@ -25,7 +25,14 @@ fn every_sriov_cni_key() {
     }))
     .unwrap();
     assert_eq!(c.device_id.as_deref(), Some("0000:01:10.0"));
-    assert_eq!(c.vlan, Some(VlanConfig { id: 100, qos: 2, proto: VlanProto::Dot1Ad }));
+    assert_eq!(
+        c.vlan,
+        Some(VlanConfig {
+            id: 100,
+            qos: 2,
+            proto: VlanProto::Dot1Ad
+        })
+    );
     assert_eq!(c.vlan.unwrap().proto.ethertype(), 0x88a8);
     assert_eq!(c.mac.as_deref(), Some("02:00:00:00:00:aa"));
     assert_eq!((c.spoofchk, c.trust), (Some(true), Some(false)));
@@ -37,12 +44,27 @@ fn every_sriov_cni_key() {
 
 #[test]
 fn defaults_and_go_style_keys() {
-    let c = parse(json!({"deviceID": "0000:01:10.0", "VLAN": 5, "MAC": "02:00:00:00:00:01"})).unwrap();
-    assert_eq!(c.vlan, Some(VlanConfig { id: 5, qos: 0, proto: VlanProto::Dot1Q }));
+    let c =
+        parse(json!({"deviceID": "0000:01:10.0", "VLAN": 5, "MAC": "02:00:00:00:00:01"})).unwrap();
+    assert_eq!(
+        c.vlan,
+        Some(VlanConfig {
+            id: 5,
+            qos: 0,
+            proto: VlanProto::Dot1Q
+        })
+    );
     assert_eq!(c.mac.as_deref(), Some("02:00:00:00:00:01"));
     let c = parse(json!({})).unwrap();
-    assert_eq!(c, SriovConf { data_dir: DEFAULT_DATA_DIR.into(), ..Default::default() });
-    let c = parse(json!({"vlan": 0, "mtu": 9000, "dataDir": "/run/vfplex/sriov", "mac": ""})).unwrap();
+    assert_eq!(
+        c,
+        SriovConf {
+            data_dir: DEFAULT_DATA_DIR.into(),
+            ..Default::default()
+        }
+    );
+    let c =
+        parse(json!({"vlan": 0, "mtu": 9000, "dataDir": "/run/vfplex/sriov", "mac": ""})).unwrap();
     assert_eq!(c.vlan.unwrap().id, 0);
     assert_eq!(c.mtu, Some(9000));
     assert_eq!(c.data_dir, "/run/vfplex/sriov");
@@ -62,13 +84,20 @@ fn runtime_device_id_wins() {
 #[test]
 fn mac_precedence() {
     let c = parse(json!({"mac": "02:00:00:00:00:01"})).unwrap();
-    assert_eq!(c.effective_mac(None, None).unwrap().as_deref(), Some("02:00:00:00:00:01"));
     assert_eq!(
-        c.effective_mac(Some("02:00:00:00:00:02"), None).unwrap().as_deref(),
+        c.effective_mac(None, None).unwrap().as_deref(),
+        Some("02:00:00:00:00:01")
+    );
+    assert_eq!(
+        c.effective_mac(Some("02:00:00:00:00:02"), None)
+            .unwrap()
+            .as_deref(),
         Some("02:00:00:00:00:02")
     );
     assert_eq!(
-        c.effective_mac(Some("02:00:00:00:00:02"), Some("02:00:00:00:00:03")).unwrap().as_deref(),
+        c.effective_mac(Some("02:00:00:00:00:02"), Some("02:00:00:00:00:03"))
+            .unwrap()
+            .as_deref(),
         Some("02:00:00:00:00:03")
     );
     assert!(c.effective_mac(Some("bogus"), None).is_err());
@@ -78,7 +107,10 @@ fn mac_precedence() {
 fn invalid_values_name_field_and_value() {
     for (extra, needle) in [
         (json!({"deviceID": "0000:01:10"}), "deviceID"),
-        (json!({"runtimeConfig": {"deviceID": "../x"}}), "runtimeConfig.deviceID"),
+        (
+            json!({"runtimeConfig": {"deviceID": "../x"}}),
+            "runtimeConfig.deviceID",
+        ),
         (json!({"vlan": 4095}), "vlan"),
         (json!({"vlan": -1}), "vlan"),
         (json!({"vlanQoS": 1}), "vlanQoS"),
@@ -92,7 +124,10 @@ fn invalid_values_name_field_and_value() {
         (json!({"trust": "true"}), "trust"),
         (json!({"link_state": "down"}), "link_state"),
         (json!({"min_tx_rate": -5}), "min_tx_rate"),
-        (json!({"min_tx_rate": 200, "max_tx_rate": 100}), "min_tx_rate"),
+        (
+            json!({"min_tx_rate": 200, "max_tx_rate": 100}),
+            "min_tx_rate",
+        ),
         (json!({"mtu": 10}), "mtu"),
         (json!({"dataDir": "relative/dir"}), "dataDir"),
         (json!({"dataDir": "/var/lib/../../etc"}), "dataDir"),

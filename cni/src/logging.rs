@@ -1,0 +1,114 @@
+//! Logging for CNI plugins: tracing to stderr or to a log file, never stdout
+//! (stdout belongs to the result JSON). Level and file come from the config's
+//! `logLevel` / `logFile` (and Multus's `logToStderr`), with the names sriov-cni
+//! and Multus users already write.
+
+use std::fs::OpenOptions;
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use serde_json::Value;
+use tracing::level_filters::LevelFilter;
+
+/// Where and how much a plugin logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    pub level: LevelFilter,
+    pub file: Option<PathBuf>,
+    pub to_stderr: bool,
+}
+
+impl LogSettings {
+    /// Read `logLevel`, `logFile` and `logToStderr` from a config document;
+    /// `default_level` applies when it names none.
+    pub fn from_config(conf: Option<&Value>, default_level: LevelFilter) -> Self {
+        let get = |k: &str| conf.and_then(|c| c.get(k));
+        let level = get("logLevel")
+            .and_then(Value::as_str)
+            .map(parse_level)
+            .unwrap_or(default_level);
+        let file = get("logFile")
+            .and_then(Value::as_str)
+            .filter(|f| f.starts_with('/') && !f.contains('\0'))
+            .map(PathBuf::from);
+        let to_stderr = get("logToStderr").and_then(Value::as_bool).unwrap_or(true);
+        LogSettings {
+            level,
+            file,
+            to_stderr,
+        }
+    }
+}
+
+/// Map the level words of sriov-cni (`panic`, `error`, `warning`, `info`,
+/// `debug`) and Multus (`panic`, `error`, `verbose`, `debug`) onto tracing levels.
+pub fn parse_level(s: &str) -> LevelFilter {
+    match s.to_ascii_lowercase().as_str() {
+        "panic" | "fatal" => LevelFilter::ERROR,
+        "error" => LevelFilter::ERROR,
+        "warning" | "warn" => LevelFilter::WARN,
+        "info" | "verbose" => LevelFilter::INFO,
+        "debug" => LevelFilter::DEBUG,
+        "trace" => LevelFilter::TRACE,
+        "off" | "none" => LevelFilter::OFF,
+        _ => LevelFilter::INFO,
+    }
+}
+
+/// Install the global subscriber. A log file that cannot be opened falls back to
+/// stderr, with a warning there; logging problems never fail the CNI operation.
+pub fn init(settings: &LogSettings) {
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(settings.level)
+        .with_ansi(false)
+        .with_target(false);
+    let mut fallback_warning = None;
+    if let Some(path) = &settings.file {
+        // 0600: logs may hold pod names and addresses.
+        match OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(file) => {
+                let _ = builder.with_writer(Mutex::new(file)).try_init();
+                return;
+            }
+            Err(e) => {
+                fallback_warning = Some(format!("cannot open log file {}: {e}", path.display()))
+            }
+        }
+    }
+    if settings.to_stderr || fallback_warning.is_some() {
+        let _ = builder.with_writer(io::stderr).try_init();
+    }
+    if let Some(w) = fallback_warning {
+        tracing::warn!("{w}; logging to stderr");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reads_the_upstream_keys() {
+        let s = LogSettings::from_config(
+            Some(&json!({"logLevel": "debug", "logFile": "/var/log/x.log", "logToStderr": false})),
+            LevelFilter::WARN,
+        );
+        assert_eq!(s.level, LevelFilter::DEBUG);
+        assert_eq!(s.file, Some(PathBuf::from("/var/log/x.log")));
+        assert!(!s.to_stderr);
+        let s =
+            LogSettings::from_config(Some(&json!({"logFile": "relative.log"})), LevelFilter::WARN);
+        assert_eq!((s.level, s.file), (LevelFilter::WARN, None));
+        assert_eq!(parse_level("verbose"), LevelFilter::INFO);
+        assert_eq!(parse_level("panic"), LevelFilter::ERROR);
+        assert_eq!(parse_level("Warning"), LevelFilter::WARN);
+    }
+}

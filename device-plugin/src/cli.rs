@@ -1,0 +1,130 @@
+//! The daemon's command line: the upstream flags (`--config-file`,
+//! `--resource-prefix`, accepted with one dash or two, as Go's flag package does)
+//! plus `--sysfs-root` and `--device-plugin-dir`.
+
+use std::path::PathBuf;
+
+use vfplex_config::device_plugin::{DEFAULT_CONFIG_FILE, DEFAULT_RESOURCE_PREFIX};
+
+pub const DEFAULT_SYSFS_ROOT: &str = "/sys";
+pub const DEFAULT_DEVICE_PLUGIN_DIR: &str = "/var/lib/kubelet/device-plugins";
+
+/// Parsed command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    pub config_file: PathBuf,
+    pub resource_prefix: String,
+    pub sysfs_root: PathBuf,
+    pub device_plugin_dir: PathBuf,
+    /// Load and validate the config, print the pools, exit.
+    pub check_config: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            config_file: DEFAULT_CONFIG_FILE.into(),
+            resource_prefix: DEFAULT_RESOURCE_PREFIX.into(),
+            sysfs_root: DEFAULT_SYSFS_ROOT.into(),
+            device_plugin_dir: DEFAULT_DEVICE_PLUGIN_DIR.into(),
+            check_config: false,
+        }
+    }
+}
+
+/// What the command line asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Run(Options),
+    Help,
+    Version,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CliError {
+    #[error("unknown flag {0:?} (see --help)")]
+    UnknownFlag(String),
+    #[error("flag {0} needs a value")]
+    MissingValue(String),
+}
+
+pub const USAGE: &str = "\
+vfplex-device-plugin: kubelet device plugin for SR-IOV VF pools
+
+  --config-file PATH        pool config, upstream format (default /etc/pcidp/config.json)
+  --resource-prefix PREFIX  default resource prefix (default intel.com)
+  --sysfs-root PATH         sysfs to discover devices in (default /sys)
+  --device-plugin-dir PATH  kubelet's device-plugin directory (default /var/lib/kubelet/device-plugins)
+  --check-config            validate the config, print the pools and exit
+  --version, --help
+";
+
+pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Action, CliError> {
+    let mut o = Options::default();
+    let mut it = args.into_iter();
+    while let Some(arg) = it.next() {
+        // Go's flag package takes -flag and --flag, and -flag=value.
+        let trimmed = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-'));
+        let Some(flag) = trimmed else {
+            return Err(CliError::UnknownFlag(arg));
+        };
+        let (name, inline) = match flag.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None => (flag, None),
+        };
+        let mut value = || -> Result<String, CliError> {
+            inline
+                .clone()
+                .or_else(|| it.next())
+                .ok_or_else(|| CliError::MissingValue(arg.clone()))
+        };
+        match name {
+            "config-file" => o.config_file = value()?.into(),
+            "resource-prefix" => o.resource_prefix = value()?,
+            "sysfs-root" => o.sysfs_root = value()?.into(),
+            "device-plugin-dir" => o.device_plugin_dir = value()?.into(),
+            "check-config" => o.check_config = true,
+            "help" | "h" => return Ok(Action::Help),
+            "version" => return Ok(Action::Version),
+            _ => return Err(CliError::UnknownFlag(arg)),
+        }
+    }
+    Ok(Action::Run(o))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<Action, CliError> {
+        parse(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn upstream_and_vfplex_flags() {
+        let Action::Run(o) = p(&[
+            "-config-file",
+            "/etc/x.json",
+            "--resource-prefix=example.org",
+            "--sysfs-root",
+            "/tmp/sys",
+            "--device-plugin-dir=/tmp/dp",
+        ])
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(o.config_file, PathBuf::from("/etc/x.json"));
+        assert_eq!(o.resource_prefix, "example.org");
+        assert_eq!(o.sysfs_root, PathBuf::from("/tmp/sys"));
+        assert_eq!(o.device_plugin_dir, PathBuf::from("/tmp/dp"));
+        assert_eq!(p(&[]).unwrap(), Action::Run(Options::default()));
+        assert_eq!(p(&["--help"]).unwrap(), Action::Help);
+        assert_eq!(p(&["--version"]).unwrap(), Action::Version);
+        assert!(matches!(p(&["--bogus"]), Err(CliError::UnknownFlag(_))));
+        assert!(matches!(p(&["stray"]), Err(CliError::UnknownFlag(_))));
+        assert!(matches!(
+            p(&["--config-file"]),
+            Err(CliError::MissingValue(_))
+        ));
+    }
+}
