@@ -1,1 +1,158 @@
-//! The SR-IOV lab harness (QEMU guest with an emulated igb NIC); scenarios arrive with the lab issue.
+//! The SR-IOV lab: boots a QEMU guest whose emulated Intel 82576 (`igb`) has real
+//! PCI virtual functions, runs the scenario scripts in `scenarios/` against the
+//! project's freshly built binaries, and reports per-scenario checks and the VF
+//! inventory. The same scenarios run on an operator's own NIC (`VFPLEX_LAB_PF`)
+//! or on netdevsim, through [`host`].
+
+pub mod assets;
+pub mod cpio;
+pub mod guest;
+pub mod host;
+pub mod report;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+pub use report::Report;
+
+/// Why a lab run did not produce a report.
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    /// The lab cannot run on this machine (not root, no way to install QEMU).
+    #[error("lab unavailable: {0}")]
+    Unavailable(String),
+    /// Preparing the run failed.
+    #[error("lab set-up failed: {0}")]
+    Setup(String),
+    /// The guest ran but did not finish its scenarios.
+    #[error("lab guest failed: {why}; console log {}; its tail:\n{tail}", log.display())]
+    Guest {
+        why: String,
+        log: PathBuf,
+        tail: String,
+    },
+}
+
+/// A scenario script and what its header asks for.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub name: String,
+    pub path: PathBuf,
+    /// `# requires: vf-netdevs`: cannot run on netdevsim.
+    pub needs_vf_netdevs: bool,
+    /// `# boot: iommu`
+    pub needs_iommu: bool,
+    /// `# boot: second-pf`
+    pub needs_second_pf: bool,
+}
+
+/// Every scenario in `hardware-tests/scenarios`, in name order; `VFPLEX_LAB_ONLY`
+/// (comma-separated substrings) narrows the set.
+pub fn scenarios() -> Vec<Scenario> {
+    let dir = assets::repo_root().join("hardware-tests/scenarios");
+    let only: Vec<String> = std::env::var("VFPLEX_LAB_ONLY")
+        .map(|s| s.split(',').map(str::to_string).collect())
+        .unwrap_or_default();
+    let mut out: Vec<Scenario> = std::fs::read_dir(&dir)
+        .map(|rd| rd.flatten().map(|e| e.path()).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "sh"))
+        .filter_map(|path| {
+            let name = path.file_stem()?.to_str()?.to_string();
+            if !only.is_empty() && !only.iter().any(|o| name.contains(o.as_str())) {
+                return None;
+            }
+            let text = std::fs::read_to_string(&path).ok()?;
+            let header = |key: &str, val: &str| {
+                text.lines()
+                    .take_while(|l| l.starts_with('#'))
+                    .any(|l| l.starts_with(&format!("# {key}:")) && l.contains(val))
+            };
+            Some(Scenario {
+                name,
+                needs_vf_netdevs: header("requires", "vf-netdevs"),
+                needs_iommu: header("boot", "iommu"),
+                needs_second_pf: header("boot", "second-pf"),
+                path,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// Whether this process runs as root (the lab and netdevsim need it).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// One boot for every scenario of this test binary: the options are the union of
+/// what the scenarios ask for. With `VFPLEX_LAB_PF` set, the scenarios run on
+/// that host NIC instead.
+fn run_all() -> Result<Report, LabError> {
+    if !is_root() {
+        return Err(LabError::Unavailable(
+            "the lab needs root (QEMU set-up, netns, VF sysfs)".into(),
+        ));
+    }
+    let all = scenarios();
+    if let Ok(pf) = std::env::var("VFPLEX_LAB_PF") {
+        return host::run_on_pf(&pf, &all);
+    }
+    let cfg = guest::GuestConfig {
+        second_pf: all.iter().any(|s| s.needs_second_pf),
+        iommu: all.iter().any(|s| s.needs_iommu),
+        scenarios: all.iter().map(|s| s.path.clone()).collect(),
+        ..Default::default()
+    };
+    let report = guest::boot(&cfg, "suite")?;
+    eprintln!("lab inventory:\n{}", report.inventory());
+    Ok(report)
+}
+
+static SUITE: OnceLock<Result<Report, String>> = OnceLock::new();
+
+/// The suite's report, booting the lab on first use. `None` (after a loud
+/// message) when the lab cannot run here; in CI (`CI` set) that is a failure.
+pub fn suite() -> Option<&'static Report> {
+    let result = SUITE.get_or_init(|| match run_all() {
+        Ok(r) => Ok(r),
+        Err(LabError::Unavailable(why)) => Err(format!("UNAVAILABLE {why}")),
+        Err(e) => Err(e.to_string()),
+    });
+    match result {
+        Ok(r) => Some(r),
+        Err(why) if why.starts_with("UNAVAILABLE") => {
+            if std::env::var_os("CI").is_some() {
+                panic!("the lab must run in CI, but: {why}");
+            }
+            eprintln!("\n======== SR-IOV LAB SKIPPED: {why} ========\n");
+            None
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Assert that `scenario` ran and every one of its checks passed.
+pub fn assert_scenario(scenario: &str) {
+    let Some(report) = suite() else { return };
+    if let Some(failure) = report.scenario_failure(scenario) {
+        let log = assets::cache_dir().join("logs/suite.log");
+        panic!(
+            "{failure}\nconsole log: {}\n{}",
+            log.display(),
+            guest::tail(Path::new(&log), 40)
+        );
+    }
+    for c in report.checks.iter().filter(|c| c.scenario == scenario) {
+        eprintln!("  {scenario}: {} ok", c.name);
+    }
+}

@@ -1,0 +1,48 @@
+#!/bin/busybox sh
+# PID 1 of the lab guest: mount the basics, load the NIC drivers, report the
+# PFs, run every scenario in /lab/scenarios in order, power off. Everything the
+# host reads is a console line starting with "VFPLEX-LAB: ".
+/bin/busybox --install -s /bin
+export PATH=/opt/vfplex/bin:/usr/sbin:/usr/bin:/sbin:/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t tmpfs -o mode=0755 tmpfs /run
+mount -t tmpfs tmpfs /tmp
+mkdir -p /run/netns /var/lib/cni
+say() { echo "VFPLEX-LAB: $*"; }
+
+. /lab/lab.env
+. /lab/lib.sh
+
+# Module order matters: igb needs dca and i2c-algo-bit; no modprobe here.
+for m in dca i2c-algo-bit igb igbvf; do
+    insmod "/lib/modules/lab/$m.ko" || say "ERROR insmod $m failed"
+done
+if [ "${LAB_IOMMU:-0}" = 1 ]; then
+    for m in irqbypass iommufd vfio vfio_iommu_type1 vfio-pci-core vfio-pci; do
+        [ -f "/lib/modules/lab/$m.ko" ] && { insmod "/lib/modules/lab/$m.ko" || say "WARN insmod $m failed"; }
+    done
+fi
+ip link set lo up
+
+# Wait for the PF netdevs the harness asked for.
+i=0
+while [ "$(lab_pfs | wc -w)" -lt "${LAB_PF_COUNT:-1}" ] && [ $i -lt 100 ]; do
+    sleep 0.1
+    i=$((i + 1))
+done
+say "BOOTED kernel=$(uname -r) pfs=$(lab_pfs | tr '\n' ' ')"
+for pf in $(lab_pfs); do
+    say "PF name=$pf pci=$(lab_pci_of "$pf") totalvfs=$(cat /sys/class/net/$pf/device/sriov_totalvfs) driver=$(lab_driver_of "$(lab_pci_of "$pf")")"
+done
+
+for s in /lab/scenarios/*.sh; do
+    name=$(basename "$s" .sh)
+    say "BEGIN $name"
+    SCENARIO=$name sh -c ". /lab/lab.env; . /lab/lib.sh; . $s"
+    say "END $name rc=$?"
+done
+say DONE
+sync
+poweroff -f

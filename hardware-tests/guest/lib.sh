@@ -1,0 +1,157 @@
+# lib.sh: helpers for lab scenarios. Sourced in the QEMU guest and, for a
+# bring-your-own-NIC run, on a real host: nothing here assumes which.
+# Results are console lines: "VFPLEX-LAB: CHECK <scenario> <name> ok|FAIL <detail>".
+
+say() { echo "VFPLEX-LAB: $*"; }
+
+# iproute2, not busybox's ip applet (which cannot set VF attributes and which a
+# static busybox shell prefers over PATH): a function wins over both.
+for _ip in /usr/sbin/ip /sbin/ip /usr/bin/ip; do
+    if [ -x "$_ip" ]; then
+        eval "ip() { $_ip \"\$@\"; }"
+        break
+    fi
+done
+
+# PFs: netdevs whose PCI device can have VFs. A named PF (bring your own NIC)
+# restricts the list to it.
+lab_pfs() {
+    if [ -n "${LAB_PF:-}" ]; then
+        echo "$LAB_PF"
+        return
+    fi
+    for d in /sys/class/net/*; do
+        [ -e "$d/device/sriov_totalvfs" ] && basename "$d"
+    done | sort
+}
+
+lab_first_pf() { lab_pfs | head -1; }
+
+lab_pci_of() { basename "$(readlink -f "/sys/class/net/$1/device")"; }
+
+lab_driver_of() {
+    if [ -e "/sys/bus/pci/devices/$1/driver" ]; then
+        basename "$(readlink -f "/sys/bus/pci/devices/$1/driver")"
+    else
+        echo none
+    fi
+}
+
+# lab_vf_pci PF INDEX -> PCI address of VF INDEX.
+lab_vf_pci() { basename "$(readlink -f "/sys/class/net/$1/device/virtfn$2")"; }
+
+# lab_vf_netdev PF INDEX -> the VF's netdev name in this namespace (empty if none).
+lab_vf_netdev() {
+    ls "/sys/bus/pci/devices/$(lab_vf_pci "$1" "$2")/net" 2>/dev/null | head -1
+}
+
+# lab_create_vfs PF N: set sriov_numvfs to N (via 0, as the kernel requires) and
+# wait until every VF has its driver's netdev. Remembers the original count so
+# lab_restore_vfs can put the PF back as it was found.
+lab_create_vfs() {
+    pf=$1 n=$2 f=/sys/class/net/$1/device/sriov_numvfs
+    [ -n "${LAB_ORIG_NUMVFS:-}" ] || LAB_ORIG_NUMVFS=$(cat "$f")
+    echo 0 >"$f"
+    echo "$n" >"$f" || return 1
+    i=0
+    # Changing sriov_numvfs resets igb: the PF loses carrier for a moment, and
+    # igb refuses VF rates (EINVAL) until its link speed is known again.
+    if [ "$(cat "/sys/class/net/$pf/operstate" 2>/dev/null)" != down ]; then
+        lab_wait_carrier "$pf" 50 || true
+    fi
+    # netdevsim VFs have no netdevs: nothing to wait for.
+    [ "${LAB_NO_VF_NETDEVS:-0}" = 1 ] && return 0
+    while [ $i -lt 100 ]; do
+        ready=0 v=0
+        while [ $v -lt "$n" ]; do
+            [ -n "$(lab_vf_netdev "$pf" $v)" ] && ready=$((ready + 1))
+            v=$((v + 1))
+        done
+        [ $ready -eq "$n" ] && return 0
+        sleep 0.1
+        i=$((i + 1))
+    done
+    return 1
+}
+
+lab_restore_vfs() {
+    [ -n "${LAB_ORIG_NUMVFS:-}" ] || return 0
+    f=/sys/class/net/$1/device/sriov_numvfs
+    echo 0 >"$f"
+    [ "$LAB_ORIG_NUMVFS" -gt 0 ] && echo "$LAB_ORIG_NUMVFS" >"$f"
+    LAB_ORIG_NUMVFS=
+}
+
+# One line per VF: the inventory the harness prints.
+lab_inventory() {
+    pf=$1 v=0
+    n=$(cat "/sys/class/net/$pf/device/sriov_numvfs")
+    while [ $v -lt "$n" ]; do
+        pci=$(lab_vf_pci "$pf" $v)
+        dev=/sys/bus/pci/devices/$pci
+        say "VF pf=$pf pf_pci=$(lab_pci_of "$pf") index=$v pci=$pci vendor=$(cat $dev/vendor) device=$(cat $dev/device) driver=$(lab_driver_of "$pci") netdev=$(lab_vf_netdev "$pf" $v)"
+        v=$((v + 1))
+    done
+}
+
+# lab_wait_carrier IFACE [tenths]: the igb PF needs carrier before rates apply.
+lab_wait_carrier() {
+    i=0
+    while [ "$(cat "/sys/class/net/$1/carrier" 2>/dev/null)" != 1 ] && [ $i -lt "${2:-50}" ]; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+    [ "$(cat "/sys/class/net/$1/carrier" 2>/dev/null)" = 1 ]
+}
+
+# retry TENTHS CMD...: run CMD until it succeeds, at most TENTHS times 0.1 s apart.
+# For NIC quirks with no event to wait for, e.g. igb refusing VF rates (EINVAL)
+# until the reset that follows a sriov_numvfs change has brought the link back.
+retry() {
+    n=$1
+    shift
+    i=1
+    until out=$("$@" 2>&1); do
+        [ $i -ge "$n" ] && { echo "$out"; return 1; }
+        sleep 0.1
+        i=$((i + 1))
+    done
+}
+
+# check NAME CMD...: run CMD, report ok or FAIL with its output.
+check() {
+    name=$1
+    shift
+    if out=$("$@" 2>&1); then
+        say "CHECK $SCENARIO $name ok"
+    else
+        say "CHECK $SCENARIO $name FAIL $(echo "$out" | tr '\n' ' ' | cut -c1-300)"
+    fi
+}
+
+# check_fails NAME PATTERN CMD...: CMD must fail and its output match PATTERN.
+check_fails() {
+    name=$1 pattern=$2
+    shift 2
+    if out=$("$@" 2>&1); then
+        say "CHECK $SCENARIO $name FAIL expected failure, got success: $(echo "$out" | tr '\n' ' ' | cut -c1-200)"
+    elif echo "$out" | grep -q -- "$pattern"; then
+        say "CHECK $SCENARIO $name ok"
+    else
+        say "CHECK $SCENARIO $name FAIL output lacks '$pattern': $(echo "$out" | tr '\n' ' ' | cut -c1-200)"
+    fi
+}
+
+# contains HAYSTACK NEEDLE: for check; prints the haystack when the needle is missing.
+contains() {
+    case "$1" in
+    *"$2"*) return 0 ;;
+    *) echo "'$2' not in: $1"; return 1 ;;
+    esac
+}
+
+# measure NAME MILLISECONDS: a number for the report (never a pass/fail).
+measure() { say "MEASURE $SCENARIO $1 $2"; }
+
+# now_ms: milliseconds since boot, from /proc/uptime (busybox date has no %N).
+now_ms() { awk '{printf "%d\n", $1 * 1000}' /proc/uptime; }

@@ -1,0 +1,45 @@
+# 00-lab: the lab checks itself. VFs are created with the igbvf driver and their
+# netdevs, one VF netdev moves into a network namespace, and two VFs in two
+# namespaces reach each other through the NIC's internal switch.
+# requires: vf-netdevs
+PF=$(lab_first_pf)
+check pf-present test -n "$PF"
+ip link set "$PF" up
+check pf-carrier lab_wait_carrier "$PF"
+
+check create-4-vfs lab_create_vfs "$PF" 4
+lab_inventory "$PF"
+check vf-count test "$(cat /sys/class/net/$PF/device/sriov_numvfs)" -eq 4
+check vf0-driver-igbvf test "$(lab_driver_of "$(lab_vf_pci "$PF" 0)")" = igbvf
+check vf0-physfn test "$(basename "$(readlink -f /sys/bus/pci/devices/$(lab_vf_pci "$PF" 0)/physfn)")" = "$(lab_pci_of "$PF")"
+
+A=$(lab_vf_netdev "$PF" 2)
+B=$(lab_vf_netdev "$PF" 3)
+ip netns add lab-a
+ip netns add lab-b
+check move-vf2 ip link set "$A" netns lab-a
+check move-vf3 ip link set "$B" netns lab-b
+check vf2-gone-from-host test ! -e "/sys/class/net/$A"
+ip -n lab-a link set "$A" name net1
+ip -n lab-b link set "$B" name net1
+ip -n lab-a addr add 10.56.0.10/24 dev net1
+ip -n lab-b addr add 10.56.0.11/24 dev net1
+ip -n lab-a link set net1 up
+ip -n lab-b link set net1 up
+i=0
+while [ "$(ip netns exec lab-a cat /sys/class/net/net1/carrier 2>/dev/null)" != 1 ] && [ $i -lt 50 ]; do
+    sleep 0.1
+    i=$((i + 1))
+done
+check ping-vf-to-vf ip netns exec lab-a ping -c 3 -W 2 10.56.0.11
+
+# Deleting a namespace hands a physical netdev back to the host.
+ip netns del lab-a
+ip netns del lab-b
+i=0
+while [ -z "$(lab_vf_netdev "$PF" 3)" ] && [ $i -lt 50 ]; do
+    sleep 0.1
+    i=$((i + 1))
+done
+check vf-returns-on-netns-delete test -n "$(lab_vf_netdev "$PF" 3)"
+lab_restore_vfs "$PF"

@@ -1,0 +1,68 @@
+//! The lab suite: one guest boot runs every scenario; each test asserts one.
+//! Run with `cargo test --release -p hardware-tests -- --nocapture` to see the
+//! VF inventory and every check.
+
+#[test]
+fn lab_00_vfs_netns_and_ping() {
+    hardware_tests::assert_scenario("00-lab");
+}
+
+#[test]
+fn lab_01_pf_side_vf_attributes() {
+    hardware_tests::assert_scenario("01-pf-attributes");
+}
+
+#[test]
+fn lab_02_vf_to_vfio_pci_with_iommu() {
+    hardware_tests::assert_scenario("02-vfio");
+}
+
+#[test]
+fn lab_03_second_pf() {
+    hardware_tests::assert_scenario("03-two-pfs");
+}
+
+#[test]
+fn inventory_shows_the_vfs() {
+    let Some(report) = hardware_tests::suite() else {
+        return;
+    };
+    let inventory = report.inventory();
+    if std::env::var_os("VFPLEX_LAB_PF").is_some() {
+        assert!(
+            !report.vfs.is_empty(),
+            "no VF in the inventory:\n{inventory}"
+        );
+        return;
+    }
+    // The emulated 82576: VFs 8086:10ca on igbvf at 0000:01:10.x.
+    let igb_vf = |vf: &std::collections::BTreeMap<String, String>| {
+        vf.get("driver").is_some_and(|d| d == "igbvf")
+            && vf.get("device").is_some_and(|d| d == "0x10ca")
+            && vf.get("pci").is_some_and(|p| p.starts_with("0000:01:10."))
+    };
+    assert!(
+        report.vfs.iter().any(igb_vf),
+        "no igbvf VF in the inventory:\n{inventory}"
+    );
+}
+
+#[test]
+fn netdevsim_pf_side_scenarios() {
+    if !hardware_tests::is_root() {
+        eprintln!("netdevsim: needs root; PF-side netdevsim run skipped");
+        return;
+    }
+    match hardware_tests::host::run_on_netdevsim(&hardware_tests::scenarios()) {
+        None => eprintln!("netdevsim: not in this kernel (/sys/bus/netdevsim missing); PF-side netdevsim run skipped"),
+        Some(Err(e)) => panic!("{e}"),
+        Some(Ok(report)) => {
+            let failures: Vec<String> = report
+                .begun
+                .iter()
+                .filter_map(|s| report.scenario_failure(s))
+                .collect();
+            assert!(failures.is_empty(), "{failures:?}");
+        }
+    }
+}
