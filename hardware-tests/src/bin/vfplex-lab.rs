@@ -56,8 +56,15 @@ fn main() -> ExitCode {
         println!("measure {s} {name} = {value}");
     }
     // A scenario that never finished (its script died) counts as a failure too.
-    let unfinished = chosen.iter().filter(|s| !report.ended.contains_key(&s.name)).count();
-    println!("{} passed, {} failed", report.checks.len() - failed, failed + unfinished);
+    let unfinished = chosen
+        .iter()
+        .filter(|s| !report.ended.contains_key(&s.name))
+        .count();
+    println!(
+        "{} passed, {} failed",
+        report.checks.len() - failed,
+        failed + unfinished
+    );
     if failed + unfinished == 0 {
         ExitCode::SUCCESS
     } else {
