@@ -8,6 +8,7 @@
 mod dispatch;
 pub mod env;
 pub mod exec;
+pub mod sysfs;
 mod logging;
 
 pub use dispatch::{handle, run, Outcome, Plugin, Request};
