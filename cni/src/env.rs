@@ -104,6 +104,15 @@ impl CniArgs {
         Ok(CniArgs(pairs))
     }
 
+    /// Back to the `K1=V1;K2=V2` form, for a delegate's environment.
+    pub fn to_env_string(&self) -> String {
+        self.0
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(";")
+    }
+
     /// The last value of `key` (a later pair overrides an earlier one).
     pub fn get(&self, key: &str) -> Option<&str> {
         self.0
@@ -294,5 +303,6 @@ mod tests {
         assert_eq!(a.get("B"), Some(""));
         assert_eq!(CniArgs::parse("").unwrap(), CniArgs::default());
         assert_eq!(CniArgs::parse("K=a=b").unwrap().get("K"), Some("a=b"));
+        assert_eq!(a.to_env_string(), "A=1;B=;A=2");
     }
 }

@@ -8,8 +8,9 @@
 mod dispatch;
 pub mod env;
 pub mod exec;
-pub mod sysfs;
 mod logging;
+pub mod netns;
+pub mod sysfs;
 
 pub use dispatch::{handle, run, Outcome, Plugin, Request};
 pub use env::{CniArgs, Command, EnvError};

@@ -142,14 +142,17 @@ impl Sysfs {
             return Err(SysfsError::NotAVf(pci));
         };
         let pf_dev = self.pci_device(&pf_pci);
-        let pf_name = first_entry(&pf_dev.join("net")).ok_or_else(|| SysfsError::PfWithoutNetdev {
-            pci: pci.clone(),
-            pf_pci: pf_pci.clone(),
-        })?;
-        let index = self.vf_index(&pf_dev, &pci).ok_or_else(|| SysfsError::IndexNotFound {
-            pci: pci.clone(),
-            pf_pci: pf_pci.clone(),
-        })?;
+        let pf_name =
+            first_entry(&pf_dev.join("net")).ok_or_else(|| SysfsError::PfWithoutNetdev {
+                pci: pci.clone(),
+                pf_pci: pf_pci.clone(),
+            })?;
+        let index = self
+            .vf_index(&pf_dev, &pci)
+            .ok_or_else(|| SysfsError::IndexNotFound {
+                pci: pci.clone(),
+                pf_pci: pf_pci.clone(),
+            })?;
         let netdev = first_entry(&dev.join("net"));
         let driver = self.driver(&pci);
         Ok(VfInfo {
@@ -199,7 +202,10 @@ pub mod fixture {
         fs::create_dir_all(drivers.join("igb"))?;
         symlink(drivers.join("igb"), pf.join("driver"))?;
         fs::create_dir_all(root.join("class/net"))?;
-        symlink(pf.join("net").join(pf_name), root.join("class/net").join(pf_name))?;
+        symlink(
+            pf.join("net").join(pf_name),
+            root.join("class/net").join(pf_name),
+        )?;
         for (i, (vf_pci, netdev, driver)) in vfs.iter().enumerate() {
             let vf = devices.join(vf_pci);
             fs::create_dir_all(&vf)?;
@@ -266,15 +272,29 @@ mod tests {
     fn clear_errors() {
         let t = tree();
         let s = Sysfs::new(t.path());
-        assert_eq!(s.vf("0000:01:00.0"), Err(SysfsError::IsPf { pci: "0000:01:00.0".into() }));
-        assert_eq!(s.vf("0000:09:00.0"), Err(SysfsError::UnknownDevice("0000:09:00.0".into())));
-        assert_eq!(s.vf("0000:00:1f.0"), Err(SysfsError::NotAVf("0000:00:1f.0".into())));
+        assert_eq!(
+            s.vf("0000:01:00.0"),
+            Err(SysfsError::IsPf {
+                pci: "0000:01:00.0".into()
+            })
+        );
+        assert_eq!(
+            s.vf("0000:09:00.0"),
+            Err(SysfsError::UnknownDevice("0000:09:00.0".into()))
+        );
+        assert_eq!(
+            s.vf("0000:00:1f.0"),
+            Err(SysfsError::NotAVf("0000:00:1f.0".into()))
+        );
         assert!(matches!(s.vf("../../etc"), Err(SysfsError::BadAddress(_))));
         let e = s.vf("0000:01:00.0").unwrap_err().to_string();
         assert!(e.contains("0000:01:00.0") && e.contains("not a VF"), "{e}");
         // A VF whose PF lost its netdev.
         fs::remove_dir_all(t.path().join("bus/pci/devices/0000:01:00.0/net")).unwrap();
-        assert!(matches!(s.vf("0000:01:10.0"), Err(SysfsError::PfWithoutNetdev { .. })));
+        assert!(matches!(
+            s.vf("0000:01:10.0"),
+            Err(SysfsError::PfWithoutNetdev { .. })
+        ));
         assert!(s.pci_of_netdev("../x").is_none());
     }
 }

@@ -1,42 +1,36 @@
-//! sriov plugin: attaches one SR-IOV VF to a pod. Until the VF plumbing lands it
-//! validates the sriov-cni config, answers VERSION, and refuses every verb with a
-//! CNI error; it never claims success.
+//! sriov plugin: attaches one SR-IOV VF to a pod, drop-in for sriov-cni.
+//! One file per verb (`add`, `del`, `check`); `vf` owns the PF-side VF
+//! attributes, `release` the way back, `state` the saved state and locks.
 
+pub mod add;
+pub mod check;
+pub mod del;
+pub mod error;
+pub mod ipam;
+pub mod netlink;
+pub mod release;
+pub mod state;
+pub mod vf;
+
+use vfplex_cni::sysfs::Sysfs;
 use vfplex_cni::{Plugin, Request};
-use vfplex_config::sriov::SriovConf;
-use vfplex_config::{CniError, CniResult, ConfigError, ErrorCode};
+use vfplex_config::gc::valid_attachments;
+use vfplex_config::sriov::{SriovConf, DEFAULT_DATA_DIR};
+use vfplex_config::{CniResult, ErrorCode};
 
-/// Errors of the SR-IOV plugin; each maps onto one CNI error code.
-#[derive(Debug, thiserror::Error)]
-pub enum SriovError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The verb is not available in this build.
-    #[error("sriov: {verb} is not available in this build (VF plumbing is not implemented yet)")]
-    NotAvailable { verb: &'static str },
-}
+pub use error::SriovError;
 
-impl From<SriovError> for CniError {
-    fn from(e: SriovError) -> Self {
-        match e {
-            SriovError::Config(c) => c.into(),
-            e @ SriovError::NotAvailable { .. } => {
-                CniError::new(ErrorCode::PluginNotAvailable, e.to_string())
-            }
-        }
-    }
-}
-
-/// The SR-IOV plugin.
+/// The SR-IOV plugin and its one seam: the sysfs root.
 #[derive(Debug, Default)]
-pub struct SriovPlugin;
+pub struct SriovPlugin {
+    pub sysfs: Sysfs,
+}
 
 impl SriovPlugin {
-    fn refuse(&self, req: &Request, verb: &'static str) -> SriovError {
-        // Bad config is reported as such, before anything else.
-        match SriovConf::from_netconf(&req.conf) {
-            Err(e) => e.into(),
-            Ok(_) => SriovError::NotAvailable { verb },
+    /// sysfs from `VFPLEX_SYSFS_ROOT`, else `/sys`.
+    pub fn from_env() -> Self {
+        SriovPlugin {
+            sysfs: Sysfs::from_env(),
         }
     }
 }
@@ -45,18 +39,76 @@ impl Plugin for SriovPlugin {
     type Error = SriovError;
 
     fn add(&self, req: &Request) -> Result<CniResult, SriovError> {
-        Err(self.refuse(req, "ADD"))
+        add::add(self, req)
     }
+
     fn del(&self, req: &Request) -> Result<(), SriovError> {
-        Err(self.refuse(req, "DEL"))
+        del::del(self, req)
     }
+
     fn check(&self, req: &Request) -> Result<(), SriovError> {
-        Err(self.refuse(req, "CHECK"))
+        check::check(self, req)
     }
+
+    /// Ready when sysfs shows PCI devices and the IPAM plugin is in CNI_PATH.
     fn status(&self, req: &Request) -> Result<(), SriovError> {
-        Err(self.refuse(req, "STATUS"))
+        let pci = self.sysfs.root().join("bus/pci/devices");
+        if !pci.is_dir() {
+            return Err(SriovError::Ipam {
+                plugin: "sriov".into(),
+                msg: format!(
+                    "{} is not readable: no PCI devices to attach",
+                    pci.display()
+                ),
+                code: ErrorCode::PluginNotAvailable,
+            });
+        }
+        if let Some(t) = req.conf.ipam_type() {
+            if !ipam::available(t, &req.path) {
+                return Err(SriovError::Ipam {
+                    plugin: t.to_string(),
+                    msg: "not found in CNI_PATH".into(),
+                    code: ErrorCode::PluginNotAvailable,
+                });
+            }
+        }
+        Ok(())
     }
+
+    /// Release every attachment of this network's state directory that the
+    /// runtime no longer lists and whose namespace is gone.
     fn gc(&self, req: &Request) -> Result<(), SriovError> {
-        Err(self.refuse(req, "GC"))
+        let Some(valid) = valid_attachments(&req.conf)? else {
+            return Ok(());
+        };
+        let data_dir = SriovConf::from_netconf(&req.conf)
+            .map(|c| c.data_dir)
+            .unwrap_or_else(|_| DEFAULT_DATA_DIR.into());
+        let store = state::Store::new(&data_dir);
+        let mut problems = Vec::new();
+        for saved in store.list() {
+            let listed = valid
+                .iter()
+                .any(|a| a.container_id == saved.container_id && a.ifname == saved.ifname);
+            if listed || add::netns_alive(saved.netns.as_deref()) {
+                continue;
+            }
+            let Ok(_lock) = store.lock_vf(&saved.pci) else {
+                continue;
+            };
+            let p = release::release(&saved, &self.sysfs, &store, None);
+            if p.is_empty() {
+                let _ = store.release(&saved.pci);
+                let _ = store.remove(&saved.container_id, &saved.ifname);
+            }
+            problems.extend(p);
+        }
+        match problems.is_empty() {
+            true => Ok(()),
+            false => Err(SriovError::Teardown {
+                pci: "(GC)".into(),
+                problems,
+            }),
+        }
     }
 }

@@ -6,5 +6,8 @@ use tracing::level_filters::LevelFilter;
 
 fn main() -> ExitCode {
     // sriov-cni's default level is info.
-    vfplex_cni::run(&vfplex_sriov_plugin::SriovPlugin, LevelFilter::INFO)
+    vfplex_cni::run(
+        &vfplex_sriov_plugin::SriovPlugin::from_env(),
+        LevelFilter::INFO,
+    )
 }

@@ -1,68 +1,176 @@
-//! The release-facing contract of the `sriov` binary at its CNI edge: VERSION,
-//! error JSON on stdout with a non-zero exit for bad input, nothing else on stdout.
+//! The `sriov` binary at its CNI edge, on synthetic sysfs trees: VERSION, and a
+//! CNI error JSON on stdout with a non-zero exit for every kind of bad input.
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use vfplex_cni::exec::exec_plugin;
+use vfplex_cni::sysfs::fixture;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sriov");
 
-fn run(command: &str, stdin: &str) -> (Option<i32>, Value) {
-    let env = [
+struct Env {
+    sysfs: tempfile::TempDir,
+    data: tempfile::TempDir,
+}
+
+fn env() -> Env {
+    let sysfs = tempfile::tempdir().unwrap();
+    fixture::pf_with_vfs(
+        sysfs.path(),
+        "0000:01:00.0",
+        "eth0",
+        &[
+            ("0000:01:10.0", Some("eth1"), "igbvf"),
+            ("0000:01:10.2", None, "igbvf"),
+        ],
+    )
+    .unwrap();
+    std::fs::create_dir_all(sysfs.path().join("bus/pci/devices/0000:00:1f.0")).unwrap();
+    Env {
+        sysfs,
+        data: tempfile::tempdir().unwrap(),
+    }
+}
+
+fn run(e: &Env, command: &str, netns: &str, conf: Value) -> (Option<i32>, Value) {
+    let sysfs = e.sysfs.path().display().to_string();
+    let vars = [
         ("CNI_COMMAND", command),
         ("CNI_CONTAINERID", "ctr-1"),
-        ("CNI_NETNS", "/var/run/netns/none"),
+        ("CNI_NETNS", netns),
         ("CNI_IFNAME", "net1"),
         ("CNI_PATH", "/usr/lib/cni"),
+        ("VFPLEX_SYSFS_ROOT", sysfs.as_str()),
     ];
-    let out = exec_plugin(Path::new(BIN), &env, stdin.as_bytes()).unwrap();
+    let out = exec_plugin(Path::new(BIN), &vars, conf.to_string().as_bytes()).unwrap();
     let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
     (out.exit_code, v)
 }
 
+fn conf(e: &Env, device: &str) -> Value {
+    json!({"cniVersion": "1.0.0", "name": "sriov-net", "type": "sriov",
+           "deviceID": device, "dataDir": e.data.path().join("sriov")})
+}
+
+fn assert_error(out: (Option<i32>, Value), code: u32, needles: &[&str]) {
+    let (exit, v) = out;
+    assert_eq!(exit, Some(1), "{v}");
+    assert_eq!(v["code"], code, "{v}");
+    let msg = v["msg"].as_str().unwrap();
+    for n in needles {
+        assert!(msg.contains(n), "{n:?} not in {msg}");
+    }
+}
+
 #[test]
 fn version_lists_supported_versions() {
-    let (code, v) = run("VERSION", r#"{"cniVersion":"1.1.0"}"#);
+    let e = env();
+    let (code, v) = run(&e, "VERSION", "", json!({"cniVersion": "1.1.0"}));
     assert_eq!(code, Some(0));
-    let versions: Vec<&str> = v["supportedVersions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap())
-        .collect();
     for want in ["0.3.1", "0.4.0", "1.0.0", "1.1.0"] {
-        assert!(versions.contains(&want), "{versions:?}");
+        assert!(v["supportedVersions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s == want));
     }
 }
 
 #[test]
 fn malformed_json_is_a_decoding_error() {
-    let (code, v) = run("ADD", "{\"cniVersion\": \"1.0.0\", ");
-    assert_eq!(code, Some(1));
-    assert_eq!(v["code"], 6);
-    assert!(v["msg"].as_str().unwrap().contains("decode"));
+    let e = env();
+    let sysfs = e.sysfs.path().display().to_string();
+    let vars = [
+        ("CNI_COMMAND", "ADD"),
+        ("CNI_CONTAINERID", "ctr-1"),
+        ("CNI_NETNS", "/var/run/netns/x"),
+        ("CNI_IFNAME", "net1"),
+        ("VFPLEX_SYSFS_ROOT", sysfs.as_str()),
+    ];
+    let out = exec_plugin(Path::new(BIN), &vars, b"{\"cniVersion\": \"1.0.0\", ").unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_error((out.exit_code, v), 6, &["decode"]);
 }
 
 #[test]
-fn bad_sriov_keys_name_the_key() {
-    let (code, v) = run(
-        "ADD",
-        r#"{"cniVersion":"1.0.0","name":"n","type":"sriov","deviceID":"0000:01:10.0","vlan":5000}"#,
+fn bad_devices_are_named() {
+    let e = env();
+    let ns = "/var/run/netns/vfplex-test-none";
+    assert_error(
+        run(&e, "ADD", ns, conf(&e, "0000:01:00.0")),
+        7,
+        &["0000:01:00.0", "not a VF"],
     );
-    assert_eq!(code, Some(1));
-    assert_eq!(v["code"], 7);
-    assert!(v["msg"].as_str().unwrap().contains("vlan"), "{v}");
+    assert_error(
+        run(&e, "ADD", ns, conf(&e, "0000:09:00.0")),
+        7,
+        &["0000:09:00.0", "does not exist"],
+    );
+    assert_error(
+        run(&e, "ADD", ns, conf(&e, "0000:00:1f.0")),
+        7,
+        &["0000:00:1f.0", "not an SR-IOV"],
+    );
+    assert_error(
+        run(&e, "ADD", ns, conf(&e, "bogus")),
+        7,
+        &["deviceID", "bogus"],
+    );
+    let mut no_dev = conf(&e, "x");
+    no_dev.as_object_mut().unwrap().remove("deviceID");
+    assert_error(run(&e, "ADD", ns, no_dev), 7, &["deviceID"]);
+    // A kernel-driver VF without a netdev here: held by another namespace.
+    assert_error(
+        run(&e, "ADD", ns, conf(&e, "0000:01:10.2")),
+        999,
+        &["0000:01:10.2", "another namespace"],
+    );
 }
 
 #[test]
-fn unimplemented_verbs_never_claim_success() {
-    let conf = r#"{"cniVersion":"1.1.0","name":"n","type":"sriov","deviceID":"0000:01:10.0"}"#;
-    for verb in ["ADD", "DEL", "CHECK", "STATUS", "GC"] {
-        let (code, v) = run(verb, conf);
-        assert_eq!(code, Some(1), "{verb}");
-        assert_eq!(v["code"], 50, "{verb}: {v}");
-        assert_eq!(v["cniVersion"], "1.1.0");
+fn bad_keys_and_missing_netns() {
+    let e = env();
+    let mut c = conf(&e, "0000:01:10.0");
+    c["vlan"] = json!(5000);
+    assert_error(run(&e, "ADD", "/var/run/netns/x", c), 7, &["vlan", "5000"]);
+    assert_error(
+        run(
+            &e,
+            "ADD",
+            "/var/run/netns/vfplex-test-none",
+            conf(&e, "0000:01:10.0"),
+        ),
+        8,
+        &["/var/run/netns/vfplex-test-none", "does not exist"],
+    );
+    // Nothing was left behind by the failed ADDs.
+    let leftovers: Vec<_> = std::fs::read_dir(e.data.path().join("sriov"))
+        .map(|rd| {
+            rd.flatten()
+                .filter(|f| f.file_type().unwrap().is_file())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn del_without_add_succeeds_twice() {
+    let e = env();
+    for _ in 0..2 {
+        let (code, v) = run(&e, "DEL", "", conf(&e, "0000:01:10.0"));
+        assert_eq!(code, Some(0), "{v}");
     }
+}
+
+#[test]
+fn check_without_add_is_unknown_container() {
+    let e = env();
+    assert_error(
+        run(&e, "CHECK", "/var/run/netns/x", conf(&e, "0000:01:10.0")),
+        3,
+        &["ctr-1", "net1"],
+    );
 }

@@ -1,0 +1,92 @@
+//! CHECK: the attachment is still what ADD made it (sriov-cni's CHECK does
+//! nothing): the interface exists in the pod with the MAC and MTU it was given,
+//! the PF still holds the configured VF attributes, and the IPAM plugin agrees.
+
+use std::path::Path;
+
+use vfplex_cni::netns::NetNs;
+use vfplex_cni::Request;
+use vfplex_config::sriov::SriovConf;
+
+use crate::error::SriovError;
+use crate::netlink::{LinkExt, Netlink};
+use crate::state::Store;
+use crate::vf::{Pf, VfPfState};
+use crate::SriovPlugin;
+
+pub fn check(plugin: &SriovPlugin, req: &Request) -> Result<(), SriovError> {
+    let conf = SriovConf::from_netconf(&req.conf)?;
+    let store = Store::new(&conf.data_dir);
+    let saved =
+        store
+            .load(&req.container_id, &req.ifname)?
+            .ok_or_else(|| SriovError::NotAdded {
+                container_id: req.container_id.clone(),
+                ifname: req.ifname.clone(),
+            })?;
+    let mut problems = Vec::new();
+    if !saved.complete {
+        problems.push("ADD did not complete".to_string());
+    }
+    if let Err(e) = plugin.sysfs.vf(&saved.pci) {
+        problems.push(e.to_string());
+    }
+    let mut host = Netlink::open().map_err(|source| SriovError::Netlink {
+        pci: saved.pci.clone(),
+        source,
+    })?;
+    match host.link_by_name(&saved.pf_name) {
+        Ok(pf) => match VfPfState::from_link(&pf, saved.vf_index) {
+            Some(state) => problems.extend(Pf::diff(&state, &saved.conf, saved.mac.as_deref())),
+            None => problems.push(format!(
+                "PF {} no longer reports VF {}",
+                saved.pf_name, saved.vf_index
+            )),
+        },
+        Err(e) => problems.push(e.to_string()),
+    }
+    if !saved.dpdk {
+        let ns_path = req.netns.as_deref().unwrap_or(Path::new(""));
+        match NetNs::open(ns_path).and_then(|ns| ns.run(Netlink::open)) {
+            Ok(Ok(mut pod)) => match pod.link_by_name(&req.ifname) {
+                Ok(link) => {
+                    if let Some(m) = &saved.mac {
+                        if link.mac().as_deref() != Some(m.as_str()) {
+                            problems.push(format!(
+                                "{} has MAC {:?}, want {m}",
+                                req.ifname,
+                                link.mac()
+                            ));
+                        }
+                    }
+                    if let Some(mtu) = saved.conf.mtu {
+                        if link.mtu() != Some(mtu) {
+                            problems.push(format!(
+                                "{} has MTU {:?}, want {mtu}",
+                                req.ifname,
+                                link.mtu()
+                            ));
+                        }
+                    }
+                }
+                Err(e) => problems.push(e.to_string()),
+            },
+            Ok(Err(e)) => problems.push(e.to_string()),
+            Err(e) => problems.push(e.to_string()),
+        }
+    }
+    if let Some(t) = req.conf.ipam_type() {
+        if let Err(e) = crate::ipam::run(req, t, "CHECK") {
+            problems.push(e.to_string());
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(SriovError::Check {
+            ifname: req.ifname.clone(),
+            pci: saved.pci,
+            problems,
+        })
+    }
+}

@@ -1,0 +1,103 @@
+//! DEL: release the IPAM lease, give the VF back under its original name with
+//! its original MAC, MTU and PF-side attributes, forget the attachment.
+//! Idempotent: no saved state, a vanished namespace or a VF another pod now
+//! holds all end in success without touching what is not ours.
+
+use std::path::Path;
+
+use vfplex_cni::netns::NetNs;
+use vfplex_cni::Request;
+use vfplex_config::sriov::{SriovConf, DEFAULT_DATA_DIR};
+
+use crate::error::SriovError;
+use crate::release;
+use crate::state::{StateError, Store};
+use crate::SriovPlugin;
+
+pub fn del(plugin: &SriovPlugin, req: &Request) -> Result<(), SriovError> {
+    // A config that no longer validates must not block cleanup: use the default
+    // state directory then, and say so.
+    let data_dir = match SriovConf::from_netconf(&req.conf) {
+        Ok(c) => c.data_dir,
+        Err(e) => {
+            tracing::warn!("DEL with an invalid config ({e}); using {DEFAULT_DATA_DIR}");
+            DEFAULT_DATA_DIR.to_string()
+        }
+    };
+    let store = Store::new(&data_dir);
+    let mut problems = Vec::new();
+    let ipam_del = |problems: &mut Vec<String>| {
+        if let Some(t) = req.conf.ipam_type() {
+            if let Err(e) = crate::ipam::run(req, t, "DEL") {
+                problems.push(e.to_string());
+            }
+        }
+    };
+
+    let saved = match store.load(&req.container_id, &req.ifname) {
+        Ok(s) => s,
+        Err(e @ StateError::Corrupt { .. }) => {
+            tracing::error!("{e}; dropping it");
+            let _ = store.remove(&req.container_id, &req.ifname);
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let Some(saved) = saved else {
+        // Never added, or already deleted: only the lease may be left.
+        ipam_del(&mut problems);
+        return match problems.is_empty() {
+            true => Ok(()),
+            false => Err(SriovError::Teardown {
+                pci: "?".into(),
+                problems,
+            }),
+        };
+    };
+
+    let _vf_lock = store.lock_vf(&saved.pci)?;
+    // sriov-cni #219: a late DEL of an old pod must not reset a VF a new pod holds.
+    let ours = match store.allocation(&saved.pci)? {
+        None => true,
+        Some(a) if a.container_id.is_empty() => a.netns == saved.netns,
+        Some(a) => a.container_id == saved.container_id && a.ifname == saved.ifname,
+    };
+    ipam_del(&mut problems);
+    if ours {
+        let pod_ns = req
+            .netns
+            .as_deref()
+            .or(saved.netns.as_deref().map(Path::new))
+            .and_then(|p| match NetNs::open(p) {
+                Ok(ns) => Some(ns),
+                Err(e) => {
+                    tracing::warn!("{e}; the kernel has returned the VF netdev to the host");
+                    None
+                }
+            });
+        problems.extend(release::release(
+            &saved,
+            &plugin.sysfs,
+            &store,
+            pod_ns.as_ref(),
+        ));
+    } else {
+        tracing::warn!(
+            "VF {} is now held by another attachment; leaving it as it is",
+            saved.pci
+        );
+    }
+    if !problems.is_empty() {
+        // Keep the state so that the runtime's retry can finish the job.
+        return Err(SriovError::Teardown {
+            pci: saved.pci,
+            problems,
+        });
+    }
+    if ours {
+        store.release(&saved.pci)?;
+    }
+    store.remove(&req.container_id, &req.ifname)?;
+    tracing::info!(pci = %saved.pci, ifname = %req.ifname, "VF released");
+    Ok(())
+}

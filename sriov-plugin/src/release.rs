@@ -1,0 +1,165 @@
+//! Giving a VF back: shared by DEL, by a failed ADD's rollback and by GC. Every
+//! step is tried and its problem collected; a namespace that is already gone is
+//! not a problem (the kernel hands physical netdevs back to the host).
+
+use netlink_packet_route::link::LinkAttribute;
+use vfplex_cni::netns::NetNs;
+use vfplex_cni::sysfs::Sysfs;
+
+use crate::netlink::{parse_mac, LinkExt, Netlink};
+use crate::state::{Saved, Store};
+use crate::vf::Pf;
+
+/// Move the VF netdev back from the pod namespace (or find it on the host) under
+/// its original name, and restore its MAC and MTU. Returns the problems met.
+pub fn return_netdev(
+    saved: &Saved,
+    sysfs: &Sysfs,
+    host_ns: &NetNs,
+    pod_ns: Option<&NetNs>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let Some(host_name) = saved.host_ifname.as_deref() else {
+        return problems;
+    };
+    let mut host = match Netlink::open() {
+        Ok(nl) => nl,
+        Err(e) => return vec![e.to_string()],
+    };
+    if let Some(ns) = pod_ns {
+        match ns.run(Netlink::open) {
+            Ok(Ok(mut pod)) => match pod.link_by_name(&saved.ifname) {
+                Ok(link) => {
+                    let idx = link.header.index;
+                    if let Err(e) = pod.set_up(idx, false, &saved.ifname) {
+                        problems.push(e.to_string());
+                    }
+                    // Move and rename in one request; if the old name was taken on
+                    // the host meanwhile, let the kernel pick "vf<N>" instead.
+                    let move_to = |pod: &mut Netlink, name: &str| {
+                        pod.set_link(
+                            &format!("move {} back to the host as {name}", saved.ifname),
+                            idx,
+                            vec![
+                                LinkAttribute::NetNsFd(std::os::fd::AsRawFd::as_raw_fd(
+                                    &host_ns.fd(),
+                                )),
+                                LinkAttribute::IfName(name.to_string()),
+                            ],
+                            None,
+                        )
+                    };
+                    if let Err(e) = move_to(&mut pod, host_name) {
+                        if e.is(nix::libc::EEXIST) {
+                            tracing::warn!(
+                                "{host_name} is taken on the host; returning VF {} as vf%d",
+                                saved.pci
+                            );
+                            if let Err(e) = move_to(&mut pod, "vf%d") {
+                                problems.push(e.to_string());
+                            }
+                        } else {
+                            problems.push(e.to_string());
+                        }
+                    }
+                }
+                // Not in the pod: already returned, or never moved.
+                Err(e) if e.is(nix::libc::ENODEV) => {}
+                Err(e) => problems.push(e.to_string()),
+            },
+            Ok(Err(e)) => problems.push(e.to_string()),
+            Err(e) => problems.push(e.to_string()),
+        }
+    }
+    // Wherever it is now, the VF's netdev should be on the host: find it by PCI.
+    let Some(current) = sysfs.netdev(&saved.pci) else {
+        if !saved.dpdk {
+            problems.push(format!(
+                "VF {} has no netdev on the host after DEL",
+                saved.pci
+            ));
+        }
+        return problems;
+    };
+    let link = match host.link_by_name(&current) {
+        Ok(l) => l,
+        Err(e) => {
+            problems.push(e.to_string());
+            return problems;
+        }
+    };
+    let idx = link.header.index;
+    let mut attrs = Vec::new();
+    if current != host_name && sysfs.pci_of_netdev(host_name).is_none() {
+        attrs.push(LinkAttribute::IfName(host_name.to_string()));
+    }
+    if let Some(mac) = saved.orig_mac.as_deref().and_then(parse_mac) {
+        if link.mac().as_deref() != saved.orig_mac.as_deref() {
+            attrs.push(LinkAttribute::Address(mac.to_vec()));
+        }
+    }
+    if let Some(mtu) = saved.orig_mtu {
+        if link.mtu() != Some(mtu) {
+            attrs.push(LinkAttribute::Mtu(mtu));
+        }
+    }
+    if !attrs.is_empty() {
+        let _ = host.set_up(idx, false, &current);
+        if let Err(e) = host.set_link(
+            &format!("restore {current} (VF {})", saved.pci),
+            idx,
+            attrs,
+            None,
+        ) {
+            problems.push(e.to_string());
+        }
+    }
+    problems
+}
+
+/// Restore the PF's view of the VF, under the PF lock.
+pub fn restore_vf_attrs(saved: &Saved, sysfs: &Sysfs, store: &Store) -> Vec<String> {
+    let _pf_lock = match store.lock_pf(&saved.pf_pci) {
+        Ok(l) => l,
+        Err(e) => return vec![e.to_string()],
+    };
+    let mut nl = match Netlink::open() {
+        Ok(nl) => nl,
+        Err(e) => return vec![e.to_string()],
+    };
+    let pf_link = match nl.link_by_name(&saved.pf_name) {
+        Ok(l) => l,
+        Err(e) => return vec![e.to_string()],
+    };
+    let driver = sysfs.driver(&saved.pf_pci).unwrap_or_else(|| "?".into());
+    let mut pf = Pf {
+        nl: &mut nl,
+        index: pf_link.header.index,
+        name: &saved.pf_name,
+        driver: &driver,
+    };
+    pf.restore(saved.vf_index, &saved.orig, &saved.conf)
+        .into_iter()
+        .map(|e| e.to_string())
+        .collect()
+}
+
+/// The whole teardown of one attachment's VF: netdev back, then PF attributes.
+/// (sriov-cni resets PF attributes first; we return the netdev first so the
+/// VF's MAC restore happens while the PF still trusts the VF, then reset trust.)
+pub fn release(saved: &Saved, sysfs: &Sysfs, store: &Store, pod_ns: Option<&NetNs>) -> Vec<String> {
+    // A VF that no longer exists (sriov_numvfs lowered) has nothing to restore.
+    if sysfs.vf(&saved.pci).is_err() {
+        tracing::warn!("VF {} is gone; nothing to restore", saved.pci);
+        return Vec::new();
+    }
+    let mut problems = Vec::new();
+    if !saved.dpdk {
+        match NetNs::current() {
+            Ok(host) => problems.extend(return_netdev(saved, sysfs, &host, pod_ns)),
+            Err(e) => problems.push(e.to_string()),
+        }
+    }
+    problems.extend(restore_vf_attrs(saved, sysfs, store));
+    problems
+}
