@@ -155,3 +155,27 @@ measure() { say "MEASURE $SCENARIO $1 $2"; }
 
 # now_ms: milliseconds since boot, from /proc/uptime (busybox date has no %N).
 now_ms() { awk '{printf "%d\n", $1 * 1000}' /proc/uptime; }
+
+# cni PLUGIN COMMAND CONTAINERID NETNS IFNAME: run a CNI plugin from CNI_PATH with
+# the config on stdin; stdout is the plugin's, the exit status too.
+cni() {
+    _p=$1 _cmd=$2 _id=$3 _ns=$4 _if=$5
+    for _d in $(echo "${CNI_PATH:-/opt/cni/bin}" | tr ':' ' '); do
+        if [ -x "$_d/$_p" ]; then
+            CNI_COMMAND=$_cmd CNI_CONTAINERID=$_id CNI_NETNS=$_ns CNI_IFNAME=$_if \
+                CNI_PATH=${CNI_PATH:-/opt/cni/bin} CNI_ARGS="IgnoreUnknown=1" "$_d/$_p"
+            return
+        fi
+    done
+    echo "plugin $_p not in CNI_PATH" >&2
+    return 127
+}
+
+# json_field JSON KEY: the first string or number value of "KEY" (flat grep, enough
+# for CNI results and errors).
+json_field() {
+    echo "$1" | tr ',{}' '\n\n\n' | sed -n "s/^ *\"$2\": *\"\{0,1\}\([^\"]*\)\"\{0,1\} *$/\1/p" | head -1
+}
+
+# ip_of JSON: the first address (without prefix) in a CNI result.
+ip_of() { json_field "$1" address | cut -d/ -f1; }

@@ -23,6 +23,11 @@ fn lab_03_second_pf() {
 }
 
 #[test]
+fn lab_10_sriov_plugin_on_real_vfs() {
+    hardware_tests::assert_scenario("10-sriov");
+}
+
+#[test]
 fn inventory_shows_the_vfs() {
     let Some(report) = hardware_tests::suite() else {
         return;

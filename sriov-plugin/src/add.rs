@@ -155,7 +155,7 @@ pub fn add(plugin: &SriovPlugin, req: &Request) -> Result<CniResult, SriovError>
             .apply(vf.index, &conf, mac.as_deref())
             .map_err(|source| SriovError::VfAttr {
                 pci: vf.pci.clone(),
-                source,
+                source: Box::new(source),
             })?;
         }
         let mut iface = Interface {

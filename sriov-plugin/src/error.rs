@@ -48,7 +48,7 @@ pub enum SriovError {
     VfAttr {
         pci: String,
         #[source]
-        source: VfAttrError,
+        source: Box<VfAttrError>,
     },
     #[error(transparent)]
     State(#[from] StateError),
@@ -81,10 +81,10 @@ impl SriovError {
             SriovError::Config(c) => c.code(),
             SriovError::NoDeviceId | SriovError::Sysfs(_) => ErrorCode::InvalidNetworkConfig,
             SriovError::InUse { .. } => ErrorCode::Plugin(CODE_VF_IN_USE),
-            SriovError::Netns { source, .. } => match source {
-                NetNsError::Missing { .. } | NetNsError::NotNetNs { .. } => ErrorCode::InvalidNetNs,
-                _ => ErrorCode::Internal,
-            },
+            SriovError::Netns {
+                source: NetNsError::Missing { .. } | NetNsError::NotNetNs { .. },
+                ..
+            } => ErrorCode::InvalidNetNs,
             // A VF attribute the NIC cannot do is an unsupported config value.
             SriovError::VfAttr { source, .. }
                 if matches!(

@@ -6,12 +6,66 @@ use std::path::Path;
 
 use vfplex_cni::exec::{exec_plugin, find_plugin};
 use vfplex_cni::Request;
-use vfplex_config::{CniError, CniResult, ErrorCode};
+use vfplex_config::{CniError, CniResult, CniVersion, ErrorCode};
 
 use crate::error::SriovError;
 
 /// Run the IPAM plugin with `command`; ADD yields its result.
+///
+/// An IPAM plugin older than the config (Debian's host-local speaks up to 1.0.0)
+/// refuses a 1.1.0 config with code 1. Then the config is handed over once more
+/// in the highest version both sides speak, as its VERSION reply says; the
+/// result is read in that version and printed by us in the caller's.
 pub fn run(req: &Request, plugin: &str, command: &str) -> Result<Option<CniResult>, SriovError> {
+    match run_with(req, plugin, command, &req.stdin) {
+        Err(SriovError::Ipam {
+            code: ErrorCode::IncompatibleVersion,
+            ..
+        }) => {
+            let Some(version) = common_version(req, plugin) else {
+                return run_with(req, plugin, command, &req.stdin);
+            };
+            let mut conf: serde_json::Value = serde_json::from_slice(&req.stdin).map_err(|e| {
+                SriovError::Config(vfplex_config::ConfigError::decode("network config", e))
+            })?;
+            conf["cniVersion"] = serde_json::Value::String(version.as_str().into());
+            if let Some(obj) = conf.as_object_mut() {
+                obj.remove("cniVersions");
+            }
+            tracing::info!(
+                "IPAM {plugin} does not speak {}; using {version}",
+                req.version
+            );
+            run_with(req, plugin, command, conf.to_string().as_bytes())
+        }
+        other => other,
+    }
+}
+
+/// The highest version below the config's that the plugin's VERSION lists.
+fn common_version(req: &Request, plugin: &str) -> Option<CniVersion> {
+    let binary = find_plugin(plugin, &req.path)?;
+    let out = exec_plugin(
+        &binary,
+        &[("CNI_COMMAND", "VERSION")],
+        br#"{"cniVersion":"0.4.0"}"#,
+    )
+    .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    v["supportedVersions"]
+        .as_array()?
+        .iter()
+        .filter_map(|s| s.as_str()?.parse::<CniVersion>().ok())
+        .filter(|v| *v < req.version)
+        .max()
+}
+
+fn run_with(
+    req: &Request,
+    plugin: &str,
+    command: &str,
+    stdin: &[u8],
+) -> Result<Option<CniResult>, SriovError> {
     let fail = |msg: String, code: ErrorCode| SriovError::Ipam {
         plugin: plugin.to_string(),
         msg,
@@ -46,7 +100,7 @@ pub fn run(req: &Request, plugin: &str, command: &str) -> Result<Option<CniResul
         ("CNI_ARGS", args.as_str()),
         ("CNI_PATH", path.as_str()),
     ]);
-    let out = exec_plugin(&binary, &env, &req.stdin).map_err(|e| {
+    let out = exec_plugin(&binary, &env, stdin).map_err(|e| {
         fail(
             format!("cannot run {}: {e}", binary.display()),
             ErrorCode::Io,
