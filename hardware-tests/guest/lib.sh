@@ -153,8 +153,11 @@ contains() {
 # measure NAME MILLISECONDS: a number for the report (never a pass/fail).
 measure() { say "MEASURE $SCENARIO $1 $2"; }
 
-# now_ms: milliseconds since boot, from /proc/uptime (busybox date has no %N).
-now_ms() { awk '{printf "%d\n", $1 * 1000}' /proc/uptime; }
+# now_us: microseconds of wall time (busybox date has no %N; adjtimex has usec).
+now_us() {
+    # busybox awk's %d is 32-bit: print a float, keep the seconds small.
+    busybox adjtimex 2>/dev/null | awk '/tv_sec/ {s = $2} /tv_usec/ {u = $2} END {printf "%.0f\n", (s % 100000) * 1000000 + u}'
+}
 
 # cni PLUGIN COMMAND CONTAINERID NETNS IFNAME: run a CNI plugin from CNI_PATH with
 # the config on stdin; stdout is the plugin's, the exit status too.

@@ -28,6 +28,26 @@ fn lab_10_sriov_plugin_on_real_vfs() {
 }
 
 #[test]
+fn lab_11_sriov_dpdk_mode_on_vfio_pci() {
+    hardware_tests::assert_scenario("11-sriov-dpdk");
+}
+
+#[test]
+fn lab_12_sriov_parallel_pods_on_one_pf() {
+    hardware_tests::assert_scenario("12-sriov-parallel");
+}
+
+#[test]
+fn lab_13_sriov_add_del_timing() {
+    hardware_tests::assert_scenario("13-sriov-bench");
+    if let Some(report) = hardware_tests::suite() {
+        for (s, name, value) in report.measures.iter().filter(|m| m.0 == "13-sriov-bench") {
+            println!("measure {s} {name} = {value}");
+        }
+    }
+}
+
+#[test]
 fn inventory_shows_the_vfs() {
     let Some(report) = hardware_tests::suite() else {
         return;
