@@ -8,6 +8,7 @@ use vfplex_config::device_plugin::{DEFAULT_CONFIG_FILE, DEFAULT_RESOURCE_PREFIX}
 
 pub const DEFAULT_SYSFS_ROOT: &str = "/sys";
 pub const DEFAULT_DEVICE_PLUGIN_DIR: &str = "/var/lib/kubelet/device-plugins";
+pub const DEFAULT_PROC_ROOT: &str = "/proc";
 
 /// Parsed command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +17,10 @@ pub struct Options {
     pub resource_prefix: String,
     pub sysfs_root: PathBuf,
     pub device_plugin_dir: PathBuf,
+    /// Where device-info files are written.
+    pub devinfo_dir: PathBuf,
+    /// procfs, for the host's default route.
+    pub proc_root: PathBuf,
     /// Load and validate the config, print the pools, exit.
     pub check_config: bool,
 }
@@ -27,6 +32,8 @@ impl Default for Options {
             resource_prefix: DEFAULT_RESOURCE_PREFIX.into(),
             sysfs_root: DEFAULT_SYSFS_ROOT.into(),
             device_plugin_dir: DEFAULT_DEVICE_PLUGIN_DIR.into(),
+            devinfo_dir: vfplex_config::device_info::DP_DIR.into(),
+            proc_root: DEFAULT_PROC_ROOT.into(),
             check_config: false,
         }
     }
@@ -55,6 +62,8 @@ vfplex-device-plugin: kubelet device plugin for SR-IOV VF pools
   --resource-prefix PREFIX  default resource prefix (default intel.com)
   --sysfs-root PATH         sysfs to discover devices in (default /sys)
   --device-plugin-dir PATH  kubelet's device-plugin directory (default /var/lib/kubelet/device-plugins)
+  --devinfo-dir PATH        device-info files (default /var/run/k8s.cni.cncf.io/devinfo/dp)
+  --proc-root PATH          procfs, for the host's default route (default /proc)
   --check-config            validate the config, print the pools and exit
   --version, --help
 ";
@@ -83,6 +92,8 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Action, CliError
             "resource-prefix" => o.resource_prefix = value()?,
             "sysfs-root" => o.sysfs_root = value()?.into(),
             "device-plugin-dir" => o.device_plugin_dir = value()?.into(),
+            "devinfo-dir" => o.devinfo_dir = value()?.into(),
+            "proc-root" => o.proc_root = value()?.into(),
             "check-config" => o.check_config = true,
             "help" | "h" => return Ok(Action::Help),
             "version" => return Ok(Action::Version),

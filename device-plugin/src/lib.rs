@@ -1,6 +1,12 @@
 //! vfplex-device-plugin: discovers SR-IOV devices under a sysfs root, groups them
-//! into pools from the upstream config format and serves them to kubelet.
-//! This crate so far owns the command line and config loading; discovery and the
-//! gRPC service arrive with the device-plugin issue.
+//! into pools from the upstream config format and serves them to kubelet over
+//! the device-plugin API v1beta1.
 
+pub mod allocate;
+pub mod api;
 pub mod cli;
+pub mod daemon;
+pub mod discovery;
+pub mod kubelet;
+pub mod pools;
+pub mod service;

@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
-use vfplex_config::device_plugin::ResourceConfigList;
 use vfplex_device_plugin::cli::{self, Action, USAGE};
+use vfplex_device_plugin::daemon;
 
 fn main() -> ExitCode {
     let opts = match cli::parse(std::env::args().skip(1)) {
@@ -21,34 +21,44 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let bytes = match std::fs::read(&opts.config_file) {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!(
-                "vfplex-device-plugin: cannot read config {}: {e}",
-                opts.config_file.display()
-            );
-            return ExitCode::FAILURE;
-        }
-    };
-    let config = match ResourceConfigList::from_slice(&bytes, &opts.resource_prefix) {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(false)
+        .with_max_level(tracing::Level::INFO)
+        .init();
+    let (config, mtime) = match daemon::load_config(&opts) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("vfplex-device-plugin: {}: {e}", opts.config_file.display());
+            eprintln!("vfplex-device-plugin: {e}");
             return ExitCode::FAILURE;
         }
     };
-    for pool in &config.resource_list {
-        eprintln!(
-            "pool {} ({:?}, {} selector object(s))",
-            pool.full_name(&opts.resource_prefix),
-            pool.device_type,
-            pool.selectors.len()
-        );
-    }
     if opts.check_config {
+        for pool in &config.resource_list {
+            println!(
+                "{} ({:?})",
+                pool.full_name(&opts.resource_prefix),
+                pool.device_type
+            );
+        }
         return ExitCode::SUCCESS;
     }
-    eprintln!("vfplex-device-plugin: device discovery and the kubelet gRPC service are not implemented in this build");
-    ExitCode::FAILURE
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("vfplex-device-plugin: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(daemon::run(opts, config, mtime)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vfplex-device-plugin: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

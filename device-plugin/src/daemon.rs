@@ -1,0 +1,377 @@
+//! The daemon: discovers devices, keeps one gRPC server per pool on its own
+//! socket, registers each pool with kubelet, and keeps all of it current:
+//! - health and membership: a netlink link-event listener triggers a rescan at
+//!   once; a 1 s sysfs rescan catches what netlink does not tell (driver unbinds);
+//! - kubelet restarts: `kubelet.sock` is checked every 250 ms and every pool
+//!   re-registers when it was recreated; a pool whose socket was deleted is
+//!   served again on a fresh socket;
+//! - config changes are applied live: pools added, removed or changed, and
+//!   untouched pools keep their sockets;
+//! - SIGTERM/SIGINT: sockets and device-info files are removed.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::net::UnixListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_stream::wrappers::UnixListenerStream;
+use vfplex_config::device_plugin::{ResourceConfig, ResourceConfigList};
+
+use crate::api::device_plugin_server::DevicePluginServer;
+use crate::api::KUBELET_SOCKET;
+use crate::cli::Options;
+use crate::discovery::{Discovery, PciDevice};
+use crate::service::{PoolService, PoolShared};
+use crate::{kubelet, pools};
+
+const TICK: Duration = Duration::from_millis(250);
+const RESCAN: Duration = Duration::from_secs(1);
+const REGISTER_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("cannot read config {path}: {source}")]
+    ReadConfig {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {path}: {source}")]
+    Config {
+        path: PathBuf,
+        source: vfplex_config::ConfigError,
+    },
+    #[error("cannot serve {socket}: {source}")]
+    Socket {
+        socket: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// A pool being served.
+struct Running {
+    shared: Arc<PoolShared>,
+    socket: PathBuf,
+    endpoint: String,
+    stop: Option<oneshot::Sender<()>>,
+    /// The `kubelet.sock` (device, inode) this pool registered with.
+    registered_with: Option<(u64, u64)>,
+}
+
+impl Running {
+    fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = std::fs::remove_file(&self.socket);
+        self.shared.remove_device_info();
+    }
+}
+
+/// Socket file name of a pool: `vfplex-<prefix>_<name>.sock`.
+pub fn endpoint_name(resource: &str) -> String {
+    format!("vfplex-{}.sock", resource.replace('/', "_"))
+}
+
+pub fn load_config(
+    opts: &Options,
+) -> Result<(ResourceConfigList, Option<SystemTime>), DaemonError> {
+    let path = &opts.config_file;
+    let bytes = std::fs::read(path).map_err(|source| DaemonError::ReadConfig {
+        path: path.clone(),
+        source,
+    })?;
+    let cfg = ResourceConfigList::from_slice(&bytes, &opts.resource_prefix).map_err(|source| {
+        DaemonError::Config {
+            path: path.clone(),
+            source,
+        }
+    })?;
+    let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    Ok((cfg, mtime))
+}
+
+fn socket_identity(path: &Path) -> Option<(u64, u64)> {
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Link events (RTMGRP_LINK) from the kernel, as a "something changed" signal.
+fn link_events() -> mpsc::Receiver<()> {
+    let (tx, rx) = mpsc::channel(1);
+    std::thread::spawn(move || {
+        let socket =
+            netlink_sys::Socket::new(netlink_sys::protocols::NETLINK_ROUTE).and_then(|mut s| {
+                // RTMGRP_LINK = 1: link up/down, add/remove.
+                s.bind(&netlink_sys::SocketAddr::new(0, 1))?;
+                Ok(s)
+            });
+        let socket = match socket {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("no netlink link events ({e}); health follows the 1 s rescan only");
+                return;
+            }
+        };
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            match socket.recv(&mut &mut buf[..], 0) {
+                Ok(_) => {
+                    // A full channel already holds a pending "rescan".
+                    let _ = tx.try_send(());
+                    if tx.is_closed() {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // ENOBUFS on overflow: events were lost; rescan anyway.
+                    tracing::debug!("netlink events: {e}");
+                    let _ = tx.try_send(());
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// Bind the pool's socket (0600) and serve it until told to stop.
+fn serve(
+    dir: &Path,
+    shared: &Arc<PoolShared>,
+    socket: &Path,
+) -> Result<oneshot::Sender<()>, DaemonError> {
+    let err = |source| DaemonError::Socket {
+        socket: socket.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(err)?;
+    let _ = std::fs::remove_file(socket);
+    let listener = UnixListener::bind(socket).map_err(err)?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let service = DevicePluginServer::new(PoolService {
+        shared: shared.clone(),
+    });
+    let resource = shared.resource.clone();
+    tokio::spawn(async move {
+        let r = tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
+                let _ = stopped.await;
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::error!(resource = %resource, "gRPC server stopped: {e}");
+        }
+    });
+    Ok(stop)
+}
+
+struct Daemon {
+    opts: Options,
+    discovery: Discovery,
+    config: ResourceConfigList,
+    running: BTreeMap<String, Running>,
+}
+
+impl Daemon {
+    fn scan(&self) -> Vec<pools::Pool> {
+        let devices = self.discovery.scan();
+        let routes = self.discovery.default_route_netdevs();
+        pools::build(&self.config, &devices, &routes, &self.opts.resource_prefix)
+    }
+
+    fn start_pool(
+        &self,
+        config: ResourceConfig,
+        devices: BTreeMap<String, PciDevice>,
+    ) -> Result<Running, DaemonError> {
+        let resource = config.full_name(&self.opts.resource_prefix);
+        let endpoint = endpoint_name(&resource);
+        let socket = self.opts.device_plugin_dir.join(&endpoint);
+        let (tx, _) = watch::channel(devices);
+        let shared = Arc::new(PoolShared {
+            config,
+            resource: resource.clone(),
+            default_prefix: self.opts.resource_prefix.clone(),
+            devinfo_dir: self.opts.devinfo_dir.clone(),
+            devices: tx,
+        });
+        let stop = serve(&self.opts.device_plugin_dir, &shared, &socket)?;
+        tracing::info!(resource = %resource, socket = %socket.display(), devices = shared.devices.borrow().len(), "serving pool");
+        Ok(Running {
+            shared,
+            socket,
+            endpoint,
+            stop: Some(stop),
+            registered_with: None,
+        })
+    }
+
+    /// Bring the set of running pools in line with the config and the devices.
+    fn reconcile(&mut self) {
+        let pools = self.scan();
+        let wanted: BTreeMap<String, pools::Pool> =
+            pools.into_iter().map(|p| (p.resource.clone(), p)).collect();
+        let gone: Vec<String> = self
+            .running
+            .iter()
+            .filter(|(name, r)| {
+                wanted
+                    .get(*name)
+                    .is_none_or(|p| p.config != r.shared.config)
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in gone {
+            if let Some(mut r) = self.running.remove(&name) {
+                tracing::info!(resource = %name, "pool removed or changed: stopping it");
+                r.shutdown();
+            }
+        }
+        for (name, pool) in wanted {
+            match self.running.get(&name) {
+                Some(r) => {
+                    let changed = r.shared.devices.send_if_modified(|cur| {
+                        let differs = *cur != pool.devices;
+                        if differs {
+                            *cur = pool.devices.clone();
+                        }
+                        differs
+                    });
+                    if changed {
+                        tracing::info!(resource = %name, "devices or health changed");
+                    }
+                }
+                None => match self.start_pool(pool.config, pool.devices) {
+                    Ok(r) => {
+                        self.running.insert(name, r);
+                    }
+                    Err(e) => tracing::error!("{e}"),
+                },
+            }
+        }
+    }
+
+    /// Re-serve pools whose socket vanished; register pools kubelet does not know.
+    async fn keep_registered(&mut self) {
+        let kubelet_sock = self.opts.device_plugin_dir.join(KUBELET_SOCKET);
+        let kubelet_id = socket_identity(&kubelet_sock);
+        let names: Vec<String> = self.running.keys().cloned().collect();
+        for name in names {
+            let restart = self.running.get(&name).is_some_and(|r| !r.socket.exists());
+            if restart {
+                tracing::warn!(resource = %name, "pool socket was deleted (kubelet restart?); serving it again");
+                if let Some(r) = self.running.get_mut(&name) {
+                    if let Some(stop) = r.stop.take() {
+                        let _ = stop.send(());
+                    }
+                    match serve(&self.opts.device_plugin_dir, &r.shared, &r.socket) {
+                        Ok(stop) => {
+                            r.stop = Some(stop);
+                            r.registered_with = None;
+                        }
+                        Err(e) => tracing::error!("{e}"),
+                    }
+                }
+            }
+            let Some(r) = self.running.get_mut(&name) else {
+                continue;
+            };
+            if kubelet_id.is_none() || r.registered_with == kubelet_id {
+                continue;
+            }
+            let started = Instant::now();
+            match tokio::time::timeout(
+                REGISTER_TIMEOUT,
+                kubelet::register(&kubelet_sock, &r.endpoint, &name),
+            )
+            .await
+            {
+                Ok(Ok(())) => {
+                    r.registered_with = kubelet_id;
+                    tracing::info!(resource = %name, "registered with kubelet in {:?}", started.elapsed());
+                }
+                Ok(Err(e)) => tracing::warn!(resource = %name, "{e}"),
+                Err(_) => {
+                    tracing::warn!(resource = %name, "kubelet did not answer Register within {REGISTER_TIMEOUT:?}")
+                }
+            }
+        }
+    }
+
+    fn reload_config(&mut self, last: &mut Option<SystemTime>) {
+        let mtime = std::fs::metadata(&self.opts.config_file)
+            .and_then(|m| m.modified())
+            .ok();
+        if mtime == *last {
+            return;
+        }
+        *last = mtime;
+        match load_config(&self.opts) {
+            Ok((cfg, _)) => {
+                if cfg != self.config {
+                    tracing::info!(
+                        "config {} changed: applying it",
+                        self.opts.config_file.display()
+                    );
+                    self.config = cfg;
+                    self.reconcile();
+                }
+            }
+            Err(e) => tracing::error!("{e}; keeping the previous config"),
+        }
+    }
+}
+
+/// Run until SIGTERM or SIGINT.
+pub async fn run(
+    opts: Options,
+    config: ResourceConfigList,
+    mtime: Option<SystemTime>,
+) -> Result<(), DaemonError> {
+    let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
+    let mut daemon = Daemon {
+        discovery: Discovery::new(&opts.sysfs_root, &opts.proc_root),
+        opts,
+        config,
+        running: BTreeMap::new(),
+    };
+    let started = Instant::now();
+    daemon.reconcile();
+    tracing::info!(
+        "discovered and started {} pool(s) in {:?}",
+        daemon.running.len(),
+        started.elapsed()
+    );
+    let mut events = link_events();
+    let mut tick = tokio::time::interval(TICK);
+    let mut last_scan = Instant::now();
+    let mut last_mtime = mtime;
+    loop {
+        let mut rescan = false;
+        tokio::select! {
+            _ = tick.tick() => {}
+            Some(()) = events.recv() => rescan = true,
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+        }
+        daemon.reload_config(&mut last_mtime);
+        if rescan || last_scan.elapsed() >= RESCAN {
+            daemon.reconcile();
+            last_scan = Instant::now();
+        }
+        daemon.keep_registered().await;
+    }
+    tracing::info!("shutting down: removing sockets and device-info files");
+    for r in daemon.running.values_mut() {
+        r.shutdown();
+    }
+    Ok(())
+}

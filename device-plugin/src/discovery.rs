@@ -1,0 +1,306 @@
+//! Device discovery under a sysfs root: every PCI device with what the pools
+//! select on (vendor, device, class, driver, NUMA node, PF and VF index, netdev,
+//! link type, IOMMU group, RDMA) and what health needs (driver, PF link).
+//! Malformed or missing files make a field unknown, never a panic.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// One PCI device as sysfs shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PciDevice {
+    pub pci: String,
+    /// Four lower-case hex digits, no `0x`.
+    pub vendor: String,
+    pub device: String,
+    /// PCI class code, e.g. 0x020000 (Ethernet).
+    pub class: u32,
+    pub driver: Option<String>,
+    pub numa_node: Option<i64>,
+    pub iommu_group: Option<String>,
+    /// For a VF: its PF's address, netdev and this VF's index.
+    pub pf_pci: Option<String>,
+    pub pf_name: Option<String>,
+    pub vf_index: Option<u16>,
+    pub netdev: Option<String>,
+    /// For a PF: `sriov_totalvfs` / `sriov_numvfs`.
+    pub total_vfs: Option<u32>,
+    pub num_vfs: Option<u32>,
+    /// "ether", "infiniband", … (from the netdev's ARPHRD type; a VF without a
+    /// netdev takes its PF's).
+    pub link_type: Option<String>,
+    pub acpi_index: Option<String>,
+    pub is_rdma: bool,
+    /// The PF's operstate (for a VF) or its own (for a netdev PF).
+    pub pf_operstate: Option<String>,
+}
+
+impl PciDevice {
+    pub fn is_vf(&self) -> bool {
+        self.pf_pci.is_some()
+    }
+
+    pub fn is_network(&self) -> bool {
+        self.class >> 16 == 0x02
+    }
+
+    pub fn is_accelerator(&self) -> bool {
+        self.class >> 16 == 0x12
+    }
+
+    /// Bound to vfio-pci: containers get /dev/vfio/<group>.
+    pub fn is_vfio(&self) -> bool {
+        self.driver.as_deref() == Some("vfio-pci")
+    }
+
+    /// Healthy: bound to a driver, and its PF's link is not down.
+    pub fn healthy(&self) -> bool {
+        let pf_down = matches!(
+            self.pf_operstate.as_deref(),
+            Some("down") | Some("lowerlayerdown") | Some("notpresent")
+        );
+        self.driver.is_some() && !pf_down
+    }
+}
+
+fn read_trim(p: &Path) -> Option<String> {
+    fs::read_to_string(p).ok().map(|s| s.trim().to_string())
+}
+
+fn link_name(p: &Path) -> Option<String> {
+    fs::read_link(p)
+        .ok()?
+        .file_name()?
+        .to_str()
+        .map(str::to_string)
+}
+
+fn first_entry(dir: &Path) -> Option<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .collect();
+    v.sort();
+    v.into_iter().next()
+}
+
+fn hex_id(s: Option<String>) -> String {
+    s.map(|v| v.trim_start_matches("0x").to_ascii_lowercase())
+        .filter(|v| v.len() == 4 && v.chars().all(|c| c.is_ascii_hexdigit()))
+        .unwrap_or_default()
+}
+
+fn link_type(arphrd: Option<String>) -> Option<String> {
+    Some(
+        match arphrd?.parse::<u32>().ok()? {
+            1 => "ether",
+            32 => "infiniband",
+            772 => "loopback",
+            n => return Some(format!("arphrd-{n}")),
+        }
+        .to_string(),
+    )
+}
+
+/// Where discovery looks: a sysfs root and a procfs root (for the host's routes).
+#[derive(Debug, Clone)]
+pub struct Discovery {
+    pub sysfs: PathBuf,
+    pub procfs: PathBuf,
+}
+
+impl Discovery {
+    pub fn new(sysfs: impl Into<PathBuf>, procfs: impl Into<PathBuf>) -> Self {
+        Discovery {
+            sysfs: sysfs.into(),
+            procfs: procfs.into(),
+        }
+    }
+
+    fn devices_dir(&self) -> PathBuf {
+        self.sysfs.join("bus/pci/devices")
+    }
+
+    /// Every PCI device, sorted by address.
+    pub fn scan(&self) -> Vec<PciDevice> {
+        let Ok(rd) = fs::read_dir(self.devices_dir()) else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = rd
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .collect();
+        names.sort();
+        names.iter().map(|pci| self.device(pci)).collect()
+    }
+
+    fn netdev_operstate(&self, dev: &Path, netdev: &str) -> Option<String> {
+        read_trim(&dev.join("net").join(netdev).join("operstate"))
+    }
+
+    /// Read one device.
+    pub fn device(&self, pci: &str) -> PciDevice {
+        let dev = self.devices_dir().join(pci);
+        let netdev = first_entry(&dev.join("net"));
+        let mut d = PciDevice {
+            pci: pci.to_string(),
+            vendor: hex_id(read_trim(&dev.join("vendor"))),
+            device: hex_id(read_trim(&dev.join("device"))),
+            class: read_trim(&dev.join("class"))
+                .and_then(|c| u32::from_str_radix(c.trim_start_matches("0x"), 16).ok())
+                .unwrap_or(0),
+            driver: link_name(&dev.join("driver")),
+            numa_node: read_trim(&dev.join("numa_node"))
+                .and_then(|n| n.parse().ok())
+                .filter(|n: &i64| *n >= 0),
+            iommu_group: link_name(&dev.join("iommu_group")),
+            total_vfs: read_trim(&dev.join("sriov_totalvfs")).and_then(|n| n.parse().ok()),
+            num_vfs: read_trim(&dev.join("sriov_numvfs")).and_then(|n| n.parse().ok()),
+            acpi_index: read_trim(&dev.join("acpi_index")),
+            is_rdma: dev.join("infiniband").is_dir(),
+            link_type: netdev
+                .as_deref()
+                .and_then(|n| link_type(read_trim(&dev.join("net").join(n).join("type")))),
+            ..Default::default()
+        };
+        if let Some(pf_pci) = link_name(&dev.join("physfn")) {
+            let pf_dev = self.devices_dir().join(&pf_pci);
+            let pf_name = first_entry(&pf_dev.join("net"));
+            d.vf_index = fs::read_dir(&pf_dev).ok().and_then(|rd| {
+                rd.flatten().find_map(|e| {
+                    let n: u16 = e
+                        .file_name()
+                        .to_str()?
+                        .strip_prefix("virtfn")?
+                        .parse()
+                        .ok()?;
+                    (link_name(&e.path()).as_deref() == Some(pci)).then_some(n)
+                })
+            });
+            if d.link_type.is_none() {
+                d.link_type = pf_name
+                    .as_deref()
+                    .and_then(|n| link_type(read_trim(&pf_dev.join("net").join(n).join("type"))));
+            }
+            d.pf_operstate = pf_name
+                .as_deref()
+                .and_then(|n| self.netdev_operstate(&pf_dev, n));
+            d.pf_name = pf_name;
+            d.pf_pci = Some(pf_pci);
+        } else if let Some(n) = &netdev {
+            d.pf_operstate = self.netdev_operstate(&dev, n);
+        }
+        d.netdev = netdev;
+        d
+    }
+
+    /// Netdevs that carry the host's IPv4 default route (`/proc/net/route`):
+    /// upstream never offers such a device to pods, nor do we.
+    pub fn default_route_netdevs(&self) -> BTreeSet<String> {
+        let Some(text) = read_trim(&self.procfs.join("net/route")) else {
+            return BTreeSet::new();
+        };
+        text.lines()
+            .skip(1)
+            .filter_map(|l| {
+                let mut f = l.split_whitespace();
+                let iface = f.next()?;
+                let dst = f.next()?;
+                (dst == "00000000").then(|| iface.to_string())
+            })
+            .collect()
+    }
+}
+
+/// Synthetic sysfs trees for tests: devices with vendor, class, driver, NUMA.
+pub mod fixture {
+    use std::fs;
+    use std::os::unix::fs::symlink;
+    use std::path::Path;
+
+    /// What to create.
+    #[derive(Debug, Clone)]
+    pub struct Dev<'a> {
+        pub pci: &'a str,
+        pub vendor: &'a str,
+        pub device: &'a str,
+        pub class: &'a str,
+        pub driver: Option<&'a str>,
+        pub numa: i64,
+        pub netdev: Option<&'a str>,
+        pub iommu_group: Option<&'a str>,
+    }
+
+    impl Default for Dev<'_> {
+        fn default() -> Self {
+            Dev {
+                pci: "0000:00:00.0",
+                vendor: "0x8086",
+                device: "0x10ca",
+                class: "0x020000",
+                driver: Some("igbvf"),
+                numa: 0,
+                netdev: None,
+                iommu_group: None,
+            }
+        }
+    }
+
+    pub fn device(root: &Path, d: &Dev) -> std::io::Result<()> {
+        let dir = root.join("bus/pci/devices").join(d.pci);
+        fs::create_dir_all(&dir)?;
+        fs::write(dir.join("vendor"), format!("{}\n", d.vendor))?;
+        fs::write(dir.join("device"), format!("{}\n", d.device))?;
+        fs::write(dir.join("class"), format!("{}\n", d.class))?;
+        fs::write(dir.join("numa_node"), format!("{}\n", d.numa))?;
+        if let Some(drv) = d.driver {
+            let ddir = root.join("bus/pci/drivers").join(drv);
+            fs::create_dir_all(&ddir)?;
+            symlink(&ddir, dir.join("driver"))?;
+        }
+        if let Some(n) = d.netdev {
+            let ndir = dir.join("net").join(n);
+            fs::create_dir_all(&ndir)?;
+            fs::write(ndir.join("type"), "1\n")?;
+            fs::write(ndir.join("operstate"), "up\n")?;
+        }
+        if let Some(g) = d.iommu_group {
+            let gdir = root.join("kernel/iommu_groups").join(g);
+            fs::create_dir_all(&gdir)?;
+            symlink(&gdir, dir.join("iommu_group"))?;
+        }
+        Ok(())
+    }
+
+    /// A PF with `vfs` VFs (`(pci, netdev, driver)`), VF i as `virtfn<i>`.
+    pub fn pf(root: &Path, pf: &Dev, vfs: &[Dev]) -> std::io::Result<()> {
+        device(root, pf)?;
+        let pdir = root.join("bus/pci/devices").join(pf.pci);
+        fs::write(pdir.join("sriov_totalvfs"), "64\n")?;
+        fs::write(pdir.join("sriov_numvfs"), format!("{}\n", vfs.len()))?;
+        for (i, vf) in vfs.iter().enumerate() {
+            device(root, vf)?;
+            let vdir = root.join("bus/pci/devices").join(vf.pci);
+            symlink(&pdir, vdir.join("physfn"))?;
+            symlink(&vdir, pdir.join(format!("virtfn{i}")))?;
+        }
+        Ok(())
+    }
+
+    /// Set a netdev's operstate ("up", "down").
+    pub fn set_operstate(root: &Path, pci: &str, netdev: &str, state: &str) -> std::io::Result<()> {
+        fs::write(
+            root.join("bus/pci/devices")
+                .join(pci)
+                .join("net")
+                .join(netdev)
+                .join("operstate"),
+            format!("{state}\n"),
+        )
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -1,0 +1,152 @@
+//! Discovery on synthetic trees: several vendors and drivers, NUMA nodes, vfio
+//! groups, malformed files.
+
+use super::fixture::{self, Dev};
+use super::*;
+
+pub fn tree() -> tempfile::TempDir {
+    let t = tempfile::tempdir().unwrap();
+    let r = t.path();
+    fixture::pf(
+        r,
+        &Dev {
+            pci: "0000:01:00.0",
+            device: "0x10c9",
+            driver: Some("igb"),
+            netdev: Some("ens1f0"),
+            ..Default::default()
+        },
+        &[
+            Dev {
+                pci: "0000:01:10.0",
+                netdev: Some("ens1f0v0"),
+                ..Default::default()
+            },
+            Dev {
+                pci: "0000:01:10.2",
+                driver: Some("vfio-pci"),
+                iommu_group: Some("42"),
+                ..Default::default()
+            },
+            Dev {
+                pci: "0000:01:10.4",
+                driver: None,
+                ..Default::default()
+            },
+        ],
+    )
+    .unwrap();
+    fixture::pf(
+        r,
+        &Dev {
+            pci: "0000:81:00.0",
+            vendor: "0x15b3",
+            device: "0x1017",
+            driver: Some("mlx5_core"),
+            numa: 1,
+            netdev: Some("ens2f0"),
+            ..Default::default()
+        },
+        &[Dev {
+            pci: "0000:81:00.2",
+            vendor: "0x15b3",
+            device: "0x1018",
+            driver: Some("mlx5_core"),
+            numa: 1,
+            netdev: Some("ens2f0v0"),
+            ..Default::default()
+        }],
+    )
+    .unwrap();
+    // An accelerator, and a device with garbage files.
+    fixture::device(
+        r,
+        &Dev {
+            pci: "0000:3d:00.0",
+            device: "0x37c8",
+            class: "0x120000",
+            driver: Some("qat"),
+            numa: -1,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    fixture::device(
+        r,
+        &Dev {
+            pci: "0000:00:1f.6",
+            vendor: "zzzz",
+            device: "",
+            class: "nonsense",
+            driver: None,
+            numa: 7,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    fs::write(
+        r.join("bus/pci/devices/0000:00:1f.6/numa_node"),
+        "not-a-number",
+    )
+    .unwrap();
+    t
+}
+
+#[test]
+fn finds_pfs_vfs_and_their_properties() {
+    let t = tree();
+    let devs = Discovery::new(t.path(), "/nonexistent").scan();
+    assert_eq!(devs.len(), 8);
+    let get = |pci: &str| devs.iter().find(|d| d.pci == pci).unwrap();
+    let vf = get("0000:01:10.0");
+    assert_eq!((vf.vendor.as_str(), vf.device.as_str()), ("8086", "10ca"));
+    assert_eq!(vf.pf_name.as_deref(), Some("ens1f0"));
+    assert_eq!(vf.vf_index, Some(0));
+    assert_eq!(vf.link_type.as_deref(), Some("ether"));
+    assert!(vf.is_network() && vf.is_vf() && vf.healthy());
+    let vfio = get("0000:01:10.2");
+    assert_eq!(vfio.iommu_group.as_deref(), Some("42"));
+    assert!(vfio.is_vfio());
+    assert_eq!(vfio.link_type.as_deref(), Some("ether"), "from the PF");
+    assert!(!get("0000:01:10.4").healthy(), "no driver");
+    let pf = get("0000:01:00.0");
+    assert_eq!((pf.total_vfs, pf.num_vfs), (Some(64), Some(3)));
+    assert_eq!(get("0000:81:00.2").numa_node, Some(1));
+    let qat = get("0000:3d:00.0");
+    assert!(qat.is_accelerator());
+    assert_eq!(qat.numa_node, None);
+    let junk = get("0000:00:1f.6");
+    assert_eq!(
+        (junk.vendor.as_str(), junk.class, junk.numa_node),
+        ("", 0, None)
+    );
+}
+
+#[test]
+fn pf_link_down_makes_its_vfs_unhealthy() {
+    let t = tree();
+    let d = Discovery::new(t.path(), "/nonexistent");
+    fixture::set_operstate(t.path(), "0000:01:00.0", "ens1f0", "down").unwrap();
+    assert!(!d.device("0000:01:10.0").healthy());
+    assert!(d.device("0000:81:00.2").healthy());
+}
+
+#[test]
+fn default_route_netdevs_from_procfs() {
+    let p = tempfile::tempdir().unwrap();
+    fs::create_dir_all(p.path().join("net")).unwrap();
+    fs::write(
+        p.path().join("net/route"),
+        "Iface\tDestination\tGateway\tFlags\nens2f0\t00000000\t0102A8C0\t0003\nens1f0\t0002A8C0\t00000000\t0001\n",
+    )
+    .unwrap();
+    let d = Discovery::new("/nonexistent", p.path());
+    assert_eq!(
+        d.default_route_netdevs().into_iter().collect::<Vec<_>>(),
+        vec!["ens2f0"]
+    );
+    assert!(Discovery::new("/x", "/nonexistent")
+        .default_route_netdevs()
+        .is_empty());
+    assert!(Discovery::new("/nonexistent", "/x").scan().is_empty());
+}

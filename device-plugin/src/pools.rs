@@ -1,0 +1,200 @@
+//! Pools: which discovered device belongs to which resource, by the upstream
+//! rules. Pools are tried in config order and a device joins only the first pool
+//! that claims it. Excluded everywhere, as upstream: an SR-IOV PF that has VFs
+//! enabled, and a netdev carrying the host's default route.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use vfplex_config::device_plugin::{DeviceType, ResourceConfig, ResourceConfigList, Selector};
+
+use crate::discovery::PciDevice;
+
+/// One pool: its config and the devices it claimed, by PCI address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pool {
+    pub config: ResourceConfig,
+    /// `prefix/name`.
+    pub resource: String,
+    pub devices: BTreeMap<String, PciDevice>,
+}
+
+/// Selector keys we cannot evaluate (no devlink DDP, no InfiniBand pkeys, no
+/// vDPA or auxiliary devices here): a selector using them matches nothing,
+/// rather than everything.
+pub fn unsupported_keys(s: &Selector) -> Vec<&'static str> {
+    let mut v = Vec::new();
+    if !s.ddp_profiles.is_empty() {
+        v.push("ddpProfiles");
+    }
+    if !s.p_keys.is_empty() {
+        v.push("pKeys");
+    }
+    if s.vdpa_type.is_some() {
+        v.push("vdpaType");
+    }
+    if !s.aux_types.is_empty() {
+        v.push("auxTypes");
+    }
+    v
+}
+
+fn any_or(list: &[String], f: impl Fn(&str) -> bool) -> bool {
+    list.is_empty() || list.iter().any(|x| f(x))
+}
+
+/// Whether `d` passes every key set in `s`.
+pub fn matches(s: &Selector, d: &PciDevice) -> bool {
+    if !unsupported_keys(s).is_empty() {
+        return false;
+    }
+    let name_and_index = match (&d.pf_name, d.vf_index) {
+        (Some(pf), Some(i)) => Some((pf.as_str(), Some(i))),
+        _ => d.netdev.as_deref().map(|n| (n, None)),
+    };
+    let root_and_index = match (&d.pf_pci, d.vf_index) {
+        (Some(pf), Some(i)) => Some((pf.as_str(), Some(i))),
+        _ => Some((d.pci.as_str(), None)),
+    };
+    let pf_match = |sels: &[vfplex_config::device_plugin::PfSelector],
+                    who: Option<(&str, Option<u16>)>| {
+        sels.is_empty()
+            || who.is_some_and(|(name, idx)| {
+                sels.iter().any(|sel| match idx {
+                    Some(i) => sel.matches(name, i),
+                    None => sel.vfs.is_none() && sel.pf.eq_ignore_ascii_case(name),
+                })
+            })
+    };
+    any_or(&s.vendors, |v| v == d.vendor)
+        && any_or(&s.devices, |v| v == d.device)
+        && any_or(&s.drivers, |v| d.driver.as_deref() == Some(v))
+        && any_or(&s.pci_addresses, |v| v.eq_ignore_ascii_case(&d.pci))
+        && any_or(&s.acpi_indexes, |v| d.acpi_index.as_deref() == Some(v))
+        && pf_match(&s.pf_names, name_and_index)
+        && pf_match(&s.root_devices, root_and_index)
+        && any_or(&s.link_types, |v| {
+            d.link_type
+                .as_deref()
+                .is_some_and(|l| l.eq_ignore_ascii_case(v))
+        })
+        && s.is_rdma.is_none_or(|want| want == d.is_rdma)
+}
+
+fn eligible(t: DeviceType, d: &PciDevice, default_route: &BTreeSet<String>) -> bool {
+    match t {
+        DeviceType::NetDevice => {
+            d.is_network()
+                && !(d.total_vfs.is_some() && d.num_vfs.unwrap_or(0) > 0)
+                && !d.netdev.as_ref().is_some_and(|n| default_route.contains(n))
+        }
+        DeviceType::Accelerator => d.is_accelerator(),
+        // Auxiliary (sub-function) devices are not discovered yet.
+        DeviceType::AuxNetDevice => false,
+    }
+}
+
+/// Assign devices to pools.
+pub fn build(
+    config: &ResourceConfigList,
+    devices: &[PciDevice],
+    default_route: &BTreeSet<String>,
+    default_prefix: &str,
+) -> Vec<Pool> {
+    let mut claimed = BTreeSet::new();
+    config
+        .resource_list
+        .iter()
+        .map(|rc| {
+            let mut pool = Pool {
+                config: rc.clone(),
+                resource: rc.full_name(default_prefix),
+                devices: BTreeMap::new(),
+            };
+            for d in devices {
+                if claimed.contains(&d.pci) || !eligible(rc.device_type, d, default_route) {
+                    continue;
+                }
+                if rc.selectors.iter().any(|s| matches(s, d)) {
+                    claimed.insert(d.pci.clone());
+                    pool.devices.insert(d.pci.clone(), d.clone());
+                }
+            }
+            pool
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::discovery::Discovery;
+
+    fn pools(cfg: &str, route: &[&str]) -> Vec<Pool> {
+        let t = crate::discovery::tests::tree();
+        let devs = Discovery::new(t.path(), "/nonexistent").scan();
+        let cfg = ResourceConfigList::from_slice(cfg.as_bytes(), "intel.com").unwrap();
+        let route = route.iter().map(|s| s.to_string()).collect();
+        build(&cfg, &devs, &route, "intel.com")
+    }
+
+    fn ids(p: &Pool) -> Vec<&str> {
+        p.devices.keys().map(String::as_str).collect()
+    }
+
+    #[test]
+    fn first_pool_claims_and_pfs_with_vfs_are_excluded() {
+        let p = pools(
+            r#"{"resourceList": [
+                {"resourceName": "vfio", "selectors": {"drivers": ["vfio-pci"]}},
+                {"resourceName": "intel", "selectors": [{"vendors": ["8086"]}]},
+                {"resourceName": "all", "selectors": {}},
+                {"resourceName": "qat", "deviceType": "accelerator", "selectors": {"devices": ["37c8"]}}
+            ]}"#,
+            &[],
+        );
+        assert_eq!(ids(&p[0]), vec!["0000:01:10.2"]);
+        assert_eq!(
+            ids(&p[1]),
+            vec!["0000:01:10.0", "0000:01:10.4"],
+            "PF 01:00.0 has VFs: excluded"
+        );
+        assert_eq!(
+            ids(&p[2]),
+            vec!["0000:81:00.2"],
+            "what is left; the junk device is not class 02"
+        );
+        assert_eq!(ids(&p[3]), vec!["0000:3d:00.0"]);
+        assert_eq!(p[1].resource, "intel.com/intel");
+    }
+
+    #[test]
+    fn pf_names_with_vf_ranges_and_root_devices() {
+        let p = pools(
+            r#"{"resourceList": [
+                {"resourceName": "a", "selectors": {"pfNames": ["ENS1F0#1-2"]}},
+                {"resourceName": "b", "selectors": {"rootDevices": ["0000:01:00.0#0"]}},
+                {"resourceName": "c", "selectors": {"pfNames": ["ens2f0"], "linkTypes": ["ether"], "isRdma": false}}
+            ]}"#,
+            &[],
+        );
+        assert_eq!(ids(&p[0]), vec!["0000:01:10.2", "0000:01:10.4"]);
+        assert_eq!(ids(&p[1]), vec!["0000:01:10.0"]);
+        assert_eq!(ids(&p[2]), vec!["0000:81:00.2"]);
+    }
+
+    #[test]
+    fn default_route_netdev_and_unsupported_keys_match_nothing() {
+        let p = pools(
+            r#"{"resourceList": [
+                {"resourceName": "ddp", "selectors": {"ddpProfiles": ["GTP"]}},
+                {"resourceName": "mlx", "selectors": {"vendors": ["15b3"]}}
+            ]}"#,
+            &["ens2f0v0"],
+        );
+        assert!(p[0].devices.is_empty());
+        assert!(
+            p[1].devices.is_empty(),
+            "its only VF netdev carries the default route"
+        );
+    }
+}

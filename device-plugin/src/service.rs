@@ -1,0 +1,205 @@
+//! The DevicePlugin gRPC service of one pool: served on the pool's unix socket
+//! before the pool registers. ListAndWatch is fed by a watch channel the daemon
+//! updates whenever membership or health changes.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+use vfplex_config::device_info::{dp_file_name, DeviceInfo};
+use vfplex_config::device_plugin::{DeviceType, ResourceConfig};
+
+use crate::allocate;
+use crate::api::device_plugin_server::DevicePlugin;
+use crate::api::{
+    AllocateRequest, AllocateResponse, ContainerPreferredAllocationResponse, Device,
+    DevicePluginOptions, Empty, ListAndWatchResponse, NumaNode, PreStartContainerRequest,
+    PreStartContainerResponse, PreferredAllocationRequest, PreferredAllocationResponse,
+    TopologyInfo, HEALTHY, UNHEALTHY,
+};
+use crate::discovery::PciDevice;
+
+/// What a pool's service needs, shared with the daemon.
+#[derive(Debug)]
+pub struct PoolShared {
+    pub config: ResourceConfig,
+    /// `prefix/name`.
+    pub resource: String,
+    pub default_prefix: String,
+    /// Where device-info files go (`/var/run/k8s.cni.cncf.io/devinfo/dp`).
+    pub devinfo_dir: PathBuf,
+    pub devices: watch::Sender<BTreeMap<String, PciDevice>>,
+}
+
+impl PoolShared {
+    /// The kubelet's view of the current devices.
+    pub fn device_list(&self, devices: &BTreeMap<String, PciDevice>) -> Vec<Device> {
+        devices
+            .values()
+            .map(|d| Device {
+                id: d.pci.clone(),
+                health: if d.healthy() { HEALTHY } else { UNHEALTHY }.to_string(),
+                topology: d
+                    .numa_node
+                    .filter(|_| !self.config.exclude_topology)
+                    .map(|n| TopologyInfo {
+                        nodes: vec![NumaNode { id: n }],
+                    }),
+            })
+            .collect()
+    }
+
+    /// The device-info file of one allocated VF (netDevice pools).
+    fn write_device_info(&self, d: &PciDevice) -> Result<(), String> {
+        let name = dp_file_name(&self.resource, &d.pci).map_err(|e| e.to_string())?;
+        let info = DeviceInfo::pci(&d.pci, d.pf_pci.as_deref());
+        let data = serde_json::to_vec(&info).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(&self.devinfo_dir).map_err(|e| e.to_string())?;
+        let path = self.devinfo_dir.join(name);
+        let tmp = path.with_extension("tmp");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .open(&tmp)
+            .map_err(|e| format!("{}: {e}", tmp.display()))?;
+        f.write_all(&data).map_err(|e| e.to_string())?;
+        std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Remove this pool's device-info files (shutdown, pool removed).
+    pub fn remove_device_info(&self) {
+        let prefix = format!("{}-", self.resource.replace('/', "-"));
+        if let Ok(rd) = std::fs::read_dir(&self.devinfo_dir) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                if name.starts_with(&prefix) && name.ends_with("-device.json") {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+    }
+}
+
+/// The gRPC service of one pool.
+#[derive(Debug, Clone)]
+pub struct PoolService {
+    pub shared: Arc<PoolShared>,
+}
+
+type Stream =
+    Pin<Box<dyn tokio_stream::Stream<Item = Result<ListAndWatchResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl DevicePlugin for PoolService {
+    async fn get_device_plugin_options(
+        &self,
+        _: Request<Empty>,
+    ) -> Result<Response<DevicePluginOptions>, Status> {
+        Ok(Response::new(DevicePluginOptions {
+            pre_start_required: false,
+            get_preferred_allocation_available: true,
+        }))
+    }
+
+    type ListAndWatchStream = Stream;
+
+    async fn list_and_watch(&self, _: Request<Empty>) -> Result<Response<Stream>, Status> {
+        let (tx, rx) = mpsc::channel(16);
+        let shared = self.shared.clone();
+        let mut watch = shared.devices.subscribe();
+        tokio::spawn(async move {
+            loop {
+                let list = {
+                    let current = watch.borrow_and_update();
+                    shared.device_list(&current)
+                };
+                tracing::debug!(resource = %shared.resource, devices = list.len(), "ListAndWatch update");
+                if tx
+                    .send(Ok(ListAndWatchResponse { devices: list }))
+                    .await
+                    .is_err()
+                {
+                    break; // kubelet went away
+                }
+                if watch.changed().await.is_err() {
+                    break; // pool stopped
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn get_preferred_allocation(
+        &self,
+        req: Request<PreferredAllocationRequest>,
+    ) -> Result<Response<PreferredAllocationResponse>, Status> {
+        let devices = self.shared.devices.borrow().clone();
+        let container_responses = req
+            .into_inner()
+            .container_requests
+            .iter()
+            .map(|c| ContainerPreferredAllocationResponse {
+                device_i_ds: allocate::preferred(
+                    &c.available_device_i_ds,
+                    &c.must_include_device_i_ds,
+                    usize::try_from(c.allocation_size).unwrap_or(0),
+                    &devices,
+                ),
+            })
+            .collect();
+        Ok(Response::new(PreferredAllocationResponse {
+            container_responses,
+        }))
+    }
+
+    async fn allocate(
+        &self,
+        req: Request<AllocateRequest>,
+    ) -> Result<Response<AllocateResponse>, Status> {
+        let devices = self.shared.devices.borrow().clone();
+        let mut container_responses = Vec::new();
+        for c in req.into_inner().container_requests {
+            let resp = allocate::container_response(
+                &self.shared.config,
+                &self.shared.default_prefix,
+                &devices,
+                &c.devices_ids,
+            )
+            .map_err(|id| {
+                Status::invalid_argument(format!(
+                    "device {id} is not in pool {}",
+                    self.shared.resource
+                ))
+            })?;
+            if self.shared.config.device_type == DeviceType::NetDevice {
+                for id in &c.devices_ids {
+                    if let Some(d) = devices.get(id) {
+                        self.shared.write_device_info(d).map_err(|e| {
+                            Status::internal(format!("device-info file for {id}: {e}"))
+                        })?;
+                    }
+                }
+            }
+            tracing::info!(resource = %self.shared.resource, devices = ?c.devices_ids, "allocated");
+            container_responses.push(resp);
+        }
+        Ok(Response::new(AllocateResponse {
+            container_responses,
+        }))
+    }
+
+    async fn pre_start_container(
+        &self,
+        _: Request<PreStartContainerRequest>,
+    ) -> Result<Response<PreStartContainerResponse>, Status> {
+        Ok(Response::new(PreStartContainerResponse {}))
+    }
+}

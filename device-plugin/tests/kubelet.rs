@@ -1,0 +1,380 @@
+//! The daemon against a test kubelet that speaks the real v1beta1 protocol over
+//! unix sockets: registration (with the call back into the plugin that kubelet
+//! makes inside Register), the advertised devices, Allocate, a health change,
+//! re-registration after kubelet restarts, a live config change, and SIGTERM.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::net::UnixListener;
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::UnixListenerStream;
+use tokio_stream::StreamExt;
+use tonic::{Request, Response, Status};
+use vfplex_device_plugin::api::device_plugin_client::DevicePluginClient;
+use vfplex_device_plugin::api::registration_server::{Registration, RegistrationServer};
+use vfplex_device_plugin::api::{
+    AllocateRequest, ContainerAllocateRequest, ContainerPreferredAllocationRequest, Device, Empty,
+    PreferredAllocationRequest, RegisterRequest,
+};
+use vfplex_device_plugin::discovery::fixture::{self, Dev};
+use vfplex_device_plugin::kubelet::dial;
+
+const BIN: &str = env!("CARGO_BIN_EXE_vfplex-device-plugin");
+
+/// What the test kubelet saw.
+#[derive(Debug)]
+enum Event {
+    Registered(RegisterRequest),
+    List(String, Vec<Device>),
+}
+
+#[derive(Clone)]
+struct TestKubelet {
+    dir: PathBuf,
+    events: mpsc::UnboundedSender<Event>,
+}
+
+#[tonic::async_trait]
+impl Registration for TestKubelet {
+    async fn register(&self, req: Request<RegisterRequest>) -> Result<Response<Empty>, Status> {
+        let req = req.into_inner();
+        if req.version != "v1beta1" {
+            return Err(Status::invalid_argument("unsupported version"));
+        }
+        // As kubelet does: dial back and ask for the options before answering.
+        let channel = dial(&self.dir.join(&req.endpoint))
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let mut client = DevicePluginClient::new(channel);
+        client.get_device_plugin_options(Empty {}).await?;
+        let mut stream = client.list_and_watch(Empty {}).await?.into_inner();
+        let (events, resource) = (self.events.clone(), req.resource_name.clone());
+        tokio::spawn(async move {
+            while let Some(Ok(update)) = stream.next().await {
+                if events
+                    .send(Event::List(resource.clone(), update.devices))
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        let _ = self.events.send(Event::Registered(req));
+        Ok(Response::new(Empty {}))
+    }
+}
+
+fn start_kubelet(dir: &Path, events: mpsc::UnboundedSender<Event>) -> oneshot::Sender<()> {
+    std::fs::create_dir_all(dir).unwrap();
+    let sock = dir.join("kubelet.sock");
+    let _ = std::fs::remove_file(&sock);
+    let listener = UnixListener::bind(&sock).unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let svc = RegistrationServer::new(TestKubelet {
+        dir: dir.to_path_buf(),
+        events,
+    });
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(svc)
+            .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+    });
+    stop
+}
+
+struct Setup {
+    root: tempfile::TempDir,
+    child: Child,
+}
+
+impl Setup {
+    fn sysfs(&self) -> PathBuf {
+        self.root.path().join("sys")
+    }
+    fn dp_dir(&self) -> PathBuf {
+        self.root.path().join("device-plugins")
+    }
+    fn devinfo(&self) -> PathBuf {
+        self.root.path().join("devinfo")
+    }
+    fn config(&self) -> PathBuf {
+        self.root.path().join("config.json")
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const CONFIG: &str = r#"{"resourceList": [
+    {"resourceName": "igb_vfs", "selectors": {"vendors": ["8086"], "devices": ["10ca"], "drivers": ["igbvf"], "pfNames": ["ens1f0"]}},
+    {"resourceName": "dpdk", "resourcePrefix": "example.org", "selectors": [{"drivers": ["vfio-pci"]}]}
+]}"#;
+
+fn setup(root: tempfile::TempDir) -> Setup {
+    let sys = root.path().join("sys");
+    fixture::pf(
+        &sys,
+        &Dev {
+            pci: "0000:01:00.0",
+            device: "0x10c9",
+            driver: Some("igb"),
+            netdev: Some("ens1f0"),
+            ..Default::default()
+        },
+        &[
+            Dev {
+                pci: "0000:01:10.0",
+                netdev: Some("ens1f0v0"),
+                ..Default::default()
+            },
+            Dev {
+                pci: "0000:01:10.2",
+                netdev: Some("ens1f0v1"),
+                numa: 1,
+                ..Default::default()
+            },
+            Dev {
+                pci: "0000:01:10.4",
+                driver: Some("vfio-pci"),
+                iommu_group: Some("23"),
+                ..Default::default()
+            },
+        ],
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.path().join("device-plugins")).unwrap();
+    std::fs::create_dir_all(root.path().join("proc")).unwrap();
+    std::fs::write(root.path().join("config.json"), CONFIG).unwrap();
+    let child = Command::new(BIN)
+        .arg("--config-file")
+        .arg(root.path().join("config.json"))
+        .arg("--sysfs-root")
+        .arg(&sys)
+        .arg("--device-plugin-dir")
+        .arg(root.path().join("device-plugins"))
+        .arg("--devinfo-dir")
+        .arg(root.path().join("devinfo"))
+        .arg("--proc-root")
+        .arg(root.path().join("proc"))
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    Setup { root, child }
+}
+
+async fn next(
+    rx: &mut mpsc::UnboundedReceiver<Event>,
+    what: &str,
+    f: impl Fn(&Event) -> bool,
+) -> Event {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, rx.recv()).await {
+            Ok(Some(e)) if f(&e) => return e,
+            Ok(Some(_)) => {}
+            _ => panic!("timed out waiting for {what}"),
+        }
+    }
+}
+
+fn ids(devices: &[Device]) -> Vec<&str> {
+    devices.iter().map(|d| d.id.as_str()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_against_a_test_kubelet() {
+    let root = tempfile::tempdir().unwrap();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    // kubelet first, as on a running node.
+    let stop_kubelet = start_kubelet(&root.path().join("device-plugins"), tx.clone());
+    let s = setup(root);
+
+    // Registration of both pools, each with the options call-back.
+    let mut registered = Vec::new();
+    for _ in 0..2 {
+        let Event::Registered(r) =
+            next(&mut rx, "Register", |e| matches!(e, Event::Registered(_))).await
+        else {
+            unreachable!()
+        };
+        assert_eq!(r.version, "v1beta1");
+        assert!(r.options.unwrap().get_preferred_allocation_available);
+        registered.push((r.resource_name, r.endpoint));
+    }
+    registered.sort();
+    assert_eq!(registered[0].0, "example.org/dpdk");
+    assert_eq!(registered[1].0, "intel.com/igb_vfs");
+
+    // The advertised devices: the igbvf VFs of ens1f0; the vfio-pci one is the
+    // dpdk pool's.
+    let Event::List(_, devs) = next(
+        &mut rx,
+        "igb list",
+        |e| matches!(e, Event::List(r, _) if r == "intel.com/igb_vfs"),
+    )
+    .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(ids(&devs), vec!["0000:01:10.0", "0000:01:10.2"]);
+    assert!(devs.iter().all(|d| d.health == "Healthy"));
+    assert_eq!(devs[1].topology.as_ref().unwrap().nodes[0].id, 1);
+
+    // Allocate on the igb pool.
+    let endpoint = s.dp_dir().join(&registered[1].1);
+    let mut client = DevicePluginClient::new(dial(&endpoint).await.unwrap());
+    let t0 = Instant::now();
+    let resp = client
+        .allocate(AllocateRequest {
+            container_requests: vec![ContainerAllocateRequest {
+                devices_ids: vec!["0000:01:10.0".into(), "0000:01:10.2".into()],
+            }],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    eprintln!("Allocate round trip: {:?}", t0.elapsed());
+    let c = &resp.container_responses[0];
+    assert_eq!(
+        c.envs["PCIDEVICE_INTEL_COM_IGB_VFS"],
+        "0000:01:10.0,0000:01:10.2"
+    );
+    assert!(c.envs["PCIDEVICE_INTEL_COM_IGB_VFS_INFO"].contains("\"deviceID\":\"0000:01:10.0\""));
+    let info = s
+        .devinfo()
+        .join("intel.com-igb_vfs-0000:01:10.0-device.json");
+    let doc = std::fs::read_to_string(&info).unwrap();
+    assert!(
+        doc.contains("\"pci-address\":\"0000:01:10.0\"")
+            && doc.contains("\"pf-pci-address\":\"0000:01:00.0\""),
+        "{doc}"
+    );
+    let err = client
+        .allocate(AllocateRequest {
+            container_requests: vec![ContainerAllocateRequest {
+                devices_ids: vec!["0000:09:00.0".into()],
+            }],
+        })
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("0000:09:00.0"));
+    let pref = client
+        .get_preferred_allocation(PreferredAllocationRequest {
+            container_requests: vec![ContainerPreferredAllocationRequest {
+                available_device_i_ds: vec!["0000:01:10.0".into(), "0000:01:10.2".into()],
+                must_include_device_i_ds: vec![],
+                allocation_size: 1,
+            }],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(pref.container_responses[0].device_i_ds.len(), 1);
+
+    // vfio pool: device specs for the IOMMU group.
+    let mut dpdk = DevicePluginClient::new(dial(&s.dp_dir().join(&registered[0].1)).await.unwrap());
+    let resp = dpdk
+        .allocate(AllocateRequest {
+            container_requests: vec![ContainerAllocateRequest {
+                devices_ids: vec!["0000:01:10.4".into()],
+            }],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let paths: Vec<&str> = resp.container_responses[0]
+        .devices
+        .iter()
+        .map(|d| d.host_path.as_str())
+        .collect();
+    assert_eq!(paths, vec!["/dev/vfio/vfio", "/dev/vfio/23"]);
+    assert_eq!(
+        resp.container_responses[0].envs["PCIDEVICE_EXAMPLE_ORG_DPDK"],
+        "0000:01:10.4"
+    );
+
+    // Health: the PF loses its link; kubelet hears it through ListAndWatch.
+    let t0 = Instant::now();
+    fixture::set_operstate(&s.sysfs(), "0000:01:00.0", "ens1f0", "down").unwrap();
+    let Event::List(_, devs) = next(&mut rx, "unhealthy update", |e| {
+        matches!(e, Event::List(r, d) if r == "intel.com/igb_vfs" && d.iter().all(|x| x.health == "Unhealthy"))
+    })
+    .await
+    else {
+        unreachable!()
+    };
+    eprintln!(
+        "health change -> ListAndWatch update (sysfs rescan path): {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(devs.len(), 2);
+    fixture::set_operstate(&s.sysfs(), "0000:01:00.0", "ens1f0", "up").unwrap();
+
+    // kubelet restarts: it removes every socket in the directory and comes back.
+    let _ = stop_kubelet.send(());
+    for e in std::fs::read_dir(s.dp_dir()).unwrap().flatten() {
+        std::fs::remove_file(e.path()).unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t0 = Instant::now();
+    let _stop_again = start_kubelet(&s.dp_dir(), tx.clone());
+    for _ in 0..2 {
+        next(&mut rx, "re-Register", |e| {
+            matches!(e, Event::Registered(_))
+        })
+        .await;
+    }
+    eprintln!(
+        "kubelet restart -> both pools re-registered: {:?}",
+        t0.elapsed()
+    );
+    assert!(t0.elapsed() < Duration::from_secs(2));
+    assert!(
+        s.dp_dir().join(&registered[1].1).exists(),
+        "pool socket served again"
+    );
+
+    // A live config change: a third pool appears without a restart.
+    let cfg = CONFIG.replace(
+        "\n]}",
+        ",\n    {\"resourceName\": \"extra\", \"selectors\": {\"pciAddresses\": [\"0000:01:00.0\"]}}\n]}",
+    );
+    std::fs::write(s.config(), cfg).unwrap();
+    let Event::Registered(r) = next(
+        &mut rx,
+        "new pool",
+        |e| matches!(e, Event::Registered(r) if r.resource_name == "intel.com/extra"),
+    )
+    .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(r.resource_name, "intel.com/extra");
+
+    // SIGTERM: sockets and device-info files go.
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(s.child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let mut s = s;
+    let status = s.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let left: Vec<_> = std::fs::read_dir(s.dp_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().starts_with("vfplex-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(!info.exists(), "device-info file removed");
+}
