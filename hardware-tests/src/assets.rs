@@ -50,7 +50,8 @@ pub fn ensure_setup() -> Result<(), LabError> {
 }
 
 /// The project's binaries, from the profile this test binary was built with.
-pub const PROJECT_BINARIES: &[&str] = &["sriov", "vfplex", "vfplex-device-plugin"];
+pub const PROJECT_BINARIES: &[&str] =
+    &["sriov", "vfplex", "vfplex-device-plugin", "vfplex-kubelet"];
 
 /// Build the project's binaries in the current profile and return their directory.
 pub fn build_project_binaries() -> Result<PathBuf, LabError> {

@@ -48,6 +48,16 @@ fn lab_13_sriov_add_del_timing() {
 }
 
 #[test]
+fn lab_20_device_plugin_on_the_emulated_nic() {
+    hardware_tests::assert_scenario("20-device-plugin");
+    if let Some(report) = hardware_tests::suite() {
+        for (s, name, value) in report.measures.iter().filter(|m| m.0 == "20-device-plugin") {
+            println!("measure {s} {name} = {value}");
+        }
+    }
+}
+
+#[test]
 fn inventory_shows_the_vfs() {
     let Some(report) = hardware_tests::suite() else {
         return;

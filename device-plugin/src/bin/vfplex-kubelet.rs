@@ -1,0 +1,181 @@
+//! `vfplex-kubelet`: a small kubelet stand-in that speaks the device-plugin API,
+//! for the lab, the demo and operators who want to ask a running plugin what it
+//! advertises.
+//!
+//!   vfplex-kubelet serve DIR          act as kubelet on DIR/kubelet.sock; print
+//!                                     every Register and ListAndWatch update
+//!   vfplex-kubelet list SOCKET        print the plugin's current device list
+//!   vfplex-kubelet allocate SOCKET ID...   print Allocate's envs and devices
+//!
+//! Output lines: `REGISTER <resource> <endpoint>`, `LIST <resource> <t_us>
+//! <id>=<health>[@numa] ...`, `ENV <k>=<v>`, `DEVICE <host> <container> <perm>`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::net::UnixListener;
+use tokio_stream::wrappers::UnixListenerStream;
+use tokio_stream::StreamExt;
+use tonic::{Request, Response, Status};
+use vfplex_device_plugin::api::device_plugin_client::DevicePluginClient;
+use vfplex_device_plugin::api::registration_server::{Registration, RegistrationServer};
+use vfplex_device_plugin::api::{
+    AllocateRequest, ContainerAllocateRequest, Device, Empty, RegisterRequest,
+};
+use vfplex_device_plugin::kubelet::dial;
+
+fn now_us() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros())
+        .unwrap_or(0)
+}
+
+fn say(line: String) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+fn list_line(resource: &str, devices: &[Device]) -> String {
+    let mut parts = vec![format!("LIST {resource} {}", now_us())];
+    for d in devices {
+        let numa = d
+            .topology
+            .as_ref()
+            .and_then(|t| t.nodes.first())
+            .map(|n| format!("@{}", n.id))
+            .unwrap_or_default();
+        parts.push(format!("{}={}{numa}", d.id, d.health));
+    }
+    parts.join(" ")
+}
+
+struct Stub {
+    dir: PathBuf,
+}
+
+#[tonic::async_trait]
+impl Registration for Stub {
+    async fn register(&self, req: Request<RegisterRequest>) -> Result<Response<Empty>, Status> {
+        let req = req.into_inner();
+        if req.version != "v1beta1" {
+            return Err(Status::invalid_argument(format!(
+                "unsupported version {}",
+                req.version
+            )));
+        }
+        let channel = dial(&self.dir.join(&req.endpoint))
+            .await
+            .map_err(|e| Status::unavailable(format!("cannot dial {}: {e}", req.endpoint)))?;
+        let mut client = DevicePluginClient::new(channel);
+        client.get_device_plugin_options(Empty {}).await?;
+        let mut stream = client.list_and_watch(Empty {}).await?.into_inner();
+        say(format!("REGISTER {} {}", req.resource_name, req.endpoint));
+        let resource = req.resource_name.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(update)) = stream.next().await {
+                say(list_line(&resource, &update.devices));
+            }
+            say(format!("GONE {resource}"));
+        });
+        Ok(Response::new(Empty {}))
+    }
+}
+
+async fn serve(dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let sock = dir.join("kubelet.sock");
+    let _ = std::fs::remove_file(&sock);
+    let listener = UnixListener::bind(&sock).map_err(|e| format!("{}: {e}", sock.display()))?;
+    say(format!("SERVING {}", sock.display()));
+    tonic::transport::Server::builder()
+        .add_service(RegistrationServer::new(Stub {
+            dir: dir.to_path_buf(),
+        }))
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_file(&sock);
+    Ok(())
+}
+
+async fn list(sock: &Path) -> Result<(), String> {
+    let mut client = DevicePluginClient::new(dial(sock).await.map_err(|e| e.to_string())?);
+    let mut stream = client
+        .list_and_watch(Empty {})
+        .await
+        .map_err(|e| e.message().to_string())?
+        .into_inner();
+    if let Some(Ok(update)) = stream.next().await {
+        say(list_line(&sock.display().to_string(), &update.devices));
+    }
+    Ok(())
+}
+
+async fn allocate(sock: &Path, ids: Vec<String>) -> Result<(), String> {
+    let mut client = DevicePluginClient::new(dial(sock).await.map_err(|e| e.to_string())?);
+    let resp = client
+        .allocate(AllocateRequest {
+            container_requests: vec![ContainerAllocateRequest { devices_ids: ids }],
+        })
+        .await
+        .map_err(|e| e.message().to_string())?
+        .into_inner();
+    for c in resp.container_responses {
+        let mut envs: Vec<_> = c.envs.into_iter().collect();
+        envs.sort();
+        for (k, v) in envs {
+            say(format!("ENV {k}={v}"));
+        }
+        for d in c.devices {
+            say(format!(
+                "DEVICE {} {} {}",
+                d.host_path, d.container_path, d.permissions
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("vfplex-kubelet: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["serve", dir] => rt.block_on(serve(Path::new(dir))),
+        ["list", sock] => rt.block_on(list(Path::new(sock))),
+        ["allocate", sock, ids @ ..] if !ids.is_empty() => rt.block_on(allocate(
+            Path::new(sock),
+            ids.iter().map(|s| s.to_string()).collect(),
+        )),
+        _ => {
+            eprintln!("usage: vfplex-kubelet serve DIR | list SOCKET | allocate SOCKET ID...");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vfplex-kubelet: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,52 @@
+# 20-device-plugin: the device plugin on the emulated NIC. The igb VFs are found
+# with vendor:device 8086:10ca and driver igbvf, a pool by pfNames advertises
+# them to a kubelet stand-in, Allocate returns their addresses, and the PF's
+# link going down turns its VFs Unhealthy through ListAndWatch (netlink event).
+# requires: vf-netdevs
+PF=$(lab_first_pf)
+ip link set "$PF" up
+check create-3-vfs lab_create_vfs "$PF" 3
+DP=/var/lib/kubelet/device-plugins
+mkdir -p /etc/pcidp
+cat >/etc/pcidp/config.json <<CFG
+{"resourceList": [{"resourceName": "lab_igb", "selectors": {"vendors": ["8086"], "devices": ["10ca"], "drivers": ["igbvf"], "pfNames": ["$PF"]}}]}
+CFG
+vfplex-kubelet serve "$DP" >/tmp/kubelet.out 2>/tmp/kubelet.err &
+KPID=$!
+i=0
+while [ ! -S "$DP/kubelet.sock" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+vfplex-device-plugin >/tmp/dp.out 2>/tmp/dp.err &
+DPID=$!
+i=0
+while ! grep -q "^LIST intel.com/lab_igb" /tmp/kubelet.out 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+check registered grep -q "^REGISTER intel.com/lab_igb vfplex-intel.com_lab_igb.sock" /tmp/kubelet.out
+L=$(grep "^LIST intel.com/lab_igb" /tmp/kubelet.out | tail -1)
+say "LISTED $L"
+for v in 0 1 2; do
+    check "vf$v-advertised-healthy" contains "$L" "$(lab_vf_pci "$PF" $v)=Healthy"
+done
+A=$(vfplex-kubelet allocate "$DP/vfplex-intel.com_lab_igb.sock" "$(lab_vf_pci "$PF" 0)" "$(lab_vf_pci "$PF" 2)")
+check allocate-env contains "$A" "ENV PCIDEVICE_INTEL_COM_LAB_IGB=$(lab_vf_pci "$PF" 0),$(lab_vf_pci "$PF" 2)"
+check device-info-file test -f "/var/run/k8s.cni.cncf.io/devinfo/dp/intel.com-lab_igb-$(lab_vf_pci "$PF" 0)-device.json"
+before=$(grep -c "^LIST intel.com/lab_igb" /tmp/kubelet.out)
+t0=$(now_us)
+ip link set "$PF" down
+i=0
+while ! grep "^LIST intel.com/lab_igb" /tmp/kubelet.out | tail -1 | grep -q Unhealthy && [ $i -lt 100 ]; do sleep 0.02; i=$((i + 1)); done
+L=$(grep "^LIST intel.com/lab_igb" /tmp/kubelet.out | tail -1)
+check pf-down-unhealthy contains "$L" "$(lab_vf_pci "$PF" 1)=Unhealthy"
+t1=$(echo "$L" | cut -d' ' -f3)
+t1=$(awk -v t="$t1" 'BEGIN {printf "%.0f", (t / 1000000 % 100000) * 1000000 + t % 1000000}')
+measure health_to_update_ms "$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", (b - a) / 1000}')"
+ip link set "$PF" up
+lab_wait_carrier "$PF" 50 || true
+i=0
+while ! grep "^LIST intel.com/lab_igb" /tmp/kubelet.out | tail -1 | grep -q "=Healthy" && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+check pf-up-healthy-again contains "$(grep "^LIST intel.com/lab_igb" /tmp/kubelet.out | tail -1)" "=Healthy"
+kill -TERM $DPID
+wait $DPID
+check sigterm-clean-exit test $? -eq 0
+check socket-removed test ! -e "$DP/vfplex-intel.com_lab_igb.sock"
+check devinfo-removed test -z "$(ls /var/run/k8s.cni.cncf.io/devinfo/dp/ 2>/dev/null)"
+kill $KPID 2>/dev/null
+lab_restore_vfs "$PF"
