@@ -3,7 +3,7 @@
 //! link type, IOMMU group, RDMA) and what health needs (driver, PF link).
 //! Malformed or missing files make a field unknown, never a panic.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -64,8 +64,16 @@ impl PciDevice {
     }
 }
 
+/// A small sysfs attribute, trimmed. One open, one read, one close: sysfs
+/// attributes fit a page, and discovery reads thousands of them.
 fn read_trim(p: &Path) -> Option<String> {
-    fs::read_to_string(p).ok().map(|s| s.trim().to_string())
+    use std::io::Read;
+    let mut f = fs::File::open(p).ok()?;
+    let mut buf = [0u8; 256];
+    let n = f.read(&mut buf).ok()?;
+    std::str::from_utf8(&buf[..n])
+        .ok()
+        .map(|s| s.trim().to_string())
 }
 
 fn link_name(p: &Path) -> Option<String> {
@@ -104,6 +112,15 @@ fn link_type(arphrd: Option<String>) -> Option<String> {
     )
 }
 
+/// What every VF of one PF shares.
+#[derive(Debug)]
+struct PfFacts {
+    name: Option<String>,
+    link_type: Option<String>,
+    operstate: Option<String>,
+    index_of: HashMap<String, u16>,
+}
+
 /// Where discovery looks: a sysfs root and a procfs root (for the host's routes).
 #[derive(Debug, Clone)]
 pub struct Discovery {
@@ -133,17 +150,89 @@ impl Discovery {
             .filter_map(|e| e.file_name().to_str().map(str::to_string))
             .collect();
         names.sort();
-        names.iter().map(|pci| self.device(pci)).collect()
+        // PF facts are read once per PF, not once per VF: with 64 VFs a PF, the
+        // virtfn links alone would otherwise cost 64 x 64 readlinks. Large trees
+        // are read by a few threads (the work is all syscalls).
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(4);
+        if names.len() < 256 || threads < 2 {
+            let mut pfs = HashMap::new();
+            return names
+                .iter()
+                .map(|pci| self.device_with(pci, &mut pfs))
+                .collect();
+        }
+        let chunk = names.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = names
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || {
+                        let mut pfs = HashMap::new();
+                        part.iter()
+                            .map(|pci| self.device_with(pci, &mut pfs))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect()
+        })
     }
 
     fn netdev_operstate(&self, dev: &Path, netdev: &str) -> Option<String> {
         read_trim(&dev.join("net").join(netdev).join("operstate"))
     }
 
+    fn pf_facts(&self, pf_pci: &str) -> PfFacts {
+        let pf_dev = self.devices_dir().join(pf_pci);
+        let name = first_entry(&pf_dev.join("net"));
+        let index_of = fs::read_dir(&pf_dev)
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| {
+                        let n: u16 = e
+                            .file_name()
+                            .to_str()?
+                            .strip_prefix("virtfn")?
+                            .parse()
+                            .ok()?;
+                        Some((link_name(&e.path())?, n))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        PfFacts {
+            link_type: name
+                .as_deref()
+                .and_then(|n| link_type(read_trim(&pf_dev.join("net").join(n).join("type")))),
+            operstate: name
+                .as_deref()
+                .and_then(|n| self.netdev_operstate(&pf_dev, n)),
+            name,
+            index_of,
+        }
+    }
+
     /// Read one device.
     pub fn device(&self, pci: &str) -> PciDevice {
+        self.device_with(pci, &mut HashMap::new())
+    }
+
+    fn device_with(&self, pci: &str, pfs: &mut HashMap<String, PfFacts>) -> PciDevice {
         let dev = self.devices_dir().join(pci);
         let netdev = first_entry(&dev.join("net"));
+        let physfn = link_name(&dev.join("physfn"));
+        // Only PFs (and plain devices) have SR-IOV counters.
+        let pf_attr = |name: &str| {
+            physfn
+                .is_none()
+                .then(|| read_trim(&dev.join(name)))
+                .flatten()
+        };
         let mut d = PciDevice {
             pci: pci.to_string(),
             vendor: hex_id(read_trim(&dev.join("vendor"))),
@@ -156,38 +245,25 @@ impl Discovery {
                 .and_then(|n| n.parse().ok())
                 .filter(|n: &i64| *n >= 0),
             iommu_group: link_name(&dev.join("iommu_group")),
-            total_vfs: read_trim(&dev.join("sriov_totalvfs")).and_then(|n| n.parse().ok()),
-            num_vfs: read_trim(&dev.join("sriov_numvfs")).and_then(|n| n.parse().ok()),
-            acpi_index: read_trim(&dev.join("acpi_index")),
+            total_vfs: pf_attr("sriov_totalvfs").and_then(|n| n.parse().ok()),
+            num_vfs: pf_attr("sriov_numvfs").and_then(|n| n.parse().ok()),
+            acpi_index: pf_attr("acpi_index"),
             is_rdma: dev.join("infiniband").is_dir(),
             link_type: netdev
                 .as_deref()
                 .and_then(|n| link_type(read_trim(&dev.join("net").join(n).join("type")))),
             ..Default::default()
         };
-        if let Some(pf_pci) = link_name(&dev.join("physfn")) {
-            let pf_dev = self.devices_dir().join(&pf_pci);
-            let pf_name = first_entry(&pf_dev.join("net"));
-            d.vf_index = fs::read_dir(&pf_dev).ok().and_then(|rd| {
-                rd.flatten().find_map(|e| {
-                    let n: u16 = e
-                        .file_name()
-                        .to_str()?
-                        .strip_prefix("virtfn")?
-                        .parse()
-                        .ok()?;
-                    (link_name(&e.path()).as_deref() == Some(pci)).then_some(n)
-                })
-            });
+        if let Some(pf_pci) = physfn {
+            let pf = pfs
+                .entry(pf_pci.clone())
+                .or_insert_with(|| self.pf_facts(&pf_pci));
+            d.vf_index = pf.index_of.get(pci).copied();
             if d.link_type.is_none() {
-                d.link_type = pf_name
-                    .as_deref()
-                    .and_then(|n| link_type(read_trim(&pf_dev.join("net").join(n).join("type"))));
+                d.link_type.clone_from(&pf.link_type);
             }
-            d.pf_operstate = pf_name
-                .as_deref()
-                .and_then(|n| self.netdev_operstate(&pf_dev, n));
-            d.pf_name = pf_name;
+            d.pf_operstate.clone_from(&pf.operstate);
+            d.pf_name.clone_from(&pf.name);
             d.pf_pci = Some(pf_pci);
         } else if let Some(n) = &netdev {
             d.pf_operstate = self.netdev_operstate(&dev, n);

@@ -141,7 +141,7 @@ impl DevicePlugin for PoolService {
         &self,
         req: Request<PreferredAllocationRequest>,
     ) -> Result<Response<PreferredAllocationResponse>, Status> {
-        let devices = self.shared.devices.borrow().clone();
+        let devices = self.shared.devices.borrow();
         let container_responses = req
             .into_inner()
             .container_requests
@@ -164,7 +164,7 @@ impl DevicePlugin for PoolService {
         &self,
         req: Request<AllocateRequest>,
     ) -> Result<Response<AllocateResponse>, Status> {
-        let devices = self.shared.devices.borrow().clone();
+        let devices = self.shared.devices.borrow();
         let mut container_responses = Vec::new();
         for c in req.into_inner().container_requests {
             let resp = allocate::container_response(

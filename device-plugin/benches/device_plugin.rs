@@ -1,0 +1,208 @@
+//! Device-plugin numbers: discovery + pool building for 64 / 1,024 / 2,048
+//! synthetic VFs, Allocate over gRPC on a unix socket (p50/p99), and the time
+//! from a device-list change to the ListAndWatch update reaching the client.
+//! `cargo bench -p vfplex-device-plugin`. Numbers are printed, never asserted.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::UnixListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::UnixListenerStream;
+use tokio_stream::StreamExt;
+use vfplex_config::device_plugin::ResourceConfigList;
+use vfplex_device_plugin::api::device_plugin_client::DevicePluginClient;
+use vfplex_device_plugin::api::device_plugin_server::DevicePluginServer;
+use vfplex_device_plugin::api::{AllocateRequest, ContainerAllocateRequest, Empty};
+use vfplex_device_plugin::discovery::fixture::{self, Dev};
+use vfplex_device_plugin::discovery::Discovery;
+use vfplex_device_plugin::kubelet::dial;
+use vfplex_device_plugin::pools;
+use vfplex_device_plugin::service::{PoolService, PoolShared};
+
+const CONFIG: &str = r#"{"resourceList": [
+  {"resourceName": "a", "selectors": {"vendors": ["8086"], "drivers": ["iavf"], "pfNames": ["p0#0-31", "p1"]}},
+  {"resourceName": "b", "selectors": [{"drivers": ["vfio-pci"]}, {"vendors": ["8086"]}]}
+]}"#;
+
+fn tree(vfs: usize) -> tempfile::TempDir {
+    let t = tempfile::tempdir().unwrap();
+    let per_pf = 64;
+    for p in 0..vfs.div_ceil(per_pf) {
+        let pf_pci = format!("0000:{:02x}:00.0", p + 1);
+        let pf_name = format!("p{p}");
+        let names: Vec<(String, String)> = (0..per_pf.min(vfs - p * per_pf))
+            .map(|i| {
+                (
+                    format!("0000:{:02x}:{:02x}.{}", p + 1, 2 + i / 8, i % 8),
+                    format!("p{p}v{i}"),
+                )
+            })
+            .collect();
+        let vf_devs: Vec<Dev> = names
+            .iter()
+            .enumerate()
+            .map(|(i, (pci, n))| Dev {
+                pci,
+                device: "0x154c",
+                driver: Some(if i % 4 == 0 { "vfio-pci" } else { "iavf" }),
+                netdev: (i % 4 != 0).then_some(n.as_str()),
+                numa: (p % 2) as i64,
+                ..Default::default()
+            })
+            .collect();
+        fixture::pf(
+            t.path(),
+            &Dev {
+                pci: &pf_pci,
+                device: "0x1592",
+                driver: Some("ice"),
+                netdev: Some(&pf_name),
+                ..Default::default()
+            },
+            &vf_devs,
+        )
+        .unwrap();
+    }
+    t
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn pct(v: &mut [Duration], p: f64) -> Duration {
+    v.sort();
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn main() {
+    println!("{:<44} {:>12}", "device plugin", "value");
+    let cfg = ResourceConfigList::from_slice(CONFIG.as_bytes(), "intel.com").unwrap();
+    let mut big = None;
+    for n in [64, 1024, 2048] {
+        let t = tree(n);
+        let d = Discovery::new(t.path(), "/nonexistent");
+        let runs: Vec<Duration> = (0..5)
+            .map(|_| {
+                let t0 = Instant::now();
+                let devs = d.scan();
+                let p = pools::build(&cfg, &devs, &Default::default(), "intel.com");
+                assert_eq!(p.iter().map(|p| p.devices.len()).sum::<usize>(), n);
+                t0.elapsed()
+            })
+            .collect();
+        println!(
+            "{:<44} {:>9.2} ms",
+            format!("discovery + pools, {n} VFs (median of 5)"),
+            median(runs).as_secs_f64() * 1e3
+        );
+        let scan_only: Vec<Duration> = (0..5)
+            .map(|_| {
+                let t0 = Instant::now();
+                let _ = d.scan();
+                t0.elapsed()
+            })
+            .collect();
+        println!(
+            "{:<44} {:>9.2} ms",
+            format!("  of which sysfs scan, {n} VFs"),
+            median(scan_only).as_secs_f64() * 1e3
+        );
+        if n == 2048 {
+            big = Some(t);
+        }
+    }
+
+    // Allocate and ListAndWatch over a real unix socket, in process.
+    let t = big.unwrap();
+    let devs = Discovery::new(t.path(), "/nonexistent").scan();
+    let pool = pools::build(&cfg, &devs, &Default::default(), "intel.com").remove(0);
+    let ids: Vec<String> = pool.devices.keys().take(2).cloned().collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        // Device-info files live on tmpfs (/var/run) in production: bench there too.
+        let dir = tempfile::tempdir_in("/dev/shm")
+            .or_else(|_| tempfile::tempdir())
+            .unwrap();
+        let sock = dir.path().join("pool.sock");
+        let (tx, _) = watch::channel(pool.devices.clone());
+        let shared = Arc::new(PoolShared {
+            config: pool.config.clone(),
+            resource: pool.resource.clone(),
+            default_prefix: "intel.com".into(),
+            devinfo_dir: dir.path().join("devinfo"),
+            devices: tx,
+        });
+        let listener = UnixListener::bind(&sock).unwrap();
+        let svc = DevicePluginServer::new(PoolService {
+            shared: shared.clone(),
+        });
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(svc)
+                .serve_with_incoming(UnixListenerStream::new(listener)),
+        );
+        let mut client = DevicePluginClient::new(dial(&sock).await.unwrap());
+        let mut lat = Vec::new();
+        for i in 0..1100 {
+            let t0 = Instant::now();
+            client
+                .allocate(AllocateRequest {
+                    container_requests: vec![ContainerAllocateRequest {
+                        devices_ids: ids.clone(),
+                    }],
+                })
+                .await
+                .unwrap();
+            if i >= 100 {
+                lat.push(t0.elapsed());
+            }
+        }
+        println!(
+            "{:<44} {:>9.3} ms",
+            "Allocate p50 (2 devices, gRPC over UDS)",
+            pct(&mut lat, 0.5).as_secs_f64() * 1e3
+        );
+        println!(
+            "{:<44} {:>9.3} ms",
+            "Allocate p99",
+            pct(&mut lat, 0.99).as_secs_f64() * 1e3
+        );
+
+        let mut stream = client.list_and_watch(Empty {}).await.unwrap().into_inner();
+        stream.next().await.unwrap().unwrap();
+        let mut upd = Vec::new();
+        for i in 0..200 {
+            let mut changed: BTreeMap<_, _> = pool.devices.clone();
+            if let Some(d) = changed.values_mut().next() {
+                d.driver = if i % 2 == 0 {
+                    None
+                } else {
+                    Some("iavf".into())
+                };
+            }
+            let t0 = Instant::now();
+            shared.devices.send_replace(changed);
+            stream.next().await.unwrap().unwrap();
+            upd.push(t0.elapsed());
+        }
+        println!(
+            "{:<44} {:>9.3} ms",
+            "device change -> ListAndWatch update p50",
+            pct(&mut upd, 0.5).as_secs_f64() * 1e3
+        );
+        println!(
+            "{:<44} {:>9.3} ms",
+            "device change -> ListAndWatch update p99",
+            pct(&mut upd, 0.99).as_secs_f64() * 1e3
+        );
+    });
+}
