@@ -80,3 +80,90 @@ mod tests {
         assert_eq!(find_plugin("no-such-plugin", &dirs), None);
     }
 }
+
+/// One call of a delegate plugin, as libcni makes it: our environment, with the
+/// `CNI_*` variables of the call, and the config on stdin.
+#[derive(Debug, Clone)]
+pub struct Invocation<'a> {
+    pub command: &'a str,
+    pub container_id: &'a str,
+    pub netns: &'a str,
+    pub ifname: &'a str,
+    pub args: &'a str,
+    pub path: &'a [PathBuf],
+}
+
+/// Why a delegate call failed: not found, not runnable, or its own CNI error.
+#[derive(Debug, thiserror::Error)]
+pub enum DelegateError {
+    #[error("plugin {plugin:?} not found in {path}")]
+    NotFound { plugin: String, path: String },
+    #[error("cannot run {binary}: {source}")]
+    Spawn { binary: String, source: io::Error },
+    #[error("{plugin} {command} failed: {}", error.msg)]
+    Plugin {
+        plugin: String,
+        command: String,
+        error: vfplex_config::CniError,
+    },
+}
+
+impl DelegateError {
+    /// The CNI code to pass on: the delegate's own where it gave one.
+    pub fn code(&self) -> vfplex_config::ErrorCode {
+        match self {
+            DelegateError::Plugin { error, .. } => error.code,
+            DelegateError::NotFound { .. } => vfplex_config::ErrorCode::InvalidNetworkConfig,
+            DelegateError::Spawn { .. } => vfplex_config::ErrorCode::Io,
+        }
+    }
+}
+
+/// Join search directories as `CNI_PATH` does.
+pub fn join_path(dirs: &[PathBuf]) -> String {
+    dirs.iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Run plugin `plugin` (looked up in `inv.path`) and return its stdout on success.
+pub fn delegate(plugin: &str, inv: &Invocation<'_>, stdin: &[u8]) -> Result<Vec<u8>, DelegateError> {
+    let binary = find_plugin(plugin, inv.path).ok_or_else(|| DelegateError::NotFound {
+        plugin: plugin.to_string(),
+        path: join_path(inv.path),
+    })?;
+    let path = join_path(inv.path);
+    let inherited: Vec<(String, String)> = std::env::vars().filter(|(k, _)| !k.starts_with("CNI_")).collect();
+    let mut env: Vec<(&str, &str)> = inherited.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    env.extend([
+        ("CNI_COMMAND", inv.command),
+        ("CNI_CONTAINERID", inv.container_id),
+        ("CNI_NETNS", inv.netns),
+        ("CNI_IFNAME", inv.ifname),
+        ("CNI_ARGS", inv.args),
+        ("CNI_PATH", path.as_str()),
+    ]);
+    let out = exec_plugin(&binary, &env, stdin).map_err(|source| DelegateError::Spawn {
+        binary: binary.display().to_string(),
+        source,
+    })?;
+    if out.success() {
+        return Ok(out.stdout);
+    }
+    let error = serde_json::from_slice::<vfplex_config::CniError>(&out.stdout).unwrap_or_else(|_| {
+        vfplex_config::CniError::new(
+            vfplex_config::ErrorCode::Internal,
+            format!(
+                "exit {:?}: {}",
+                out.exit_code,
+                String::from_utf8_lossy(&out.stdout).trim()
+            ),
+        )
+    });
+    Err(DelegateError::Plugin {
+        plugin: plugin.to_string(),
+        command: inv.command.to_string(),
+        error,
+    })
+}

@@ -4,9 +4,9 @@
 
 use std::path::Path;
 
-use vfplex_cni::exec::{exec_plugin, find_plugin};
+use vfplex_cni::exec::{delegate, exec_plugin, find_plugin, Invocation};
 use vfplex_cni::Request;
-use vfplex_config::{CniError, CniResult, CniVersion, ErrorCode};
+use vfplex_config::{CniResult, CniVersion, ErrorCode};
 
 use crate::error::SriovError;
 
@@ -60,79 +60,33 @@ fn common_version(req: &Request, plugin: &str) -> Option<CniVersion> {
         .max()
 }
 
-fn run_with(
-    req: &Request,
-    plugin: &str,
-    command: &str,
-    stdin: &[u8],
-) -> Result<Option<CniResult>, SriovError> {
+fn run_with(req: &Request, plugin: &str, command: &str, stdin: &[u8]) -> Result<Option<CniResult>, SriovError> {
     let fail = |msg: String, code: ErrorCode| SriovError::Ipam {
         plugin: plugin.to_string(),
         msg,
         code,
     };
-    let binary = find_plugin(plugin, &req.path).ok_or_else(|| {
-        fail(
-            format!("not found in CNI_PATH ({})", join(&req.path)),
-            ErrorCode::InvalidNetworkConfig,
-        )
-    })?;
     let netns = req
         .netns
         .as_ref()
         .map(|p| p.display().to_string())
         .unwrap_or_default();
     let args = req.args.to_env_string();
-    let path = join(&req.path);
-    // The delegate sees our environment, with the CNI variables as we were given them.
-    let inherited: Vec<(String, String)> = std::env::vars()
-        .filter(|(k, _)| !k.starts_with("CNI_"))
-        .collect();
-    let mut env: Vec<(&str, &str)> = inherited
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    env.extend([
-        ("CNI_COMMAND", command),
-        ("CNI_CONTAINERID", req.container_id.as_str()),
-        ("CNI_NETNS", netns.as_str()),
-        ("CNI_IFNAME", req.ifname.as_str()),
-        ("CNI_ARGS", args.as_str()),
-        ("CNI_PATH", path.as_str()),
-    ]);
-    let out = exec_plugin(&binary, &env, stdin).map_err(|e| {
-        fail(
-            format!("cannot run {}: {e}", binary.display()),
-            ErrorCode::Io,
-        )
-    })?;
-    if !out.success() {
-        return Err(match serde_json::from_slice::<CniError>(&out.stdout) {
-            Ok(e) => fail(format!("{command} failed: {}", e.msg), e.code),
-            Err(_) => fail(
-                format!(
-                    "{command} failed ({:?}): {}",
-                    out.exit_code,
-                    String::from_utf8_lossy(&out.stdout).trim()
-                ),
-                ErrorCode::Internal,
-            ),
-        });
-    }
+    let inv = Invocation {
+        command,
+        container_id: &req.container_id,
+        netns: &netns,
+        ifname: &req.ifname,
+        args: &args,
+        path: &req.path,
+    };
+    let stdout = delegate(plugin, &inv, stdin).map_err(|e| fail(e.to_string(), e.code()))?;
     if command != "ADD" {
         return Ok(None);
     }
-    let result = CniResult::from_slice(&out.stdout)
+    let result = CniResult::from_slice(&stdout)
         .map_err(|e| fail(format!("unreadable result: {e}"), ErrorCode::Decoding))?;
     Ok(Some(result))
-}
-
-fn join(paths: &[std::path::PathBuf]) -> String {
-    paths
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect::<Vec<_>>()
-        .join(":")
 }
 
 /// Whether an IPAM plugin binary exists (for STATUS).
