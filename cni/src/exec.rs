@@ -104,7 +104,7 @@ pub enum DelegateError {
     Plugin {
         plugin: String,
         command: String,
-        error: vfplex_config::CniError,
+        error: Box<vfplex_config::CniError>,
     },
 }
 
@@ -128,14 +128,23 @@ pub fn join_path(dirs: &[PathBuf]) -> String {
 }
 
 /// Run plugin `plugin` (looked up in `inv.path`) and return its stdout on success.
-pub fn delegate(plugin: &str, inv: &Invocation<'_>, stdin: &[u8]) -> Result<Vec<u8>, DelegateError> {
+pub fn delegate(
+    plugin: &str,
+    inv: &Invocation<'_>,
+    stdin: &[u8],
+) -> Result<Vec<u8>, DelegateError> {
     let binary = find_plugin(plugin, inv.path).ok_or_else(|| DelegateError::NotFound {
         plugin: plugin.to_string(),
         path: join_path(inv.path),
     })?;
     let path = join_path(inv.path);
-    let inherited: Vec<(String, String)> = std::env::vars().filter(|(k, _)| !k.starts_with("CNI_")).collect();
-    let mut env: Vec<(&str, &str)> = inherited.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let inherited: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| !k.starts_with("CNI_"))
+        .collect();
+    let mut env: Vec<(&str, &str)> = inherited
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     env.extend([
         ("CNI_COMMAND", inv.command),
         ("CNI_CONTAINERID", inv.container_id),
@@ -151,19 +160,20 @@ pub fn delegate(plugin: &str, inv: &Invocation<'_>, stdin: &[u8]) -> Result<Vec<
     if out.success() {
         return Ok(out.stdout);
     }
-    let error = serde_json::from_slice::<vfplex_config::CniError>(&out.stdout).unwrap_or_else(|_| {
-        vfplex_config::CniError::new(
-            vfplex_config::ErrorCode::Internal,
-            format!(
-                "exit {:?}: {}",
-                out.exit_code,
-                String::from_utf8_lossy(&out.stdout).trim()
-            ),
-        )
-    });
+    let error =
+        serde_json::from_slice::<vfplex_config::CniError>(&out.stdout).unwrap_or_else(|_| {
+            vfplex_config::CniError::new(
+                vfplex_config::ErrorCode::Internal,
+                format!(
+                    "exit {:?}: {}",
+                    out.exit_code,
+                    String::from_utf8_lossy(&out.stdout).trim()
+                ),
+            )
+        });
     Err(DelegateError::Plugin {
         plugin: plugin.to_string(),
         command: inv.command.to_string(),
-        error,
+        error: Box::new(error),
     })
 }

@@ -14,7 +14,8 @@ pub const DEFAULT_BIN_DIR: &str = "/opt/cni/bin";
 pub const DEFAULT_MULTUS_NAMESPACE: &str = "kube-system";
 pub const DEFAULT_NAD_DIR: &str = "/etc/cni/vfplex/nads";
 pub const DEFAULT_POD_RESOURCES_SOCKET: &str = "/var/lib/kubelet/pod-resources/kubelet.sock";
-pub const DEFAULT_KUBELET_CHECKPOINT: &str = "/var/lib/kubelet/device-plugins/kubelet_internal_checkpoint";
+pub const DEFAULT_KUBELET_CHECKPOINT: &str =
+    "/var/lib/kubelet/device-plugins/kubelet_internal_checkpoint";
 
 /// Multus's `logOptions` (lumberjack rotation).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,7 +117,11 @@ pub struct MetaConf {
 fn abs(field: &str, v: Option<String>, default: &str) -> Result<String, ConfigError> {
     let v = v.unwrap_or_else(|| default.to_string());
     if !v.starts_with('/') || v.contains('\0') || v.split('/').any(|c| c == "..") {
-        return Err(ConfigError::invalid(field, &v, "must be an absolute path without '..'"));
+        return Err(ConfigError::invalid(
+            field,
+            &v,
+            "must be an absolute path without '..'",
+        ));
     }
     Ok(v)
 }
@@ -144,7 +149,11 @@ impl MetaConf {
         let capabilities = conf
             .capabilities
             .as_ref()
-            .map(|c| c.iter().map(|(k, v)| (k.clone(), Value::Bool(*v))).collect())
+            .map(|c| {
+                c.iter()
+                    .map(|(k, v)| (k.clone(), Value::Bool(*v)))
+                    .collect()
+            })
             .unwrap_or_default();
         Ok(MetaConf {
             kubeconfig: raw.kubeconfig.filter(|k| !k.is_empty()),
@@ -173,7 +182,11 @@ impl MetaConf {
                 raw.pod_resources_socket,
                 DEFAULT_POD_RESOURCES_SOCKET,
             )?,
-            kubelet_checkpoint: abs("kubeletCheckpoint", raw.kubelet_checkpoint, DEFAULT_KUBELET_CHECKPOINT)?,
+            kubelet_checkpoint: abs(
+                "kubeletCheckpoint",
+                raw.kubelet_checkpoint,
+                DEFAULT_KUBELET_CHECKPOINT,
+            )?,
             api_timeout_ms: raw.api_timeout_ms.unwrap_or(5000),
             capabilities,
         })
@@ -227,10 +240,15 @@ mod tests {
 
     #[test]
     fn inline_delegates_and_errors() {
-        let c = parse(json!({"delegates": [{"cniVersion": "0.3.1", "name": "br", "type": "bridge"}]})).unwrap();
+        let c =
+            parse(json!({"delegates": [{"cniVersion": "0.3.1", "name": "br", "type": "bridge"}]}))
+                .unwrap();
         assert_eq!(c.delegates.len(), 1);
         assert!(c.may_use("a", "b"), "no isolation by default");
-        assert!(parse(json!({})).unwrap_err().to_string().contains("clusterNetwork"));
+        assert!(parse(json!({}))
+            .unwrap_err()
+            .to_string()
+            .contains("clusterNetwork"));
         assert!(parse(json!({"clusterNetwork": "x", "cniDir": "rel"})).is_err());
         assert!(parse(json!({"clusterNetwork": "x", "multusNamespace": "Bad_NS"})).is_err());
     }

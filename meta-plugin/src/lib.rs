@@ -1,24 +1,79 @@
-//! vfplex meta plugin: attaches the cluster network and every network a pod asks
-//! for, each through its own delegate. Until delegation lands it answers VERSION
-//! and refuses every other verb with a CNI error; it never claims success.
+//! vfplex meta plugin: attaches the cluster network and every network a pod
+//! asks for, each through its own delegate, and reports them on the pod.
+//! One file per verb (`add`, `del`, `maintenance` for CHECK/STATUS/GC);
+//! `networks` decides which networks, `delegate` runs them, `cache` remembers.
+
+pub mod add;
+pub mod cache;
+pub mod del;
+pub mod delegate;
+pub mod error;
+pub mod kube;
+pub mod maintenance;
+pub mod networks;
+pub mod status;
+
+use std::path::PathBuf;
+use std::time::Duration;
 
 use vfplex_cni::{Plugin, Request};
-use vfplex_config::{CniError, CniResult, ErrorCode};
+use vfplex_config::meta::MetaConf;
+use vfplex_config::{CniError, CniResult};
 
-/// Errors of the meta plugin; each maps onto one CNI error code.
-#[derive(Debug, thiserror::Error)]
-pub enum MetaError {
-    /// The verb is not available in this build.
-    #[error("vfplex: {verb} is not available in this build (delegation is not implemented yet)")]
-    NotAvailable { verb: &'static str },
+pub use error::MetaError;
+
+/// What every verb needs: the parsed config, an API client if configured, and
+/// where delegates are found (`binDir` first, then `CNI_PATH`).
+#[derive(Debug)]
+pub struct Ctx {
+    pub conf: MetaConf,
+    pub kube: Option<kube::KubeClient>,
+    pub path: Vec<PathBuf>,
 }
 
-impl From<MetaError> for CniError {
-    fn from(e: MetaError) -> Self {
-        let code = match e {
-            MetaError::NotAvailable { .. } => ErrorCode::PluginNotAvailable,
+impl Ctx {
+    pub fn new(req: &Request, needs_api: bool) -> Result<Ctx, MetaError> {
+        let conf = MetaConf::from_netconf(&req.conf)?;
+        let kube = match (&conf.kubeconfig, needs_api) {
+            (Some(k), true) => Some(kube::KubeClient::from_kubeconfig(
+                std::path::Path::new(k),
+                Duration::from_millis(conf.api_timeout_ms),
+            )?),
+            _ => None,
         };
-        CniError::new(code, e.to_string())
+        let mut path = vec![PathBuf::from(&conf.bin_dir)];
+        path.extend(req.path.iter().cloned());
+        Ok(Ctx { conf, kube, path })
+    }
+
+    /// CNI_ARGS for delegates: the caller's, with `IgnoreUnknown` so strict
+    /// plugins accept the K8S_* keys.
+    pub fn delegate_args(&self, req: &Request) -> String {
+        let s = req.args.to_env_string();
+        if req.args.get("IgnoreUnknown").is_some() {
+            s
+        } else if s.is_empty() {
+            "IgnoreUnknown=1".to_string()
+        } else {
+            format!("IgnoreUnknown=1;{s}")
+        }
+    }
+}
+
+impl delegate::Delegate {
+    /// A delegate for `network` with nothing attached yet.
+    pub fn empty_for(network: String, conf: vfplex_config::NetConfList) -> Self {
+        delegate::Delegate {
+            network,
+            ifname: String::new(),
+            master: true,
+            conf,
+            runtime: Default::default(),
+            cni_args: None,
+            device_id: None,
+            default_route: Vec::new(),
+            result: None,
+        }
     }
 }
 
@@ -26,22 +81,49 @@ impl From<MetaError> for CniError {
 #[derive(Debug, Default)]
 pub struct MetaPlugin;
 
-impl Plugin for MetaPlugin {
-    type Error = MetaError;
+/// The plugin's errors at the CNI edge.
+#[derive(Debug)]
+pub struct EdgeError(CniError);
 
-    fn add(&self, _req: &Request) -> Result<CniResult, MetaError> {
-        Err(MetaError::NotAvailable { verb: "ADD" })
+impl From<EdgeError> for CniError {
+    fn from(e: EdgeError) -> Self {
+        e.0
     }
-    fn del(&self, _req: &Request) -> Result<(), MetaError> {
-        Err(MetaError::NotAvailable { verb: "DEL" })
+}
+
+impl From<MetaError> for EdgeError {
+    fn from(e: MetaError) -> Self {
+        EdgeError(e.into())
     }
-    fn check(&self, _req: &Request) -> Result<(), MetaError> {
-        Err(MetaError::NotAvailable { verb: "CHECK" })
+}
+
+impl Plugin for MetaPlugin {
+    type Error = EdgeError;
+
+    fn add(&self, req: &Request) -> Result<CniResult, EdgeError> {
+        let ctx = Ctx::new(req, true)?;
+        Ok(add::add(&ctx, req)?)
     }
-    fn status(&self, _req: &Request) -> Result<(), MetaError> {
-        Err(MetaError::NotAvailable { verb: "STATUS" })
+
+    fn del(&self, req: &Request) -> Result<(), EdgeError> {
+        // DEL needs no API: everything comes from the cache.
+        let ctx = Ctx::new(req, false)?;
+        Ok(del::del(&ctx, req)?)
     }
-    fn gc(&self, _req: &Request) -> Result<(), MetaError> {
-        Err(MetaError::NotAvailable { verb: "GC" })
+
+    fn check(&self, req: &Request) -> Result<(), EdgeError> {
+        let ctx = Ctx::new(req, false)?;
+        Ok(maintenance::check(&ctx, req)?)
+    }
+
+    fn status(&self, req: &Request) -> Result<(), EdgeError> {
+        let ctx = Ctx::new(req, false)?;
+        maintenance::status(&ctx, req)
+            .map_err(|e| EdgeError(CniError::new(maintenance::status_code(&e), e.to_string())))
+    }
+
+    fn gc(&self, req: &Request) -> Result<(), EdgeError> {
+        let ctx = Ctx::new(req, false)?;
+        Ok(maintenance::gc(&ctx, req)?)
     }
 }

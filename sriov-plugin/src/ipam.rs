@@ -60,7 +60,12 @@ fn common_version(req: &Request, plugin: &str) -> Option<CniVersion> {
         .max()
 }
 
-fn run_with(req: &Request, plugin: &str, command: &str, stdin: &[u8]) -> Result<Option<CniResult>, SriovError> {
+fn run_with(
+    req: &Request,
+    plugin: &str,
+    command: &str,
+    stdin: &[u8],
+) -> Result<Option<CniResult>, SriovError> {
     let fail = |msg: String, code: ErrorCode| SriovError::Ipam {
         plugin: plugin.to_string(),
         msg,

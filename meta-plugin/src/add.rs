@@ -1,0 +1,396 @@
+//! ADD: resolve the pod's networks, remember them, attach each through its
+//! delegate (the cluster network first), report them on the pod, and return the
+//! cluster network's result. A failure DELs what was attached, in reverse, and
+//! names the network and delegate that failed.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use vfplex_cni::Request;
+use vfplex_config::annotations::{self, NETWORKS_ANNOTATION, NETWORK_STATUS_ANNOTATION};
+use vfplex_config::device_info::{self, cni_file_name, dp_file_name};
+use vfplex_config::meta::MetaConf;
+use vfplex_config::runtime_config::POD_ANNOTATIONS_KEY;
+use vfplex_config::CniResult;
+
+use crate::cache::{self, Entry};
+use crate::delegate::{Call, Delegate};
+use crate::error::MetaError;
+use crate::kube::KubeClient;
+use crate::networks::{assign_ifnames, checkpoint_devices, selection_runtime, Resolver};
+use crate::{status, Ctx};
+
+/// The pod this call is for.
+#[derive(Debug, Clone, Default)]
+pub struct Pod {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Wait for the readiness indicator file, as Multus does (up to 45 s).
+pub fn wait_ready(conf: &MetaConf) -> Result<(), MetaError> {
+    let Some(f) = &conf.readiness_indicator_file else {
+        return Ok(());
+    };
+    let deadline = Instant::now() + Duration::from_secs(45);
+    while !Path::new(f).exists() {
+        if Instant::now() >= deadline {
+            return Err(MetaError::NotReady(f.clone()));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+/// The pod from CNI_ARGS; its annotations from the runtime (no API round trip)
+/// or, failing that, from the API server.
+pub fn pod(req: &Request, kube: Option<&KubeClient>) -> Result<Pod, MetaError> {
+    let namespace = req
+        .args
+        .get("K8S_POD_NAMESPACE")
+        .ok_or(MetaError::NoPod("K8S_POD_NAMESPACE"))?
+        .to_string();
+    let name = req
+        .args
+        .get("K8S_POD_NAME")
+        .ok_or(MetaError::NoPod("K8S_POD_NAME"))?
+        .to_string();
+    let uid = req.args.get("K8S_POD_UID").unwrap_or_default().to_string();
+    let cri = req
+        .conf
+        .runtime_config
+        .as_ref()
+        .and_then(|rc| rc.get(POD_ANNOTATIONS_KEY))
+        .and_then(|v| serde_json::from_value::<BTreeMap<String, String>>(v.clone()).ok())
+        .filter(|m| !m.is_empty());
+    if let Some(annotations) = cri {
+        return Ok(Pod {
+            namespace,
+            name,
+            uid,
+            annotations,
+        });
+    }
+    let Some(kube) = kube else {
+        return Ok(Pod {
+            namespace,
+            name,
+            uid,
+            annotations: BTreeMap::new(),
+        });
+    };
+    let v = kube
+        .get_pod(&namespace, &name)?
+        .ok_or_else(|| MetaError::PodNotFound {
+            ns: namespace.clone(),
+            name: name.clone(),
+        })?;
+    let actual = v["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let static_pod = v["metadata"]["annotations"]["kubernetes.io/config.source"]
+        .as_str()
+        .is_some_and(|s| s != "api");
+    if !uid.is_empty() && !actual.is_empty() && uid != actual && !static_pod {
+        return Err(MetaError::UidMismatch {
+            ns: namespace,
+            name,
+            expected: uid,
+            actual,
+        });
+    }
+    let annotations =
+        serde_json::from_value(v["metadata"]["annotations"].clone()).unwrap_or_default();
+    Ok(Pod {
+        namespace,
+        name,
+        uid,
+        annotations,
+    })
+}
+
+/// Every delegate of the pod, interface names assigned.
+pub fn delegates(ctx: &Ctx, req: &Request, pod: &Pod) -> Result<Vec<Delegate>, MetaError> {
+    let resolver = Resolver {
+        conf: &ctx.conf,
+        kube: ctx.kube.as_ref(),
+    };
+    let (network, conf) = resolver.master(&pod.annotations, &pod.namespace)?;
+    // Kubelet's capability arguments go to the cluster network only.
+    let mut runtime = req.conf.runtime_config.clone().unwrap_or_default();
+    runtime.remove(POD_ANNOTATIONS_KEY);
+    let mut out = vec![Delegate {
+        network,
+        ifname: String::new(),
+        master: true,
+        conf,
+        runtime,
+        cni_args: None,
+        device_id: None,
+        default_route: Vec::new(),
+        result: None,
+    }];
+    let mut requested = vec![None];
+    if !ctx.conf.system_namespaces.contains(&pod.namespace) {
+        for dn in &ctx.conf.default_networks {
+            let (network, conf) = resolver.named_network(dn)?;
+            out.push(Delegate {
+                network,
+                ..Delegate::empty(conf)
+            });
+            requested.push(None);
+        }
+    }
+    let selections = match pod.annotations.get(NETWORKS_ANNOTATION) {
+        Some(v) => annotations::parse_networks(v)?,
+        None => Vec::new(),
+    };
+    let mut devices: Option<BTreeMap<String, Vec<String>>> = None;
+    let mut next_index: BTreeMap<String, usize> = BTreeMap::new();
+    for sel in selections {
+        let ns = sel.namespace_or(&pod.namespace).to_string();
+        if !ctx.conf.may_use(&pod.namespace, &ns) {
+            return Err(MetaError::Isolated {
+                ns,
+                name: sel.name.clone(),
+                pod_ns: pod.namespace.clone(),
+            });
+        }
+        let Some(nad) = resolver.nad(&ns, &sel.name)? else {
+            if let Some(k) = &ctx.kube {
+                let msg = format!(
+                    "cannot find a network-attachment-definition ({}) in namespace ({ns})",
+                    sel.name
+                );
+                let _ = k.event(
+                    &pod.namespace,
+                    &pod.name,
+                    &pod.uid,
+                    "Warning",
+                    "NoNetworkFound",
+                    &msg,
+                );
+            }
+            return Err(MetaError::NadNotFound {
+                network: sel.name.clone(),
+                ns,
+                name: sel.name.clone(),
+            });
+        };
+        let conf = resolver.nad_config(&nad)?;
+        let mut device_id = None;
+        if let Some(res) = nad.resource_name() {
+            let map = devices
+                .get_or_insert_with(|| checkpoint_devices(&ctx.conf.kubelet_checkpoint, &pod.uid));
+            let i = next_index.entry(res.to_string()).or_default();
+            device_id = map.get(res).and_then(|ids| ids.get(*i)).cloned();
+            *i += 1;
+        }
+        let device_id = device_id.or(sel.device_id.clone());
+        let mut runtime = selection_runtime(&sel);
+        if let Some(id) = &device_id {
+            runtime.insert("deviceID".into(), Value::String(id.clone()));
+        }
+        out.push(Delegate {
+            network: format!("{ns}/{}", sel.name),
+            ifname: String::new(),
+            master: false,
+            conf,
+            runtime,
+            cni_args: sel.cni_args.clone(),
+            device_id,
+            default_route: sel.default_route.clone(),
+            result: None,
+        });
+        requested.push(sel.interface.clone());
+    }
+    assign_ifnames(&mut out, &requested, &req.ifname)?;
+    // Device-info for attachments with a device: the device plugin's file, copied
+    // per attachment, handed to plugins that declare CNIDeviceInfoFile.
+    for d in out.iter_mut().filter(|d| d.device_id.is_some()) {
+        let Some((ns, name)) = d.network.split_once('/') else {
+            continue;
+        };
+        let (Some(id), Ok(file)) = (
+            d.device_id.as_deref(),
+            cni_file_name(ns, name, &req.container_id, &d.ifname),
+        ) else {
+            continue;
+        };
+        let resource = resolver
+            .nad(ns, name)
+            .ok()
+            .flatten()
+            .and_then(|n| n.resource_name().map(str::to_string));
+        let Some(resource) = resource else { continue };
+        let Ok(src_name) = dp_file_name(&resource, id) else {
+            continue;
+        };
+        let src = Path::new(device_info::DP_DIR).join(src_name);
+        let dst = Path::new(device_info::CNI_DIR).join(file);
+        if src.exists()
+            && std::fs::create_dir_all(device_info::CNI_DIR).is_ok()
+            && std::fs::copy(&src, &dst).is_ok()
+        {
+            d.runtime.insert(
+                "CNIDeviceInfoFile".into(),
+                Value::String(dst.display().to_string()),
+            );
+        }
+    }
+    Ok(out)
+}
+
+impl Delegate {
+    fn empty(conf: vfplex_config::NetConfList) -> Delegate {
+        Delegate {
+            network: String::new(),
+            ifname: String::new(),
+            master: false,
+            conf,
+            runtime: Default::default(),
+            cni_args: None,
+            device_id: None,
+            default_route: Vec::new(),
+            result: None,
+        }
+    }
+}
+
+pub fn add(ctx: &Ctx, req: &Request) -> Result<CniResult, MetaError> {
+    wait_ready(&ctx.conf)?;
+    let pod = pod(req, ctx.kube.as_ref())?;
+    let mut delegates = delegates(ctx, req, &pod)?;
+    let netns = req
+        .netns
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let args = ctx.delegate_args(req);
+    let call = Call {
+        container_id: &req.container_id,
+        netns: &netns,
+        args: &args,
+        path: &ctx.path,
+    };
+    let mut entry = Entry {
+        container_id: req.container_id.clone(),
+        netns: Some(netns.clone()),
+        pod_namespace: pod.namespace.clone(),
+        pod_name: pod.name.clone(),
+        delegates: delegates.clone(),
+    };
+    // Remember first: a crash between here and the end still leaves DEL a list.
+    cache::save(&ctx.conf.cni_dir, &entry)?;
+
+    let outcome = attach_all(ctx, &call, &mut delegates);
+    if let Err((failed, e)) = outcome {
+        // The failed delegate is DELed too (spec: a failed ADD is followed by DEL).
+        for d in delegates[..=failed].iter().rev() {
+            for p in d.del(&call) {
+                tracing::error!("rollback of {}: {p}", d.network);
+            }
+        }
+        cleanup_devinfo(&delegates);
+        let _ = cache::remove(&ctx.conf.cni_dir, &req.container_id);
+        return Err(e);
+    }
+    entry.delegates = delegates.clone();
+    cache::save(&ctx.conf.cni_dir, &entry)?;
+
+    if let Some(kube) = &ctx.kube {
+        let statuses = status::entries(&delegates);
+        let value = annotations::format_network_status(&statuses);
+        if let Err(e) =
+            kube.annotate_pod(&pod.namespace, &pod.name, NETWORK_STATUS_ANNOTATION, &value)
+        {
+            tracing::warn!(
+                "network-status of {}/{} not written: {e}",
+                pod.namespace,
+                pod.name
+            );
+        }
+        for d in delegates.iter().filter(|d| !d.master) {
+            let ips: Vec<String> = statuses
+                .iter()
+                .filter(|s| {
+                    s.name == d.network && s.interface.as_deref() == Some(d.ifname.as_str())
+                })
+                .flat_map(|s| s.ips.clone())
+                .collect();
+            let msg = format!("Add {} {:?} from {}", d.ifname, ips, d.network);
+            let _ = kube.event(
+                &pod.namespace,
+                &pod.name,
+                &pod.uid,
+                "Normal",
+                "AddedInterface",
+                &msg,
+            );
+        }
+    }
+    let master = delegates
+        .iter()
+        .find(|d| d.master)
+        .and_then(|d| d.result.clone());
+    match master {
+        Some(v) => Ok(CniResult::from_value(v)?),
+        None => Err(MetaError::Network {
+            network: "cluster".into(),
+            reason: "no result".into(),
+        }),
+    }
+}
+
+/// The cluster network first; then the others, one by one, or all at once with
+/// `parallelDelegates` (each owns its interface). On failure: the index of the
+/// last delegate that may hold state, and the error.
+fn attach_all(
+    ctx: &Ctx,
+    call: &Call<'_>,
+    delegates: &mut [Delegate],
+) -> Result<(), (usize, MetaError)> {
+    if !ctx.conf.parallel_delegates {
+        for (i, d) in delegates.iter_mut().enumerate() {
+            d.add(call).map_err(|e| (i, e))?;
+        }
+        return Ok(());
+    }
+    let Some((first, rest)) = delegates.split_first_mut() else {
+        return Ok(());
+    };
+    first.add(call).map_err(|e| (0, e))?;
+    let errors: Vec<MetaError> = std::thread::scope(|s| {
+        let handles: Vec<_> = rest
+            .iter_mut()
+            .map(|d| s.spawn(move || d.add(call)))
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|h| match h.join() {
+                Ok(r) => r.err(),
+                Err(_) => Some(MetaError::Network {
+                    network: "?".into(),
+                    reason: "delegate thread panicked".into(),
+                }),
+            })
+            .collect()
+    });
+    match errors.into_iter().next() {
+        None => Ok(()),
+        Some(e) => Err((delegates.len() - 1, e)),
+    }
+}
+
+pub fn cleanup_devinfo(delegates: &[Delegate]) {
+    for d in delegates {
+        if let Some(p) = d.runtime.get("CNIDeviceInfoFile").and_then(Value::as_str) {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}

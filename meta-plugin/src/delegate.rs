@@ -1,0 +1,165 @@
+//! Running one attachment's delegate the way libcni runs a network list: each
+//! plugin gets its own config with `name` and `cniVersion` injected, the
+//! `runtimeConfig` keys it declares capabilities for, `args.cni` from the
+//! selection's `cni-args`, the device ID (top-level `deviceID`/`pciBusID`, as
+//! Multus injects them) and the previous plugin's result. DEL runs the list in
+//! reverse with the cached result; CHECK in order.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use vfplex_cni::exec::{delegate, Invocation};
+use vfplex_config::{CniResult, CniVersion, NetConfList};
+
+use crate::error::MetaError;
+
+/// One network attached to the pod.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Delegate {
+    /// `namespace/name` for a NAD; the CNI network name for the cluster network.
+    pub network: String,
+    pub ifname: String,
+    /// The cluster network (its result is what the runtime gets).
+    pub master: bool,
+    /// The network as a conflist, keys verbatim.
+    pub conf: NetConfList,
+    /// Capability arguments for this attachment.
+    #[serde(default)]
+    pub runtime: Map<String, Value>,
+    #[serde(default)]
+    pub cni_args: Option<Map<String, Value>>,
+    #[serde(default)]
+    pub device_id: Option<String>,
+    #[serde(default)]
+    pub default_route: Vec<IpAddr>,
+    /// The list's final ADD result, in the list's version.
+    #[serde(default)]
+    pub result: Option<Value>,
+}
+
+/// The per-call part of the environment.
+#[derive(Debug, Clone)]
+pub struct Call<'a> {
+    pub container_id: &'a str,
+    pub netns: &'a str,
+    pub args: &'a str,
+    pub path: &'a [std::path::PathBuf],
+}
+
+impl Delegate {
+    fn plugin_stdin(
+        &self,
+        index: usize,
+        prev: Option<&Value>,
+    ) -> Result<(String, Vec<u8>), MetaError> {
+        let conf = self.conf.plugin_config(index)?;
+        let plugin = conf.plugin_type().to_string();
+        let mut v = conf.to_value()?;
+        let obj = v.as_object_mut().ok_or_else(|| MetaError::Network {
+            network: self.network.clone(),
+            reason: "plugin config is not an object".into(),
+        })?;
+        // Only what the plugin declares (libcni's capability filter).
+        let runtime: Map<String, Value> = self
+            .runtime
+            .iter()
+            .filter(|(k, _)| conf.has_capability(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if !runtime.is_empty() {
+            obj.insert("runtimeConfig".into(), Value::Object(runtime));
+        }
+        if let Some(id) = &self.device_id {
+            obj.insert("deviceID".into(), Value::String(id.clone()));
+            obj.insert("pciBusID".into(), Value::String(id.clone()));
+        }
+        if let Some(extra) = &self.cni_args {
+            let args = obj
+                .entry("args")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Some(args) = args.as_object_mut() {
+                let cni = args
+                    .entry("cni")
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if let Some(cni) = cni.as_object_mut() {
+                    cni.extend(extra.clone());
+                }
+            }
+        }
+        if let Some(p) = prev {
+            obj.insert("prevResult".into(), p.clone());
+        }
+        Ok((plugin, v.to_string().into_bytes()))
+    }
+
+    fn run(
+        &self,
+        call: &Call<'_>,
+        command: &str,
+        index: usize,
+        prev: Option<&Value>,
+    ) -> Result<Vec<u8>, MetaError> {
+        let (plugin, stdin) = self.plugin_stdin(index, prev)?;
+        let inv = Invocation {
+            command,
+            container_id: call.container_id,
+            netns: call.netns,
+            ifname: &self.ifname,
+            args: call.args,
+            path: call.path,
+        };
+        delegate(&plugin, &inv, &stdin).map_err(|source| MetaError::Delegate {
+            network: self.network.clone(),
+            plugin,
+            source,
+        })
+    }
+
+    /// ADD every plugin of the list, chaining results.
+    pub fn add(&mut self, call: &Call<'_>) -> Result<CniResult, MetaError> {
+        let version = self.conf.version()?;
+        let mut prev: Option<Value> = None;
+        for i in 0..self.conf.plugins.len() {
+            let out = self.run(call, "ADD", i, prev.as_ref())?;
+            let result = CniResult::from_value_as(
+                serde_json::from_slice(&out).map_err(|e| MetaError::Network {
+                    network: self.network.clone(),
+                    reason: format!("delegate result is not JSON: {e}"),
+                })?,
+                version,
+            )?;
+            prev = Some(result.to_value(version)?);
+        }
+        self.result = prev.clone();
+        match prev {
+            Some(v) => Ok(CniResult::from_value_as(v, version)?),
+            None => Ok(CniResult::new(version)),
+        }
+    }
+
+    /// DEL every plugin, last first; every plugin is tried, problems collected.
+    pub fn del(&self, call: &Call<'_>) -> Vec<String> {
+        let prev = self
+            .result
+            .as_ref()
+            .filter(|_| self.conf.version().is_ok_and(|v| v >= CniVersion::V0_4_0));
+        (0..self.conf.plugins.len())
+            .rev()
+            .filter_map(|i| self.run(call, "DEL", i, prev).err().map(|e| e.to_string()))
+            .collect()
+    }
+
+    /// CHECK every plugin, in order, against the cached result.
+    pub fn check(&self, call: &Call<'_>) -> Result<(), MetaError> {
+        let version = self.conf.version()?;
+        if version < CniVersion::V0_4_0 || self.conf.disable_check == Some(true) {
+            return Ok(());
+        }
+        for i in 0..self.conf.plugins.len() {
+            self.run(call, "CHECK", i, self.result.as_ref())?;
+        }
+        Ok(())
+    }
+}

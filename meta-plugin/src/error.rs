@@ -1,0 +1,78 @@
+//! Every way the meta plugin fails, naming the network and delegate concerned,
+//! and the one mapping onto CNI error codes.
+
+use vfplex_cni::exec::DelegateError;
+use vfplex_config::{CniError, ConfigError, ErrorCode};
+
+use crate::kube::KubeError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Kube(#[from] KubeError),
+    #[error("CNI_ARGS lacks {0}: the meta plugin needs the pod's namespace and name")]
+    NoPod(&'static str),
+    #[error("pod {ns}/{name} not found")]
+    PodNotFound { ns: String, name: String },
+    #[error("pod {ns}/{name} has UID {actual}, not {expected} from CNI_ARGS")]
+    UidMismatch {
+        ns: String,
+        name: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("network {network}: NetworkAttachmentDefinition {ns}/{name} not found")]
+    NadNotFound {
+        network: String,
+        ns: String,
+        name: String,
+    },
+    #[error("network {ns}/{name}: pod namespace {pod_ns} may not use it (namespaceIsolation)")]
+    Isolated {
+        ns: String,
+        name: String,
+        pod_ns: String,
+    },
+    #[error("network {network}: {reason}")]
+    Network { network: String, reason: String },
+    #[error("network {network}, delegate {plugin}: {source}")]
+    Delegate {
+        network: String,
+        plugin: String,
+        #[source]
+        source: DelegateError,
+    },
+    #[error("readiness indicator file {0} did not appear within 45 s")]
+    NotReady(String),
+    #[error("cache {path}: {reason}")]
+    Cache { path: String, reason: String },
+    #[error("{}", .0.join("; "))]
+    Many(Vec<String>),
+}
+
+impl MetaError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            MetaError::Config(c) => c.code(),
+            MetaError::Kube(KubeError::Unavailable { .. }) => ErrorCode::TryAgainLater,
+            MetaError::NotReady(_) => ErrorCode::TryAgainLater,
+            MetaError::Kube(_) => ErrorCode::Internal,
+            MetaError::NoPod(_) => ErrorCode::InvalidEnvironment,
+            MetaError::PodNotFound { .. } => ErrorCode::UnknownContainer,
+            MetaError::NadNotFound { .. }
+            | MetaError::Isolated { .. }
+            | MetaError::Network { .. } => ErrorCode::InvalidNetworkConfig,
+            MetaError::Delegate { source, .. } => source.code(),
+            MetaError::Cache { .. } => ErrorCode::Io,
+            MetaError::UidMismatch { .. } | MetaError::Many(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+impl From<MetaError> for CniError {
+    fn from(e: MetaError) -> Self {
+        CniError::new(e.code(), e.to_string())
+    }
+}

@@ -1,0 +1,183 @@
+//! CHECK, STATUS and GC. Multus consults only its first delegate for these; we
+//! consult every one: CHECK re-runs what the pod's cache recorded, STATUS asks
+//! every delegate the config names, GC drops stale cache entries (DELing their
+//! delegates) and forwards GC to every delegate that speaks 1.1.0.
+
+use vfplex_cni::exec::{delegate, find_plugin, Invocation};
+use vfplex_cni::Request;
+use vfplex_config::gc::valid_attachments;
+use vfplex_config::{CniVersion, ErrorCode};
+
+use crate::cache;
+use crate::delegate::{Call, Delegate};
+use crate::error::MetaError;
+use crate::networks::Resolver;
+use crate::Ctx;
+
+pub fn check(ctx: &Ctx, req: &Request) -> Result<(), MetaError> {
+    let netns = req
+        .netns
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let args = ctx.delegate_args(req);
+    let call = Call {
+        container_id: &req.container_id,
+        netns: &netns,
+        args: &args,
+        path: &ctx.path,
+    };
+    let entry =
+        cache::load(&ctx.conf.cni_dir, &req.container_id)?.ok_or_else(|| MetaError::Network {
+            network: "*".into(),
+            reason: format!("nothing recorded for container {}", req.container_id),
+        })?;
+    for d in &entry.delegates {
+        d.check(&call)?;
+    }
+    Ok(())
+}
+
+/// The delegates the config names without a pod: cluster and default networks.
+fn configured(ctx: &Ctx) -> Result<Vec<Delegate>, MetaError> {
+    let resolver = Resolver {
+        conf: &ctx.conf,
+        kube: None,
+    };
+    let (n, c) = resolver.master(&Default::default(), "")?;
+    let mut out = vec![Delegate::empty_for(n, c)];
+    for dn in &ctx.conf.default_networks {
+        let (n, c) = resolver.named_network(dn)?;
+        out.push(Delegate::empty_for(n, c));
+    }
+    Ok(out)
+}
+
+fn forward(
+    ctx: &Ctx,
+    req: &Request,
+    command: &str,
+    d: &Delegate,
+    extra: Option<&serde_json::Value>,
+) -> Result<(), MetaError> {
+    for i in 0..d.conf.plugins.len() {
+        let conf = d.conf.plugin_config(i)?;
+        let plugin = conf.plugin_type().to_string();
+        if find_plugin(&plugin, &ctx.path).is_none() {
+            return Err(MetaError::Network {
+                network: d.network.clone(),
+                reason: format!("plugin {plugin} not found in CNI_PATH"),
+            });
+        }
+        // Configs before 1.1.0, and plugin binaries that do not list 1.1.0 in
+        // their VERSION reply (Debian's reference plugins stop at 1.0.0), have no
+        // STATUS or GC.
+        if d.conf.version()? < CniVersion::V1_1_0 || !speaks_1_1(&plugin, &ctx.path) {
+            continue;
+        }
+        let mut v = conf.to_value()?;
+        if let (Some(obj), Some(list)) = (v.as_object_mut(), extra) {
+            obj.insert(
+                vfplex_config::gc::VALID_ATTACHMENTS_KEY.into(),
+                list.clone(),
+            );
+            obj.insert(
+                vfplex_config::gc::LEGACY_ATTACHMENTS_KEY.into(),
+                list.clone(),
+            );
+        }
+        let args = ctx.delegate_args(req);
+        let inv = Invocation {
+            command,
+            container_id: "",
+            netns: "",
+            ifname: "",
+            args: &args,
+            path: &ctx.path,
+        };
+        delegate(&plugin, &inv, v.to_string().as_bytes()).map_err(|source| {
+            MetaError::Delegate {
+                network: d.network.clone(),
+                plugin,
+                source,
+            }
+        })?;
+    }
+    Ok(())
+}
+
+fn speaks_1_1(plugin: &str, path: &[std::path::PathBuf]) -> bool {
+    let Some(binary) = find_plugin(plugin, path) else {
+        return false;
+    };
+    vfplex_cni::exec::exec_plugin(
+        &binary,
+        &[("CNI_COMMAND", "VERSION")],
+        br#"{"cniVersion":"1.1.0"}"#,
+    )
+    .ok()
+    .filter(|o| o.success())
+    .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
+    .is_some_and(|v| {
+        v["supportedVersions"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|s| s == "1.1.0"))
+    })
+}
+
+pub fn status(ctx: &Ctx, req: &Request) -> Result<(), MetaError> {
+    for d in configured(ctx)? {
+        forward(ctx, req, "STATUS", &d, None)?;
+    }
+    Ok(())
+}
+
+pub fn gc(ctx: &Ctx, req: &Request) -> Result<(), MetaError> {
+    let valid = valid_attachments(&req.conf)?;
+    let mut problems = Vec::new();
+    if let Some(valid) = &valid {
+        for id in cache::list(&ctx.conf.cni_dir) {
+            if valid.iter().any(|a| a.container_id == id) {
+                continue;
+            }
+            let Ok(Some(entry)) = cache::load(&ctx.conf.cni_dir, &id) else {
+                continue;
+            };
+            let netns = entry.netns.clone().unwrap_or_default();
+            let args = ctx.delegate_args(req);
+            let call = Call {
+                container_id: &id,
+                netns: &netns,
+                args: &args,
+                path: &ctx.path,
+            };
+            let mut p = Vec::new();
+            for d in entry.delegates.iter().rev() {
+                p.extend(d.del(&call));
+            }
+            if p.is_empty() {
+                let _ = cache::remove(&ctx.conf.cni_dir, &id);
+            }
+            problems.extend(p);
+        }
+    }
+    let list = serde_json::to_value(valid.unwrap_or_default()).unwrap_or_default();
+    for d in configured(ctx)? {
+        if let Err(e) = forward(ctx, req, "GC", &d, Some(&list)) {
+            problems.push(e.to_string());
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(MetaError::Many(problems))
+    }
+}
+
+/// Errors of STATUS are "plugin not available".
+pub fn status_code(e: &MetaError) -> ErrorCode {
+    match e {
+        MetaError::Delegate { .. } | MetaError::Network { .. } => ErrorCode::PluginNotAvailable,
+        other => other.code(),
+    }
+}

@@ -1,0 +1,289 @@
+//! Which networks a pod gets, as Multus decides: the cluster network (or the
+//! pod's `v1.multus-cni.io/default-network`), the `defaultNetworks` (not for
+//! pods in `systemNamespaces`), then every network the pod's
+//! `k8s.v1.cni.cncf.io/networks` annotation asks for. NADs come from the API
+//! server, or from `<nadDir>/<namespace>/<name>.json` on nodes without API access.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+
+use serde_json::{Map, Value};
+use vfplex_config::annotations::{self, NetworkSelectionElement};
+use vfplex_config::meta::MetaConf;
+use vfplex_config::nad::NetworkAttachmentDefinition;
+use vfplex_config::{validate, NetConfList, NetworkConfig};
+
+use crate::delegate::Delegate;
+use crate::error::MetaError;
+use crate::kube::KubeClient;
+
+/// Where NADs and configs are looked up.
+#[derive(Debug)]
+pub struct Resolver<'a> {
+    pub conf: &'a MetaConf,
+    pub kube: Option<&'a KubeClient>,
+}
+
+fn read_config(path: &Path) -> Result<NetConfList, MetaError> {
+    let bytes = std::fs::read(path).map_err(|e| MetaError::Network {
+        network: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok(NetworkConfig::from_slice(&bytes)
+        .map_err(|e| MetaError::Network {
+            network: path.display().to_string(),
+            reason: e.to_string(),
+        })?
+        .into_list())
+}
+
+/// Config files of a directory in libcni's order: `.conflist` first, then
+/// `.conf`/`.json`, each group sorted by name.
+fn config_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.retain(|p| {
+        p.is_file()
+            && p.extension()
+                .is_some_and(|e| e == "conf" || e == "conflist" || e == "json")
+    });
+    files.sort_by_key(|p| {
+        (
+            p.extension().is_none_or(|e| e != "conflist"),
+            p.file_name().map(|n| n.to_os_string()),
+        )
+    });
+    files
+}
+
+impl Resolver<'_> {
+    /// A NAD by namespace and name.
+    pub fn nad(
+        &self,
+        ns: &str,
+        name: &str,
+    ) -> Result<Option<NetworkAttachmentDefinition>, MetaError> {
+        validate::dns1123_label("NAD namespace", ns)?;
+        validate::dns1123_label("NAD name", name)?;
+        if let Some(kube) = self.kube {
+            return match kube.get_nad(ns, name)? {
+                Some(v) => Ok(Some(NetworkAttachmentDefinition::from_value(v)?)),
+                None => Ok(None),
+            };
+        }
+        let path = Path::new(&self.conf.nad_dir)
+            .join(ns)
+            .join(format!("{name}.json"));
+        let Ok(bytes) = std::fs::read(&path) else {
+            return Ok(None);
+        };
+        let v: Value = serde_json::from_slice(&bytes).map_err(|e| MetaError::Network {
+            network: format!("{ns}/{name}"),
+            reason: format!("{}: {e}", path.display()),
+        })?;
+        // A NAD object, or just its CNI config.
+        let nad = if v.get("kind").is_some() {
+            NetworkAttachmentDefinition::from_value(v)?
+        } else {
+            NetworkAttachmentDefinition::from_value(serde_json::json!({
+                "apiVersion": "k8s.cni.cncf.io/v1",
+                "kind": "NetworkAttachmentDefinition",
+                "metadata": {"name": name, "namespace": ns},
+                "spec": {"config": v.to_string()}
+            }))?
+        };
+        Ok(Some(nad))
+    }
+
+    /// The NAD's CNI config: `spec.config`, or the `confDir` file whose network
+    /// name is the NAD's name.
+    pub fn nad_config(&self, nad: &NetworkAttachmentDefinition) -> Result<NetConfList, MetaError> {
+        if let Some(cfg) = nad.cni_config()? {
+            return Ok(cfg.into_list());
+        }
+        self.conf_by_name(&nad.metadata.name)?
+            .ok_or_else(|| MetaError::Network {
+                network: nad.metadata.name.clone(),
+                reason: format!(
+                    "the NAD has no spec.config and no config named so is in {}",
+                    self.conf.conf_dir
+                ),
+            })
+    }
+
+    fn conf_by_name(&self, name: &str) -> Result<Option<NetConfList>, MetaError> {
+        for f in config_files(Path::new(&self.conf.conf_dir)) {
+            if let Ok(list) = read_config(&f) {
+                if list.name.as_deref() == Some(name) {
+                    return Ok(Some(list));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// `clusterNetwork`/`defaultNetworks` values: a NAD in `multusNamespace`, a
+    /// config in `confDir` by name, a directory (its first config) or a file.
+    pub fn named_network(&self, value: &str) -> Result<(String, NetConfList), MetaError> {
+        let p = Path::new(value);
+        if p.is_absolute() {
+            if p.is_dir() {
+                let first =
+                    config_files(p)
+                        .into_iter()
+                        .next()
+                        .ok_or_else(|| MetaError::Network {
+                            network: value.into(),
+                            reason: "no .conf/.conflist in the directory".into(),
+                        })?;
+                let list = read_config(&first)?;
+                return Ok((list.name.clone().unwrap_or_else(|| value.into()), list));
+            }
+            let list = read_config(p)?;
+            return Ok((list.name.clone().unwrap_or_else(|| value.into()), list));
+        }
+        if validate::dns1123_label("network", value).is_ok() {
+            if let Some(nad) = self.nad(&self.conf.multus_namespace, value)? {
+                return Ok((value.to_string(), self.nad_config(&nad)?));
+            }
+        }
+        match self.conf_by_name(value)? {
+            Some(list) => Ok((value.to_string(), list)),
+            None => Err(MetaError::Network {
+                network: value.into(),
+                reason: format!(
+                    "neither a NAD in {} nor a config in {} nor a path",
+                    self.conf.multus_namespace, self.conf.conf_dir
+                ),
+            }),
+        }
+    }
+
+    /// The cluster network: the pod's default-network annotation, else
+    /// `clusterNetwork`, else the first inline delegate.
+    pub fn master(
+        &self,
+        pod_annotations: &BTreeMap<String, String>,
+        pod_ns: &str,
+    ) -> Result<(String, NetConfList), MetaError> {
+        if let Some(v) = pod_annotations.get(annotations::DEFAULT_NETWORK_ANNOTATION) {
+            let sel = annotations::parse_default_network(v)?;
+            let ns = sel
+                .namespace
+                .clone()
+                .unwrap_or_else(|| self.conf.multus_namespace.clone());
+            let _ = pod_ns;
+            let nad = self
+                .nad(&ns, &sel.name)?
+                .ok_or_else(|| MetaError::NadNotFound {
+                    network: "default-network".into(),
+                    ns: ns.clone(),
+                    name: sel.name.clone(),
+                })?;
+            return Ok((format!("{ns}/{}", sel.name), self.nad_config(&nad)?));
+        }
+        if let Some(cn) = &self.conf.cluster_network {
+            return self.named_network(cn);
+        }
+        let first = self
+            .conf
+            .delegates
+            .first()
+            .cloned()
+            .ok_or_else(|| MetaError::Network {
+                network: "clusterNetwork".into(),
+                reason: "no clusterNetwork and no delegates".into(),
+            })?;
+        let list = NetworkConfig::from_value(first)?.into_list();
+        Ok((list.name.clone().unwrap_or_else(|| "cluster".into()), list))
+    }
+}
+
+/// Device IDs the pod got per resource, from kubelet's checkpoint file (the
+/// fallback Multus uses when PodResources is not reachable).
+pub fn checkpoint_devices(path: &str, pod_uid: &str) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let Ok(bytes) = std::fs::read(path) else {
+        return out;
+    };
+    let Ok(v) = serde_json::from_slice::<Value>(&bytes) else {
+        return out;
+    };
+    for e in v["Data"]["PodDeviceEntries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        if e["PodUID"].as_str() != Some(pod_uid) {
+            continue;
+        }
+        let Some(res) = e["ResourceName"].as_str() else {
+            continue;
+        };
+        let ids: Vec<String> = match &e["DeviceIDs"] {
+            // {"<numa>": [ids]} since kubelet 1.20; a plain list before.
+            Value::Object(m) => m
+                .values()
+                .flat_map(|l| l.as_array().into_iter().flatten())
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect(),
+            Value::Array(l) => l
+                .iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect(),
+            _ => Vec::new(),
+        };
+        out.entry(res.to_string()).or_default().extend(ids);
+    }
+    out
+}
+
+/// Capability arguments a selection element hands its delegate.
+pub fn selection_runtime(sel: &NetworkSelectionElement) -> Map<String, Value> {
+    let mut m = Map::new();
+    if !sel.ips.is_empty() {
+        m.insert("ips".into(), serde_json::json!(sel.ips));
+    }
+    if let Some(mac) = &sel.mac {
+        m.insert("mac".into(), Value::String(mac.clone()));
+    }
+    if let Some(g) = &sel.infiniband_guid {
+        m.insert("infinibandGUID".into(), Value::String(g.clone()));
+    }
+    if !sel.port_mappings.is_empty() {
+        m.insert("portMappings".into(), serde_json::json!(sel.port_mappings));
+    }
+    if let Some(b) = &sel.bandwidth {
+        m.insert("bandwidth".into(), serde_json::json!(b));
+    }
+    m
+}
+
+/// Interface names: the cluster network takes `CNI_IFNAME`; the others take
+/// what the selection asks, else `net<position>`. Duplicates are an error.
+pub fn assign_ifnames(
+    delegates: &mut [Delegate],
+    requested: &[Option<String>],
+    master_ifname: &str,
+) -> Result<(), MetaError> {
+    let mut seen = HashSet::new();
+    for (i, d) in delegates.iter_mut().enumerate() {
+        d.ifname = if d.master {
+            master_ifname.to_string()
+        } else {
+            requested
+                .get(i)
+                .cloned()
+                .flatten()
+                .unwrap_or_else(|| format!("net{i}"))
+        };
+        if !seen.insert(d.ifname.clone()) {
+            return Err(MetaError::Network {
+                network: d.network.clone(),
+                reason: format!("interface name {} is used twice in this pod", d.ifname),
+            });
+        }
+    }
+    Ok(())
+}

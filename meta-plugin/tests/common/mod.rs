@@ -1,0 +1,180 @@
+//! Shared set-up for the meta plugin's tests: real network namespaces, the
+//! reference CNI plugins from /usr/lib/cni as delegates, the release-facing
+//! `vfplex` binary run as the runtime would.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::new_without_default)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use serde_json::{json, Value};
+use vfplex_cni::exec::exec_plugin;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_vfplex");
+pub const REF_PLUGINS: &str = "/usr/lib/cni";
+
+/// Whether this machine can run the tests (root and the reference plugins); when
+/// not, they say so and return — in CI (`CI` set) that is a failure instead.
+pub fn can_run() -> bool {
+    let root = nix::unistd::getuid().is_root();
+    let plugins = Path::new(REF_PLUGINS).join("bridge").exists();
+    if root && plugins {
+        return true;
+    }
+    let why = format!("root={root}, reference plugins in {REF_PLUGINS}={plugins}");
+    if std::env::var_os("CI").is_some() {
+        panic!("meta plugin tests must run in CI: {why}");
+    }
+    eprintln!("SKIPPED: meta plugin netns tests need root and containernetworking-plugins ({why})");
+    false
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// A pod's network namespace plus the plugin's directories, removed on drop.
+#[derive(Debug)]
+pub struct Node {
+    pub dir: tempfile::TempDir,
+    pub netns: String,
+    pub tag: String,
+}
+
+impl Node {
+    pub fn new() -> Node {
+        let n = SEQ.fetch_add(1, Ordering::SeqCst);
+        let tag = format!("{}{n}", std::process::id() % 10000);
+        let netns = format!("vfpm-{tag}");
+        let st = Command::new("ip")
+            .args(["netns", "add", &netns])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let dir = tempfile::tempdir().unwrap();
+        for d in [
+            "conf",
+            "cni",
+            "nads/default",
+            "nads/kube-system",
+            "nads/other",
+            "ipam",
+        ] {
+            std::fs::create_dir_all(dir.path().join(d)).unwrap();
+        }
+        Node { dir, netns, tag }
+    }
+
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    pub fn netns_path(&self) -> String {
+        format!("/var/run/netns/{}", self.netns)
+    }
+
+    /// A bridge network with host-local IPAM (leases under our temp dir).
+    pub fn bridge(&self, name: &str, bridge: &str, subnet: &str, version: &str) -> Value {
+        json!({
+            "cniVersion": version, "name": name, "type": "bridge",
+            "bridge": format!("{bridge}{}", self.tag), "isGateway": true, "ipMasq": false,
+            "ipam": {"type": "host-local", "subnet": subnet,
+                     "dataDir": self.path("ipam").display().to_string()}
+        })
+    }
+
+    pub fn write_nad(&self, ns: &str, name: &str, config: &Value, resource: Option<&str>) {
+        let mut nad = json!({
+            "apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"config": config.to_string()}
+        });
+        if let Some(r) = resource {
+            nad["metadata"]["annotations"] = json!({"k8s.v1.cni.cncf.io/resourceName": r});
+        }
+        std::fs::write(
+            self.path(&format!("nads/{ns}/{name}.json")),
+            nad.to_string(),
+        )
+        .unwrap();
+    }
+
+    /// The meta config, with the cluster network as a file.
+    pub fn meta(&self, version: &str, extra: Value) -> Value {
+        let cluster = self.bridge("cbr", "vfc", "10.77.0.0/24", version);
+        std::fs::write(self.path("conf/10-cbr.conf"), cluster.to_string()).unwrap();
+        let mut v = json!({
+            "cniVersion": version, "name": "multus-cni-network", "type": "vfplex",
+            "clusterNetwork": self.path("conf/10-cbr.conf").display().to_string(),
+            "confDir": self.path("conf").display().to_string(),
+            "cniDir": self.path("cni").display().to_string(),
+            "nadDir": self.path("nads").display().to_string(),
+            "binDir": REF_PLUGINS
+        });
+        for (k, val) in extra.as_object().unwrap() {
+            v[k] = val.clone();
+        }
+        v
+    }
+
+    /// Run `vfplex` as the runtime would.
+    pub fn cni(&self, command: &str, container: &str, conf: &Value) -> (Option<i32>, Value) {
+        let netns = self.netns_path();
+        let env = [
+            ("CNI_COMMAND", command),
+            ("CNI_CONTAINERID", container),
+            ("CNI_NETNS", netns.as_str()),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_PATH", REF_PLUGINS),
+            ("CNI_ARGS", "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=pod-a;K8S_POD_UID=uid-a;K8S_POD_INFRA_CONTAINER_ID=x"),
+        ];
+        let out = exec_plugin(Path::new(BIN), &env, conf.to_string().as_bytes()).unwrap();
+        let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (out.exit_code, v)
+    }
+
+    /// Interface names in the pod.
+    pub fn links(&self) -> Vec<String> {
+        let out = Command::new("ip")
+            .args(["-n", &self.netns, "-o", "link", "show"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| {
+                l.split(": ")
+                    .nth(1)
+                    .map(|n| n.split('@').next().unwrap_or(n).to_string())
+            })
+            .collect()
+    }
+
+    /// IP leases host-local still holds.
+    pub fn leases(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for net in std::fs::read_dir(self.path("ipam")).unwrap().flatten() {
+            for f in std::fs::read_dir(net.path()).unwrap().flatten() {
+                let n = f.file_name().to_string_lossy().to_string();
+                if n.contains('.') && n.chars().next().is_some_and(|c| c.is_ascii_digit()) {
+                    out.push(n);
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.netns])
+            .status();
+        for b in ["vfc", "vfa", "vfb", "vfd"] {
+            let _ = Command::new("ip")
+                .args(["link", "del", &format!("{b}{}", self.tag)])
+                .output();
+        }
+    }
+}
+
+pub fn pod_annotations(networks: &str) -> Value {
+    json!({"io.kubernetes.cri.pod-annotations": {"k8s.v1.cni.cncf.io/networks": networks}})
+}

@@ -1,0 +1,215 @@
+//! The meta plugin on real network namespaces with the reference plugins as
+//! delegates: both annotation forms, conflists, every cniVersion, isolation,
+//! rollback of a failed ADD, DEL after the NAD is deleted, DEL twice, GC.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+#[test]
+fn add_del_with_nads_from_files_in_every_version() {
+    if !can_run() {
+        return;
+    }
+    for version in ["0.3.1", "0.4.0", "1.0.0"] {
+        let n = Node::new();
+        n.write_nad(
+            "default",
+            "net-a",
+            &n.bridge("net-a", "vfa", "10.78.0.0/24", version),
+            None,
+        );
+        // A conflist NAD in another namespace, with a chained tuning plugin.
+        let list = json!({"cniVersion": version, "name": "net-b", "plugins": [
+            n.bridge("net-b", "vfb", "10.79.0.0/24", version),
+            {"type": "tuning", "sysctl": {"net.ipv4.conf.IFNAME.arp_notify": "1"}}
+        ]});
+        let list_s = list.to_string().replace("IFNAME", "ext1");
+        n.write_nad(
+            "other",
+            "net-b",
+            &serde_json::from_str(&list_s).unwrap(),
+            None,
+        );
+        let mut conf = n.meta(version, json!({}));
+        conf["runtimeConfig"] = pod_annotations(
+            r#"[{"name": "net-a"}, {"name": "net-b", "namespace": "other", "interface": "ext1"}]"#,
+        );
+        let (code, result) = n.cni("ADD", "ctr-1", &conf);
+        assert_eq!(code, Some(0), "{version}: {result}");
+        assert_eq!(result["cniVersion"], version);
+        let ips = result["ips"].to_string();
+        assert!(
+            ips.contains("10.77.0."),
+            "the cluster network's result: {result}"
+        );
+        let links = n.links();
+        for want in ["eth0", "net1", "ext1"] {
+            assert!(
+                links.iter().any(|l| l == want),
+                "{version}: {want} not in {links:?}"
+            );
+        }
+        assert_eq!(n.leases().len(), 3);
+        let cache = n.path("cni/ctr-1");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+
+        // The NAD goes away; DEL still knows everything from the cache.
+        std::fs::remove_file(n.path("nads/default/net-a.json")).unwrap();
+        let (code, v) = n.cni("DEL", "ctr-1", &conf);
+        assert_eq!(code, Some(0), "{v}");
+        assert_eq!(n.links(), vec!["lo".to_string()]);
+        assert!(n.leases().is_empty(), "{:?}", n.leases());
+        assert!(!cache.exists());
+        let (code, v) = n.cni("DEL", "ctr-1", &conf);
+        assert_eq!(code, Some(0), "DEL twice: {v}");
+    }
+}
+
+#[test]
+fn short_form_and_default_networks() {
+    if !can_run() {
+        return;
+    }
+    let n = Node::new();
+    n.write_nad(
+        "default",
+        "net-a",
+        &n.bridge("net-a", "vfa", "10.80.0.0/24", "1.0.0"),
+        None,
+    );
+    n.write_nad(
+        "kube-system",
+        "extra",
+        &n.bridge("extra", "vfd", "10.81.0.0/24", "1.0.0"),
+        None,
+    );
+    let mut conf = n.meta("1.0.0", json!({"defaultNetworks": ["extra"]}));
+    conf["runtimeConfig"] = pod_annotations("net-a@data0");
+    let (code, v) = n.cni("ADD", "ctr-2", &conf);
+    assert_eq!(code, Some(0), "{v}");
+    let links = n.links();
+    assert!(
+        links.contains(&"net1".to_string()),
+        "defaultNetworks take net1: {links:?}"
+    );
+    assert!(links.contains(&"data0".to_string()), "{links:?}");
+    let (code, _) = n.cni("DEL", "ctr-2", &conf);
+    assert_eq!(code, Some(0));
+    assert!(n.leases().is_empty());
+}
+
+#[test]
+fn unknown_nad_rolls_back_everything() {
+    if !can_run() {
+        return;
+    }
+    let n = Node::new();
+    n.write_nad(
+        "default",
+        "net-a",
+        &n.bridge("net-a", "vfa", "10.82.0.0/24", "1.0.0"),
+        None,
+    );
+    let mut conf = n.meta("1.0.0", json!({}));
+    conf["runtimeConfig"] = pod_annotations("net-a,no-such-net");
+    let (code, v) = n.cni("ADD", "ctr-3", &conf);
+    assert_eq!(code, Some(1));
+    assert_eq!(v["code"], 7, "{v}");
+    assert!(v["msg"].as_str().unwrap().contains("no-such-net"), "{v}");
+    assert_eq!(n.links(), vec!["lo".to_string()]);
+    assert!(n.leases().is_empty());
+    assert!(!n.path("cni/ctr-3").exists());
+}
+
+#[test]
+fn failing_delegate_rolls_back_the_ones_before_it() {
+    if !can_run() {
+        return;
+    }
+    let n = Node::new();
+    n.write_nad(
+        "default",
+        "net-a",
+        &n.bridge("net-a", "vfa", "10.83.0.0/24", "1.0.0"),
+        None,
+    );
+    // Same subnet range exhausted: host-local with an impossible range fails.
+    let bad = json!({"cniVersion": "1.0.0", "name": "bad", "type": "bridge", "bridge": format!("vfb{}", n.tag),
+        "ipam": {"type": "host-local", "subnet": "10.84.0.0/24", "rangeStart": "10.84.0.50", "rangeEnd": "10.84.0.40",
+                 "dataDir": n.path("ipam").display().to_string()}});
+    n.write_nad("default", "bad", &bad, None);
+    let mut conf = n.meta("1.0.0", json!({}));
+    conf["runtimeConfig"] = pod_annotations("net-a,bad");
+    let (code, v) = n.cni("ADD", "ctr-4", &conf);
+    assert_eq!(code, Some(1), "{v}");
+    let msg = v["msg"].as_str().unwrap();
+    assert!(
+        msg.contains("default/bad") && msg.contains("bridge"),
+        "names network and delegate: {msg}"
+    );
+    assert_eq!(n.links(), vec!["lo".to_string()]);
+    assert!(n.leases().is_empty(), "{:?}", n.leases());
+    assert!(!n.path("cni/ctr-4").exists());
+}
+
+#[test]
+fn namespace_isolation() {
+    if !can_run() {
+        return;
+    }
+    let n = Node::new();
+    n.write_nad(
+        "other",
+        "net-b",
+        &n.bridge("net-b", "vfb", "10.85.0.0/24", "1.0.0"),
+        None,
+    );
+    let mut conf = n.meta("1.0.0", json!({"namespaceIsolation": true}));
+    conf["runtimeConfig"] = pod_annotations("other/net-b");
+    let (code, v) = n.cni("ADD", "ctr-5", &conf);
+    assert_eq!(code, Some(1));
+    assert!(
+        v["msg"].as_str().unwrap().contains("namespaceIsolation"),
+        "{v}"
+    );
+    assert_eq!(n.links(), vec!["lo".to_string()]);
+    conf["globalNamespaces"] = json!("other");
+    let (code, v) = n.cni("ADD", "ctr-5", &conf);
+    assert_eq!(code, Some(0), "{v}");
+    let (code, _) = n.cni("DEL", "ctr-5", &conf);
+    assert_eq!(code, Some(0));
+}
+
+#[test]
+fn check_and_gc() {
+    if !can_run() {
+        return;
+    }
+    let n = Node::new();
+    n.write_nad(
+        "default",
+        "net-a",
+        &n.bridge("net-a", "vfa", "10.86.0.0/24", "1.0.0"),
+        None,
+    );
+    let mut conf = n.meta("1.0.0", json!({}));
+    conf["runtimeConfig"] = pod_annotations("net-a");
+    let (code, v) = n.cni("ADD", "ctr-6", &conf);
+    assert_eq!(code, Some(0), "{v}");
+    let (code, v) = n.cni("CHECK", "ctr-6", &conf);
+    assert_eq!(code, Some(0), "{v}");
+    // GC with an empty valid list drops the attachment.
+    let mut gc = n.meta("1.1.0", json!({}));
+    gc["cni.dev/valid-attachments"] = json!([]);
+    let (code, v) = n.cni("GC", "", &gc);
+    assert_eq!(code, Some(0), "{v}");
+    assert!(!n.path("cni/ctr-6").exists());
+    assert!(n.leases().is_empty(), "{:?}", n.leases());
+}
