@@ -1,7 +1,12 @@
 //! Shared set-up for the meta plugin's tests: real network namespaces, the
 //! reference CNI plugins from /usr/lib/cni as delegates, the release-facing
 //! `vfplex` binary run as the runtime would.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::new_without_default)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::new_without_default
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
