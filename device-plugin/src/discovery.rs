@@ -183,8 +183,15 @@ impl Discovery {
         })
     }
 
+    /// The netdev's operstate; "down" as well when its carrier file says 0
+    /// (reading carrier of an administratively down netdev fails: then only
+    /// operstate counts).
     fn netdev_operstate(&self, dev: &Path, netdev: &str) -> Option<String> {
-        read_trim(&dev.join("net").join(netdev).join("operstate"))
+        let dir = dev.join("net").join(netdev);
+        if read_trim(&dir.join("carrier")).as_deref() == Some("0") {
+            return Some("down".to_string());
+        }
+        read_trim(&dir.join("operstate"))
     }
 
     fn pf_facts(&self, pf_pci: &str) -> PfFacts {
