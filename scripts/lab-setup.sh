@@ -60,8 +60,12 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
     have_qemu_igb || { log "QEMU has no igb device after install"; exit 1; }
 fi
 
+# The modules the lab loads: NIC drivers, the vfio set (DPDK mode), and what the
+# reference bridge plugin needs (bridge, veth). Changing this list re-extracts.
+lab_modules="dca i2c-algo-bit igb igbvf vfio vfio_iommu_type1 vfio-pci-core vfio-pci irqbypass iommufd 8021q garp mrp stp llc bridge veth"
+
 # The kernel: the newest linux-image-<series>*-amd64 the archive offers.
-if [ ! -f "$cache/kernel/vmlinuz" ] || [ ! -f "$cache/kernel/modules.ready" ]; then
+if [ ! -f "$cache/kernel/vmlinuz" ] || [ "$(cat "$cache/kernel/modules.ready" 2>/dev/null)" != "$lab_modules" ]; then
     command -v apt-cache >/dev/null || { log "no apt; cannot fetch the lab kernel"; exit 3; }
     pkg=$(apt-cache pkgnames linux-image-"$kernel_series" 2>/dev/null |
         grep -E "^linux-image-${kernel_series}\.[0-9]+\+deb[0-9]+-amd64$" | sort -V | tail -1 || true)
@@ -80,8 +84,7 @@ if [ ! -f "$cache/kernel/vmlinuz" ] || [ ! -f "$cache/kernel/modules.ready" ]; t
     mkdir -p "$cache/kernel.tmp/out/modules"
     cp "$cache/kernel.tmp/root/boot/vmlinuz-$kver" "$cache/kernel.tmp/out/vmlinuz"
     # Only the modules the lab loads, decompressed (busybox insmod takes plain .ko).
-    for m in dca i2c-algo-bit igb igbvf vfio vfio_iommu_type1 vfio-pci-core vfio-pci irqbypass \
-        iommufd 8021q garp mrp stp llc; do
+    for m in $lab_modules; do
         f=$(find "$cache/kernel.tmp/root/lib/modules/$kver" -name "$m.ko*" | head -1)
         [ -n "$f" ] || continue
         case "$f" in
@@ -91,7 +94,7 @@ if [ ! -f "$cache/kernel/vmlinuz" ] || [ ! -f "$cache/kernel/modules.ready" ]; t
         esac
     done
     echo "$kver" >"$cache/kernel.tmp/out/version"
-    touch "$cache/kernel.tmp/out/modules.ready"
+    echo "$lab_modules" >"$cache/kernel.tmp/out/modules.ready"
     mv "$cache/kernel.tmp/out" "$cache/kernel"
     rm -rf "$cache/kernel.tmp"
     log "kernel $kver ready in $cache/kernel"

@@ -19,6 +19,10 @@ say() { echo "VFPLEX-LAB: $*"; }
 for m in dca i2c-algo-bit igb igbvf; do
     insmod "/lib/modules/lab/$m.ko" || say "ERROR insmod $m failed"
 done
+# For the reference bridge plugin (the pods' cluster network).
+for m in llc stp bridge veth; do
+    [ -f "/lib/modules/lab/$m.ko" ] && { insmod "/lib/modules/lab/$m.ko" || say "WARN insmod $m failed"; }
+done
 if [ "${LAB_IOMMU:-0}" = 1 ]; then
     for m in irqbypass iommufd vfio vfio_iommu_type1 vfio-pci-core vfio-pci; do
         [ -f "/lib/modules/lab/$m.ko" ] && { insmod "/lib/modules/lab/$m.ko" || say "WARN insmod $m failed"; }

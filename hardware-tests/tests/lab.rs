@@ -58,6 +58,11 @@ fn lab_20_device_plugin_on_the_emulated_nic() {
 }
 
 #[test]
+fn lab_30_end_to_end_meta_sriov_device_plugin() {
+    hardware_tests::assert_scenario("30-e2e");
+}
+
+#[test]
 fn inventory_shows_the_vfs() {
     let Some(report) = hardware_tests::suite() else {
         return;

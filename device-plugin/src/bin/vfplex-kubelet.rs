@@ -5,7 +5,11 @@
 //!   vfplex-kubelet serve DIR          act as kubelet on DIR/kubelet.sock; print
 //!                                     every Register and ListAndWatch update
 //!   vfplex-kubelet list SOCKET        print the plugin's current device list
-//!   vfplex-kubelet allocate SOCKET ID...   print Allocate's envs and devices
+//!   vfplex-kubelet allocate SOCKET ID... [--record CHECKPOINT POD_UID RESOURCE]
+//!                                     print Allocate's envs and devices; with
+//!                                     --record, note the allocation in a kubelet
+//!                                     checkpoint file, where the meta plugin
+//!                                     finds a pod's device IDs
 //!
 //! Output lines: `REGISTER <resource> <endpoint>`, `LIST <resource> <t_us>
 //! <id>=<health>[@numa] ...`, `ENV <k>=<v>`, `DEVICE <host> <container> <perm>`.
@@ -117,6 +121,23 @@ async fn list(sock: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Add a pod's devices to a kubelet checkpoint file (kubelet's JSON layout).
+fn record(path: &Path, pod_uid: &str, resource: &str, ids: &[String]) -> Result<(), String> {
+    let mut doc: serde_json::Value = std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_else(|| serde_json::json!({"Data": {"PodDeviceEntries": [], "RegisteredDevices": {}}, "Checksum": 0}));
+    let entry = serde_json::json!({
+        "PodUID": pod_uid, "ContainerName": "main", "ResourceName": resource,
+        "DeviceIDs": {"-1": ids}, "AllocResp": ""
+    });
+    match doc["Data"]["PodDeviceEntries"].as_array_mut() {
+        Some(list) => list.push(entry),
+        None => return Err(format!("{}: not a kubelet checkpoint", path.display())),
+    }
+    std::fs::write(path, doc.to_string()).map_err(|e| format!("{}: {e}", path.display()))
+}
+
 async fn allocate(sock: &Path, ids: Vec<String>) -> Result<(), String> {
     let mut client = DevicePluginClient::new(dial(sock).await.map_err(|e| e.to_string())?);
     let resp = client
@@ -162,10 +183,21 @@ fn main() -> ExitCode {
     {
         ["serve", dir] => rt.block_on(serve(Path::new(dir))),
         ["list", sock] => rt.block_on(list(Path::new(sock))),
-        ["allocate", sock, ids @ ..] if !ids.is_empty() => rt.block_on(allocate(
-            Path::new(sock),
-            ids.iter().map(|s| s.to_string()).collect(),
-        )),
+        ["allocate", sock, rest @ ..] if !rest.is_empty() => {
+            let (ids, rec) = match rest.iter().position(|a| *a == "--record") {
+                Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+                None => (rest, None),
+            };
+            let ids: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
+            let r = rt.block_on(allocate(Path::new(sock), ids.clone()));
+            match (r, rec) {
+                (Ok(()), Some([file, uid, resource])) => {
+                    record(Path::new(file), uid, resource, &ids)
+                }
+                (Ok(()), Some(_)) => Err("--record needs CHECKPOINT POD_UID RESOURCE".into()),
+                (r, _) => r,
+            }
+        }
         _ => {
             eprintln!("usage: vfplex-kubelet serve DIR | list SOCKET | allocate SOCKET ID...");
             return ExitCode::from(2);

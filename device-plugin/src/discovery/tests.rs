@@ -131,7 +131,12 @@ fn pf_link_down_makes_its_vfs_unhealthy() {
     assert!(d.device("0000:81:00.2").healthy());
     fixture::set_operstate(t.path(), "0000:01:00.0", "ens1f0", "up").unwrap();
     assert!(d.device("0000:01:10.0").healthy());
-    fs::write(t.path().join("bus/pci/devices/0000:01:00.0/net/ens1f0/carrier"), "0\n").unwrap();
+    fs::write(
+        t.path()
+            .join("bus/pci/devices/0000:01:00.0/net/ens1f0/carrier"),
+        "0\n",
+    )
+    .unwrap();
     assert!(!d.device("0000:01:10.0").healthy(), "carrier lost");
     // A VF losing its driver.
     fs::remove_file(t.path().join("bus/pci/devices/0000:81:00.2/driver")).unwrap();
