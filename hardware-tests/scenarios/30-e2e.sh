@@ -69,11 +69,12 @@ check a-net1-is-vf-a test "$(ip netns exec pod-a readlink -f /sys/class/net/net1
 check b-net1-is-vf-b test "$(ip netns exec pod-b readlink -f /sys/class/net/net1/device | xargs basename)" = "$VF_B"
 check pf-vlan-on-vf-a contains "$(ip link show "$PF" | grep "vf 1 ")" "vlan 100"
 IPB=$(ip -n pod-b -4 addr show net1 | awk '/inet / {print $2}' | cut -d/ -f1)
-say "E2E pod-a net1 $(ip -n pod-a -4 addr show net1 | awk '/inet / {print $2}') pod-b net1 $IPB"
+say "NOTE pod-a net1 $(ip -n pod-a -4 addr show net1 | awk '/inet / {print $2}') pod-b net1 $IPB"
 i=0
 while [ "$(ip netns exec pod-a cat /sys/class/net/net1/carrier 2>/dev/null)" != 1 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
 check ping-a-to-b-over-vfs ip netns exec pod-a ping -c 3 -W 2 "$IPB"
 check ping-over-bridge ip netns exec pod-a ping -c 1 -W 2 "$(ip -n pod-b -4 addr show eth0 | awk '/inet / {print $2}' | cut -d/ -f1)"
+say "NOTE pod-a ADD result (the cluster network, bridge): $(echo "$RA" | tr -d '\n' | cut -c1-300)"
 check del-a pod_del pod-a
 check del-b pod_del pod-b
 ip netns del pod-a

@@ -24,6 +24,8 @@ pub struct Report {
     pub ended: BTreeMap<String, i32>,
     pub begun: Vec<String>,
     pub measures: Vec<(String, String, String)>,
+    /// `NOTE <text>`: what a scenario wants a person to read.
+    pub notes: Vec<String>,
     pub errors: Vec<String>,
     pub done: bool,
 }
@@ -75,6 +77,7 @@ impl Report {
                 self.measures.push((s, n, v));
             }
             "ERROR" => self.errors.push(rest.to_string()),
+            "NOTE" => self.notes.push(rest.to_string()),
             "DONE" => self.done = true,
             _ => {}
         }

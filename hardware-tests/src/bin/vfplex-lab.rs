@@ -52,6 +52,9 @@ fn main() -> ExitCode {
         println!("{mark} {:<18} {:<28} {}", c.scenario, c.name, c.detail);
         failed += usize::from(!c.ok);
     }
+    for note in &report.notes {
+        println!("note {note}");
+    }
     for (s, name, value) in &report.measures {
         println!("measure {s} {name} = {value}");
     }
