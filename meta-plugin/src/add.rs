@@ -114,6 +114,20 @@ pub fn pod(req: &Request, kube: Option<&KubeClient>) -> Result<Pod, MetaError> {
     })
 }
 
+/// The pod's device IDs per resource: kubelet's PodResources API, or — when its
+/// socket is not there — kubelet's checkpoint file (Multus's fallback).
+fn device_ids(ctx: &Ctx, pod: &Pod) -> BTreeMap<String, Vec<String>> {
+    let socket = Path::new(&ctx.conf.pod_resources_socket);
+    if socket.exists() {
+        let timeout = Duration::from_millis(ctx.conf.api_timeout_ms);
+        match crate::podresources::pod_devices(socket, &pod.namespace, &pod.name, timeout) {
+            Ok(m) => return m,
+            Err(e) => tracing::warn!("{e}; falling back to {}", ctx.conf.kubelet_checkpoint),
+        }
+    }
+    checkpoint_devices(&ctx.conf.kubelet_checkpoint, &pod.uid)
+}
+
 /// Every delegate of the pod, interface names assigned.
 pub fn delegates(ctx: &Ctx, req: &Request, pod: &Pod) -> Result<Vec<Delegate>, MetaError> {
     let resolver = Resolver {
@@ -185,8 +199,7 @@ pub fn delegates(ctx: &Ctx, req: &Request, pod: &Pod) -> Result<Vec<Delegate>, M
         let conf = resolver.nad_config(&nad)?;
         let mut device_id = None;
         if let Some(res) = nad.resource_name() {
-            let map = devices
-                .get_or_insert_with(|| checkpoint_devices(&ctx.conf.kubelet_checkpoint, &pod.uid));
+            let map = devices.get_or_insert_with(|| device_ids(ctx, pod));
             let i = next_index.entry(res.to_string()).or_default();
             device_id = map.get(res).and_then(|ids| ids.get(*i)).cloned();
             *i += 1;

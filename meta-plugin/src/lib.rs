@@ -11,6 +11,7 @@ pub mod error;
 pub mod kube;
 pub mod maintenance;
 pub mod networks;
+pub mod podresources;
 pub mod status;
 
 use std::path::PathBuf;
