@@ -33,6 +33,7 @@ for bin in busybox cpio xz; do
 done
 [ -x /usr/lib/cni/host-local ] || need_pkgs+=(cni-plugins)
 [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || need_pkgs+=(iproute2)
+command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
@@ -53,7 +54,7 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
     fi
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends busybox-static cpio xz-utils iproute2 \
-        containernetworking-plugins >/dev/null
+        containernetworking-plugins openssl >/dev/null
     if ! have_qemu_igb; then
         apt-get install -y -qq --no-install-recommends -t bookworm-backports qemu-system-x86 >/dev/null
     fi

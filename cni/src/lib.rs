@@ -9,6 +9,7 @@ mod dispatch;
 pub mod env;
 pub mod exec;
 mod logging;
+pub mod netlink;
 pub mod netns;
 pub mod sysfs;
 

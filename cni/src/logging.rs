@@ -18,6 +18,58 @@ pub struct LogSettings {
     pub level: LevelFilter,
     pub file: Option<PathBuf>,
     pub to_stderr: bool,
+    /// Multus's `logOptions` (lumberjack's keys), when given.
+    pub rotation: Option<Rotation>,
+}
+
+/// Size-based rotation of the log file, checked as each call starts (every CNI
+/// call is a new process): `file` -> `file.1` -> ... -> `file.<maxBackups>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotation {
+    pub max_size_mib: u64,
+    pub max_backups: u32,
+    pub max_age_days: u64,
+}
+
+impl Rotation {
+    fn from_value(v: &Value) -> Rotation {
+        let num = |k: &str, d: u64| v.get(k).and_then(Value::as_u64).unwrap_or(d);
+        Rotation {
+            max_size_mib: num("maxSize", 100).max(1),
+            max_backups: u32::try_from(num("maxBackups", 5)).unwrap_or(5),
+            max_age_days: num("maxAge", 5),
+        }
+    }
+
+    /// Rotate `path` if it has reached the size limit; drop old backups.
+    pub fn apply(&self, path: &std::path::Path) {
+        let big = std::fs::metadata(path).is_ok_and(|m| m.len() >= self.max_size_mib << 20);
+        let backup = |i: u32| PathBuf::from(format!("{}.{i}", path.display()));
+        if big {
+            let _ = std::fs::remove_file(backup(self.max_backups.max(1)));
+            for i in (1..self.max_backups.max(1)).rev() {
+                let _ = std::fs::rename(backup(i), backup(i + 1));
+            }
+            if self.max_backups == 0 {
+                let _ = std::fs::remove_file(path);
+            } else {
+                let _ = std::fs::rename(path, backup(1));
+            }
+        }
+        if self.max_age_days > 0 {
+            let limit = std::time::Duration::from_secs(self.max_age_days * 86_400);
+            for i in 1..=self.max_backups {
+                let old = std::fs::metadata(backup(i))
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > limit);
+                if old {
+                    let _ = std::fs::remove_file(backup(i));
+                }
+            }
+        }
+    }
 }
 
 impl LogSettings {
@@ -34,10 +86,12 @@ impl LogSettings {
             .filter(|f| f.starts_with('/') && !f.contains('\0'))
             .map(PathBuf::from);
         let to_stderr = get("logToStderr").and_then(Value::as_bool).unwrap_or(true);
+        let rotation = get("logOptions").map(Rotation::from_value);
         LogSettings {
             level,
             file,
             to_stderr,
+            rotation,
         }
     }
 }
@@ -65,6 +119,9 @@ pub fn init(settings: &LogSettings) {
         .with_ansi(false)
         .with_target(false);
     let mut fallback_warning = None;
+    if let (Some(path), Some(rot)) = (&settings.file, &settings.rotation) {
+        rot.apply(path);
+    }
     if let Some(path) = &settings.file {
         // 0600: logs may hold pod names and addresses.
         match OpenOptions::new()
@@ -110,5 +167,39 @@ mod tests {
         assert_eq!(parse_level("verbose"), LevelFilter::INFO);
         assert_eq!(parse_level("panic"), LevelFilter::ERROR);
         assert_eq!(parse_level("Warning"), LevelFilter::WARN);
+    }
+
+    #[test]
+    fn rotation_by_size_keeps_max_backups() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("multus.log");
+        let s = LogSettings::from_config(
+            Some(
+                &json!({"logFile": log.display().to_string(), "logOptions": {"maxSize": 1, "maxBackups": 2, "maxAge": 5, "compress": true}}),
+            ),
+            LevelFilter::WARN,
+        );
+        let rot = s.rotation.unwrap();
+        for round in 0..4 {
+            std::fs::write(&log, vec![b'x'; (1 << 20) + round]).unwrap();
+            rot.apply(&log);
+        }
+        assert!(!log.exists(), "rotated away");
+        assert_eq!(
+            std::fs::metadata(d.path().join("multus.log.1"))
+                .unwrap()
+                .len(),
+            (1 << 20) + 3
+        );
+        assert_eq!(
+            std::fs::metadata(d.path().join("multus.log.2"))
+                .unwrap()
+                .len(),
+            (1 << 20) + 2
+        );
+        assert!(!d.path().join("multus.log.3").exists());
+        std::fs::write(&log, b"small").unwrap();
+        rot.apply(&log);
+        assert!(log.exists(), "under the limit: untouched");
     }
 }

@@ -313,6 +313,16 @@ pub fn add(ctx: &Ctx, req: &Request) -> Result<CniResult, MetaError> {
         let _ = cache::remove(&ctx.conf.cni_dir, &req.container_id);
         return Err(e);
     }
+    if let Err(e) = apply_default_route(req, &delegates) {
+        for d in delegates.iter().rev() {
+            for p in d.del(&call) {
+                tracing::error!("rollback of {}: {p}", d.network);
+            }
+        }
+        cleanup_devinfo(&delegates);
+        let _ = cache::remove(&ctx.conf.cni_dir, &req.container_id);
+        return Err(e);
+    }
     entry.delegates = delegates.clone();
     cache::save(&ctx.conf.cni_dir, &entry)?;
 
@@ -398,6 +408,47 @@ fn attach_all(
         None => Ok(()),
         Some(e) => Err((delegates.len() - 1, e)),
     }
+}
+
+/// `default-route`: the pod's default route of each family goes through the
+/// gateway the selection names, out of that attachment's interface; every
+/// other default route of that family is removed.
+fn apply_default_route(req: &Request, delegates: &[Delegate]) -> Result<(), MetaError> {
+    let chosen: Vec<&Delegate> = delegates
+        .iter()
+        .filter(|d| !d.default_route.is_empty())
+        .collect();
+    if chosen.is_empty() {
+        return Ok(());
+    }
+    let fail = |network: &str, reason: String| MetaError::Network {
+        network: network.to_string(),
+        reason: format!("default-route: {reason}"),
+    };
+    let ns_path = req.netns.clone().unwrap_or_default();
+    let ns = vfplex_cni::netns::NetNs::open(&ns_path).map_err(|e| fail("pod", e.to_string()))?;
+    let mut nl = ns
+        .run(vfplex_cni::netlink::Netlink::open)
+        .map_err(|e| fail("pod", e.to_string()))?
+        .map_err(|e| fail("pod", e.to_string()))?;
+    for d in chosen {
+        let link = nl
+            .link_by_name(&d.ifname)
+            .map_err(|e| fail(&d.network, e.to_string()))?;
+        for gw in &d.default_route {
+            nl.del_default_routes(*gw)
+                .map_err(|e| fail(&d.network, e.to_string()))?;
+            let any = if gw.is_ipv4() {
+                std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+            } else {
+                std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+            };
+            nl.add_route(link.header.index, any, 0, Some(*gw))
+                .map_err(|e| fail(&d.network, e.to_string()))?;
+            tracing::info!("default route via {gw} dev {} ({})", d.ifname, d.network);
+        }
+    }
+    Ok(())
 }
 
 pub fn cleanup_devinfo(delegates: &[Delegate]) {

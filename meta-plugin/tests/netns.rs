@@ -213,3 +213,33 @@ fn check_and_gc() {
     assert!(!n.path("cni/ctr-6").exists());
     assert!(n.leases().is_empty(), "{:?}", n.leases());
 }
+
+#[test]
+fn default_route_moves_to_the_chosen_network() {
+    if !can_run() {
+        return;
+    }
+    let n = Node::new();
+    let mut a = n.bridge("net-a", "vfa", "10.87.0.0/24", "1.0.0");
+    a["ipam"]["gateway"] = json!("10.87.0.1");
+    n.write_nad("default", "net-a", &a, None);
+    let mut conf = n.meta("1.0.0", json!({}));
+    // The cluster network installs a default route via 10.77.0.1 on eth0.
+    let mut cluster: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(n.path("conf/10-cbr.conf")).unwrap()).unwrap();
+    cluster["ipam"]["routes"] = json!([{"dst": "0.0.0.0/0"}]);
+    std::fs::write(n.path("conf/10-cbr.conf"), cluster.to_string()).unwrap();
+    conf["runtimeConfig"] =
+        pod_annotations(r#"[{"name": "net-a", "default-route": ["10.87.0.1"]}]"#);
+    let (code, v) = n.cni("ADD", "ctr-7", &conf);
+    assert_eq!(code, Some(0), "{v}");
+    let out = std::process::Command::new("ip")
+        .args(["-n", &n.netns, "route", "show", "default"])
+        .output()
+        .unwrap();
+    let routes = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(routes.trim().lines().count(), 1, "{routes}");
+    assert!(routes.contains("via 10.87.0.1 dev net1"), "{routes}");
+    let (code, _) = n.cni("DEL", "ctr-7", &conf);
+    assert_eq!(code, Some(0));
+}

@@ -7,10 +7,12 @@ pub mod check;
 pub mod del;
 pub mod error;
 pub mod ipam;
-pub mod netlink;
 pub mod release;
 pub mod state;
 pub mod vf;
+
+/// The rtnetlink handle lives in the shared crate (the meta plugin uses it too).
+pub use vfplex_cni::netlink;
 
 use vfplex_cni::sysfs::Sysfs;
 use vfplex_cni::{Plugin, Request};

@@ -249,6 +249,31 @@ impl Netlink {
         )
         .map(|_| ())
     }
+
+    /// Delete every default route of the address family of `like` from the
+    /// main table; returns how many went.
+    pub fn del_default_routes(&mut self, like: IpAddr) -> Result<usize> {
+        let mut n = 0;
+        loop {
+            let mut msg = RouteMessage::default();
+            msg.header.address_family = family(like);
+            msg.header.destination_prefix_length = 0;
+            msg.header.table = RouteHeader::RT_TABLE_MAIN;
+            msg.header.scope = RouteScope::NoWhere;
+            match self.request(
+                "delete default route",
+                RouteNetlinkMessage::DelRoute(msg),
+                0,
+            ) {
+                Ok(_) => n += 1,
+                Err(e) if e.is(nix::libc::ESRCH) || e.is(nix::libc::ENOENT) => return Ok(n),
+                Err(e) => return Err(e),
+            }
+            if n > 64 {
+                return Ok(n);
+            }
+        }
+    }
 }
 
 fn family(ip: IpAddr) -> AddressFamily {
