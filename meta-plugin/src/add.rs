@@ -279,21 +279,11 @@ pub fn add(ctx: &Ctx, req: &Request) -> Result<CniResult, MetaError> {
     wait_ready(&ctx.conf)?;
     let pod = pod(req, ctx.kube.as_ref())?;
     let mut delegates = delegates(ctx, req, &pod)?;
-    let netns = req
-        .netns
-        .as_ref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_default();
-    let args = ctx.delegate_args(req);
-    let call = Call {
-        container_id: &req.container_id,
-        netns: &netns,
-        args: &args,
-        path: &ctx.path,
-    };
+    let env = ctx.call_env(req);
+    let call = env.call();
     let mut entry = Entry {
         container_id: req.container_id.clone(),
-        netns: Some(netns.clone()),
+        netns: Some(env.netns.clone()),
         pod_namespace: pod.namespace.clone(),
         pod_name: pod.name.clone(),
         delegates: delegates.clone(),
@@ -304,24 +294,10 @@ pub fn add(ctx: &Ctx, req: &Request) -> Result<CniResult, MetaError> {
     let outcome = attach_all(ctx, &call, &mut delegates);
     if let Err((failed, e)) = outcome {
         // The failed delegate is DELed too (spec: a failed ADD is followed by DEL).
-        for d in delegates[..=failed].iter().rev() {
-            for p in d.del(&call) {
-                tracing::error!("rollback of {}: {p}", d.network);
-            }
-        }
-        cleanup_devinfo(&delegates);
-        let _ = cache::remove(&ctx.conf.cni_dir, &req.container_id);
-        return Err(e);
+        return Err(rollback(ctx, req, &call, &delegates[..=failed], e));
     }
     if let Err(e) = apply_default_route(req, &delegates) {
-        for d in delegates.iter().rev() {
-            for p in d.del(&call) {
-                tracing::error!("rollback of {}: {p}", d.network);
-            }
-        }
-        cleanup_devinfo(&delegates);
-        let _ = cache::remove(&ctx.conf.cni_dir, &req.container_id);
-        return Err(e);
+        return Err(rollback(ctx, req, &call, &delegates, e));
     }
     entry.delegates = delegates.clone();
     cache::save(&ctx.conf.cni_dir, &entry)?;
@@ -408,6 +384,25 @@ fn attach_all(
         None => Ok(()),
         Some(e) => Err((delegates.len() - 1, e)),
     }
+}
+
+/// Undo a failed ADD: DEL `attached` last first (their problems are logged),
+/// drop device-info copies and the cache entry; return the original error.
+fn rollback(
+    ctx: &Ctx,
+    req: &Request,
+    call: &Call<'_>,
+    attached: &[Delegate],
+    e: MetaError,
+) -> MetaError {
+    for d in attached.iter().rev() {
+        for p in d.del(call) {
+            tracing::error!("rollback of {}: {p}", d.network);
+        }
+    }
+    cleanup_devinfo(attached);
+    let _ = cache::remove(&ctx.conf.cni_dir, &req.container_id);
+    e
 }
 
 /// `default-route`: the pod's default route of each family goes through the

@@ -6,24 +6,14 @@ use vfplex_cni::Request;
 
 use crate::add::cleanup_devinfo;
 use crate::cache;
-use crate::delegate::{Call, Delegate};
+use crate::delegate::Delegate;
 use crate::error::MetaError;
 use crate::networks::Resolver;
 use crate::Ctx;
 
 pub fn del(ctx: &Ctx, req: &Request) -> Result<(), MetaError> {
-    let netns = req
-        .netns
-        .as_ref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_default();
-    let args = ctx.delegate_args(req);
-    let call = Call {
-        container_id: &req.container_id,
-        netns: &netns,
-        args: &args,
-        path: &ctx.path,
-    };
+    let env = ctx.call_env(req);
+    let call = env.call();
     let Some(entry) = cache::load(&ctx.conf.cni_dir, &req.container_id)? else {
         // No cache: never added, already deleted, or lost. Release what the
         // config alone names; never fail for it.

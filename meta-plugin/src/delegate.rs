@@ -48,6 +48,26 @@ pub struct Call<'a> {
     pub path: &'a [std::path::PathBuf],
 }
 
+/// The owned values behind a [`Call`], built once per invocation.
+#[derive(Debug, Clone)]
+pub struct CallEnv {
+    pub container_id: String,
+    pub netns: String,
+    pub args: String,
+    pub path: Vec<std::path::PathBuf>,
+}
+
+impl CallEnv {
+    pub fn call(&self) -> Call<'_> {
+        Call {
+            container_id: &self.container_id,
+            netns: &self.netns,
+            args: &self.args,
+            path: &self.path,
+        }
+    }
+}
+
 impl Delegate {
     fn plugin_stdin(
         &self,

@@ -47,6 +47,20 @@ impl Ctx {
         Ok(Ctx { conf, kube, path })
     }
 
+    /// What every delegate call of this invocation shares.
+    pub fn call_env(&self, req: &Request) -> delegate::CallEnv {
+        delegate::CallEnv {
+            container_id: req.container_id.clone(),
+            netns: req
+                .netns
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            args: self.delegate_args(req),
+            path: self.path.clone(),
+        }
+    }
+
     /// CNI_ARGS for delegates: the caller's, with `IgnoreUnknown` so strict
     /// plugins accept the K8S_* keys.
     pub fn delegate_args(&self, req: &Request) -> String {

@@ -15,18 +15,8 @@ use crate::networks::Resolver;
 use crate::Ctx;
 
 pub fn check(ctx: &Ctx, req: &Request) -> Result<(), MetaError> {
-    let netns = req
-        .netns
-        .as_ref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_default();
-    let args = ctx.delegate_args(req);
-    let call = Call {
-        container_id: &req.container_id,
-        netns: &netns,
-        args: &args,
-        path: &ctx.path,
-    };
+    let env = ctx.call_env(req);
+    let call = env.call();
     let entry =
         cache::load(&ctx.conf.cni_dir, &req.container_id)?.ok_or_else(|| MetaError::Network {
             network: "*".into(),
