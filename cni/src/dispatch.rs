@@ -101,13 +101,7 @@ pub fn handle<P: Plugin>(
         Ok(c) => c,
         Err(e) => {
             // Answer in the version the caller asked for, when that much is readable.
-            let asked = serde_json::from_slice::<Value>(stdin)
-                .ok()
-                .and_then(|v| {
-                    v.get("cniVersion")
-                        .and_then(Value::as_str)
-                        .map(str::to_string)
-                })
+            let asked = asked_version(stdin)
                 .filter(|v| v.parse::<CniVersion>().is_ok())
                 .unwrap_or_else(|| latest.to_string());
             return Outcome::error(config_error(e), &asked);
@@ -166,16 +160,19 @@ pub fn handle<P: Plugin>(
     }
 }
 
+/// The `cniVersion` string of stdin, when stdin is readable JSON.
+fn asked_version(stdin: &[u8]) -> Option<String> {
+    serde_json::from_slice::<Value>(stdin)
+        .ok()?
+        .get("cniVersion")?
+        .as_str()
+        .map(str::to_string)
+}
+
 /// `{"cniVersion": <asked>, "supportedVersions": [...]}`. VERSION never fails:
 /// without a readable `cniVersion` on stdin it answers in the latest version.
 fn version_reply(stdin: &[u8]) -> Outcome {
-    let asked = serde_json::from_slice::<Value>(stdin)
-        .ok()
-        .and_then(|v| {
-            v.get("cniVersion")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        })
+    let asked = asked_version(stdin)
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| CniVersion::LATEST.as_str().to_string());
     Outcome::ok(
