@@ -52,7 +52,10 @@ pub fn save(dir: &str, e: &Entry) -> Result<(), MetaError> {
         .open(&tmp)
         .map_err(|x| err(&tmp, x))?;
     f.write_all(&data).map_err(|x| err(&tmp, x))?;
-    f.sync_all().map_err(|x| err(&tmp, x))?;
+    // No fsync: the rename is atomic against a crashed process (what DEL after
+    // a crash needs), and an fsync costs milliseconds on every pod (Multus
+    // does not sync either). A power loss may lose the newest entry; DEL then
+    // releases what the config alone names.
     std::fs::rename(&tmp, &p).map_err(|x| err(&p, x))
 }
 
