@@ -13,5 +13,6 @@ case $rc in
 *) exit $rc ;;
 esac
 
+./scripts/validate-manifests.sh
 cargo test --workspace --release --exclude hardware-tests
 cargo test --release -p hardware-tests -- --nocapture

@@ -1,0 +1,85 @@
+//! deploy/vfplex-install: binaries land atomically, the meta config it writes
+//! parses as a vfplex config pointing at the node's first CNI config, and it is
+//! removed when the installer is stopped.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use vfplex_config::meta::MetaConf;
+use vfplex_config::NetworkConfig;
+
+#[test]
+fn installer_writes_and_removes_the_meta_config() {
+    let t = tempfile::tempdir().unwrap();
+    let (src, bin, conf) = (
+        t.path().join("src"),
+        t.path().join("bin"),
+        t.path().join("conf"),
+    );
+    for d in [&src, &bin, &conf] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::copy(env!("CARGO_BIN_EXE_vfplex"), src.join("vfplex")).unwrap();
+    std::fs::write(src.join("sriov"), b"#!/bin/sh\n").unwrap();
+    std::fs::write(
+        conf.join("20-other.conf"),
+        r#"{"cniVersion":"1.0.0","name":"other","type":"bridge"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        conf.join("10-calico.conflist"),
+        r#"{"cniVersion":"0.4.0","name":"k8s-pod-network","plugins":[{"type":"calico"}]}"#,
+    )
+    .unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/vfplex-install");
+    let mut child = Command::new("sh")
+        .arg(&script)
+        .env("VFPLEX_SRC", &src)
+        .env("HOST_BIN", &bin)
+        .env("HOST_CONF", &conf)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let meta = conf.join("00-vfplex.conflist");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !meta.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let cfg = NetworkConfig::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+    let NetworkConfig::List(list) = cfg else {
+        panic!("a conflist")
+    };
+    assert_eq!(
+        list.cni_version.as_deref(),
+        Some("0.4.0"),
+        "the primary's version"
+    );
+    let plugin = list.plugin_config(0).unwrap();
+    assert_eq!(plugin.plugin_type(), "vfplex");
+    assert!(plugin.has_capability("io.kubernetes.cri.pod-annotations"));
+    let m = MetaConf::from_netconf(&plugin).unwrap();
+    assert_eq!(
+        m.cluster_network.as_deref(),
+        Some("/etc/cni/net.d/10-calico.conflist")
+    );
+    assert!(bin.join("vfplex").exists() && bin.join("sriov").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(&bin)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(
+        !meta.exists(),
+        "no stale meta config after the installer stops"
+    );
+}
