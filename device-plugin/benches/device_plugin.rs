@@ -79,6 +79,79 @@ fn pct(v: &mut [Duration], p: f64) -> Duration {
     v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
 
+/// The real daemon on the 2,048-VF tree: its memory after discovery and after a
+/// burst of 2,000 Allocate calls on its pool socket.
+fn daemon_memory(sysfs: &std::path::Path) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.json");
+    std::fs::write(&cfg, CONFIG).unwrap();
+    let dp = dir.path().join("dp");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vfplex-device-plugin"))
+        .arg("--config-file")
+        .arg(&cfg)
+        .arg("--sysfs-root")
+        .arg(sysfs)
+        .arg("--device-plugin-dir")
+        .arg(&dp)
+        .arg("--devinfo-dir")
+        .arg(dir.path().join("devinfo"))
+        .arg("--proc-root")
+        .arg(dir.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let sock = dp.join("vfplex-intel.com_a.sock");
+    let t0 = Instant::now();
+    while !sock.exists() && t0.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let kib = |key: &str| -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0)
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    println!(
+        "{:<44} {:>9.1} MiB",
+        "daemon RSS, 2,048 VFs, idle",
+        kib("VmRSS:") as f64 / 1024.0
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut client = DevicePluginClient::new(dial(&sock).await.unwrap());
+        let ids: Vec<String> = Discovery::new(sysfs, "/nonexistent")
+            .scan()
+            .into_iter()
+            .filter(|d| d.driver.as_deref() == Some("iavf") && d.pf_name.as_deref() == Some("p0"))
+            .map(|d| d.pci)
+            .take(2)
+            .collect();
+        for _ in 0..2000 {
+            client
+                .allocate(AllocateRequest {
+                    container_requests: vec![ContainerAllocateRequest {
+                        devices_ids: ids.clone(),
+                    }],
+                })
+                .await
+                .unwrap();
+        }
+    });
+    println!(
+        "{:<44} {:>9.1} MiB",
+        "daemon peak RSS after 2,000 Allocates",
+        kib("VmHWM:") as f64 / 1024.0
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 fn main() {
     println!("{:<44} {:>12}", "device plugin", "value");
     let cfg = ResourceConfigList::from_slice(CONFIG.as_bytes(), "intel.com").unwrap();
@@ -117,8 +190,10 @@ fn main() {
         }
     }
 
-    // Allocate and ListAndWatch over a real unix socket, in process.
     let t = big.unwrap();
+    daemon_memory(t.path());
+
+    // Allocate and ListAndWatch over a real unix socket, in process.
     let devs = Discovery::new(t.path(), "/nonexistent").scan();
     let pool = pools::build(&cfg, &devs, &Default::default(), "intel.com").remove(0);
     let ids: Vec<String> = pool.devices.keys().take(2).cloned().collect();

@@ -74,7 +74,22 @@ i=0
 while [ "$(ip netns exec pod-a cat /sys/class/net/net1/carrier 2>/dev/null)" != 1 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
 check ping-a-to-b-over-vfs ip netns exec pod-a ping -c 3 -W 2 "$IPB"
 check ping-over-bridge ip netns exec pod-a ping -c 1 -W 2 "$(ip -n pod-b -4 addr show eth0 | awk '/inet / {print $2}' | cut -d/ -f1)"
-say "NOTE pod-a ADD result (the cluster network, bridge): $(echo "$RA" | tr -d '\n' | cut -c1-300)"
+for pod in pod-a pod-b; do
+    ST=$(vfplex status /var/lib/cni/multus "ctr-$pod")
+    check "$pod-network-status" contains "$ST" '"name":"default/sriov-vlan"'
+    say "NOTE $pod network-status: $ST"
+done
+say "NOTE pod    iface  address           network              VF"
+for pod in pod-a pod-b; do
+    for ifc in eth0 net1; do
+        addr=$(ip -n "$pod" -4 addr show "$ifc" | awk '/inet / {print $2}')
+        case $ifc in
+        eth0) net="podnet (bridge)" vf=- ;;
+        *) net="default/sriov-vlan" vf=$(ip netns exec "$pod" readlink -f "/sys/class/net/$ifc/device" | xargs basename) ;;
+        esac
+        say "NOTE $(printf '%-7s %-6s %-17s %-20s %s' "$pod" "$ifc" "$addr" "$net" "${vf:--}")"
+    done
+done
 check del-a pod_del pod-a
 check del-b pod_del pod-b
 ip netns del pod-a
