@@ -432,7 +432,8 @@ impl KubeClient {
     }
 
     /// Merge-patch one annotation onto the pod, through its status subresource
-    /// (what Multus's RBAC grants: pods/status).
+    /// (what Multus's RBAC grants: pods/status). A server that takes no PATCH
+    /// there gets what Multus sends: the whole pod, updated (PUT).
     pub fn annotate_pod(
         &self,
         ns: &str,
@@ -440,13 +441,36 @@ impl KubeClient {
         key: &str,
         value: &str,
     ) -> Result<(), KubeError> {
+        let path = format!("/api/v1/namespaces/{ns}/pods/{name}/status");
         let patch = serde_json::json!({"metadata": {"annotations": {key: value}}}).to_string();
-        self.json(
+        let not_found = |method: &str| KubeError::Status {
+            method: method.into(),
+            path: path.clone(),
+            status: 404,
+            body: "not found".into(),
+        };
+        match self.json(
             "PATCH",
-            &format!("/api/v1/namespaces/{ns}/pods/{name}/status"),
+            &path,
             Some(("application/merge-patch+json", patch.as_bytes())),
-        )
-        .map(|_| ())
+        ) {
+            Ok(Some(_)) => Ok(()),
+            Ok(None)
+            | Err(KubeError::Status {
+                status: 405 | 415, ..
+            }) => {
+                let mut pod = self.get_pod(ns, name)?.ok_or_else(|| not_found("GET"))?;
+                if !pod["metadata"]["annotations"].is_object() {
+                    pod["metadata"]["annotations"] = serde_json::json!({});
+                }
+                pod["metadata"]["annotations"][key] = Value::String(value.to_string());
+                let body = pod.to_string();
+                self.json("PUT", &path, Some(("application/json", body.as_bytes())))?
+                    .map(|_| ())
+                    .ok_or_else(|| not_found("PUT"))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// A Kubernetes Event about the pod (best effort).
@@ -517,7 +541,14 @@ fn exchange<S: Read + Write>(
     loop {
         match stream.read(&mut buf) {
             Ok(0) => return Ok(resp),
-            Ok(n) => resp.extend_from_slice(&buf[..n]),
+            Ok(n) => {
+                resp.extend_from_slice(&buf[..n]);
+                // A server that keeps the connection open despite `Connection:
+                // close` has answered once the body is complete.
+                if response_complete(&resp) {
+                    return Ok(resp);
+                }
+            }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !resp.is_empty() => {
                 return Ok(resp)
@@ -531,6 +562,25 @@ fn exchange<S: Read + Write>(
             ));
         }
     }
+}
+
+/// Whether `raw` holds a whole response: headers plus Content-Length bytes, or
+/// a chunked body through its last chunk.
+fn response_complete(raw: &[u8]) -> bool {
+    let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    let body = &raw[split + 4..];
+    for line in head.split("\r\n") {
+        if let Some(v) = line.strip_prefix("content-length:") {
+            return v.trim().parse::<usize>().is_ok_and(|n| body.len() >= n);
+        }
+        if line.starts_with("transfer-encoding:") && line.contains("chunked") {
+            return parse_response(raw).is_some();
+        }
+    }
+    false
 }
 
 /// Status code and body of an HTTP/1.1 response (Content-Length or chunked).
@@ -577,6 +627,18 @@ mod tests {
         let r = b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"a\r\n4\r\n\":1}\r\n0\r\n\r\n";
         assert_eq!(parse_response(r), Some((201, b"{\"a\":1}".to_vec())));
         assert_eq!(parse_response(b"garbage"), None);
+        assert!(response_complete(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
+        ));
+        assert!(!response_complete(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n{}"
+        ));
+        assert!(response_complete(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
+        ));
+        assert!(!response_complete(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n"
+        ));
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_795_420_800), "2026-11-23T08:00:00Z");
     }

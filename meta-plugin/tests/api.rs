@@ -18,6 +18,12 @@ use serde_json::{json, Value};
 type Seen = Arc<Mutex<Vec<(String, String, String, String)>>>;
 
 fn api_server(pod: Value, nads: Vec<(String, Value)>) -> (u16, Seen) {
+    api_server_with(pod, nads, true)
+}
+
+/// `patch`: whether the server takes PATCH on pods/status (else 405, as a
+/// server that only implements status updates answers).
+fn api_server_with(pod: Value, nads: Vec<(String, Value)>, patch: bool) -> (u16, Seen) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let seen: Seen = Arc::default();
@@ -61,7 +67,9 @@ fn api_server(pod: Value, nads: Vec<(String, Value)>) -> (u16, Seen) {
                     (200, pod.to_string())
                 } else if let Some((_, nad)) = nads.iter().find(|(p, _)| *p == path) {
                     (200, nad.to_string())
-                } else if method == "PATCH" || method == "POST" {
+                } else if method == "PATCH" && !patch {
+                    (405, r#"{"kind":"Status","code":405}"#.to_string())
+                } else if method == "PATCH" || method == "POST" || method == "PUT" {
                     (200, "{}".to_string())
                 } else {
                     (404, r#"{"kind":"Status","code":404}"#.to_string())
@@ -72,6 +80,8 @@ fn api_server(pod: Value, nads: Vec<(String, Value)>) -> (u16, Seen) {
                 resp.len()
             );
             let _ = stream.write_all(msg.as_bytes());
+            // Like a keep-alive server: the connection stays open after answering.
+            let _keep_open = Box::leak(Box::new(stream));
         }
     });
     (port, seen)
@@ -192,4 +202,33 @@ fn api_server_down_or_slow_is_try_again_later() {
         t0.elapsed()
     );
     assert_eq!(n.links(), vec!["lo".to_string()]);
+}
+
+#[test]
+fn status_falls_back_to_an_update_when_patch_is_refused() {
+    if !can_run() {
+        return;
+    }
+    let n = Node::new();
+    let pod = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "pod-a", "namespace": "default", "uid": "uid-a"}});
+    let (port, seen) = api_server_with(pod, vec![], false);
+    let conf = n.meta("1.0.0", json!({"kubeconfig": kubeconfig(&n, port)}));
+    let (code, v) = n.cni("ADD", "ctr-put", &conf);
+    assert_eq!(code, Some(0), "{v}");
+    let seen = seen.lock().unwrap().clone();
+    let put = seen
+        .iter()
+        .find(|(m, p, _, _)| m == "PUT" && p == "/api/v1/namespaces/default/pods/pod-a/status")
+        .expect("status written with PUT");
+    let body: Value = serde_json::from_str(&put.3).unwrap();
+    assert_eq!(body["metadata"]["uid"], "uid-a", "the whole pod");
+    assert!(
+        body["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"]
+            .as_str()
+            .unwrap()
+            .contains("eth0")
+    );
+    let (code, _) = n.cni("DEL", "ctr-put", &conf);
+    assert_eq!(code, Some(0));
 }
