@@ -177,13 +177,25 @@ struct Daemon {
     discovery: Discovery,
     config: ResourceConfigList,
     running: BTreeMap<String, Running>,
+    had_driver: std::collections::HashSet<String>,
 }
 
 impl Daemon {
-    fn scan(&self) -> Vec<pools::Pool> {
-        let devices = self.discovery.scan();
+    fn scan(&mut self) -> (Vec<pools::Pool>, BTreeMap<String, PciDevice>) {
+        let mut devices = self.discovery.scan();
+        // Remember which devices had a driver: losing it makes them Unhealthy.
+        for d in &mut devices {
+            if d.driver.is_some() {
+                self.had_driver.insert(d.pci.clone());
+            }
+            d.had_driver = self.had_driver.contains(&d.pci);
+        }
         let routes = self.discovery.default_route_netdevs();
-        pools::build(&self.config, &devices, &routes, &self.opts.resource_prefix)
+        let pools = pools::build(&self.config, &devices, &routes, &self.opts.resource_prefix);
+        (
+            pools,
+            devices.into_iter().map(|d| (d.pci.clone(), d)).collect(),
+        )
     }
 
     fn start_pool(
@@ -215,7 +227,11 @@ impl Daemon {
 
     /// Bring the set of running pools in line with the config and the devices.
     fn reconcile(&mut self) {
-        let pools = self.scan();
+        let (pools, all) = self.scan();
+        let claimed: std::collections::HashSet<String> = pools
+            .iter()
+            .flat_map(|p| p.devices.keys().cloned())
+            .collect();
         let wanted: BTreeMap<String, pools::Pool> =
             pools.into_iter().map(|p| (p.resource.clone(), p)).collect();
         let gone: Vec<String> = self
@@ -234,9 +250,22 @@ impl Daemon {
                 r.shutdown();
             }
         }
-        for (name, pool) in wanted {
+        for (name, mut pool) in wanted {
             match self.running.get(&name) {
                 Some(r) => {
+                    // Membership is sticky: a member that still exists but no
+                    // longer matches (it lost its driver, say) stays listed,
+                    // Unhealthy, rather than vanishing under an allocation.
+                    for pci in r.shared.devices.borrow().keys() {
+                        if pool.devices.contains_key(pci) || claimed.contains(pci) {
+                            continue;
+                        }
+                        if let Some(d) = all.get(pci) {
+                            let mut d = d.clone();
+                            d.unmatched = true;
+                            pool.devices.insert(pci.clone(), d);
+                        }
+                    }
                     let changed = r.shared.devices.send_if_modified(|cur| {
                         let differs = *cur != pool.devices;
                         if differs {
@@ -342,6 +371,7 @@ pub async fn run(
         opts,
         config,
         running: BTreeMap::new(),
+        had_driver: Default::default(),
     };
     let started = Instant::now();
     daemon.reconcile();

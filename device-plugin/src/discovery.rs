@@ -34,6 +34,10 @@ pub struct PciDevice {
     pub is_rdma: bool,
     /// The PF's operstate (for a VF) or its own (for a netdev PF).
     pub pf_operstate: Option<String>,
+    /// Bound to a driver when first seen (set by the daemon, which remembers).
+    pub had_driver: bool,
+    /// Still in its pool but no longer matching its selectors (set by the daemon).
+    pub unmatched: bool,
 }
 
 impl PciDevice {
@@ -55,13 +59,37 @@ impl PciDevice {
     }
 
     /// Healthy: bound to a driver, and its PF's link is not down.
+    /// Healthy unless its PF's link is down, or it lost the driver it had
+    /// (a device never seen with a driver is not judged by it).
     pub fn healthy(&self) -> bool {
         let pf_down = matches!(
             self.pf_operstate.as_deref(),
             Some("down") | Some("lowerlayerdown") | Some("notpresent")
         );
-        self.driver.is_some() && !pf_down
+        !pf_down && !self.unmatched && (self.driver.is_some() || !self.had_driver)
     }
+}
+
+/// A field of a PCI modalias (`pci:v00008086d0000154Csv…bc02sc00i00`):
+/// `v`/`d` are 8 hex digits; returned as the last 4.
+fn modalias_field(modalias: &Option<String>, key: char, len: usize) -> Option<String> {
+    let m = modalias.as_deref()?.strip_prefix("pci:")?;
+    let start = m.find(key)? + 1;
+    let v = m.get(start..start + len)?;
+    Some(v[len - 4..].to_string())
+}
+
+/// Class code from a modalias's `bc`/`sc`/`i` fields.
+fn modalias_class(modalias: &Option<String>) -> Option<u32> {
+    let m = modalias.as_deref()?;
+    let bc = m.find("bc").and_then(|i| m.get(i + 2..i + 4))?;
+    let sc = m.find("sc").and_then(|i| m.get(i + 2..i + 4))?;
+    let pi = m
+        .find('i')
+        .and_then(|i| m.get(i + 1..i + 3))
+        .filter(|s| s.chars().all(|c| c.is_ascii_hexdigit()))
+        .unwrap_or("00");
+    u32::from_str_radix(&format!("{bc}{sc}{pi}"), 16).ok()
 }
 
 /// A small sysfs attribute, trimmed. One open, one read, one close: sysfs
@@ -233,6 +261,7 @@ impl Discovery {
         let dev = self.devices_dir().join(pci);
         let netdev = first_entry(&dev.join("net"));
         let physfn = link_name(&dev.join("physfn"));
+        let modalias = read_trim(&dev.join("modalias"));
         // Only PFs (and plain devices) have SR-IOV counters.
         let pf_attr = |name: &str| {
             physfn
@@ -242,10 +271,21 @@ impl Discovery {
         };
         let mut d = PciDevice {
             pci: pci.to_string(),
-            vendor: hex_id(read_trim(&dev.join("vendor"))),
-            device: hex_id(read_trim(&dev.join("device"))),
+            vendor: hex_id(
+                read_trim(&dev.join("vendor")).or_else(|| modalias_field(&modalias, 'v', 8)),
+            ),
+            device: hex_id(
+                read_trim(&dev.join("device")).or_else(|| modalias_field(&modalias, 'd', 8)),
+            ),
             class: read_trim(&dev.join("class"))
                 .and_then(|c| u32::from_str_radix(c.trim_start_matches("0x"), 16).ok())
+                .or_else(|| modalias_class(&modalias))
+                // Trees without class or modalias (some synthetic ones): an
+                // SR-IOV function or a device with a netdev is a network device.
+                .or_else(|| {
+                    (physfn.is_some() || netdev.is_some() || dev.join("sriov_totalvfs").exists())
+                        .then_some(0x02_0000)
+                })
                 .unwrap_or(0),
             driver: link_name(&dev.join("driver")),
             numa_node: read_trim(&dev.join("numa_node"))

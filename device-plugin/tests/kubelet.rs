@@ -322,6 +322,19 @@ async fn daemon_against_a_test_kubelet() {
     assert_eq!(devs.len(), 2);
     fixture::set_operstate(&s.sysfs(), "0000:01:00.0", "ens1f0", "up").unwrap();
 
+    // A VF loses its driver: that VF alone turns Unhealthy.
+    std::fs::remove_file(s.sysfs().join("bus/pci/devices/0000:01:10.2/driver")).unwrap();
+    let Event::List(_, devs) = next(&mut rx, "driver-loss update", |e| {
+        matches!(e, Event::List(r, d) if r == "intel.com/igb_vfs"
+            && d.iter().any(|x| x.id == "0000:01:10.2" && x.health == "Unhealthy")
+            && d.iter().any(|x| x.id == "0000:01:10.0" && x.health == "Healthy"))
+    })
+    .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(devs.len(), 2);
+
     // kubelet restarts: it removes every socket in the directory and comes back.
     let _ = stop_kubelet.send(());
     for e in std::fs::read_dir(s.dp_dir()).unwrap().flatten() {

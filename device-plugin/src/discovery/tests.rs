@@ -108,7 +108,14 @@ fn finds_pfs_vfs_and_their_properties() {
     assert_eq!(vfio.iommu_group.as_deref(), Some("42"));
     assert!(vfio.is_vfio());
     assert_eq!(vfio.link_type.as_deref(), Some("ether"), "from the PF");
-    assert!(!get("0000:01:10.4").healthy(), "no driver");
+    assert!(
+        get("0000:01:10.4").healthy(),
+        "never had a driver: not judged by it"
+    );
+    let mut lost = get("0000:01:10.0").clone();
+    lost.had_driver = true;
+    lost.driver = None;
+    assert!(!lost.healthy(), "lost its driver");
     let pf = get("0000:01:00.0");
     assert_eq!((pf.total_vfs, pf.num_vfs), (Some(64), Some(3)));
     assert_eq!(get("0000:81:00.2").numa_node, Some(1));
@@ -138,9 +145,29 @@ fn pf_link_down_makes_its_vfs_unhealthy() {
     )
     .unwrap();
     assert!(!d.device("0000:01:10.0").healthy(), "carrier lost");
-    // A VF losing its driver.
-    fs::remove_file(t.path().join("bus/pci/devices/0000:81:00.2/driver")).unwrap();
-    assert!(!d.device("0000:81:00.2").healthy());
+}
+
+#[test]
+fn modalias_and_minimal_trees() {
+    let t = tempfile::tempdir().unwrap();
+    let dev = t.path().join("bus/pci/devices/0000:05:00.1");
+    fs::create_dir_all(&dev).unwrap();
+    fs::write(
+        dev.join("modalias"),
+        "pci:v00008086d0000154Csv00008086sd00000000bc02sc00i00\n",
+    )
+    .unwrap();
+    let d = Discovery::new(t.path(), "/nonexistent").device("0000:05:00.1");
+    assert_eq!(
+        (d.vendor.as_str(), d.device.as_str(), d.class),
+        ("8086", "154c", 0x020000)
+    );
+    // No class, no modalias, but a netdev: a network device.
+    let dev2 = t.path().join("bus/pci/devices/0000:05:00.2");
+    fs::create_dir_all(dev2.join("net/ens5")).unwrap();
+    assert!(Discovery::new(t.path(), "/nonexistent")
+        .device("0000:05:00.2")
+        .is_network());
 }
 
 #[test]
