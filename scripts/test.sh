@@ -14,5 +14,6 @@ case $rc in
 esac
 
 ./scripts/validate-manifests.sh
-cargo test --workspace --release --exclude hardware-tests
+# test-hooks: the meta plugin's crash points, for the crash-consistency test.
+cargo test --workspace --release --exclude hardware-tests --features vfplex-meta-plugin/test-hooks
 cargo test --release -p hardware-tests -- --nocapture

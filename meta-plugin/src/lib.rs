@@ -5,6 +5,7 @@
 
 pub mod add;
 pub mod cache;
+pub mod crash;
 pub mod del;
 pub mod delegate;
 pub mod error;

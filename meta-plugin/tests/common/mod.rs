@@ -122,8 +122,19 @@ impl Node {
 
     /// Run `vfplex` as the runtime would.
     pub fn cni(&self, command: &str, container: &str, conf: &Value) -> (Option<i32>, Value) {
+        self.cni_env(command, container, conf, &[])
+    }
+
+    /// The same, with extra environment variables.
+    pub fn cni_env(
+        &self,
+        command: &str,
+        container: &str,
+        conf: &Value,
+        extra: &[(&str, &str)],
+    ) -> (Option<i32>, Value) {
         let netns = self.netns_path();
-        let env = [
+        let mut env = vec![
             ("CNI_COMMAND", command),
             ("CNI_CONTAINERID", container),
             ("CNI_NETNS", netns.as_str()),
@@ -131,6 +142,7 @@ impl Node {
             ("CNI_PATH", REF_PLUGINS),
             ("CNI_ARGS", "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=pod-a;K8S_POD_UID=uid-a;K8S_POD_INFRA_CONTAINER_ID=x"),
         ];
+        env.extend_from_slice(extra);
         let out = exec_plugin(Path::new(BIN), &env, conf.to_string().as_bytes()).unwrap();
         let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
         (out.exit_code, v)
