@@ -5,6 +5,7 @@
 //! [`Plugin`], and prints the result or the error JSON on stdout. It is the one
 //! place where a failure becomes JSON and an exit code.
 
+pub mod crash;
 mod dispatch;
 pub mod env;
 pub mod exec;

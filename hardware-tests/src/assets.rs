@@ -53,8 +53,9 @@ pub fn ensure_setup() -> Result<(), LabError> {
 pub const PROJECT_BINARIES: &[&str] =
     &["sriov", "vfplex", "vfplex-device-plugin", "vfplex-kubelet"];
 
-/// Build the project's binaries in the current profile and return their directory.
-pub fn build_project_binaries() -> Result<PathBuf, LabError> {
+/// Build the project's binaries in the current profile and return their
+/// directory; `test_hooks` adds the plugins' crash points (for crash scenarios).
+pub fn build_project_binaries(test_hooks: bool) -> Result<PathBuf, LabError> {
     let release = !cfg!(debug_assertions);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
@@ -69,6 +70,12 @@ pub fn build_project_binaries() -> Result<PathBuf, LabError> {
     }
     if release {
         cmd.arg("--release");
+    }
+    if test_hooks {
+        cmd.args([
+            "--features",
+            "vfplex-sriov-plugin/test-hooks,vfplex-meta-plugin/test-hooks",
+        ]);
     }
     let status = cmd
         .status()

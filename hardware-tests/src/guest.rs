@@ -27,6 +27,8 @@ pub struct GuestConfig {
     pub scenarios: Vec<PathBuf>,
     pub timeout: Duration,
     pub memory_mib: u32,
+    /// Build the plugins with their crash points.
+    pub test_hooks: bool,
 }
 
 impl Default for GuestConfig {
@@ -41,6 +43,7 @@ impl Default for GuestConfig {
             scenarios: Vec::new(),
             timeout: Duration::from_secs(timeout),
             memory_mib: 1024,
+            test_hooks: false,
         }
     }
 }
@@ -156,7 +159,7 @@ fn qemu_args(cfg: &GuestConfig, kernel: &Path, initrd: &Path) -> Vec<String> {
 /// stays at `<cache>/logs/<tag>.log`; on failure its tail is in the error.
 pub fn boot(cfg: &GuestConfig, tag: &str) -> Result<Report, LabError> {
     assets::ensure_setup()?;
-    let bins = assets::build_project_binaries()?;
+    let bins = assets::build_project_binaries(cfg.test_hooks)?;
     let cache = assets::cache_dir();
     let run_dir = cache.join("runs");
     let log_dir = cache.join("logs");

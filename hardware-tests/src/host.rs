@@ -15,7 +15,7 @@ fn run_scenarios(
     scenarios: &[&Scenario],
     extra_env: &[(&str, &str)],
 ) -> Result<Report, LabError> {
-    let bins = assets::build_project_binaries()?;
+    let bins = assets::build_project_binaries(scenarios.iter().any(|s| s.needs_test_hooks))?;
     let lib = assets::repo_root().join("hardware-tests/guest/lib.sh");
     let path = format!(
         "{}:{CNI_PLUGIN_DIR}:/usr/sbin:/usr/bin:/sbin:/bin",

@@ -44,6 +44,8 @@ pub struct Scenario {
     pub needs_iommu: bool,
     /// `# boot: second-pf`
     pub needs_second_pf: bool,
+    /// `# requires: test-hooks`: the plugins' crash points.
+    pub needs_test_hooks: bool,
 }
 
 /// Every scenario in `hardware-tests/scenarios`, in name order; `VFPLEX_LAB_ONLY`
@@ -74,6 +76,7 @@ pub fn scenarios() -> Vec<Scenario> {
                 needs_vf_netdevs: header("requires", "vf-netdevs"),
                 needs_iommu: header("boot", "iommu"),
                 needs_second_pf: header("boot", "second-pf"),
+                needs_test_hooks: header("requires", "test-hooks"),
                 path,
             })
         })
@@ -110,6 +113,7 @@ fn run_all() -> Result<Report, LabError> {
     let cfg = guest::GuestConfig {
         second_pf: all.iter().any(|s| s.needs_second_pf),
         iommu: all.iter().any(|s| s.needs_iommu),
+        test_hooks: all.iter().any(|s| s.needs_test_hooks),
         scenarios: all.iter().map(|s| s.path.clone()).collect(),
         ..Default::default()
     };

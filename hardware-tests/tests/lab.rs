@@ -48,6 +48,11 @@ fn lab_13_sriov_add_del_timing() {
 }
 
 #[test]
+fn lab_14_sriov_del_after_a_crash_at_every_add_step() {
+    hardware_tests::assert_scenario("14-sriov-crash");
+}
+
+#[test]
 fn lab_20_device_plugin_on_the_emulated_nic() {
     hardware_tests::assert_scenario("20-device-plugin");
     if let Some(report) = hardware_tests::suite() {

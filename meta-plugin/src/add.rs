@@ -275,6 +275,8 @@ impl Delegate {
     }
 }
 
+/// Crash points (tests only): 1 cache written, 2 + i delegate i attached,
+/// 100 every delegate attached.
 pub fn add(ctx: &Ctx, req: &Request) -> Result<CniResult, MetaError> {
     wait_ready(&ctx.conf)?;
     let pod = pod(req, ctx.kube.as_ref())?;
@@ -290,14 +292,14 @@ pub fn add(ctx: &Ctx, req: &Request) -> Result<CniResult, MetaError> {
     };
     // Remember first: a crash between here and the end still leaves DEL a list.
     cache::save(&ctx.conf.cni_dir, &entry)?;
-    crate::crash::point(1);
+    vfplex_cni::crash::point(1);
 
     let outcome = attach_all(ctx, &call, &mut delegates);
     if let Err((failed, e)) = outcome {
         // The failed delegate is DELed too (spec: a failed ADD is followed by DEL).
         return Err(rollback(ctx, req, &call, &delegates[..=failed], e));
     }
-    crate::crash::point(100);
+    vfplex_cni::crash::point(100);
     if let Err(e) = apply_default_route(req, &delegates) {
         return Err(rollback(ctx, req, &call, &delegates, e));
     }
@@ -359,7 +361,7 @@ fn attach_all(
     if !ctx.conf.parallel_delegates {
         for (i, d) in delegates.iter_mut().enumerate() {
             d.add(call).map_err(|e| (i, e))?;
-            crate::crash::point(2 + i);
+            vfplex_cni::crash::point(2 + i);
         }
         return Ok(());
     }

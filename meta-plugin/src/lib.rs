@@ -5,7 +5,6 @@
 
 pub mod add;
 pub mod cache;
-pub mod crash;
 pub mod del;
 pub mod delegate;
 pub mod error;

@@ -24,6 +24,9 @@ pub fn netns_alive(path: Option<&str>) -> bool {
     path.is_some_and(|p| NetNs::open(std::path::Path::new(p)).is_ok())
 }
 
+/// Crash points (tests only): 1 state saved and VF allocated, 2 VF attributes
+/// set on the PF, 3 netdev moved into the pod, 4 netdev up, 5 IPAM lease taken,
+/// 6 addresses and routes applied.
 pub fn add(plugin: &SriovPlugin, req: &Request) -> Result<CniResult, SriovError> {
     let conf = SriovConf::from_netconf(&req.conf)?;
     let pci = conf.device_id.clone().ok_or(SriovError::NoDeviceId)?;
@@ -140,6 +143,7 @@ pub fn add(plugin: &SriovPlugin, req: &Request) -> Result<CniResult, SriovError>
             netns: Some(netns_str.clone()),
         },
     )?;
+    vfplex_cni::crash::point(1);
 
     let mut ipam_added = false;
     let outcome = (|| -> Result<CniResult, SriovError> {
@@ -158,6 +162,7 @@ pub fn add(plugin: &SriovPlugin, req: &Request) -> Result<CniResult, SriovError>
                 source: Box::new(source),
             })?;
         }
+        vfplex_cni::crash::point(2);
         let mut iface = Interface {
             name: req.ifname.clone(),
             mac: mac.clone(),
@@ -196,7 +201,9 @@ pub fn add(plugin: &SriovPlugin, req: &Request) -> Result<CniResult, SriovError>
                 )
                 .map_err(nl_err)?;
             }
+            vfplex_cni::crash::point(3);
             pod.set_up(index, true, &req.ifname).map_err(nl_err)?;
+            vfplex_cni::crash::point(4);
             let link = pod.link_by_name(&req.ifname).map_err(nl_err)?;
             iface.mac = link.mac();
             iface.mtu = link.mtu();
@@ -209,6 +216,7 @@ pub fn add(plugin: &SriovPlugin, req: &Request) -> Result<CniResult, SriovError>
             ipam_added = true;
             let ipam = crate::ipam::run(req, ipam_type, "ADD")?
                 .unwrap_or_else(|| CniResult::new(CniVersion::LATEST));
+            vfplex_cni::crash::point(5);
             if ipam.ips.is_empty() {
                 return Err(SriovError::IpamNoIps {
                     plugin: ipam_type.to_string(),
@@ -217,6 +225,7 @@ pub fn add(plugin: &SriovPlugin, req: &Request) -> Result<CniResult, SriovError>
             if let Some(index) = pod_index {
                 configure_ips(&mut pod, index, &ipam).map_err(nl_err)?;
             }
+            vfplex_cni::crash::point(6);
             result.ips = ipam
                 .ips
                 .into_iter()

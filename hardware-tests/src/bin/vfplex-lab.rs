@@ -28,6 +28,7 @@ fn main() -> ExitCode {
             let cfg = guest::GuestConfig {
                 second_pf: chosen.iter().any(|s| s.needs_second_pf),
                 iommu: chosen.iter().any(|s| s.needs_iommu),
+                test_hooks: chosen.iter().any(|s| s.needs_test_hooks),
                 scenarios: chosen.iter().map(|s| s.path.clone()).collect(),
                 ..Default::default()
             };

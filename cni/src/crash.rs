@@ -1,8 +1,7 @@
 //! Crash points for the crash-consistency tests: with the `test-hooks` feature,
-//! `VFPLEX_CRASH_AT=<n>` makes ADD die at once (abort, no cleanup) at point n:
-//! 1 after the cache entry is written, 2 + i after delegate i attached, 100
-//! after every delegate attached. Without the feature this compiles to nothing,
-//! so production builds cannot be told to crash.
+//! `VFPLEX_CRASH_AT=<n>` makes ADD die at once (abort, no cleanup) at point n.
+//! The plugins number their steps (see each `add.rs`). Without the feature this
+//! compiles to nothing, so production builds cannot be told to crash.
 
 #[cfg(feature = "test-hooks")]
 pub fn point(n: usize) {

@@ -1,0 +1,35 @@
+# 14-sriov-crash: ADD dies dead (abort, no cleanup) after each of its steps —
+# state saved, VF attributes set, netdev moved, netdev up, IPAM lease taken,
+# addresses applied — and the DEL that follows gives everything back: the VF's
+# name, MAC, MTU and PF-side attributes, the lease, the state and the record.
+# requires: vf-netdevs test-hooks
+PF=$(lab_first_pf)
+ip link set "$PF" up
+check create-2-vfs lab_create_vfs "$PF" 2
+retry 50 ip link set "$PF" vf 1 max_tx_rate 100 >/dev/null
+ip link set "$PF" vf 1 max_tx_rate 0
+V=$(lab_vf_pci "$PF" 0)
+N=$(lab_vf_netdev "$PF" 0)
+M=$(cat "/sys/class/net/$N/address")
+CONF=$(printf '{"cniVersion":"1.0.0","name":"crash-net","type":"sriov","deviceID":"%s","vlan":300,"mac":"02:00:00:00:0c:01","spoofchk":"off","trust":"on","max_tx_rate":50,"mtu":1400,"ipam":{"type":"host-local","subnet":"10.60.0.0/24"}}' "$V")
+for step in 1 2 3 4 5 6; do
+    ip netns add crash
+    export VFPLEX_CRASH_AT=$step
+    echo "$CONF" | cni sriov ADD "crash-$step" /var/run/netns/crash net1 >/dev/null 2>&1
+    rc=$?
+    unset VFPLEX_CRASH_AT
+    check "step$step-crashed" test $rc -ne 0
+    OUT=$(echo "$CONF" | cni sriov DEL "crash-$step" /var/run/netns/crash net1)
+    check "step$step-del-ok" test $? -eq 0 -a -z "$OUT"
+    check "step$step-name-back" test -e "/sys/class/net/$N"
+    check "step$step-mac-back" test "$(cat /sys/class/net/$N/address 2>/dev/null)" = "$M"
+    check "step$step-mtu-back" test "$(cat /sys/class/net/$N/mtu 2>/dev/null)" = 1500
+    PFV=$(ip link show "$PF" | grep "vf 0 ")
+    check "step$step-vlan-gone" test -z "$(echo "$PFV" | grep 'vlan 300')"
+    check "step$step-trust-off" contains "$PFV" "trust off"
+    check "step$step-no-state" test ! -e "/var/lib/cni/sriov/crash-$step-net1"
+    check "step$step-no-record" test ! -e "/var/lib/cni/sriov/pci/$V"
+    check "step$step-no-lease" test -z "$(ls /var/lib/cni/networks/crash-net 2>/dev/null | grep '^10\.')"
+    ip netns del crash
+done
+lab_restore_vfs "$PF"
