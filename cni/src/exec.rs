@@ -81,6 +81,28 @@ mod tests {
     }
 }
 
+/// The versions plugin `name` (looked up in `dirs`) lists in its VERSION reply
+/// that vfplex knows; empty when it is missing or does not answer.
+pub fn supported_versions(name: &str, dirs: &[PathBuf]) -> Vec<vfplex_config::CniVersion> {
+    let Some(binary) = find_plugin(name, dirs) else {
+        return Vec::new();
+    };
+    exec_plugin(
+        &binary,
+        &[("CNI_COMMAND", "VERSION")],
+        br#"{"cniVersion":"0.4.0"}"#,
+    )
+    .ok()
+    .filter(ExecOutput::success)
+    .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
+    .and_then(|v| {
+        v["supportedVersions"]
+            .as_array()
+            .map(|l| l.iter().filter_map(|s| s.as_str()?.parse().ok()).collect())
+    })
+    .unwrap_or_default()
+}
+
 /// One call of a delegate plugin, as libcni makes it: our environment, with the
 /// `CNI_*` variables of the call, and the config on stdin.
 #[derive(Debug, Clone)]

@@ -97,22 +97,7 @@ fn forward(
 }
 
 fn speaks_1_1(plugin: &str, path: &[std::path::PathBuf]) -> bool {
-    let Some(binary) = find_plugin(plugin, path) else {
-        return false;
-    };
-    vfplex_cni::exec::exec_plugin(
-        &binary,
-        &[("CNI_COMMAND", "VERSION")],
-        br#"{"cniVersion":"1.1.0"}"#,
-    )
-    .ok()
-    .filter(|o| o.success())
-    .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
-    .is_some_and(|v| {
-        v["supportedVersions"]
-            .as_array()
-            .is_some_and(|l| l.iter().any(|s| s == "1.1.0"))
-    })
+    vfplex_cni::exec::supported_versions(plugin, path).contains(&CniVersion::V1_1_0)
 }
 
 pub fn status(ctx: &Ctx, req: &Request) -> Result<(), MetaError> {

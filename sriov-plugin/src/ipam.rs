@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use vfplex_cni::exec::{delegate, exec_plugin, find_plugin, Invocation};
+use vfplex_cni::exec::{delegate, find_plugin, supported_versions, Invocation};
 use vfplex_cni::Request;
 use vfplex_config::{CniResult, CniVersion, ErrorCode};
 
@@ -44,18 +44,8 @@ pub fn run(req: &Request, plugin: &str, command: &str) -> Result<Option<CniResul
 
 /// The highest version below the config's that the plugin's VERSION lists.
 fn common_version(req: &Request, plugin: &str) -> Option<CniVersion> {
-    let binary = find_plugin(plugin, &req.path)?;
-    let out = exec_plugin(
-        &binary,
-        &[("CNI_COMMAND", "VERSION")],
-        br#"{"cniVersion":"0.4.0"}"#,
-    )
-    .ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    v["supportedVersions"]
-        .as_array()?
-        .iter()
-        .filter_map(|s| s.as_str()?.parse::<CniVersion>().ok())
+    supported_versions(plugin, &req.path)
+        .into_iter()
         .filter(|v| *v < req.version)
         .max()
 }
