@@ -15,6 +15,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use serde_json::{json, Value};
 use vfplex_cni::exec::exec_plugin;
 
+pub mod soak;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_vfplex");
 pub const REF_PLUGINS: &str = "/usr/lib/cni";
 
@@ -133,11 +135,22 @@ impl Node {
         conf: &Value,
         extra: &[(&str, &str)],
     ) -> (Option<i32>, Value) {
-        let netns = self.netns_path();
+        self.cni_in(&self.netns_path(), command, container, conf, extra)
+    }
+
+    /// Run `vfplex` for a pod whose network namespace is `netns` (a path).
+    pub fn cni_in(
+        &self,
+        netns: &str,
+        command: &str,
+        container: &str,
+        conf: &Value,
+        extra: &[(&str, &str)],
+    ) -> (Option<i32>, Value) {
         let mut env = vec![
             ("CNI_COMMAND", command),
             ("CNI_CONTAINERID", container),
-            ("CNI_NETNS", netns.as_str()),
+            ("CNI_NETNS", netns),
             ("CNI_IFNAME", "eth0"),
             ("CNI_PATH", REF_PLUGINS),
             ("CNI_ARGS", "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=pod-a;K8S_POD_UID=uid-a;K8S_POD_INFRA_CONTAINER_ID=x"),
