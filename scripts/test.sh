@@ -17,3 +17,6 @@ esac
 # test-hooks: the meta plugin's crash points, for the crash-consistency test.
 cargo test --workspace --release --exclude hardware-tests --features vfplex-meta-plugin/test-hooks
 cargo test --release -p hardware-tests -- --nocapture
+# Every parser under libFuzzer for a bounded time (the seeds and past crash
+# inputs also replay in the workspace tests above).
+FUZZ_SECONDS=${FUZZ_SECONDS:-10} ./scripts/fuzz.sh

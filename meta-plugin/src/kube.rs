@@ -566,7 +566,8 @@ fn exchange<S: Read + Write>(
 
 /// Whether `raw` holds a whole response: headers plus Content-Length bytes, or
 /// a chunked body through its last chunk.
-fn response_complete(raw: &[u8]) -> bool {
+#[doc(hidden)] // public for the fuzz target
+pub fn response_complete(raw: &[u8]) -> bool {
     let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
         return false;
     };
@@ -584,7 +585,8 @@ fn response_complete(raw: &[u8]) -> bool {
 }
 
 /// Status code and body of an HTTP/1.1 response (Content-Length or chunked).
-fn parse_response(raw: &[u8]) -> Option<(u16, Vec<u8>)> {
+#[doc(hidden)] // public for the fuzz target
+pub fn parse_response(raw: &[u8]) -> Option<(u16, Vec<u8>)> {
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = std::str::from_utf8(&raw[..split]).ok()?;
     let body = &raw[split + 4..];

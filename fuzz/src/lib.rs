@@ -1,0 +1,225 @@
+//! The bodies of the fuzz targets, one function per parser family. libFuzzer
+//! drives them through `fuzz_targets/` (scripts/fuzz.sh); `tests/corpus.rs`
+//! replays every seed and every regression input through them in the normal
+//! test suite. A target fails only by panicking: every parser must turn any
+//! input into a value or an error.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::OnceLock;
+
+use serde_json::{Map, Value};
+use vfplex_config::annotations::{
+    format_network_status, format_networks, parse_default_network, parse_network_status,
+    parse_networks,
+};
+use vfplex_config::device_info::DeviceInfo;
+use vfplex_config::device_plugin::ResourceConfigList;
+use vfplex_config::meta::MetaConf;
+use vfplex_config::nad::NetworkAttachmentDefinition;
+use vfplex_config::sriov::SriovConf;
+use vfplex_config::{CniResult, CniVersion, NetConf, NetworkConfig};
+
+/// Every target, by name: the fuzz binaries, the corpus folders and the
+/// replay test all use these names.
+pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+    ("netconf", netconf),
+    ("result", result),
+    ("annotations", annotations),
+    ("nad", nad),
+    ("device_plugin_config", device_plugin_config),
+    ("plugin_configs", plugin_configs),
+    ("cni_args", cni_args),
+    ("device_info", device_info),
+    ("http_response", http_response),
+    ("kubelet_checkpoint", kubelet_checkpoint),
+    ("sysfs", sysfs),
+];
+
+/// CNI configs and conflists; what parses must serialize and parse again.
+pub fn netconf(data: &[u8]) {
+    if let Ok(c) = NetworkConfig::from_slice(data) {
+        let text = match &c {
+            NetworkConfig::Single(s) => serde_json::to_vec(s),
+            NetworkConfig::List(l) => serde_json::to_vec(l),
+        };
+        if let Ok(text) = text {
+            assert!(
+                NetworkConfig::from_slice(&text).is_ok(),
+                "a parsed config re-parses"
+            );
+        }
+    }
+    if let Ok(c) = NetConf::from_slice(data) {
+        let _ = c.runtime_config();
+    }
+}
+
+/// Results in every version, and every conversion of what parses.
+pub fn result(data: &[u8]) {
+    let Ok(r) = CniResult::from_slice(data) else {
+        return;
+    };
+    for v in CniVersion::ALL {
+        if let Ok(converted) = r.convert(v) {
+            let _ = converted.to_value(v);
+        }
+        let _ = r.to_value(v);
+    }
+}
+
+/// The networks annotation in both forms, network-status and default-network;
+/// a parsed networks list formats and parses back to itself.
+pub fn annotations(data: &[u8]) {
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(list) = parse_networks(s) {
+        let again = parse_networks(&format_networks(&list));
+        assert_eq!(again.ok().as_ref(), Some(&list), "networks round trip");
+    }
+    if let Ok(st) = parse_network_status(s) {
+        let _ = parse_network_status(&format_network_status(&st));
+    }
+    let _ = parse_default_network(s);
+}
+
+/// NetworkAttachmentDefinitions and the CNI config inside them.
+pub fn nad(data: &[u8]) {
+    if let Ok(n) = NetworkAttachmentDefinition::from_slice(data) {
+        let _ = n.resource_name();
+        let _ = n.cni_config();
+    }
+}
+
+/// The device plugin's resource list (the ConfigMap's config.json).
+pub fn device_plugin_config(data: &[u8]) {
+    if let Ok(c) = ResourceConfigList::from_slice(data, "intel.com") {
+        for rc in &c.resource_list {
+            let _ = rc.full_name("intel.com");
+            let _ = rc.env_name("intel.com");
+            let _ = rc.additional_info_for("0000:01:10.0");
+        }
+    }
+}
+
+/// Plugin-specific keys read out of a parsed config: sriov, the meta plugin,
+/// GC attachments, runtimeConfig.
+pub fn plugin_configs(data: &[u8]) {
+    let Ok(c) = NetConf::from_slice(data) else {
+        return;
+    };
+    let _ = SriovConf::from_netconf(&c);
+    let _ = MetaConf::from_netconf(&c);
+    let _ = vfplex_config::gc::valid_attachments(&c);
+    if let Some(Value::Object(m)) = c.extra.get("runtimeConfig") {
+        let _ = vfplex_config::runtime_config::RuntimeConfig::from_map(m);
+    }
+    let _ = vfplex_config::runtime_config::RuntimeConfig::from_map(
+        &c.runtime_config.clone().unwrap_or_else(Map::new),
+    );
+}
+
+/// `CNI_ARGS` (`K=V;K=V`).
+pub fn cni_args(data: &[u8]) {
+    if let Ok(s) = std::str::from_utf8(data) {
+        let _ = vfplex_cni::env::CniArgs::parse(s);
+    }
+}
+
+/// Device-info files (read by the meta plugin from the device plugin's dir).
+pub fn device_info(data: &[u8]) {
+    let _ = DeviceInfo::from_slice(data);
+}
+
+/// The API client's HTTP/1.1 response reader (Content-Length and chunked),
+/// fed whatever a hostile or broken server could send.
+pub fn http_response(data: &[u8]) {
+    let _ = vfplex_meta_plugin::kube::response_complete(data);
+    let _ = vfplex_meta_plugin::kube::parse_response(data);
+}
+
+/// kubelet's device-manager checkpoint (the PodResources fallback).
+pub fn kubelet_checkpoint(data: &[u8]) {
+    let dir = scratch();
+    let path = dir.join("kubelet_internal_checkpoint");
+    if std::fs::write(&path, data).is_ok() {
+        let _ =
+            vfplex_meta_plugin::networks::checkpoint_devices(&path.display().to_string(), "uid-a");
+    }
+}
+
+/// The sysfs readers fed garbage: the input, split at NUL bytes, becomes the
+/// contents of a PF's and its VFs' attribute files and of /proc/net/route;
+/// then discovery, pool building and the CNI side's VF look-up read them.
+pub fn sysfs(data: &[u8]) {
+    let root = sysfs_tree();
+    let mut parts = data.split(|b| *b == 0);
+    let devices = root.join("sys/bus/pci/devices");
+    for (dev, files) in [
+        (
+            "0000:01:00.0",
+            &[
+                "vendor",
+                "device",
+                "class",
+                "numa_node",
+                "sriov_totalvfs",
+                "sriov_numvfs",
+                "modalias",
+                "acpi_index",
+            ][..],
+        ),
+        (
+            "0000:01:10.0",
+            &["vendor", "device", "class", "modalias"][..],
+        ),
+    ] {
+        for f in files {
+            let _ = std::fs::write(devices.join(dev).join(f), parts.next().unwrap_or(b""));
+        }
+    }
+    for f in ["operstate", "carrier", "type"] {
+        let _ = std::fs::write(
+            devices.join("0000:01:00.0/net/pf0").join(f),
+            parts.next().unwrap_or(b""),
+        );
+    }
+    let _ = std::fs::write(root.join("proc/net/route"), parts.next().unwrap_or(b""));
+    let d = vfplex_device_plugin::discovery::Discovery::new(root.join("sys"), root.join("proc"));
+    let found = d.scan();
+    let route: BTreeSet<String> = d.default_route_netdevs();
+    if let Ok(c) = ResourceConfigList::from_slice(
+        br#"{"resourceList":[{"resourceName":"a","selectors":{"vendors":["8086"],"pfNames":["pf0#0-3"]}},{"resourceName":"b","deviceType":"netdevice","selectors":{}}]}"#,
+        "intel.com",
+    ) {
+        for pool in vfplex_device_plugin::pools::build(&c, &found, &route, "intel.com") {
+            let _ = pool.devices.len();
+        }
+    }
+    let _ = vfplex_cni::sysfs::Sysfs::new(root.join("sys")).vf("0000:01:10.0");
+}
+
+fn scratch() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().expect("a scratch dir for the fuzz target"))
+        .path()
+}
+
+/// A PF with one VF, built once per process with both crates' fixtures' shape.
+fn sysfs_tree() -> &'static Path {
+    static TREE: OnceLock<std::path::PathBuf> = OnceLock::new();
+    TREE.get_or_init(|| {
+        let root = scratch().join("tree");
+        let sys = root.join("sys");
+        vfplex_cni::sysfs::fixture::pf_with_vfs(
+            &sys,
+            "0000:01:00.0",
+            "pf0",
+            &[("0000:01:10.0", Some("vf0"), "igbvf")],
+        )
+        .expect("fixture tree");
+        std::fs::create_dir_all(root.join("proc/net")).expect("fixture proc");
+        root
+    })
+}
