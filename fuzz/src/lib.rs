@@ -20,9 +20,12 @@ use vfplex_config::nad::NetworkAttachmentDefinition;
 use vfplex_config::sriov::SriovConf;
 use vfplex_config::{CniResult, CniVersion, NetConf, NetworkConfig};
 
+/// A target body: any input, never a panic.
+pub type Target = fn(&[u8]);
+
 /// Every target, by name: the fuzz binaries, the corpus folders and the
 /// replay test all use these names.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("netconf", netconf),
     ("result", result),
     ("annotations", annotations),
