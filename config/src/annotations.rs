@@ -92,6 +92,9 @@ impl NetworkSelectionElement {
         if let Some(guid) = &self.infiniband_guid {
             validate::mac(&format!("{at}.infiniband-guid"), guid)?;
         }
+        if let Some(id) = &self.device_id {
+            validate::device_id(&format!("{at}.deviceID"), id)?;
+        }
         let v4 = self.default_route.iter().filter(|ip| ip.is_ipv4()).count();
         if v4 > 1 || self.default_route.len() - v4 > 1 {
             return Err(ConfigError::invalid(

@@ -137,6 +137,9 @@ impl CniError {
 ///
 /// Each variant names its subject (the field, the value, the document) and maps
 /// onto one CNI error code with [`ConfigError::code`].
+/// How much of an invalid value an error message quotes.
+pub const VALUE_ECHO_MAX: usize = 256;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The bytes are not the JSON the document needs.
@@ -174,9 +177,20 @@ impl ConfigError {
         value: impl std::fmt::Display,
         reason: impl Into<String>,
     ) -> Self {
+        let mut value = value.to_string();
+        // Hostile input can be megabytes: an error names it, it does not echo it.
+        if value.len() > VALUE_ECHO_MAX {
+            let total = value.len();
+            let mut end = VALUE_ECHO_MAX;
+            while !value.is_char_boundary(end) {
+                end -= 1;
+            }
+            value.truncate(end);
+            value.push_str(&format!("... ({total} bytes)"));
+        }
         ConfigError::InvalidField {
             field: field.into(),
-            value: value.to_string(),
+            value,
             reason: reason.into(),
         }
     }

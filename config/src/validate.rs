@@ -96,6 +96,51 @@ pub fn dns1123_label(field: &str, name: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// A DNS-1123 subdomain (dot-separated labels, at most 253): Kubernetes pod
+/// names. They end up in API paths, so nothing else may pass.
+pub fn dns1123_subdomain(field: &str, name: &str) -> Result<(), ConfigError> {
+    if name.is_empty() || name.len() > 253 {
+        return Err(ConfigError::invalid(
+            field,
+            name,
+            "must be 1-253 characters (DNS-1123 subdomain)",
+        ));
+    }
+    let label_ok = |l: &str| {
+        let b = l.as_bytes();
+        let end_ok = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+        !b.is_empty()
+            && end_ok(b[0])
+            && end_ok(b[b.len() - 1])
+            && b.iter().all(|c| end_ok(*c) || *c == b'-')
+    };
+    if !name.split('.').all(label_ok) {
+        return Err(ConfigError::invalid(
+            field,
+            name,
+            "must be lower-case letters, digits, '-' and '.', each part starting and ending with a letter or digit (DNS-1123 subdomain)",
+        ));
+    }
+    Ok(())
+}
+
+/// A device ID as kubelet hands it out (a PCI address, an auxiliary or vDPA
+/// device name): 1-253 of `[A-Za-z0-9:._-]`, not `.` or `..`. It becomes a
+/// delegate's `deviceID` and part of device-info file names.
+pub fn device_id(field: &str, id: &str) -> Result<(), ConfigError> {
+    let chars_ok = id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '.' | '_' | '-'));
+    if id.is_empty() || id.len() > 253 || !chars_ok || id == "." || id == ".." {
+        return Err(ConfigError::invalid(
+            field,
+            id,
+            "not a device ID (1-253 letters, digits, ':', '.', '_', '-')",
+        ));
+    }
+    Ok(())
+}
+
 /// A full PCI address `dddd:bb:dd.f` in hex; returns it lower-cased.
 pub fn pci_address(field: &str, addr: &str) -> Result<String, ConfigError> {
     let err = || {
@@ -219,6 +264,44 @@ pub fn plugin_type(field: &str, t: &str) -> Result<(), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn device_ids() {
+        for ok in ["0000:01:10.0", "mlx5_core.sf.4", "vdpa:0000:65:00.2"] {
+            device_id("deviceID", ok).unwrap();
+        }
+        for bad in ["", ".", "..", "../x", "a/b", "a b", "x\n", &"a".repeat(254)] {
+            assert!(device_id("deviceID", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn pod_names() {
+        for ok in [
+            "a",
+            "pod-a",
+            "web-7d4b9c8f5-x2x9z",
+            "a.b.c",
+            &"a".repeat(253),
+        ] {
+            dns1123_subdomain("K8S_POD_NAME", ok).unwrap();
+        }
+        for bad in [
+            "",
+            "A",
+            "a/b",
+            "../x",
+            "..",
+            "a..b",
+            "-a",
+            "a-",
+            "a_b",
+            "a b",
+            &"a".repeat(254),
+        ] {
+            assert!(dns1123_subdomain("K8S_POD_NAME", bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn container_ids() {

@@ -4,194 +4,19 @@
 //! re-registration after kubelet restarts, a live config change, and SIGTERM.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::time::{Duration, Instant};
 
-use tokio::net::UnixListener;
-use tokio::sync::{mpsc, oneshot};
-use tokio_stream::wrappers::UnixListenerStream;
-use tokio_stream::StreamExt;
-use tonic::{Request, Response, Status};
+use common::*;
+use tokio::sync::mpsc;
 use vfplex_device_plugin::api::device_plugin_client::DevicePluginClient;
-use vfplex_device_plugin::api::registration_server::{Registration, RegistrationServer};
 use vfplex_device_plugin::api::{
-    AllocateRequest, ContainerAllocateRequest, ContainerPreferredAllocationRequest, Device, Empty,
-    PreferredAllocationRequest, RegisterRequest,
+    AllocateRequest, ContainerAllocateRequest, ContainerPreferredAllocationRequest,
+    PreferredAllocationRequest,
 };
-use vfplex_device_plugin::discovery::fixture::{self, Dev};
+use vfplex_device_plugin::discovery::fixture;
 use vfplex_device_plugin::kubelet::dial;
-
-const BIN: &str = env!("CARGO_BIN_EXE_vfplex-device-plugin");
-
-/// What the test kubelet saw.
-#[derive(Debug)]
-enum Event {
-    Registered(RegisterRequest),
-    List(String, Vec<Device>),
-}
-
-#[derive(Clone)]
-struct TestKubelet {
-    dir: PathBuf,
-    events: mpsc::UnboundedSender<Event>,
-}
-
-#[tonic::async_trait]
-impl Registration for TestKubelet {
-    async fn register(&self, req: Request<RegisterRequest>) -> Result<Response<Empty>, Status> {
-        let req = req.into_inner();
-        if req.version != "v1beta1" {
-            return Err(Status::invalid_argument("unsupported version"));
-        }
-        // As kubelet does: dial back and ask for the options before answering.
-        let channel = dial(&self.dir.join(&req.endpoint))
-            .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
-        let mut client = DevicePluginClient::new(channel);
-        client.get_device_plugin_options(Empty {}).await?;
-        let mut stream = client.list_and_watch(Empty {}).await?.into_inner();
-        let (events, resource) = (self.events.clone(), req.resource_name.clone());
-        tokio::spawn(async move {
-            while let Some(Ok(update)) = stream.next().await {
-                if events
-                    .send(Event::List(resource.clone(), update.devices))
-                    .is_err()
-                {
-                    break;
-                }
-            }
-        });
-        let _ = self.events.send(Event::Registered(req));
-        Ok(Response::new(Empty {}))
-    }
-}
-
-fn start_kubelet(dir: &Path, events: mpsc::UnboundedSender<Event>) -> oneshot::Sender<()> {
-    std::fs::create_dir_all(dir).unwrap();
-    let sock = dir.join("kubelet.sock");
-    let _ = std::fs::remove_file(&sock);
-    let listener = UnixListener::bind(&sock).unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let svc = RegistrationServer::new(TestKubelet {
-        dir: dir.to_path_buf(),
-        events,
-    });
-    tokio::spawn(async move {
-        tonic::transport::Server::builder()
-            .add_service(svc)
-            .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-    });
-    stop
-}
-
-struct Setup {
-    root: tempfile::TempDir,
-    child: Child,
-}
-
-impl Setup {
-    fn sysfs(&self) -> PathBuf {
-        self.root.path().join("sys")
-    }
-    fn dp_dir(&self) -> PathBuf {
-        self.root.path().join("device-plugins")
-    }
-    fn devinfo(&self) -> PathBuf {
-        self.root.path().join("devinfo")
-    }
-    fn config(&self) -> PathBuf {
-        self.root.path().join("config.json")
-    }
-}
-
-impl Drop for Setup {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-const CONFIG: &str = r#"{"resourceList": [
-    {"resourceName": "igb_vfs", "selectors": {"vendors": ["8086"], "devices": ["10ca"], "drivers": ["igbvf"], "pfNames": ["ens1f0"]}},
-    {"resourceName": "dpdk", "resourcePrefix": "example.org", "selectors": [{"drivers": ["vfio-pci"]}]}
-]}"#;
-
-fn setup(root: tempfile::TempDir) -> Setup {
-    let sys = root.path().join("sys");
-    fixture::pf(
-        &sys,
-        &Dev {
-            pci: "0000:01:00.0",
-            device: "0x10c9",
-            driver: Some("igb"),
-            netdev: Some("ens1f0"),
-            ..Default::default()
-        },
-        &[
-            Dev {
-                pci: "0000:01:10.0",
-                netdev: Some("ens1f0v0"),
-                ..Default::default()
-            },
-            Dev {
-                pci: "0000:01:10.2",
-                netdev: Some("ens1f0v1"),
-                numa: 1,
-                ..Default::default()
-            },
-            Dev {
-                pci: "0000:01:10.4",
-                driver: Some("vfio-pci"),
-                iommu_group: Some("23"),
-                ..Default::default()
-            },
-        ],
-    )
-    .unwrap();
-    std::fs::create_dir_all(root.path().join("device-plugins")).unwrap();
-    std::fs::create_dir_all(root.path().join("proc")).unwrap();
-    std::fs::write(root.path().join("config.json"), CONFIG).unwrap();
-    let child = Command::new(BIN)
-        .arg("--config-file")
-        .arg(root.path().join("config.json"))
-        .arg("--sysfs-root")
-        .arg(&sys)
-        .arg("--device-plugin-dir")
-        .arg(root.path().join("device-plugins"))
-        .arg("--devinfo-dir")
-        .arg(root.path().join("devinfo"))
-        .arg("--proc-root")
-        .arg(root.path().join("proc"))
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    Setup { root, child }
-}
-
-async fn next(
-    rx: &mut mpsc::UnboundedReceiver<Event>,
-    what: &str,
-    f: impl Fn(&Event) -> bool,
-) -> Event {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, rx.recv()).await {
-            Ok(Some(e)) if f(&e) => return e,
-            Ok(Some(_)) => {}
-            _ => panic!("timed out waiting for {what}"),
-        }
-    }
-}
-
-fn ids(devices: &[Device]) -> Vec<&str> {
-    devices.iter().map(|d| d.id.as_str()).collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemon_against_a_test_kubelet() {
@@ -234,6 +59,9 @@ async fn daemon_against_a_test_kubelet() {
 
     // Allocate on the igb pool.
     let endpoint = s.dp_dir().join(&registered[1].1);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&endpoint).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "pool socket mode {mode:o}");
     let mut client = DevicePluginClient::new(dial(&endpoint).await.unwrap());
     let t0 = Instant::now();
     let resp = client

@@ -73,6 +73,11 @@ fn lab_20_device_plugin_on_the_emulated_nic() {
 }
 
 #[test]
+fn lab_21_device_plugin_under_numvfs_and_kubelet_churn() {
+    hardware_tests::assert_scenario("21-device-plugin-churn");
+}
+
+#[test]
 fn lab_30_end_to_end_meta_sriov_device_plugin() {
     hardware_tests::assert_scenario("30-e2e");
 }

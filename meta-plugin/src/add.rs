@@ -13,6 +13,7 @@ use vfplex_config::annotations::{self, NETWORKS_ANNOTATION, NETWORK_STATUS_ANNOT
 use vfplex_config::device_info::{self, cni_file_name, dp_file_name};
 use vfplex_config::meta::MetaConf;
 use vfplex_config::runtime_config::POD_ANNOTATIONS_KEY;
+use vfplex_config::validate;
 use vfplex_config::CniResult;
 
 use crate::cache::{self, Entry};
@@ -59,6 +60,17 @@ pub fn pod(req: &Request, kube: Option<&KubeClient>) -> Result<Pod, MetaError> {
         .get("K8S_POD_NAME")
         .ok_or(MetaError::NoPod("K8S_POD_NAME"))?
         .to_string();
+    // Both become API paths and file names: nothing but Kubernetes names passes.
+    validate::dns1123_label("K8S_POD_NAMESPACE", &namespace).map_err(|source| {
+        MetaError::BadPodArg {
+            key: "K8S_POD_NAMESPACE",
+            source,
+        }
+    })?;
+    validate::dns1123_subdomain("K8S_POD_NAME", &name).map_err(|source| MetaError::BadPodArg {
+        key: "K8S_POD_NAME",
+        source,
+    })?;
     let uid = req.args.get("K8S_POD_UID").unwrap_or_default().to_string();
     let cri = req
         .conf
@@ -205,6 +217,14 @@ pub fn delegates(ctx: &Ctx, req: &Request, pod: &Pod) -> Result<Vec<Delegate>, M
             *i += 1;
         }
         let device_id = device_id.or(sel.device_id.clone());
+        if let Some(id) = &device_id {
+            // kubelet's IDs come from whatever device plugin served the
+            // resource; they become config values and file names here.
+            validate::device_id("deviceID", id).map_err(|e| MetaError::Network {
+                network: format!("{ns}/{}", sel.name),
+                reason: e.to_string(),
+            })?;
+        }
         let mut runtime = selection_runtime(&sel);
         if let Some(id) = &device_id {
             runtime.insert("deviceID".into(), Value::String(id.clone()));

@@ -14,6 +14,12 @@ pub enum MetaError {
     Kube(#[from] KubeError),
     #[error("CNI_ARGS lacks {0}: the meta plugin needs the pod's namespace and name")]
     NoPod(&'static str),
+    #[error("CNI_ARGS {key}: {source}")]
+    BadPodArg {
+        key: &'static str,
+        #[source]
+        source: ConfigError,
+    },
     #[error("pod {ns}/{name} not found")]
     PodNotFound { ns: String, name: String },
     #[error("pod {ns}/{name} has UID {actual}, not {expected} from CNI_ARGS")]
@@ -59,7 +65,7 @@ impl MetaError {
             MetaError::Kube(KubeError::Unavailable { .. }) => ErrorCode::TryAgainLater,
             MetaError::NotReady(_) => ErrorCode::TryAgainLater,
             MetaError::Kube(_) => ErrorCode::Internal,
-            MetaError::NoPod(_) => ErrorCode::InvalidEnvironment,
+            MetaError::NoPod(_) | MetaError::BadPodArg { .. } => ErrorCode::InvalidEnvironment,
             MetaError::PodNotFound { .. } => ErrorCode::UnknownContainer,
             MetaError::NadNotFound { .. }
             | MetaError::Isolated { .. }

@@ -35,12 +35,23 @@ fn env() -> Env {
 }
 
 fn run(e: &Env, command: &str, netns: &str, conf: Value) -> (Option<i32>, Value) {
+    run_as(e, command, netns, conf, "ctr-1", "net1")
+}
+
+fn run_as(
+    e: &Env,
+    command: &str,
+    netns: &str,
+    conf: Value,
+    container: &str,
+    ifname: &str,
+) -> (Option<i32>, Value) {
     let sysfs = e.sysfs.path().display().to_string();
     let vars = [
         ("CNI_COMMAND", command),
-        ("CNI_CONTAINERID", "ctr-1"),
+        ("CNI_CONTAINERID", container),
         ("CNI_NETNS", netns),
-        ("CNI_IFNAME", "net1"),
+        ("CNI_IFNAME", ifname),
         ("CNI_PATH", "/usr/lib/cni"),
         ("VFPLEX_SYSFS_ROOT", sysfs.as_str()),
     ];
@@ -173,4 +184,107 @@ fn check_without_add_is_unknown_container() {
         3,
         &["ctr-1", "net1"],
     );
+}
+
+/// Every file and link under `root`, with link targets: a fingerprint of the
+/// synthetic sysfs and the data dir.
+fn tree(root: &Path) -> Vec<(std::path::PathBuf, Option<std::path::PathBuf>)> {
+    let mut out = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            let ft = e.file_type().unwrap();
+            if ft.is_dir() {
+                dirs.push(p.clone());
+            }
+            out.push((p.clone(), std::fs::read_link(&p).ok()));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn hostile_names_get_an_error_and_change_nothing() {
+    let e = env();
+    let ns = "/var/run/netns/vfplex-test-none";
+    let before = (tree(e.sysfs.path()), tree(e.data.path()));
+    let mut cases: Vec<(String, String, Value, u32, String)> = Vec::new();
+    let good = conf(&e, "0000:01:10.0");
+    for id in ["../../etc/evil", "a/b", "-x", &"c".repeat(300)] {
+        cases.push((
+            id.into(),
+            "net1".into(),
+            good.clone(),
+            4,
+            "CNI_CONTAINERID".into(),
+        ));
+    }
+    for ifname in ["../x", "a/b", "abcdefghijklmnop", "..", "net1:0", "net 1"] {
+        cases.push((
+            "ctr-1".into(),
+            ifname.into(),
+            good.clone(),
+            4,
+            "CNI_IFNAME".into(),
+        ));
+    }
+    for dev in [
+        "../../../etc",
+        "0000:01:10.0/../../..",
+        "0000:01:10.0/",
+        "0000:01:10.0 ",
+        "0000:1:10.0",
+        "0000:01:10.8",
+        &"0".repeat(5000),
+    ] {
+        cases.push((
+            "ctr-1".into(),
+            "net1".into(),
+            conf(&e, dev),
+            7,
+            "deviceID".into(),
+        ));
+    }
+    for (key, value, code, culprit) in [
+        ("mac", json!("02:00:00:00:00:0g"), 7, "mac"),
+        ("mac", json!("../../x"), 7, "mac"),
+        ("vlan", json!(-1), 7, "vlan"),
+        // A wrong JSON type is a decoding failure (6), as in sriov-cni.
+        ("vlan", json!("100"), 6, "\"100\""),
+        ("vlanQoS", json!(8), 7, "vlanQoS"),
+        ("mtu", json!(-5), 7, "mtu"),
+        ("max_tx_rate", json!(-1), 7, "max_tx_rate"),
+        ("vlanProto", json!("../x"), 7, "vlanProto"),
+    ] {
+        let mut c = good.clone();
+        c[key] = value;
+        cases.push(("ctr-1".into(), "net1".into(), c, code, culprit.into()));
+    }
+    let mut failures = Vec::new();
+    for (container, ifname, c, code, culprit) in cases {
+        let what = format!("{container:.20} {ifname} {:.120}", c.to_string());
+        let (exit, v) = run_as(&e, "ADD", ns, c.clone(), &container, &ifname);
+        let msg = v["msg"].as_str().unwrap_or_default();
+        if exit != Some(1) || v["code"] != code || !msg.contains(&culprit) {
+            failures.push(format!(
+                "{what}: want code {code} naming {culprit}, got {v}"
+            ));
+        }
+        // DEL refuses names that were never valid and tolerates the rest.
+        let (exit, v) = run_as(&e, "DEL", ns, c, &container, &ifname);
+        let del_ok = if culprit.starts_with("CNI_") {
+            exit == Some(1) && v["code"] == 4
+        } else {
+            exit == Some(0)
+        };
+        if !del_ok {
+            failures.push(format!("{what}: DEL gave {v}"));
+        }
+        if (tree(e.sysfs.path()), tree(e.data.path())) != before {
+            failures.push(format!("{what}: files changed"));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
 }

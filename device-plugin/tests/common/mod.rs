@@ -1,0 +1,191 @@
+//! The test kubelet shared by the device plugin's integration tests: it speaks
+//! the real v1beta1 protocol over unix sockets (Register, with the call back
+//! into the plugin kubelet makes inside it, then ListAndWatch), and a fixture
+//! node (synthetic sysfs, config, the daemon as a child process).
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::net::UnixListener;
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::UnixListenerStream;
+use tokio_stream::StreamExt;
+use tonic::{Request, Response, Status};
+use vfplex_device_plugin::api::device_plugin_client::DevicePluginClient;
+use vfplex_device_plugin::api::registration_server::{Registration, RegistrationServer};
+use vfplex_device_plugin::api::{Device, Empty, RegisterRequest};
+use vfplex_device_plugin::discovery::fixture::{self, Dev};
+use vfplex_device_plugin::kubelet::dial;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_vfplex-device-plugin");
+
+/// What the test kubelet saw.
+#[derive(Debug)]
+pub enum Event {
+    Registered(RegisterRequest),
+    List(String, Vec<Device>),
+}
+
+#[derive(Clone)]
+struct TestKubelet {
+    dir: PathBuf,
+    events: mpsc::UnboundedSender<Event>,
+}
+
+#[tonic::async_trait]
+impl Registration for TestKubelet {
+    async fn register(&self, req: Request<RegisterRequest>) -> Result<Response<Empty>, Status> {
+        let req = req.into_inner();
+        if req.version != "v1beta1" {
+            return Err(Status::invalid_argument("unsupported version"));
+        }
+        // As kubelet does: dial back and ask for the options before answering.
+        let channel = dial(&self.dir.join(&req.endpoint))
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let mut client = DevicePluginClient::new(channel);
+        client.get_device_plugin_options(Empty {}).await?;
+        let mut stream = client.list_and_watch(Empty {}).await?.into_inner();
+        let (events, resource) = (self.events.clone(), req.resource_name.clone());
+        tokio::spawn(async move {
+            while let Some(Ok(update)) = stream.next().await {
+                if events
+                    .send(Event::List(resource.clone(), update.devices))
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        let _ = self.events.send(Event::Registered(req));
+        Ok(Response::new(Empty {}))
+    }
+}
+
+pub fn start_kubelet(dir: &Path, events: mpsc::UnboundedSender<Event>) -> oneshot::Sender<()> {
+    std::fs::create_dir_all(dir).unwrap();
+    let sock = dir.join("kubelet.sock");
+    let _ = std::fs::remove_file(&sock);
+    let listener = UnixListener::bind(&sock).unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let svc = RegistrationServer::new(TestKubelet {
+        dir: dir.to_path_buf(),
+        events,
+    });
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(svc)
+            .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+    });
+    stop
+}
+
+pub struct Setup {
+    pub root: tempfile::TempDir,
+    pub child: Child,
+}
+
+impl Setup {
+    pub fn sysfs(&self) -> PathBuf {
+        self.root.path().join("sys")
+    }
+    pub fn dp_dir(&self) -> PathBuf {
+        self.root.path().join("device-plugins")
+    }
+    pub fn devinfo(&self) -> PathBuf {
+        self.root.path().join("devinfo")
+    }
+    pub fn config(&self) -> PathBuf {
+        self.root.path().join("config.json")
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub const CONFIG: &str = r#"{"resourceList": [
+    {"resourceName": "igb_vfs", "selectors": {"vendors": ["8086"], "devices": ["10ca"], "drivers": ["igbvf"], "pfNames": ["ens1f0"]}},
+    {"resourceName": "dpdk", "resourcePrefix": "example.org", "selectors": [{"drivers": ["vfio-pci"]}]}
+]}"#;
+
+pub fn setup(root: tempfile::TempDir) -> Setup {
+    let sys = root.path().join("sys");
+    fixture::pf(
+        &sys,
+        &Dev {
+            pci: "0000:01:00.0",
+            device: "0x10c9",
+            driver: Some("igb"),
+            netdev: Some("ens1f0"),
+            ..Default::default()
+        },
+        &[
+            Dev {
+                pci: "0000:01:10.0",
+                netdev: Some("ens1f0v0"),
+                ..Default::default()
+            },
+            Dev {
+                pci: "0000:01:10.2",
+                netdev: Some("ens1f0v1"),
+                numa: 1,
+                ..Default::default()
+            },
+            Dev {
+                pci: "0000:01:10.4",
+                driver: Some("vfio-pci"),
+                iommu_group: Some("23"),
+                ..Default::default()
+            },
+        ],
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.path().join("device-plugins")).unwrap();
+    std::fs::create_dir_all(root.path().join("proc")).unwrap();
+    std::fs::write(root.path().join("config.json"), CONFIG).unwrap();
+    let child = Command::new(BIN)
+        .arg("--config-file")
+        .arg(root.path().join("config.json"))
+        .arg("--sysfs-root")
+        .arg(&sys)
+        .arg("--device-plugin-dir")
+        .arg(root.path().join("device-plugins"))
+        .arg("--devinfo-dir")
+        .arg(root.path().join("devinfo"))
+        .arg("--proc-root")
+        .arg(root.path().join("proc"))
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    Setup { root, child }
+}
+
+pub async fn next(
+    rx: &mut mpsc::UnboundedReceiver<Event>,
+    what: &str,
+    f: impl Fn(&Event) -> bool,
+) -> Event {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, rx.recv()).await {
+            Ok(Some(e)) if f(&e) => return e,
+            Ok(Some(_)) => {}
+            _ => panic!("timed out waiting for {what}"),
+        }
+    }
+}
+
+pub fn ids(devices: &[Device]) -> Vec<&str> {
+    devices.iter().map(|d| d.id.as_str()).collect()
+}

@@ -1,0 +1,70 @@
+# 21-device-plugin-churn: the device plugin while sriov_numvfs changes under it
+# (3 -> 1 -> 4 -> 0 -> 2 VFs), while the kubelet stand-in restarts three times
+# and while its config is rewritten: each time the list kubelet holds is
+# exactly the PF's VFs, and the daemon is still running at the end.
+# requires: vf-netdevs
+PF=$(lab_first_pf)
+ip link set "$PF" up
+check create-3-vfs lab_create_vfs "$PF" 3
+DP=/var/lib/kubelet/device-plugins
+mkdir -p /etc/pcidp "$DP"
+cat >/etc/pcidp/config.json <<CFG
+{"resourceList": [{"resourceName": "churn_igb", "selectors": {"vendors": ["8086"], "devices": ["10ca"], "pfNames": ["$PF"]}}]}
+CFG
+vfplex-kubelet serve "$DP" >/tmp/churn-kubelet.out 2>/dev/null &
+KPID=$!
+i=0
+while [ ! -S "$DP/kubelet.sock" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+vfplex-device-plugin >/tmp/churn-dp.out 2>/tmp/churn-dp.err &
+DPID=$!
+
+# listed_exactly N: kubelet's latest list holds exactly the PF's N VFs.
+listed_exactly() {
+    n=$1
+    L=$(grep "^LIST intel.com/churn_igb" /tmp/churn-kubelet.out 2>/dev/null | tail -1)
+    [ "$(echo "$L" | tr ' ' '\n' | grep -c '=')" -eq "$n" ] || return 1
+    v=0
+    while [ $v -lt "$n" ]; do
+        contains "$L" "$(lab_vf_pci "$PF" $v)=" >/dev/null || return 1
+        v=$((v + 1))
+    done
+}
+wait_listed() {
+    i=0
+    until listed_exactly "$1"; do
+        [ $i -ge 150 ] && { grep "^LIST" /tmp/churn-kubelet.out | tail -1; return 1; }
+        sleep 0.1
+        i=$((i + 1))
+    done
+}
+check listed-3 wait_listed 3
+for n in 1 4 0 2; do
+    echo 0 >"/sys/class/net/$PF/device/sriov_numvfs"
+    [ $n -gt 0 ] && echo $n >"/sys/class/net/$PF/device/sriov_numvfs"
+    check "numvfs-$n-listed" wait_listed $n
+done
+for r in 1 2 3; do
+    kill $KPID
+    wait $KPID 2>/dev/null
+    rm -f "$DP"/*.sock
+    : >/tmp/churn-kubelet.out
+    vfplex-kubelet serve "$DP" >/tmp/churn-kubelet.out 2>/dev/null &
+    KPID=$!
+    check "kubelet-restart-$r-listed" wait_listed 2
+done
+# A config rewrite to the same pool under a new name and back.
+sed -i 's/churn_igb/churn_tmp/' /etc/pcidp/config.json
+i=0
+while ! grep -q "^REGISTER intel.com/churn_tmp" /tmp/churn-kubelet.out && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+check config-reload-registers grep -q "^REGISTER intel.com/churn_tmp" /tmp/churn-kubelet.out
+sed -i 's/churn_tmp/churn_igb/' /etc/pcidp/config.json
+i=0
+while [ -e "$DP/vfplex-intel.com_churn_tmp.sock" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+check config-reload-back test ! -e "$DP/vfplex-intel.com_churn_tmp.sock"
+check listed-after-reload wait_listed 2
+check daemon-alive kill -0 $DPID
+kill -TERM $DPID
+wait $DPID
+check sigterm-clean-exit test $? -eq 0
+kill $KPID 2>/dev/null
+lab_restore_vfs "$PF"
