@@ -82,7 +82,10 @@ fn pct(v: &mut [Duration], p: f64) -> Duration {
 /// The real daemon on the 2,048-VF tree: its memory after discovery and after a
 /// burst of 2,000 Allocate calls on its pool socket.
 fn daemon_memory(sysfs: &std::path::Path) {
-    let dir = tempfile::tempdir().unwrap();
+    // Device-info files live on tmpfs (/var/run) in production: bench there too.
+    let dir = tempfile::tempdir_in("/dev/shm")
+        .or_else(|_| tempfile::tempdir())
+        .unwrap();
     let cfg = dir.path().join("config.json");
     std::fs::write(&cfg, CONFIG).unwrap();
     let dp = dir.path().join("dp");
@@ -132,7 +135,9 @@ fn daemon_memory(sysfs: &std::path::Path) {
             .map(|d| d.pci)
             .take(2)
             .collect();
-        for _ in 0..2000 {
+        let mut lat = Vec::new();
+        for i in 0..2100 {
+            let t0 = Instant::now();
             client
                 .allocate(AllocateRequest {
                     container_requests: vec![ContainerAllocateRequest {
@@ -141,7 +146,23 @@ fn daemon_memory(sysfs: &std::path::Path) {
                 })
                 .await
                 .unwrap();
+            if i >= 100 {
+                lat.push(t0.elapsed());
+            }
+            // Spread over ~3 s, so that the daemon's 1 s rescans of the
+            // 2,048 VFs happen during the run and show in the tail.
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
+        println!(
+            "{:<44} {:>9.3} ms",
+            "Allocate p50 (daemon process, 2 devices)",
+            pct(&mut lat, 0.5).as_secs_f64() * 1e3
+        );
+        println!(
+            "{:<44} {:>9.3} ms",
+            "Allocate p99 (daemon process)",
+            pct(&mut lat, 0.99).as_secs_f64() * 1e3
+        );
     });
     println!(
         "{:<44} {:>9.1} MiB",
@@ -243,12 +264,12 @@ fn main() {
         }
         println!(
             "{:<44} {:>9.3} ms",
-            "Allocate p50 (2 devices, gRPC over UDS)",
+            "Allocate p50 (in process, 2 devices)",
             pct(&mut lat, 0.5).as_secs_f64() * 1e3
         );
         println!(
             "{:<44} {:>9.3} ms",
-            "Allocate p99",
+            "Allocate p99 (in process)",
             pct(&mut lat, 0.99).as_secs_f64() * 1e3
         );
 

@@ -172,6 +172,32 @@ fn serve(
     Ok(stop)
 }
 
+/// What one scan found: the pools and every device by PCI address.
+type Scan = (Vec<pools::Pool>, BTreeMap<String, PciDevice>);
+
+/// One sysfs scan and pool build. `had_driver` remembers which devices ever
+/// had a driver: losing it makes them Unhealthy.
+fn scan_pools(
+    discovery: &Discovery,
+    config: &ResourceConfigList,
+    prefix: &str,
+    had_driver: &mut std::collections::HashSet<String>,
+) -> Scan {
+    let mut devices = discovery.scan();
+    for d in &mut devices {
+        if d.driver.is_some() {
+            had_driver.insert(d.pci.clone());
+        }
+        d.had_driver = had_driver.contains(&d.pci);
+    }
+    let routes = discovery.default_route_netdevs();
+    let pools = pools::build(config, &devices, &routes, prefix);
+    (
+        pools,
+        devices.into_iter().map(|d| (d.pci.clone(), d)).collect(),
+    )
+}
+
 struct Daemon {
     opts: Options,
     discovery: Discovery,
@@ -181,21 +207,29 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn scan(&mut self) -> (Vec<pools::Pool>, BTreeMap<String, PciDevice>) {
-        let mut devices = self.discovery.scan();
-        // Remember which devices had a driver: losing it makes them Unhealthy.
-        for d in &mut devices {
-            if d.driver.is_some() {
-                self.had_driver.insert(d.pci.clone());
+    /// Scan sysfs and build the pools on a blocking thread: at 2,048 VFs a
+    /// scan takes tens of ms, and the runtime thread must keep answering
+    /// Allocate meanwhile.
+    async fn scan(&mut self) -> Option<Scan> {
+        let discovery = self.discovery.clone();
+        let config = self.config.clone();
+        let prefix = self.opts.resource_prefix.clone();
+        let mut had_driver = std::mem::take(&mut self.had_driver);
+        let joined = tokio::task::spawn_blocking(move || {
+            let scan = scan_pools(&discovery, &config, &prefix, &mut had_driver);
+            (scan, had_driver)
+        })
+        .await;
+        match joined {
+            Ok((scan, had_driver)) => {
+                self.had_driver = had_driver;
+                Some(scan)
             }
-            d.had_driver = self.had_driver.contains(&d.pci);
+            Err(e) => {
+                tracing::error!("device scan failed: {e}");
+                None
+            }
         }
-        let routes = self.discovery.default_route_netdevs();
-        let pools = pools::build(&self.config, &devices, &routes, &self.opts.resource_prefix);
-        (
-            pools,
-            devices.into_iter().map(|d| (d.pci.clone(), d)).collect(),
-        )
     }
 
     fn start_pool(
@@ -226,8 +260,10 @@ impl Daemon {
     }
 
     /// Bring the set of running pools in line with the config and the devices.
-    fn reconcile(&mut self) {
-        let (pools, all) = self.scan();
+    async fn reconcile(&mut self) {
+        let Some((pools, all)) = self.scan().await else {
+            return;
+        };
         let claimed: std::collections::HashSet<String> = pools
             .iter()
             .flat_map(|p| p.devices.keys().cloned())
@@ -334,7 +370,7 @@ impl Daemon {
         }
     }
 
-    fn reload_config(&mut self, last: &mut Option<SystemTime>) {
+    async fn reload_config(&mut self, last: &mut Option<SystemTime>) {
         let mtime = std::fs::metadata(&self.opts.config_file)
             .and_then(|m| m.modified())
             .ok();
@@ -350,7 +386,7 @@ impl Daemon {
                         self.opts.config_file.display()
                     );
                     self.config = cfg;
-                    self.reconcile();
+                    self.reconcile().await;
                 }
             }
             Err(e) => tracing::error!("{e}; keeping the previous config"),
@@ -374,7 +410,7 @@ pub async fn run(
         had_driver: Default::default(),
     };
     let started = Instant::now();
-    daemon.reconcile();
+    daemon.reconcile().await;
     tracing::info!(
         "discovered and started {} pool(s) in {:?}",
         daemon.running.len(),
@@ -392,9 +428,9 @@ pub async fn run(
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
         }
-        daemon.reload_config(&mut last_mtime);
+        daemon.reload_config(&mut last_mtime).await;
         if rescan || last_scan.elapsed() >= RESCAN {
-            daemon.reconcile();
+            daemon.reconcile().await;
             last_scan = Instant::now();
         }
         daemon.keep_registered().await;

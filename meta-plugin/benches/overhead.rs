@@ -1,7 +1,9 @@
 //! The meta plugin's own overhead: ADD and DEL of a pod with 3 networks (the
 //! cluster network plus 2 NADs from files, reference `bridge` + `host-local`
 //! delegates) through `vfplex`, next to the same delegates exec'd directly,
-//! interleaved; medians and spread; peak RSS of `vfplex`.
+//! interleaved; medians and spread; own overhead with no-op delegates, without
+//! and with a loopback API server; peak RSS of `vfplex`; 8 pods' ADD/DEL loops
+//! at once (throughput, p50/p99).
 //! `cargo bench -p vfplex-meta-plugin` (needs root and containernetworking-plugins).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -11,6 +13,8 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::api::{api_server, kubeconfig};
+use common::soak::{parallel_loops, percentile_ms};
 use common::*;
 use serde_json::{json, Value};
 use vfplex_cni::exec::exec_plugin;
@@ -42,13 +46,22 @@ fn direct(n: &Node, command: &str, confs: &[(Value, &str)], id: &str) {
 }
 
 fn stats(v: &mut [Duration]) -> (f64, f64, f64) {
-    v.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
     (
-        ms(v[v.len() / 2]),
-        ms(v[v.len() / 10]),
-        ms(v[v.len() * 9 / 10]),
+        percentile_ms(v, 50.0),
+        percentile_ms(v, 10.0),
+        percentile_ms(v, 90.0),
     )
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Median, p10 and p90 of paired differences (ms; may be negative).
+fn diff_stats(v: &mut [f64]) -> (f64, f64, f64) {
+    v.sort_by(f64::total_cmp);
+    let at = |p: usize| v[(v.len() - 1) * p / 100];
+    (at(50), at(10), at(90))
 }
 
 fn max_rss_kib_children() -> i64 {
@@ -87,40 +100,83 @@ fn main() {
         let rss = max_rss_kib_children();
         // Own overhead with near-free delegates (a shell script): the noise of
         // real delegates (tens of ms) does not hide a few ms here.
-        let (mut via, mut direct_fake) = (vec![], vec![]);
+        // Own overhead with near-free delegates (a shell script): the noise of
+        // real delegates (tens of ms) does not hide a few ms here. Per round,
+        // interleaved: the 3 delegates exec'd directly, vfplex without and
+        // with a loopback API server (pod and both NADs by GET, network-status
+        // by PATCH); the overhead is the median of the paired differences.
+        let nad = |name: &str| {
+            json!({"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+                   "metadata": {"name": name, "namespace": "default"},
+                   "spec": {"config": f.to_string()}})
+        };
+        let pod = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "pod-a", "namespace": "default", "uid": "uid-a",
+                         "annotations": {"k8s.v1.cni.cncf.io/networks": "f1,f2"}}});
+        let path = |name: &str| {
+            format!(
+                "/apis/k8s.cni.cncf.io/v1/namespaces/default/network-attachment-definitions/{name}"
+            )
+        };
+        let (port, _seen) = api_server(pod, vec![(path("f1"), nad("f1")), (path("f2"), nad("f2"))]);
+        let mut api_meta = meta.clone();
+        api_meta["kubeconfig"] = json!(kubeconfig(&n, port));
+        api_meta.as_object_mut().unwrap().remove("nadDir");
+        api_meta.as_object_mut().unwrap().remove("runtimeConfig");
         let netns = n.netns_path();
-        for i in 0..60 {
-            let id = format!("fake-{i}");
-            let t = Instant::now();
-            let (code, _) = n.cni("ADD", &id, &meta);
-            via.push(t.elapsed());
-            assert_eq!(code, Some(0));
+        let direct3 = |id: &str| {
             let t = Instant::now();
             for ifname in ["eth0", "net1", "net2"] {
                 let env = [
                     ("CNI_COMMAND", "ADD"),
-                    ("CNI_CONTAINERID", id.as_str()),
+                    ("CNI_CONTAINERID", id),
                     ("CNI_NETNS", netns.as_str()),
                     ("CNI_IFNAME", ifname),
                     ("CNI_PATH", REF_PLUGINS),
                 ];
                 exec_plugin(&fake.join("fake"), &env, f.to_string().as_bytes()).unwrap();
             }
-            direct_fake.push(t.elapsed());
-            let _ = n.cni("DEL", &id, &meta);
+            t.elapsed()
+        };
+        let timed_add = |id: &str, conf: &Value| {
+            let t = Instant::now();
+            let (code, v) = n.cni("ADD", id, conf);
+            let took = t.elapsed();
+            assert_eq!(code, Some(0), "{v}");
+            let _ = n.cni("DEL", id, conf);
+            took
+        };
+        let (mut direct, mut via, mut over, mut over_api) = (vec![], vec![], vec![], vec![]);
+        for i in 0..170 {
+            let id = format!("fake-{i}");
+            let d = direct3(&id);
+            let v = timed_add(&id, &meta);
+            let a = timed_add(&format!("api-{i}"), &api_meta);
+            if i >= 20 {
+                direct.push(d);
+                via.push(v);
+                over.push(ms(v) - ms(d));
+                over_api.push(ms(a) - ms(d));
+            }
         }
-        let (v, _, _) = stats(&mut via[10..]);
-        let (d, _, _) = stats(&mut direct_fake[10..]);
-        println!("{:<40} {:>7.2}ms", "vfplex ADD, 3 no-op delegates", v);
         println!(
-            "{:<40} {:>7.2}ms",
-            "the 3 no-op delegates exec'd directly", d
+            "{:<40} {:>9} {:>9} {:>9}",
+            "meta plugin, 3 no-op delegates", "median", "p10", "p90"
         );
-        println!(
-            "{:<40} {:>7.2}ms",
-            "own overhead ADD (no API server)",
-            v - d
-        );
+        for (name, v) in [
+            ("the 3 delegates exec'd directly", &mut direct),
+            ("vfplex ADD (no API server)", &mut via),
+        ] {
+            let (m, lo, hi) = stats(v);
+            println!("{name:<40} {m:>7.2}ms {lo:>7.2}ms {hi:>7.2}ms");
+        }
+        for (name, v) in [
+            ("own overhead ADD (no API server)", &mut over),
+            ("own overhead ADD (loopback API)", &mut over_api),
+        ] {
+            let (m, lo, hi) = diff_stats(v);
+            println!("{name:<40} {m:>7.2}ms {lo:>7.2}ms {hi:>7.2}ms");
+        }
         rss
     };
     let n = Node::new();
@@ -133,8 +189,9 @@ fn main() {
     let cluster: Value =
         serde_json::from_slice(&std::fs::read(n.path("conf/10-cbr.conf")).unwrap()).unwrap();
     let confs = [(cluster, "eth0"), (a, "net1"), (b, "net2")];
-    let rounds = 30;
+    let rounds = 60;
     let (mut m_add, mut m_del, mut d_add, mut d_del) = (vec![], vec![], vec![], vec![]);
+    let (mut over_add, mut over_del) = (vec![], vec![]);
     for i in 0..rounds + 3 {
         let id = format!("bench-{i}");
         let t = Instant::now();
@@ -156,6 +213,8 @@ fn main() {
             m_del.push(del);
             d_add.push(dadd);
             d_del.push(ddel);
+            over_add.push(ms(add) - ms(dadd));
+            over_del.push(ms(del) - ms(ddel));
         }
     }
     println!(
@@ -171,19 +230,36 @@ fn main() {
         let (m, lo, hi) = stats(v);
         println!("{name:<40} {m:>7.2}ms {lo:>7.2}ms {hi:>7.2}ms");
     }
-    let over_add = stats(&mut m_add).0 - stats(&mut d_add).0;
-    let over_del = stats(&mut m_del).0 - stats(&mut d_del).0;
-    println!(
-        "{:<40} {over_add:>7.2}ms",
-        "own overhead ADD (median difference)"
-    );
-    println!(
-        "{:<40} {over_del:>7.2}ms",
-        "own overhead DEL (median difference)"
-    );
+    for (name, v) in [
+        ("own overhead ADD (paired difference)", &mut over_add),
+        ("own overhead DEL (paired difference)", &mut over_del),
+    ] {
+        let (m, lo, hi) = diff_stats(v);
+        println!("{name:<40} {m:>7.2}ms {lo:>7.2}ms {hi:>7.2}ms");
+    }
     println!(
         "{:<40} {:>7.1}MiB",
         "peak RSS of vfplex (3 networks)",
         rss as f64 / 1024.0
     );
+
+    // 8 pods' ADD/DEL loops at once on the same bridges and lease stores.
+    let pods = 8;
+    let cycles = 25;
+    let mut l = parallel_loops(&n, &meta, pods, cycles);
+    assert!(l.failures.is_empty(), "{:?}", l.failures);
+    assert!(l.leftovers.is_empty(), "{:?}", l.leftovers);
+    println!(
+        "{:<40} {:>7.1}/s",
+        format!("parallel {pods} pods: ADD+DEL cycles"),
+        l.cycles as f64 / l.wall.as_secs_f64()
+    );
+    for (name, v) in [("ADD", &mut l.add), ("DEL", &mut l.del)] {
+        println!(
+            "{:<40} {:>7.1}ms {:>7.1}ms",
+            format!("parallel {pods} pods: {name} p50, p99"),
+            percentile_ms(v, 50.0),
+            percentile_ms(v, 99.0)
+        );
+    }
 }

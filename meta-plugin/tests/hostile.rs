@@ -168,8 +168,7 @@ fn hostile_names_get_an_error_and_change_nothing() {
                 ("CNI_ARGS", c.args.as_str()),
             ];
             let out =
-                vfplex_cni::exec::exec_plugin(Path::new(BIN), &env, conf.to_string().as_bytes())
-                    .unwrap();
+                vfplex_cni::exec::exec_plugin(&bin(), &env, conf.to_string().as_bytes()).unwrap();
             let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
             let msg = v["msg"].as_str().unwrap_or_default().to_string()
                 + " "

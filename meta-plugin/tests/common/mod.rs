@@ -15,9 +15,16 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use serde_json::{json, Value};
 use vfplex_cni::exec::exec_plugin;
 
+pub mod api;
 pub mod soak;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_vfplex");
+
+/// The `vfplex` under test: `VFPLEX_BIN` (e.g. the static build from
+/// scripts/dist.sh, which scripts/bench.sh measures) or this build's.
+pub fn bin() -> PathBuf {
+    std::env::var_os("VFPLEX_BIN").map_or_else(|| PathBuf::from(BIN), PathBuf::from)
+}
 pub const REF_PLUGINS: &str = "/usr/lib/cni";
 
 /// Whether this machine can run the tests (root and the reference plugins); when
@@ -156,7 +163,7 @@ impl Node {
             ("CNI_ARGS", "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=pod-a;K8S_POD_UID=uid-a;K8S_POD_INFRA_CONTAINER_ID=x"),
         ];
         env.extend_from_slice(extra);
-        let out = exec_plugin(Path::new(BIN), &env, conf.to_string().as_bytes()).unwrap();
+        let out = exec_plugin(&bin(), &env, conf.to_string().as_bytes()).unwrap();
         let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
         (out.exit_code, v)
     }
