@@ -149,6 +149,9 @@ struct PfFacts {
     index_of: HashMap<String, u16>,
 }
 
+/// IFF_UP in a netdev's `flags` (linux/if.h).
+const IFF_UP: u32 = 0x1;
+
 /// Where discovery looks: a sysfs root and a procfs root (for the host's routes).
 #[derive(Debug, Clone)]
 pub struct Discovery {
@@ -211,12 +214,21 @@ impl Discovery {
         })
     }
 
-    /// The netdev's operstate; "down" as well when its carrier file says 0
-    /// (reading carrier of an administratively down netdev fails: then only
-    /// operstate counts).
+    /// The netdev's operstate; "down" as well when it is administratively
+    /// down (IFF_UP clear in `flags`) or its carrier file says 0.
+    ///
+    /// Kernel quirk: `ip link set PF down` clears IFF_UP and announces it over
+    /// netlink at once, but operstate follows through linkwatch, which delays
+    /// non-urgent events (carrier loss is one) by up to a second; reading
+    /// carrier of an admin-down netdev fails outright. Checking `flags` first
+    /// turns an admin-down PF's VFs Unhealthy on the first event, not a
+    /// second later.
     fn netdev_operstate(&self, dev: &Path, netdev: &str) -> Option<String> {
         let dir = dev.join("net").join(netdev);
-        if read_trim(&dir.join("carrier")).as_deref() == Some("0") {
+        let admin_down = read_trim(&dir.join("flags"))
+            .and_then(|f| u32::from_str_radix(f.trim_start_matches("0x"), 16).ok())
+            .is_some_and(|f| f & IFF_UP == 0);
+        if admin_down || read_trim(&dir.join("carrier")).as_deref() == Some("0") {
             return Some("down".to_string());
         }
         read_trim(&dir.join("operstate"))

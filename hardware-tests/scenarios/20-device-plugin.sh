@@ -31,13 +31,17 @@ check device-info-file test -f "/var/run/k8s.cni.cncf.io/devinfo/dp/intel.com-la
 before=$(grep -c "^LIST intel.com/lab_igb" /tmp/kubelet.out)
 t0=$(now_us)
 ip link set "$PF" down
+# ip returns once the kernel has taken the PF down (flags updated): from here
+# on the latency is the device plugin's (netlink event, rescan, ListAndWatch).
+t0b=$(now_us)
 i=0
 while ! grep "^LIST intel.com/lab_igb" /tmp/kubelet.out | tail -1 | grep -q Unhealthy && [ $i -lt 100 ]; do sleep 0.02; i=$((i + 1)); done
 L=$(grep "^LIST intel.com/lab_igb" /tmp/kubelet.out | tail -1)
 check pf-down-unhealthy contains "$L" "$(lab_vf_pci "$PF" 1)=Unhealthy"
 t1=$(echo "$L" | cut -d' ' -f3)
 t1=$(awk -v t="$t1" 'BEGIN {printf "%.0f", (t / 1000000 % 100000) * 1000000 + t % 1000000}')
-measure health_to_update_ms "$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", (b - a) / 1000}')"
+measure pf_down_command_to_update_ms "$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", (b - a) / 1000}')"
+measure health_to_update_ms "$(awk -v a="$t0b" -v b="$t1" 'BEGIN {printf "%.1f", (b - a) / 1000}')"
 ip link set "$PF" up
 lab_wait_carrier "$PF" 50 || true
 i=0

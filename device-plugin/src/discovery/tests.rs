@@ -145,6 +145,20 @@ fn pf_link_down_makes_its_vfs_unhealthy() {
     )
     .unwrap();
     assert!(!d.device("0000:01:10.0").healthy(), "carrier lost");
+    fs::write(
+        t.path()
+            .join("bus/pci/devices/0000:01:00.0/net/ens1f0/carrier"),
+        "1\n",
+    )
+    .unwrap();
+    let flags = t
+        .path()
+        .join("bus/pci/devices/0000:01:00.0/net/ens1f0/flags");
+    fs::write(&flags, "0x1003\n").unwrap();
+    assert!(d.device("0000:01:10.0").healthy(), "up, carrier");
+    // Admin down: operstate still says up until linkwatch runs.
+    fs::write(&flags, "0x1002\n").unwrap();
+    assert!(!d.device("0000:01:10.0").healthy(), "admin down");
 }
 
 #[test]
