@@ -30,7 +30,7 @@ echo "==> meta plugin (real netns, reference bridge delegates; needs root)" >&2
 VFPLEX_BIN=$PWD/target/dist/vfplex cargo bench --quiet -p vfplex-meta-plugin 2>/dev/null |
     grep -E '(ms|MiB|/s|p90)$' | while IFS= read -r l; do echo "meta $l"; done >>"$out" || true
 if [ -n "${MULTUS_BIN:-}" ]; then
-    VFPLEX_BIN=$MULTUS_BIN cargo bench --quiet -p vfplex-meta-plugin 2>/dev/null |
+    VFPLEX_BIN=$MULTUS_BIN VFPLEX_BENCH_OVERHEAD_ONLY=1 cargo bench --quiet -p vfplex-meta-plugin 2>/dev/null |
         grep -E 'own overhead' | while IFS= read -r l; do echo "multus $l"; done >>"$out" || true
 fi
 

@@ -3,7 +3,9 @@
 //! delegates) through `vfplex`, next to the same delegates exec'd directly,
 //! interleaved; medians and spread; own overhead with no-op delegates, without
 //! and with a loopback API server; peak RSS of `vfplex`; 8 pods' ADD/DEL loops
-//! at once (throughput, p50/p99).
+//! at once (throughput, p50/p99). `VFPLEX_BIN` measures another build (or
+//! another meta plugin: Multus); `VFPLEX_BENCH_OVERHEAD_ONLY` stops after the
+//! overhead rows.
 //! `cargo bench -p vfplex-meta-plugin` (needs root and containernetworking-plugins).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -94,9 +96,10 @@ fn main() {
         std::fs::write(n.path("conf/10-cbr.conf"), f.to_string()).unwrap();
         meta["runtimeConfig"] = pod_annotations("f1,f2");
         let (code, v) = n.cni("ADD", "rss", &meta);
-        assert_eq!(code, Some(0), "{v}");
-        let (code, _) = n.cni("DEL", "rss", &meta);
-        assert_eq!(code, Some(0));
+        if code != Some(0) {
+            eprintln!("{} ADD with NADs from files failed: {v}", bin().display());
+        }
+        let _ = n.cni("DEL", "rss", &meta);
         let rss = max_rss_kib_children();
         // Own overhead with near-free delegates (a shell script): the noise of
         // real delegates (tens of ms) does not hide a few ms here.
@@ -138,13 +141,19 @@ fn main() {
             }
             t.elapsed()
         };
+        // A plugin that cannot do one of the two set-ups (another meta
+        // plugin under VFPLEX_BIN has no `nadDir`) just gets no row for it.
         let timed_add = |id: &str, conf: &Value| {
             let t = Instant::now();
             let (code, v) = n.cni("ADD", id, conf);
             let took = t.elapsed();
-            assert_eq!(code, Some(0), "{v}");
             let _ = n.cni("DEL", id, conf);
-            took
+            if code == Some(0) {
+                Some(took)
+            } else {
+                eprintln!("ADD {id} failed: {v}");
+                None
+            }
         };
         let (mut direct, mut via, mut over, mut over_api) = (vec![], vec![], vec![], vec![]);
         for i in 0..170 {
@@ -154,9 +163,13 @@ fn main() {
             let a = timed_add(&format!("api-{i}"), &api_meta);
             if i >= 20 {
                 direct.push(d);
-                via.push(v);
-                over.push(ms(v) - ms(d));
-                over_api.push(ms(a) - ms(d));
+                if let Some(v) = v {
+                    via.push(v);
+                    over.push(ms(v) - ms(d));
+                }
+                if let Some(a) = a {
+                    over_api.push(ms(a) - ms(d));
+                }
             }
         }
         println!(
@@ -167,18 +180,25 @@ fn main() {
             ("the 3 delegates exec'd directly", &mut direct),
             ("vfplex ADD (no API server)", &mut via),
         ] {
-            let (m, lo, hi) = stats(v);
-            println!("{name:<40} {m:>7.2}ms {lo:>7.2}ms {hi:>7.2}ms");
+            if !v.is_empty() {
+                let (m, lo, hi) = stats(v);
+                println!("{name:<40} {m:>7.2}ms {lo:>7.2}ms {hi:>7.2}ms");
+            }
         }
         for (name, v) in [
             ("own overhead ADD (no API server)", &mut over),
             ("own overhead ADD (loopback API)", &mut over_api),
         ] {
-            let (m, lo, hi) = diff_stats(v);
-            println!("{name:<40} {m:>7.2}ms {lo:>7.2}ms {hi:>7.2}ms");
+            if !v.is_empty() {
+                let (m, lo, hi) = diff_stats(v);
+                println!("{name:<40} {m:>7.2}ms {lo:>7.2}ms {hi:>7.2}ms");
+            }
         }
         rss
     };
+    if std::env::var_os("VFPLEX_BENCH_OVERHEAD_ONLY").is_some() {
+        return;
+    }
     let n = Node::new();
     let a = n.bridge("net-a", "vfa", "10.91.0.0/24", "1.0.0");
     let b = n.bridge("net-b", "vfb", "10.92.0.0/24", "1.0.0");
