@@ -74,6 +74,44 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
+/// `n` Allocate calls for `ids` (after 100 warm-up calls), `pause` between them.
+async fn allocate_latencies(
+    client: &mut DevicePluginClient<tonic::transport::Channel>,
+    ids: &[String],
+    n: usize,
+    pause: Option<Duration>,
+) -> Vec<Duration> {
+    let mut lat = Vec::with_capacity(n);
+    for i in 0..n + 100 {
+        let t0 = Instant::now();
+        client
+            .allocate(AllocateRequest {
+                container_requests: vec![ContainerAllocateRequest {
+                    devices_ids: ids.to_vec(),
+                }],
+            })
+            .await
+            .unwrap();
+        if i >= 100 {
+            lat.push(t0.elapsed());
+        }
+        if let Some(p) = pause {
+            tokio::time::sleep(p).await;
+        }
+    }
+    lat
+}
+
+fn print_p50_p99(what: &str, how: &str, mut v: Vec<Duration>) {
+    for (name, p) in [("p50", 0.5), ("p99", 0.99)] {
+        println!(
+            "{:<44} {:>9.3} ms",
+            format!("{what} {name} {how}").trim_end().to_string(),
+            pct(&mut v, p).as_secs_f64() * 1e3
+        );
+    }
+}
+
 fn pct(v: &mut [Duration], p: f64) -> Duration {
     v.sort();
     v[((v.len() as f64 - 1.0) * p).round() as usize]
@@ -135,34 +173,10 @@ fn daemon_memory(sysfs: &std::path::Path) {
             .map(|d| d.pci)
             .take(2)
             .collect();
-        let mut lat = Vec::new();
-        for i in 0..2100 {
-            let t0 = Instant::now();
-            client
-                .allocate(AllocateRequest {
-                    container_requests: vec![ContainerAllocateRequest {
-                        devices_ids: ids.clone(),
-                    }],
-                })
-                .await
-                .unwrap();
-            if i >= 100 {
-                lat.push(t0.elapsed());
-            }
-            // Spread over ~3 s, so that the daemon's 1 s rescans of the
-            // 2,048 VFs happen during the run and show in the tail.
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        println!(
-            "{:<44} {:>9.3} ms",
-            "Allocate p50 (daemon process, 2 devices)",
-            pct(&mut lat, 0.5).as_secs_f64() * 1e3
-        );
-        println!(
-            "{:<44} {:>9.3} ms",
-            "Allocate p99 (daemon process)",
-            pct(&mut lat, 0.99).as_secs_f64() * 1e3
-        );
+        // Spread over ~3 s, so that the daemon's 1 s rescans of the 2,048 VFs
+        // happen during the run and show in the tail.
+        let lat = allocate_latencies(&mut client, &ids, 2000, Some(Duration::from_millis(1))).await;
+        print_p50_p99("Allocate", "(daemon process, 2 devices)", lat);
     });
     println!(
         "{:<44} {:>9.1} MiB",
@@ -247,31 +261,8 @@ fn main() {
                 .serve_with_incoming(UnixListenerStream::new(listener)),
         );
         let mut client = DevicePluginClient::new(dial(&sock).await.unwrap());
-        let mut lat = Vec::new();
-        for i in 0..1100 {
-            let t0 = Instant::now();
-            client
-                .allocate(AllocateRequest {
-                    container_requests: vec![ContainerAllocateRequest {
-                        devices_ids: ids.clone(),
-                    }],
-                })
-                .await
-                .unwrap();
-            if i >= 100 {
-                lat.push(t0.elapsed());
-            }
-        }
-        println!(
-            "{:<44} {:>9.3} ms",
-            "Allocate p50 (in process, 2 devices)",
-            pct(&mut lat, 0.5).as_secs_f64() * 1e3
-        );
-        println!(
-            "{:<44} {:>9.3} ms",
-            "Allocate p99 (in process)",
-            pct(&mut lat, 0.99).as_secs_f64() * 1e3
-        );
+        let lat = allocate_latencies(&mut client, &ids, 1000, None).await;
+        print_p50_p99("Allocate", "(in process, 2 devices)", lat);
 
         let mut stream = client.list_and_watch(Empty {}).await.unwrap().into_inner();
         stream.next().await.unwrap().unwrap();
@@ -290,15 +281,6 @@ fn main() {
             stream.next().await.unwrap().unwrap();
             upd.push(t0.elapsed());
         }
-        println!(
-            "{:<44} {:>9.3} ms",
-            "device change -> ListAndWatch update p50",
-            pct(&mut upd, 0.5).as_secs_f64() * 1e3
-        );
-        println!(
-            "{:<44} {:>9.3} ms",
-            "device change -> ListAndWatch update p99",
-            pct(&mut upd, 0.99).as_secs_f64() * 1e3
-        );
+        print_p50_p99("device change -> ListAndWatch update", "", upd);
     });
 }

@@ -159,4 +159,8 @@ pub fn assert_scenario(scenario: &str) {
     for c in report.checks.iter().filter(|c| c.scenario == scenario) {
         eprintln!("  {scenario}: {} ok", c.name);
     }
+    // Numbers for the record (scripts/bench.sh reads these lines), never checks.
+    for (s, name, value) in report.measures.iter().filter(|m| m.0 == scenario) {
+        println!("measure {s} {name} = {value}");
+    }
 }

@@ -40,11 +40,6 @@ fn lab_12_sriov_parallel_pods_on_one_pf() {
 #[test]
 fn lab_13_sriov_add_del_timing() {
     hardware_tests::assert_scenario("13-sriov-bench");
-    if let Some(report) = hardware_tests::suite() {
-        for (s, name, value) in report.measures.iter().filter(|m| m.0 == "13-sriov-bench") {
-            println!("measure {s} {name} = {value}");
-        }
-    }
 }
 
 #[test]
@@ -55,21 +50,11 @@ fn lab_14_sriov_del_after_a_crash_at_every_add_step() {
 #[test]
 fn lab_15_sriov_soak_every_vf_of_one_pf_in_parallel() {
     hardware_tests::assert_scenario("15-sriov-soak");
-    if let Some(report) = hardware_tests::suite() {
-        for (s, name, value) in report.measures.iter().filter(|m| m.0 == "15-sriov-soak") {
-            println!("measure {s} {name} = {value}");
-        }
-    }
 }
 
 #[test]
 fn lab_20_device_plugin_on_the_emulated_nic() {
     hardware_tests::assert_scenario("20-device-plugin");
-    if let Some(report) = hardware_tests::suite() {
-        for (s, name, value) in report.measures.iter().filter(|m| m.0 == "20-device-plugin") {
-            println!("measure {s} {name} = {value}");
-        }
-    }
 }
 
 #[test]

@@ -22,18 +22,8 @@ fn del_after_a_crash_at_every_step_leaves_nothing() {
     }
     for step in [1, 2, 3, 4, 100] {
         let n = Node::new();
-        n.write_nad(
-            "default",
-            "net-a",
-            &n.bridge("net-a", "vfa", "10.96.0.0/24", "1.0.0"),
-            None,
-        );
-        n.write_nad(
-            "default",
-            "net-b",
-            &n.bridge("net-b", "vfb", "10.97.0.0/24", "1.0.0"),
-            None,
-        );
+        n.bridge_nad("default", "net-a", "vfa", "10.96.0.0/24");
+        n.bridge_nad("default", "net-b", "vfb", "10.97.0.0/24");
         let mut conf = n.meta("1.0.0", json!({}));
         conf["runtimeConfig"] = pod_annotations("net-a,net-b");
         let at = step.to_string();

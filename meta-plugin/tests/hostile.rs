@@ -111,18 +111,8 @@ fn hostile_names_get_an_error_and_change_nothing() {
         return;
     }
     let n = Node::new();
-    n.write_nad(
-        "default",
-        "net-a",
-        &n.bridge("net-a", "vfa", "10.94.0.0/24", "1.0.0"),
-        None,
-    );
-    n.write_nad(
-        "other",
-        "net-b",
-        &n.bridge("net-b", "vfb", "10.95.0.0/24", "1.0.0"),
-        None,
-    );
+    n.bridge_nad("default", "net-a", "vfa", "10.94.0.0/24");
+    n.bridge_nad("other", "net-b", "vfb", "10.95.0.0/24");
     n.write_nad(
         "default",
         "net-dev",

@@ -78,18 +78,8 @@ fn short_form_and_default_networks() {
         return;
     }
     let n = Node::new();
-    n.write_nad(
-        "default",
-        "net-a",
-        &n.bridge("net-a", "vfa", "10.80.0.0/24", "1.0.0"),
-        None,
-    );
-    n.write_nad(
-        "kube-system",
-        "extra",
-        &n.bridge("extra", "vfd", "10.81.0.0/24", "1.0.0"),
-        None,
-    );
+    n.bridge_nad("default", "net-a", "vfa", "10.80.0.0/24");
+    n.bridge_nad("kube-system", "extra", "vfd", "10.81.0.0/24");
     let mut conf = n.meta("1.0.0", json!({"defaultNetworks": ["extra"]}));
     conf["runtimeConfig"] = pod_annotations("net-a@data0");
     let (code, v) = n.cni("ADD", "ctr-2", &conf);
@@ -111,12 +101,7 @@ fn unknown_nad_rolls_back_everything() {
         return;
     }
     let n = Node::new();
-    n.write_nad(
-        "default",
-        "net-a",
-        &n.bridge("net-a", "vfa", "10.82.0.0/24", "1.0.0"),
-        None,
-    );
+    n.bridge_nad("default", "net-a", "vfa", "10.82.0.0/24");
     let mut conf = n.meta("1.0.0", json!({}));
     conf["runtimeConfig"] = pod_annotations("net-a,no-such-net");
     let (code, v) = n.cni("ADD", "ctr-3", &conf);
@@ -134,12 +119,7 @@ fn failing_delegate_rolls_back_the_ones_before_it() {
         return;
     }
     let n = Node::new();
-    n.write_nad(
-        "default",
-        "net-a",
-        &n.bridge("net-a", "vfa", "10.83.0.0/24", "1.0.0"),
-        None,
-    );
+    n.bridge_nad("default", "net-a", "vfa", "10.83.0.0/24");
     // Same subnet range exhausted: host-local with an impossible range fails.
     let bad = json!({"cniVersion": "1.0.0", "name": "bad", "type": "bridge", "bridge": format!("vfb{}", n.tag),
         "ipam": {"type": "host-local", "subnet": "10.84.0.0/24", "rangeStart": "10.84.0.50", "rangeEnd": "10.84.0.40",
@@ -165,12 +145,7 @@ fn namespace_isolation() {
         return;
     }
     let n = Node::new();
-    n.write_nad(
-        "other",
-        "net-b",
-        &n.bridge("net-b", "vfb", "10.85.0.0/24", "1.0.0"),
-        None,
-    );
+    n.bridge_nad("other", "net-b", "vfb", "10.85.0.0/24");
     let mut conf = n.meta("1.0.0", json!({"namespaceIsolation": true}));
     conf["runtimeConfig"] = pod_annotations("other/net-b");
     let (code, v) = n.cni("ADD", "ctr-5", &conf);
@@ -193,12 +168,7 @@ fn check_and_gc() {
         return;
     }
     let n = Node::new();
-    n.write_nad(
-        "default",
-        "net-a",
-        &n.bridge("net-a", "vfa", "10.86.0.0/24", "1.0.0"),
-        None,
-    );
+    n.bridge_nad("default", "net-a", "vfa", "10.86.0.0/24");
     let mut conf = n.meta("1.0.0", json!({}));
     conf["runtimeConfig"] = pod_annotations("net-a");
     let (code, v) = n.cni("ADD", "ctr-6", &conf);

@@ -22,18 +22,8 @@ fn eight_pods_a_thousand_cycles_leave_nothing() {
         .unwrap_or(1000);
     let pods = 8;
     let n = Node::new();
-    n.write_nad(
-        "default",
-        "net-a",
-        &n.bridge("net-a", "vfa", "10.98.0.0/24", "1.0.0"),
-        None,
-    );
-    n.write_nad(
-        "default",
-        "net-b",
-        &n.bridge("net-b", "vfb", "10.99.0.0/24", "1.0.0"),
-        None,
-    );
+    n.bridge_nad("default", "net-a", "vfa", "10.98.0.0/24");
+    n.bridge_nad("default", "net-b", "vfb", "10.99.0.0/24");
     let mut conf = n.meta("1.0.0", json!({}));
     conf["runtimeConfig"] = pod_annotations("net-a,net-b");
     let mut l = parallel_loops(&n, &conf, pods, total.div_ceil(pods));

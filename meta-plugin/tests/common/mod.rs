@@ -95,6 +95,11 @@ impl Node {
         })
     }
 
+    /// A NAD `ns/name` for a CNI 1.0.0 bridge network (see `bridge`).
+    pub fn bridge_nad(&self, ns: &str, name: &str, bridge: &str, subnet: &str) {
+        self.write_nad(ns, name, &self.bridge(name, bridge, subnet, "1.0.0"), None);
+    }
+
     pub fn write_nad(&self, ns: &str, name: &str, config: &Value, resource: Option<&str>) {
         let mut nad = json!({
             "apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
