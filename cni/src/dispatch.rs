@@ -96,6 +96,24 @@ pub fn handle<P: Plugin>(
     if env.command == Command::Version {
         return version_reply(stdin);
     }
+    if let Some(ns) = env.netns.as_deref() {
+        if matches!(env.command, Command::Add | Command::Del | Command::Check)
+            && crate::netns::is_own(ns)
+        {
+            return Outcome::error(
+                CniError::new(
+                    ErrorCode::InvalidNetNs,
+                    format!(
+                        "CNI_NETNS {} is the plugin's own network namespace, not a pod's",
+                        ns.display()
+                    ),
+                ),
+                &asked_version(stdin)
+                    .filter(|v| v.parse::<CniVersion>().is_ok())
+                    .unwrap_or_else(|| latest.to_string()),
+            );
+        }
+    }
 
     let conf = match NetConf::from_slice(stdin) {
         Ok(c) => c,

@@ -32,6 +32,19 @@ pub enum NetNsError {
     Enter { path: PathBuf, source: nix::Error },
 }
 
+/// Whether `path` is the network namespace this process runs in (the host's,
+/// for a plugin run by the runtime). Go's skel refuses such a CNI_NETNS for
+/// ADD, DEL and CHECK with code 8, and so do we: an interface "moved into the
+/// pod" would land on the host. False when either side cannot be read.
+pub fn is_own(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    match (id(path), id(Path::new("/proc/self/ns/net"))) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
 impl NetNs {
     /// Open the namespace at `path` (e.g. `/var/run/netns/<name>`, `/proc/<pid>/ns/net`).
     pub fn open(path: &Path) -> Result<NetNs, NetNsError> {

@@ -124,6 +124,22 @@ impl NetworkSelectionElement {
         if &plain != self {
             return None;
         }
+        // Only what the short-form reader gives back unchanged: no JSON
+        // markers (they switch the reader to JSON), separators or spaces (it
+        // trims). An interface may legally hold such characters.
+        let parts = [
+            Some(&self.name),
+            self.namespace.as_ref(),
+            self.interface.as_ref(),
+        ];
+        let unsafe_char = |c: char| "[{\",/@".contains(c) || c.is_whitespace();
+        if parts
+            .iter()
+            .flatten()
+            .any(|p| p.is_empty() || p.contains(unsafe_char))
+        {
+            return None;
+        }
         let mut s = String::new();
         if let Some(ns) = &self.namespace {
             s.push_str(ns);

@@ -196,6 +196,17 @@ fn hostile_names_get_an_error_and_change_nothing() {
             }
         }
     }
+    // The plugin's own network namespace (the host's) is no pod's: code 8.
+    conf["runtimeConfig"] = pod_annotations("net-a");
+    for command in ["ADD", "DEL"] {
+        let (code, v) = n.cni_in("/proc/self/ns/net", command, "ctr-h", &conf, &[]);
+        if code != Some(1) || v["code"] != 8 {
+            failures.push(format!("{command} in the host netns: {v}"));
+        }
+    }
+    if n.links() != links_before || tree(n.dir.path()) != before {
+        failures.push("host netns: something changed".into());
+    }
     assert!(!Path::new("/tmp/evil").exists());
     assert!(failures.is_empty(), "{failures:#?}");
 }

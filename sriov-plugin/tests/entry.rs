@@ -263,6 +263,14 @@ fn hostile_names_get_an_error_and_change_nothing() {
         cases.push(("ctr-1".into(), "net1".into(), c, code, culprit.into()));
     }
     let mut failures = Vec::new();
+    // The plugin's own network namespace (the host's) is no pod's: code 8, as
+    // Go's skel answers, for ADD and DEL alike.
+    for command in ["ADD", "DEL"] {
+        let (exit, v) = run(&e, command, "/proc/self/ns/net", good.clone());
+        if exit != Some(1) || v["code"] != 8 || !v["msg"].to_string().contains("own network") {
+            failures.push(format!("{command} in the host netns: {v}"));
+        }
+    }
     for (container, ifname, c, code, culprit) in cases {
         let what = format!("{container:.20} {ifname} {:.120}", c.to_string());
         let (exit, v) = run_as(&e, "ADD", ns, c.clone(), &container, &ifname);

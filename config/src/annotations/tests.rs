@@ -198,3 +198,18 @@ proptest! {
         prop_assert_eq!(format_networks(&parsed), text);
     }
 }
+
+#[test]
+fn interfaces_with_json_markers_round_trip_as_json() {
+    // Found by the `annotations` fuzz target: "cbnet@ne{1" reads back as JSON.
+    for ifname in ["ne{1", "a[b", "x\"y", "a,b"] {
+        let el = vec![NetworkSelectionElement {
+            name: "cbnet".into(),
+            interface: Some(ifname.into()),
+            ..Default::default()
+        }];
+        let text = format_networks(&el);
+        assert!(text.starts_with('['), "{text}");
+        assert_eq!(parse_networks(&text).unwrap(), el, "{text}");
+    }
+}
