@@ -83,7 +83,7 @@ impl LogSettings {
             .unwrap_or(default_level);
         let file = get("logFile")
             .and_then(Value::as_str)
-            .filter(|f| f.starts_with('/') && !f.contains('\0'))
+            .filter(|f| acceptable_log_path(f))
             .map(PathBuf::from);
         let to_stderr = get("logToStderr").and_then(Value::as_bool).unwrap_or(true);
         let rotation = get("logOptions").map(Rotation::from_value);
@@ -94,6 +94,23 @@ impl LogSettings {
             rotation,
         }
     }
+}
+
+/// A `logFile` we will write to and rotate: absolute, no `..`, a name ending in
+/// `.log`. The key comes from NADs, which tenants write, and the plugin runs as
+/// root: without this a NAD could append log lines to (or, with `logOptions`,
+/// rotate away) any file on the node. The suffix keeps it to log files (cron,
+/// sudoers.d and the like ignore names with a dot; system files have none).
+pub fn acceptable_log_path(f: &str) -> bool {
+    let p = std::path::Path::new(f);
+    f.starts_with('/')
+        && !f.contains('\0')
+        && !p
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+        && p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.len() > 4 && n.ends_with(".log"))
 }
 
 /// Map the level words of sriov-cni (`panic`, `error`, `warning`, `info`,
@@ -119,15 +136,33 @@ pub fn init(settings: &LogSettings) {
         .with_ansi(false)
         .with_target(false);
     let mut fallback_warning = None;
-    if let (Some(path), Some(rot)) = (&settings.file, &settings.rotation) {
+    // Only a regular file (or none yet): never through a symlink, never a
+    // device or a directory.
+    let regular_or_absent = |p: &std::path::Path| match std::fs::symlink_metadata(p) {
+        Ok(m) => m.file_type().is_file(),
+        Err(e) => e.kind() == io::ErrorKind::NotFound,
+    };
+    let file = settings.file.as_ref().filter(|p| {
+        let ok = regular_or_absent(p);
+        if !ok {
+            fallback_warning = Some(format!(
+                "log file {} is not a regular file; not writing to it",
+                p.display()
+            ));
+        }
+        ok
+    });
+    if let (Some(path), Some(rot)) = (file, &settings.rotation) {
         rot.apply(path);
     }
-    if let Some(path) = &settings.file {
-        // 0600: logs may hold pod names and addresses.
+    if let Some(path) = file {
+        // 0600: logs may hold pod names and addresses. O_NOFOLLOW: a symlink
+        // swapped in since the check above is refused too.
         match OpenOptions::new()
             .create(true)
             .append(true)
             .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
             .open(path)
         {
             Ok(file) => {
@@ -164,6 +199,16 @@ mod tests {
         let s =
             LogSettings::from_config(Some(&json!({"logFile": "relative.log"})), LevelFilter::WARN);
         assert_eq!((s.level, s.file), (LevelFilter::WARN, None));
+        for bad in [
+            "/etc/passwd",
+            "/var/log/../../etc/cron.d/x.log",
+            "/var/log/.log",
+            "/var/log/",
+            "/root/.ssh/authorized_keys",
+        ] {
+            assert!(!acceptable_log_path(bad), "{bad}");
+        }
+        assert!(acceptable_log_path("/var/log/sriov-cni.log"));
         assert_eq!(parse_level("verbose"), LevelFilter::INFO);
         assert_eq!(parse_level("panic"), LevelFilter::ERROR);
         assert_eq!(parse_level("Warning"), LevelFilter::WARN);

@@ -17,8 +17,10 @@ use crate::SriovPlugin;
 pub fn del(plugin: &SriovPlugin, req: &Request) -> Result<(), SriovError> {
     // A config that no longer validates must not block cleanup: use the default
     // state directory then, and say so.
-    let data_dir = match SriovConf::from_netconf(&req.conf) {
-        Ok(c) => c.data_dir,
+    let data_dir = match SriovConf::from_netconf(&req.conf)
+        .and_then(|c| crate::state::checked_data_dir(&c.data_dir))
+    {
+        Ok(d) => d.display().to_string(),
         Err(e) => {
             tracing::warn!("DEL with an invalid config ({e}); using {DEFAULT_DATA_DIR}");
             DEFAULT_DATA_DIR.to_string()

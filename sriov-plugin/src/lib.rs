@@ -84,7 +84,8 @@ impl Plugin for SriovPlugin {
             return Ok(());
         };
         let data_dir = SriovConf::from_netconf(&req.conf)
-            .map(|c| c.data_dir)
+            .and_then(|c| state::checked_data_dir(&c.data_dir))
+            .map(|d| d.display().to_string())
             .unwrap_or_else(|_| DEFAULT_DATA_DIR.into());
         let store = state::Store::new(&data_dir);
         let mut problems = Vec::new();

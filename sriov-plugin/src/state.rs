@@ -19,6 +19,7 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 use vfplex_config::sriov::SriovConf;
 use vfplex_config::validate;
+use vfplex_config::ConfigError;
 
 use crate::vf::VfPfState;
 
@@ -129,6 +130,30 @@ fn remove_if_exists(path: &Path) -> Result<(), StateError> {
 #[derive(Debug)]
 pub struct Lock {
     _lock: Flock<File>,
+}
+
+/// Where `dataDir` may point: the node's state directories.
+pub const DATA_DIR_ROOTS: [&str; 3] = ["/var/lib/", "/run/", "/var/run/"];
+
+/// The state directory a config names, if it may be used. `dataDir` comes from
+/// NADs, which tenants write, and the plugin creates files there as root: it
+/// must stay under [`DATA_DIR_ROOTS`] (or `VFPLEX_SRIOV_DATA_ROOT`, which only
+/// the runtime's environment can set — the tests do).
+pub fn checked_data_dir(dir: &str) -> Result<PathBuf, ConfigError> {
+    let extra = std::env::var("VFPLEX_SRIOV_DATA_ROOT").ok();
+    let under = |root: &str| {
+        let root = root.trim_end_matches('/');
+        !root.is_empty() && dir.strip_prefix(root).is_some_and(|r| r.starts_with('/'))
+    };
+    if DATA_DIR_ROOTS.iter().any(|r| under(r)) || extra.as_deref().is_some_and(under) {
+        Ok(PathBuf::from(dir))
+    } else {
+        Err(ConfigError::invalid(
+            "dataDir",
+            dir,
+            "must be under /var/lib, /run or /var/run",
+        ))
+    }
 }
 
 impl Store {
@@ -285,6 +310,16 @@ mod tests {
             mac: None,
             complete: true,
             result: None,
+        }
+    }
+
+    #[test]
+    fn data_dir_stays_under_the_state_roots() {
+        for ok in ["/var/lib/cni/sriov", "/run/vfplex/sriov", "/var/run/x"] {
+            assert!(checked_data_dir(ok).is_ok(), "{ok}");
+        }
+        for bad in ["/etc", "/var/libx/y", "/run", "/root/.ssh", "/tmp/x"] {
+            assert!(checked_data_dir(bad).is_err(), "{bad}");
         }
     }
 

@@ -47,6 +47,7 @@ fn run_as(
     ifname: &str,
 ) -> (Option<i32>, Value) {
     let sysfs = e.sysfs.path().display().to_string();
+    let data_root = e.data.path().display().to_string();
     let vars = [
         ("CNI_COMMAND", command),
         ("CNI_CONTAINERID", container),
@@ -54,6 +55,7 @@ fn run_as(
         ("CNI_IFNAME", ifname),
         ("CNI_PATH", "/usr/lib/cni"),
         ("VFPLEX_SYSFS_ROOT", sysfs.as_str()),
+        ("VFPLEX_SRIOV_DATA_ROOT", data_root.as_str()),
     ];
     let out = exec_plugin(Path::new(BIN), &vars, conf.to_string().as_bytes()).unwrap();
     let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
@@ -247,6 +249,12 @@ fn hostile_names_get_an_error_and_change_nothing() {
             "deviceID".into(),
         ));
     }
+    // dataDir from a (tenant's) NAD: only under the node's state directories.
+    for dir in ["/etc", "/etc/cron.d", "/root/.ssh", "/tmp/x"] {
+        let mut c = good.clone();
+        c["dataDir"] = json!(dir);
+        cases.push(("ctr-1".into(), "net1".into(), c, 7, "dataDir".into()));
+    }
     for (key, value, code, culprit) in [
         ("mac", json!("02:00:00:00:00:0g"), 7, "mac"),
         ("mac", json!("../../x"), 7, "mac"),
@@ -263,6 +271,26 @@ fn hostile_names_get_an_error_and_change_nothing() {
         cases.push(("ctr-1".into(), "net1".into(), c, code, culprit.into()));
     }
     let mut failures = Vec::new();
+    // logFile/logOptions come from NADs, which tenants write: a file that is
+    // not a `.log`, or a symlink, is neither written nor rotated away.
+    let victims = tempfile::tempdir().unwrap();
+    let victim = victims.path().join("passwd");
+    std::fs::write(&victim, "root:x:0:0\n").unwrap();
+    let link = victims.path().join("evil.log");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    for target in [&victim, &link] {
+        let mut c = conf(&e, "bogus");
+        c["logFile"] = json!(target);
+        c["logLevel"] = json!("debug");
+        c["logOptions"] = json!({"maxSize": 0, "maxBackups": 0});
+        let (exit, _) = run(&e, "ADD", ns, c);
+        assert_eq!(exit, Some(1));
+    }
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root:x:0:0\n");
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
     // The plugin's own network namespace (the host's) is no pod's: code 8, as
     // Go's skel answers, for ADD and DEL alike.
     for command in ["ADD", "DEL"] {
