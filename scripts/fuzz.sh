@@ -25,7 +25,9 @@ for t in "${targets[@]}"; do
     art=target/fuzz/artifacts/$t
     mkdir -p "$work" "$art"
     log=target/fuzz/$t.log
-    if "$CARGO_TARGET_DIR/$host/release/$t" "$work" "fuzz/corpus/$t" \
+    seeds=("fuzz/corpus/$t")
+    [ -d "fuzz/regressions/$t" ] && seeds+=("fuzz/regressions/$t")
+    if "$CARGO_TARGET_DIR/$host/release/$t" "$work" "${seeds[@]}" \
         -max_total_time="$seconds" -max_len=8192 -timeout=10 -rss_limit_mb=1024 \
         -artifact_prefix="$art/" -print_final_stats=1 >"$log" 2>&1; then
         runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
