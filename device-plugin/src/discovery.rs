@@ -368,6 +368,19 @@ pub mod fixture {
         pub iommu_group: Option<&'a str>,
     }
 
+    impl<'a> Dev<'a> {
+        /// An Intel 82576 PF (igb, device 0x10c9) with netdev `netdev`.
+        pub fn igb_pf(pci: &'a str, netdev: &'a str) -> Self {
+            Dev {
+                pci,
+                device: "0x10c9",
+                driver: Some("igb"),
+                netdev: Some(netdev),
+                ..Default::default()
+            }
+        }
+    }
+
     impl Default for Dev<'_> {
         fn default() -> Self {
             Dev {

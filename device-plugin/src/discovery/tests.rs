@@ -9,13 +9,7 @@ pub fn tree() -> tempfile::TempDir {
     let r = t.path();
     fixture::pf(
         r,
-        &Dev {
-            pci: "0000:01:00.0",
-            device: "0x10c9",
-            driver: Some("igb"),
-            netdev: Some("ens1f0"),
-            ..Default::default()
-        },
+        &Dev::igb_pf("0000:01:00.0", "ens1f0"),
         &[
             Dev {
                 pci: "0000:01:10.0",

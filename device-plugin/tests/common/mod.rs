@@ -122,13 +122,7 @@ pub fn setup(root: tempfile::TempDir) -> Setup {
     let sys = root.path().join("sys");
     fixture::pf(
         &sys,
-        &Dev {
-            pci: "0000:01:00.0",
-            device: "0x10c9",
-            driver: Some("igb"),
-            netdev: Some("ens1f0"),
-            ..Default::default()
-        },
+        &Dev::igb_pf("0000:01:00.0", "ens1f0"),
         &[
             Dev {
                 pci: "0000:01:10.0",
