@@ -154,6 +154,10 @@ impl NetworkSelectionElement {
     }
 }
 
+/// Most networks one pod may ask for. Each is a delegate run, an interface and
+/// often a VF: a pod spec must not be able to make one ADD run for hours.
+pub const MAX_NETWORKS: usize = 256;
+
 /// Parse the `k8s.v1.cni.cncf.io/networks` annotation.
 ///
 /// As Multus does, a value containing `[`, `{` or `"` is JSON (a list of
@@ -197,6 +201,13 @@ pub fn parse_networks(value: &str) -> Result<Vec<NetworkSelectionElement>, Confi
             .map(|(i, item)| parse_short(i, item.trim()))
             .collect::<Result<Vec<_>, _>>()?
     };
+    if elements.len() > MAX_NETWORKS {
+        return Err(ConfigError::invalid(
+            NETWORKS_ANNOTATION,
+            format!("{} networks", elements.len()),
+            format!("at most {MAX_NETWORKS} networks per pod"),
+        ));
+    }
     for (i, e) in elements.iter().enumerate() {
         e.validate(&format!("{NETWORKS_ANNOTATION}[{i}]"))?;
     }

@@ -88,6 +88,7 @@ fn cases() -> Vec<Case> {
         (json!("net-a@../../x"), "../../x"),
         (json!("net-a@abcdefghijklmnopq"), "abcdefghijklmnopq"),
         (json!("n".repeat(300)), "DNS-1123"),
+        (json!(vec!["net-a"; 300].join(",")), "at most 256 networks"),
         (json!([{"name": "net-a", "interface": "a/b"}]), "a/b"),
         (json!([{"name": "net-a", "namespace": "../x"}]), "../x"),
         (json!([{"name": "net-a", "deviceID": "../../x"}]), "../../x"),

@@ -213,3 +213,12 @@ fn interfaces_with_json_markers_round_trip_as_json() {
         assert_eq!(parse_networks(&text).unwrap(), el, "{text}");
     }
 }
+
+#[test]
+fn at_most_max_networks() {
+    let ok = vec!["net-a"; MAX_NETWORKS].join(",");
+    assert_eq!(parse_networks(&ok).unwrap().len(), MAX_NETWORKS);
+    let too_many = vec!["net-a"; MAX_NETWORKS + 1].join(",");
+    let e = parse_networks(&too_many).unwrap_err().to_string();
+    assert!(e.contains("at most 256"), "{e}");
+}
