@@ -36,6 +36,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("device_info", device_info),
     ("http_response", http_response),
     ("kubelet_checkpoint", kubelet_checkpoint),
+    ("kubeconfig", kubeconfig),
     ("sysfs", sysfs),
 ];
 
@@ -149,6 +150,18 @@ pub fn kubelet_checkpoint(data: &[u8]) {
     if std::fs::write(&path, data).is_ok() {
         let _ =
             vfplex_meta_plugin::networks::checkpoint_devices(&path.display().to_string(), "uid-a");
+    }
+}
+
+/// The meta plugin's kubeconfig reader (YAML; clusters, contexts, users,
+/// inline or file-based CA, client certificates and tokens).
+pub fn kubeconfig(data: &[u8]) {
+    let path = scratch().join("kubeconfig");
+    if std::fs::write(&path, data).is_ok() {
+        let _ = vfplex_meta_plugin::kube::KubeClient::from_kubeconfig(
+            &path,
+            std::time::Duration::from_millis(100),
+        );
     }
 }
 
