@@ -36,7 +36,8 @@ impl Default for GuestConfig {
         let timeout = std::env::var("VFPLEX_LAB_TIMEOUT")
             .ok()
             .and_then(|s| s.parse().ok())
-            .unwrap_or(240);
+            // The whole suite takes 100-180 s under TCG on 2 cores.
+            .unwrap_or(420);
         GuestConfig {
             second_pf: false,
             iommu: false,
