@@ -108,9 +108,7 @@ pub fn handle<P: Plugin>(
                         ns.display()
                     ),
                 ),
-                &asked_version(stdin)
-                    .filter(|v| v.parse::<CniVersion>().is_ok())
-                    .unwrap_or_else(|| latest.to_string()),
+                &reply_version(stdin),
             );
         }
     }
@@ -118,11 +116,7 @@ pub fn handle<P: Plugin>(
     let conf = match NetConf::from_slice(stdin) {
         Ok(c) => c,
         Err(e) => {
-            // Answer in the version the caller asked for, when that much is readable.
-            let asked = asked_version(stdin)
-                .filter(|v| v.parse::<CniVersion>().is_ok())
-                .unwrap_or_else(|| latest.to_string());
-            return Outcome::error(config_error(e), &asked);
+            return Outcome::error(config_error(e), &reply_version(stdin));
         }
     };
     let version = match conf.version() {
@@ -179,6 +173,14 @@ pub fn handle<P: Plugin>(
 }
 
 /// The `cniVersion` string of stdin, when stdin is readable JSON.
+/// The version to answer an early error in: the one the caller asked for,
+/// when that much of stdin is readable and known, else the latest.
+fn reply_version(stdin: &[u8]) -> String {
+    asked_version(stdin)
+        .filter(|v| v.parse::<CniVersion>().is_ok())
+        .unwrap_or_else(|| CniVersion::LATEST.as_str().to_string())
+}
+
 fn asked_version(stdin: &[u8]) -> Option<String> {
     serde_json::from_slice::<Value>(stdin)
         .ok()?

@@ -102,13 +102,9 @@ impl LogSettings {
 /// rotate away) any file on the node. The suffix keeps it to log files (cron,
 /// sudoers.d and the like ignore names with a dot; system files have none).
 pub fn acceptable_log_path(f: &str) -> bool {
-    let p = std::path::Path::new(f);
-    f.starts_with('/')
-        && !f.contains('\0')
-        && !p
-            .components()
-            .any(|c| matches!(c, std::path::Component::ParentDir))
-        && p.file_name()
+    vfplex_config::validate::absolute_path("logFile", f).is_ok()
+        && std::path::Path::new(f)
+            .file_name()
             .and_then(|n| n.to_str())
             .is_some_and(|n| n.len() > 4 && n.ends_with(".log"))
 }

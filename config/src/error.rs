@@ -133,13 +133,13 @@ impl CniError {
     }
 }
 
+/// How much of an invalid value an error message quotes.
+pub const VALUE_ECHO_MAX: usize = 256;
+
 /// Everything that can be wrong with a document this crate parses.
 ///
 /// Each variant names its subject (the field, the value, the document) and maps
 /// onto one CNI error code with [`ConfigError::code`].
-/// How much of an invalid value an error message quotes.
-pub const VALUE_ECHO_MAX: usize = 256;
-
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The bytes are not the JSON the document needs.

@@ -116,13 +116,7 @@ pub struct MetaConf {
 
 fn abs(field: &str, v: Option<String>, default: &str) -> Result<String, ConfigError> {
     let v = v.unwrap_or_else(|| default.to_string());
-    if !v.starts_with('/') || v.contains('\0') || v.split('/').any(|c| c == "..") {
-        return Err(ConfigError::invalid(
-            field,
-            &v,
-            "must be an absolute path without '..'",
-        ));
-    }
+    validate::absolute_path(field, &v)?;
     Ok(v)
 }
 

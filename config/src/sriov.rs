@@ -283,21 +283,8 @@ impl SriovConf {
             })
             .transpose()?;
 
-        let data_dir = match raw.data_dir {
-            None => DEFAULT_DATA_DIR.to_string(),
-            Some(d)
-                if d.starts_with('/') && !d.split('/').any(|c| c == "..") && !d.contains('\0') =>
-            {
-                d
-            }
-            Some(d) => {
-                return Err(ConfigError::invalid(
-                    "dataDir",
-                    d,
-                    "must be an absolute path without '..'",
-                ))
-            }
-        };
+        let data_dir = raw.data_dir.unwrap_or_else(|| DEFAULT_DATA_DIR.to_string());
+        validate::absolute_path("dataDir", &data_dir)?;
 
         Ok(SriovConf {
             device_id,

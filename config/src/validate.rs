@@ -76,8 +76,6 @@ pub fn ifname(field: &str, name: &str) -> Result<(), ConfigError> {
 /// A DNS-1123 label (`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`, at most 63): Kubernetes
 /// namespace and NetworkAttachmentDefinition names.
 pub fn dns1123_label(field: &str, name: &str) -> Result<(), ConfigError> {
-    let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
-    let bytes = name.as_bytes();
     if name.is_empty() || name.len() > 63 {
         return Err(ConfigError::invalid(
             field,
@@ -85,12 +83,35 @@ pub fn dns1123_label(field: &str, name: &str) -> Result<(), ConfigError> {
             "must be 1-63 characters (DNS-1123 label)",
         ));
     }
-    let first_last_ok = ok_char(bytes[0] as char) && ok_char(bytes[bytes.len() - 1] as char);
-    if !first_last_ok || !name.chars().all(|c| ok_char(c) || c == '-') {
+    if !label_chars_ok(name) {
         return Err(ConfigError::invalid(
             field,
             name,
             "must be lower-case letters, digits and '-', starting and ending with a letter or digit (DNS-1123 label)",
+        ));
+    }
+    Ok(())
+}
+
+/// The characters of one DNS-1123 label, whatever its length: non-empty,
+/// lower-case letters, digits and '-', starting and ending with a letter or digit.
+fn label_chars_ok(label: &str) -> bool {
+    let end_ok = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let b = label.as_bytes();
+    !b.is_empty()
+        && end_ok(b[0])
+        && end_ok(b[b.len() - 1])
+        && b.iter().all(|c| end_ok(*c) || *c == b'-')
+}
+
+/// An absolute path with no `..` component and no NUL: where a config may
+/// point a plugin's state, sockets or logs.
+pub fn absolute_path(field: &str, path: &str) -> Result<(), ConfigError> {
+    if !path.starts_with('/') || path.contains('\0') || path.split('/').any(|c| c == "..") {
+        return Err(ConfigError::invalid(
+            field,
+            path,
+            "must be an absolute path without '..'",
         ));
     }
     Ok(())
@@ -106,15 +127,7 @@ pub fn dns1123_subdomain(field: &str, name: &str) -> Result<(), ConfigError> {
             "must be 1-253 characters (DNS-1123 subdomain)",
         ));
     }
-    let label_ok = |l: &str| {
-        let b = l.as_bytes();
-        let end_ok = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
-        !b.is_empty()
-            && end_ok(b[0])
-            && end_ok(b[b.len() - 1])
-            && b.iter().all(|c| end_ok(*c) || *c == b'-')
-    };
-    if !name.split('.').all(label_ok) {
+    if !name.split('.').all(label_chars_ok) {
         return Err(ConfigError::invalid(
             field,
             name,

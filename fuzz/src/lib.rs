@@ -8,7 +8,6 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use serde_json::{Map, Value};
 use vfplex_config::annotations::{
     format_network_status, format_networks, parse_default_network, parse_network_status,
     parse_networks,
@@ -116,12 +115,7 @@ pub fn plugin_configs(data: &[u8]) {
     let _ = SriovConf::from_netconf(&c);
     let _ = MetaConf::from_netconf(&c);
     let _ = vfplex_config::gc::valid_attachments(&c);
-    if let Some(Value::Object(m)) = c.extra.get("runtimeConfig") {
-        let _ = vfplex_config::runtime_config::RuntimeConfig::from_map(m);
-    }
-    let _ = vfplex_config::runtime_config::RuntimeConfig::from_map(
-        &c.runtime_config.clone().unwrap_or_else(Map::new),
-    );
+    let _ = c.runtime_config();
 }
 
 /// `CNI_ARGS` (`K=V;K=V`).

@@ -47,23 +47,20 @@ fn direct(n: &Node, command: &str, confs: &[(Value, &str)], id: &str) {
     }
 }
 
-fn stats(v: &mut [Duration]) -> (f64, f64, f64) {
-    (
-        percentile_ms(v, 50.0),
-        percentile_ms(v, 10.0),
-        percentile_ms(v, 90.0),
-    )
-}
-
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// Median, p10 and p90 of paired differences (ms; may be negative).
-fn diff_stats(v: &mut [f64]) -> (f64, f64, f64) {
+/// One table row: median, p10 and p90 of `v` (ms; differences may be
+/// negative). No row when `v` is empty (a set-up the plugin cannot do).
+fn row(name: &str, v: &mut [f64]) {
+    if v.is_empty() {
+        return;
+    }
     v.sort_by(f64::total_cmp);
     let at = |p: usize| v[(v.len() - 1) * p / 100];
-    (at(50), at(10), at(90))
+    let (m, lo, hi) = (at(50), at(10), at(90));
+    println!("{name:<40} {m:>7.2}ms {lo:>7.2}ms {hi:>7.2}ms");
 }
 
 fn max_rss_kib_children() -> i64 {
@@ -162,9 +159,9 @@ fn main() {
             let v = timed_add(&id, &meta);
             let a = timed_add(&format!("api-{i}"), &api_meta);
             if i >= 20 {
-                direct.push(d);
+                direct.push(ms(d));
                 if let Some(v) = v {
-                    via.push(v);
+                    via.push(ms(v));
                     over.push(ms(v) - ms(d));
                 }
                 if let Some(a) = a {
@@ -176,24 +173,10 @@ fn main() {
             "{:<40} {:>9} {:>9} {:>9}",
             "meta plugin, 3 no-op delegates", "median", "p10", "p90"
         );
-        for (name, v) in [
-            ("the 3 delegates exec'd directly", &mut direct),
-            ("vfplex ADD (no API server)", &mut via),
-        ] {
-            if !v.is_empty() {
-                let (m, lo, hi) = stats(v);
-                println!("{name:<40} {m:>7.2}ms {lo:>7.2}ms {hi:>7.2}ms");
-            }
-        }
-        for (name, v) in [
-            ("own overhead ADD (no API server)", &mut over),
-            ("own overhead ADD (loopback API)", &mut over_api),
-        ] {
-            if !v.is_empty() {
-                let (m, lo, hi) = diff_stats(v);
-                println!("{name:<40} {m:>7.2}ms {lo:>7.2}ms {hi:>7.2}ms");
-            }
-        }
+        row("the 3 delegates exec'd directly", &mut direct);
+        row("vfplex ADD (no API server)", &mut via);
+        row("own overhead ADD (no API server)", &mut over);
+        row("own overhead ADD (loopback API)", &mut over_api);
         rss
     };
     if std::env::var_os("VFPLEX_BENCH_OVERHEAD_ONLY").is_some() {
@@ -229,10 +212,10 @@ fn main() {
         direct(&n, "DEL", &confs, &id);
         let ddel = t.elapsed();
         if i >= 3 {
-            m_add.push(add);
-            m_del.push(del);
-            d_add.push(dadd);
-            d_del.push(ddel);
+            m_add.push(ms(add));
+            m_del.push(ms(del));
+            d_add.push(ms(dadd));
+            d_del.push(ms(ddel));
             over_add.push(ms(add) - ms(dadd));
             over_del.push(ms(del) - ms(ddel));
         }
@@ -241,22 +224,12 @@ fn main() {
         "{:<40} {:>9} {:>9} {:>9}",
         "meta plugin, 3 networks (bridge)", "median", "p10", "p90"
     );
-    for (name, v) in [
-        ("vfplex ADD", &mut m_add),
-        ("direct delegates ADD", &mut d_add),
-        ("vfplex DEL", &mut m_del),
-        ("direct delegates DEL", &mut d_del),
-    ] {
-        let (m, lo, hi) = stats(v);
-        println!("{name:<40} {m:>7.2}ms {lo:>7.2}ms {hi:>7.2}ms");
-    }
-    for (name, v) in [
-        ("own overhead ADD (paired difference)", &mut over_add),
-        ("own overhead DEL (paired difference)", &mut over_del),
-    ] {
-        let (m, lo, hi) = diff_stats(v);
-        println!("{name:<40} {m:>7.2}ms {lo:>7.2}ms {hi:>7.2}ms");
-    }
+    row("vfplex ADD", &mut m_add);
+    row("direct delegates ADD", &mut d_add);
+    row("vfplex DEL", &mut m_del);
+    row("direct delegates DEL", &mut d_del);
+    row("own overhead ADD (paired difference)", &mut over_add);
+    row("own overhead DEL (paired difference)", &mut over_del);
     println!(
         "{:<40} {:>7.1}MiB",
         "peak RSS of vfplex (3 networks)",

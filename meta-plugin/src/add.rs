@@ -216,15 +216,16 @@ pub fn delegates(ctx: &Ctx, req: &Request, pod: &Pod) -> Result<Vec<Delegate>, M
             device_id = map.get(res).and_then(|ids| ids.get(*i)).cloned();
             *i += 1;
         }
-        let device_id = device_id.or(sel.device_id.clone());
         if let Some(id) = &device_id {
             // kubelet's IDs come from whatever device plugin served the
-            // resource; they become config values and file names here.
+            // resource; they become config values and file names here. (The
+            // annotation's own deviceID was checked when it was parsed.)
             validate::device_id("deviceID", id).map_err(|e| MetaError::Network {
                 network: format!("{ns}/{}", sel.name),
                 reason: e.to_string(),
             })?;
         }
+        let device_id = device_id.or(sel.device_id.clone());
         let mut runtime = selection_runtime(&sel);
         if let Some(id) = &device_id {
             runtime.insert("deviceID".into(), Value::String(id.clone()));

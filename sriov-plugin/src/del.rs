@@ -7,7 +7,6 @@ use std::path::Path;
 
 use vfplex_cni::netns::NetNs;
 use vfplex_cni::Request;
-use vfplex_config::sriov::{SriovConf, DEFAULT_DATA_DIR};
 
 use crate::error::SriovError;
 use crate::release;
@@ -15,18 +14,7 @@ use crate::state::{StateError, Store};
 use crate::SriovPlugin;
 
 pub fn del(plugin: &SriovPlugin, req: &Request) -> Result<(), SriovError> {
-    // A config that no longer validates must not block cleanup: use the default
-    // state directory then, and say so.
-    let data_dir = match SriovConf::from_netconf(&req.conf)
-        .and_then(|c| crate::state::checked_data_dir(&c.data_dir))
-    {
-        Ok(d) => d.display().to_string(),
-        Err(e) => {
-            tracing::warn!("DEL with an invalid config ({e}); using {DEFAULT_DATA_DIR}");
-            DEFAULT_DATA_DIR.to_string()
-        }
-    };
-    let store = Store::new(&data_dir);
+    let store = Store::for_cleanup(&req.conf);
     let mut problems = Vec::new();
     let ipam_del = |problems: &mut Vec<String>| {
         if let Some(t) = req.conf.ipam_type() {

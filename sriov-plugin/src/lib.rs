@@ -17,7 +17,6 @@ pub use vfplex_cni::netlink;
 use vfplex_cni::sysfs::Sysfs;
 use vfplex_cni::{Plugin, Request};
 use vfplex_config::gc::valid_attachments;
-use vfplex_config::sriov::{SriovConf, DEFAULT_DATA_DIR};
 use vfplex_config::{CniResult, ErrorCode};
 
 pub use error::SriovError;
@@ -83,11 +82,7 @@ impl Plugin for SriovPlugin {
         let Some(valid) = valid_attachments(&req.conf)? else {
             return Ok(());
         };
-        let data_dir = SriovConf::from_netconf(&req.conf)
-            .and_then(|c| state::checked_data_dir(&c.data_dir))
-            .map(|d| d.display().to_string())
-            .unwrap_or_else(|_| DEFAULT_DATA_DIR.into());
-        let store = state::Store::new(&data_dir);
+        let store = state::Store::for_cleanup(&req.conf);
         let mut problems = Vec::new();
         for saved in store.list() {
             let listed = valid

@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
-use vfplex_config::sriov::SriovConf;
+use vfplex_config::sriov::{SriovConf, DEFAULT_DATA_DIR};
 use vfplex_config::validate;
-use vfplex_config::ConfigError;
+use vfplex_config::{ConfigError, NetConf};
 
 use crate::vf::VfPfState;
 
@@ -159,6 +159,23 @@ pub fn checked_data_dir(dir: &str) -> Result<PathBuf, ConfigError> {
 impl Store {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Store { dir: dir.into() }
+    }
+
+    /// The store a parsed config names (its `dataDir`, if it may be used).
+    pub fn for_conf(conf: &SriovConf) -> Result<Store, ConfigError> {
+        Ok(Store::new(checked_data_dir(&conf.data_dir)?))
+    }
+
+    /// The store for cleanup (DEL, GC): the config's, or the default one when
+    /// the config no longer validates — that must not block cleanup — saying so.
+    pub fn for_cleanup(conf: &NetConf) -> Store {
+        match SriovConf::from_netconf(conf).and_then(|c| Store::for_conf(&c)) {
+            Ok(store) => store,
+            Err(e) => {
+                tracing::warn!("invalid config ({e}); using {DEFAULT_DATA_DIR}");
+                Store::new(DEFAULT_DATA_DIR)
+            }
+        }
     }
 
     pub fn dir(&self) -> &Path {

@@ -175,18 +175,7 @@ impl Node {
 
     /// Interface names in the pod.
     pub fn links(&self) -> Vec<String> {
-        let out = Command::new("ip")
-            .args(["-n", &self.netns, "-o", "link", "show"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| {
-                l.split(": ")
-                    .nth(1)
-                    .map(|n| n.split('@').next().unwrap_or(n).to_string())
-            })
-            .collect()
+        links_in(&self.netns)
     }
 
     /// IP leases host-local still holds.
@@ -215,6 +204,22 @@ impl Drop for Node {
                 .output();
         }
     }
+}
+
+/// Interface names in network namespace `netns` (without `@peer`).
+pub fn links_in(netns: &str) -> Vec<String> {
+    let out = Command::new("ip")
+        .args(["-n", netns, "-o", "link", "show"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            l.split(": ")
+                .nth(1)
+                .map(|n| n.split('@').next().unwrap_or(n).to_string())
+        })
+        .collect()
 }
 
 pub fn pod_annotations(networks: &str) -> Value {

@@ -85,17 +85,8 @@ fn one_pod(node: &Node, conf: &Value, ns: &str, w: usize, cycles: usize) -> Loop
 pub fn leftovers(node: &Node, netns: &[String]) -> Vec<String> {
     let mut left = Vec::new();
     for ns in netns {
-        let out = Command::new("ip")
-            .args(["-n", ns, "-o", "link", "show"])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
-            .unwrap_or_default();
-        for line in out.lines() {
-            if let Some(name) = line.split(": ").nth(1) {
-                if name != "lo" {
-                    left.push(format!("interface {name} in {ns}"));
-                }
-            }
+        for name in super::links_in(ns).into_iter().filter(|n| n != "lo") {
+            left.push(format!("interface {name} in {ns}"));
         }
     }
     left.extend(node.leases().into_iter().map(|l| format!("lease {l}")));
