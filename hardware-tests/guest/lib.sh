@@ -104,6 +104,24 @@ lab_wait_carrier() {
     [ "$(cat "/sys/class/net/$1/carrier" 2>/dev/null)" = 1 ]
 }
 
+# lab_wait_healthy OUT RESOURCE N [TENTHS]: wait until the kubelet stand-in's
+# latest list for RESOURCE (in its output file OUT) advertises N Healthy
+# devices; prints that list. igb quirk: a sriov_numvfs write resets the PF, so
+# its carrier drops for a moment after the VFs appear; VFs listed while it is
+# down are rightly Unhealthy and turn Healthy on the carrier event.
+lab_wait_healthy() {
+    i=0
+    while :; do
+        L=$(grep "^LIST $2 " "$1" 2>/dev/null | tail -1)
+        [ "$(echo "$L" | tr ' ' '\n' | grep -c '=Healthy$')" -eq "$3" ] && break
+        [ $i -ge "${4:-100}" ] && break
+        sleep 0.1
+        i=$((i + 1))
+    done
+    echo "$L"
+    [ "$(echo "$L" | tr ' ' '\n' | grep -c '=Healthy$')" -eq "$3" ]
+}
+
 # retry TENTHS CMD...: run CMD until it succeeds, at most TENTHS times 0.1 s apart.
 # For NIC quirks with no event to wait for, e.g. igb refusing VF rates (EINVAL)
 # until the reset that follows a sriov_numvfs change has brought the link back.

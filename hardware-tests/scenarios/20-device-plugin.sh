@@ -20,8 +20,10 @@ DPID=$!
 i=0
 while ! grep -q "^LIST intel.com/lab_igb" /tmp/kubelet.out 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
 check registered grep -q "^REGISTER intel.com/lab_igb vfplex-intel.com_lab_igb.sock" /tmp/kubelet.out
-L=$(grep "^LIST intel.com/lab_igb" /tmp/kubelet.out | tail -1)
-say "LISTED $L"
+# The VFs may first be listed Unhealthy while the PF's carrier is still coming
+# back from the sriov_numvfs reset; they must turn Healthy once it is up.
+L=$(lab_wait_healthy /tmp/kubelet.out intel.com/lab_igb 3 100)
+say "LISTED $L (after $(grep -c "^LIST intel.com/lab_igb" /tmp/kubelet.out) lists, carrier $(cat /sys/class/net/$PF/carrier 2>/dev/null))"
 for v in 0 1 2; do
     check "vf$v-advertised-healthy" contains "$L" "$(lab_vf_pci "$PF" $v)=Healthy"
 done
@@ -47,10 +49,7 @@ measure pf_down_command_to_update_ms "$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf
 # timestamp itself forks under TCG): that reads as 0.
 measure health_to_update_ms "$(awk -v a="$t0b" -v b="$t1" 'BEGIN {d = (b - a) / 1000; printf "%.1f", d < 0 ? 0 : d}')"
 ip link set "$PF" up
-lab_wait_carrier "$PF" 50 || true
-i=0
-while ! grep "^LIST intel.com/lab_igb" /tmp/kubelet.out | tail -1 | grep -q "=Healthy" && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
-check pf-up-healthy-again contains "$(grep "^LIST intel.com/lab_igb" /tmp/kubelet.out | tail -1)" "=Healthy"
+check pf-up-healthy-again lab_wait_healthy /tmp/kubelet.out intel.com/lab_igb 3 100
 kill -TERM $DPID
 wait $DPID
 check sigterm-clean-exit test $? -eq 0

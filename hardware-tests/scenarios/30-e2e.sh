@@ -24,8 +24,7 @@ vfplex-device-plugin >/tmp/e2e-dp.out 2>&1 &
 DPID=$!
 i=0
 while ! grep -q "^LIST intel.com/lab_vfs" /tmp/e2e-kubelet.out && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
-L=$(grep "^LIST intel.com/lab_vfs" /tmp/e2e-kubelet.out | tail -1)
-check four-vfs-advertised test "$(echo "$L" | tr ' ' '\n' | grep -c '=Healthy')" -eq 4
+check four-vfs-advertised lab_wait_healthy /tmp/e2e-kubelet.out intel.com/lab_vfs 4 100
 SOCK=$DP/vfplex-intel.com_lab_vfs.sock
 VF_A=$(lab_vf_pci "$PF" 1)
 VF_B=$(lab_vf_pci "$PF" 2)
