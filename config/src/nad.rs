@@ -108,8 +108,8 @@ impl NetworkAttachmentDefinition {
         let Some(raw) = self.spec.config.as_deref().filter(|s| !s.trim().is_empty()) else {
             return Ok(None);
         };
-        let mut v: Value = serde_json::from_str(raw)
-            .map_err(|e| ConfigError::decode("NetworkAttachmentDefinition spec.config", e))?;
+        let mut v: Value =
+            serde_json::from_str(raw).map_err(|e| ConfigError::decode("spec.config", e))?;
         if let Value::Object(obj) = &mut v {
             let blank = obj
                 .get("name")

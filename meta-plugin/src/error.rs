@@ -35,6 +35,14 @@ pub enum MetaError {
         ns: String,
         name: String,
     },
+    /// A NAD that is there but unusable: its object or its `spec.config`.
+    #[error("NetworkAttachmentDefinition {ns}/{name}: {source}")]
+    BadNad {
+        ns: String,
+        name: String,
+        #[source]
+        source: ConfigError,
+    },
     #[error("network {ns}/{name}: pod namespace {pod_ns} may not use it (namespaceIsolation)")]
     Isolated {
         ns: String,
@@ -61,7 +69,7 @@ pub enum MetaError {
 impl MetaError {
     pub fn code(&self) -> ErrorCode {
         match self {
-            MetaError::Config(c) => c.code(),
+            MetaError::Config(c) | MetaError::BadNad { source: c, .. } => c.code(),
             MetaError::Kube(KubeError::Unavailable { .. }) => ErrorCode::TryAgainLater,
             MetaError::NotReady(_) => ErrorCode::TryAgainLater,
             MetaError::Kube(_) => ErrorCode::Internal,

@@ -66,9 +66,16 @@ impl Resolver<'_> {
     ) -> Result<Option<NetworkAttachmentDefinition>, MetaError> {
         validate::dns1123_label("NAD namespace", ns)?;
         validate::dns1123_label("NAD name", name)?;
+        let bad = |source| MetaError::BadNad {
+            ns: ns.into(),
+            name: name.into(),
+            source,
+        };
         if let Some(kube) = self.kube {
             return match kube.get_nad(ns, name)? {
-                Some(v) => Ok(Some(NetworkAttachmentDefinition::from_value(v)?)),
+                Some(v) => Ok(Some(
+                    NetworkAttachmentDefinition::from_value(v).map_err(bad)?,
+                )),
                 None => Ok(None),
             };
         }
@@ -84,14 +91,15 @@ impl Resolver<'_> {
         })?;
         // A NAD object, or just its CNI config.
         let nad = if v.get("kind").is_some() {
-            NetworkAttachmentDefinition::from_value(v)?
+            NetworkAttachmentDefinition::from_value(v).map_err(bad)?
         } else {
             NetworkAttachmentDefinition::from_value(serde_json::json!({
                 "apiVersion": "k8s.cni.cncf.io/v1",
                 "kind": "NetworkAttachmentDefinition",
                 "metadata": {"name": name, "namespace": ns},
                 "spec": {"config": v.to_string()}
-            }))?
+            }))
+            .map_err(bad)?
         };
         Ok(Some(nad))
     }
@@ -99,7 +107,12 @@ impl Resolver<'_> {
     /// The NAD's CNI config: `spec.config`, or the `confDir` file whose network
     /// name is the NAD's name.
     pub fn nad_config(&self, nad: &NetworkAttachmentDefinition) -> Result<NetConfList, MetaError> {
-        if let Some(cfg) = nad.cni_config()? {
+        let cfg = nad.cni_config().map_err(|source| MetaError::BadNad {
+            ns: nad.metadata.namespace.clone().unwrap_or_default(),
+            name: nad.metadata.name.clone(),
+            source,
+        })?;
+        if let Some(cfg) = cfg {
             return Ok(cfg.into_list());
         }
         self.conf_by_name(&nad.metadata.name)?

@@ -97,12 +97,24 @@ fn cases() -> Vec<Case> {
         (json!("other/net-b"), "namespaceIsolation"),
         // A NAD whose device ID from kubelet's checkpoint is a path.
         (json!("net-dev"), "../../../tmp/evil"),
+        // NADs whose config would make us exec something outside CNI_PATH.
+        (
+            json!("bad-type"),
+            "default/bad-type: invalid spec.config.type \"../../../bin/sh\"",
+        ),
+        (json!("bad-ipam"), "/bin/sh"),
+        (json!("bad-chain"), "plugins[1].type"),
     ] {
         v.push(Case {
             networks: nets.clone(),
             ..case(&format!("networks {nets}"), 7, culprit)
         });
     }
+    // A NAD whose config is not JSON: code 6, naming the NAD.
+    v.push(Case {
+        networks: json!("bad-json"),
+        ..case("networks bad-json", 6, "default/bad-json")
+    });
     v
 }
 
@@ -120,6 +132,24 @@ fn hostile_names_get_an_error_and_change_nothing() {
         &n.bridge("net-dev", "vfd", "10.93.0.0/24", "1.0.0"),
         Some("intel.com/sriov_a"),
     );
+    let mut bad = n.bridge("bad-type", "vfx", "10.92.0.0/24", "1.0.0");
+    bad["type"] = json!("../../../bin/sh");
+    n.write_nad("default", "bad-type", &bad, None);
+    let mut bad = n.bridge("bad-ipam", "vfx", "10.92.0.0/24", "1.0.0");
+    bad["ipam"]["type"] = json!("/bin/sh");
+    n.write_nad("default", "bad-ipam", &bad, None);
+    let chain = json!({"cniVersion": "1.0.0", "name": "bad-chain", "plugins": [
+        n.bridge("bad-chain", "vfx", "10.92.0.0/24", "1.0.0"),
+        {"type": "tuning/../../../../bin/sh"}]});
+    n.write_nad("default", "bad-chain", &chain, None);
+    std::fs::write(
+        n.path("nads/default/bad-json.json"),
+        json!({"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+               "metadata": {"name": "bad-json", "namespace": "default"},
+               "spec": {"config": "{\"cniVersion\": \"1.0.0\", \"type\": "}})
+        .to_string(),
+    )
+    .unwrap();
     let ckpt = n.path("kubelet_internal_checkpoint");
     std::fs::write(
         &ckpt,
