@@ -41,7 +41,7 @@ pub enum MetaError {
         ns: String,
         name: String,
         #[source]
-        source: ConfigError,
+        source: Box<ConfigError>,
     },
     #[error("network {ns}/{name}: pod namespace {pod_ns} may not use it (namespaceIsolation)")]
     Isolated {
@@ -69,7 +69,8 @@ pub enum MetaError {
 impl MetaError {
     pub fn code(&self) -> ErrorCode {
         match self {
-            MetaError::Config(c) | MetaError::BadNad { source: c, .. } => c.code(),
+            MetaError::Config(c) => c.code(),
+            MetaError::BadNad { source, .. } => source.code(),
             MetaError::Kube(KubeError::Unavailable { .. }) => ErrorCode::TryAgainLater,
             MetaError::NotReady(_) => ErrorCode::TryAgainLater,
             MetaError::Kube(_) => ErrorCode::Internal,

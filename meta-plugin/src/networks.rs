@@ -69,7 +69,7 @@ impl Resolver<'_> {
         let bad = |source| MetaError::BadNad {
             ns: ns.into(),
             name: name.into(),
-            source,
+            source: Box::new(source),
         };
         if let Some(kube) = self.kube {
             return match kube.get_nad(ns, name)? {
@@ -110,7 +110,7 @@ impl Resolver<'_> {
         let cfg = nad.cni_config().map_err(|source| MetaError::BadNad {
             ns: nad.metadata.namespace.clone().unwrap_or_default(),
             name: nad.metadata.name.clone(),
-            source,
+            source: Box::new(source),
         })?;
         if let Some(cfg) = cfg {
             return Ok(cfg.into_list());
