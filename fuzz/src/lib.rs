@@ -37,6 +37,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("kubelet_checkpoint", kubelet_checkpoint),
     ("kubeconfig", kubeconfig),
     ("sysfs", sysfs),
+    ("kubelet_rpc", kubelet_rpc),
 ];
 
 /// CNI configs and conflists; what parses must serialize and parse again.
@@ -208,6 +209,109 @@ pub fn sysfs(data: &[u8]) {
         }
     }
     let _ = vfplex_cni::sysfs::Sysfs::new(root.join("sys")).vf("0000:01:10.0");
+}
+
+/// What kubelet sends over gRPC, decoded from the protobuf wire format as
+/// tonic would: the first byte picks the message — the device plugin's
+/// `AllocateRequest` or `PreferredAllocationRequest`, or the PodResources
+/// `ListPodResourcesResponse` the meta plugin reads — the rest is its
+/// encoding. Decoded messages go through the code that answers them.
+pub fn kubelet_rpc(data: &[u8]) {
+    use prost::Message;
+    use vfplex_device_plugin::allocate;
+    use vfplex_device_plugin::api::{AllocateRequest, PreferredAllocationRequest};
+    use vfplex_meta_plugin::podresources::{api::ListPodResourcesResponse, devices_of};
+    let Some((which, wire)) = data.split_first() else {
+        return;
+    };
+    let (config, devices) = rpc_pool();
+    match which % 3 {
+        0 => {
+            let Ok(req) = AllocateRequest::decode(wire) else {
+                return;
+            };
+            for c in &req.container_requests {
+                if let Ok(r) =
+                    allocate::container_response(config, "intel.com", devices, &c.devices_ids)
+                {
+                    assert!(
+                        c.devices_ids.iter().all(|id| devices.contains_key(id)),
+                        "only pool devices are allocated"
+                    );
+                    let _ = r.encode_to_vec();
+                }
+            }
+        }
+        1 => {
+            let Ok(req) = PreferredAllocationRequest::decode(wire) else {
+                return;
+            };
+            for c in &req.container_requests {
+                let size = usize::try_from(c.allocation_size).unwrap_or(0);
+                let picked = allocate::preferred(
+                    &c.available_device_i_ds,
+                    &c.must_include_device_i_ds,
+                    size,
+                    devices,
+                );
+                assert!(picked.len() <= size, "no more than asked for");
+            }
+        }
+        _ => {
+            let Ok(list) = ListPodResourcesResponse::decode(wire) else {
+                return;
+            };
+            for (ns, name) in [("default", "pod-a"), ("", "")] {
+                for ids in devices_of(&list, ns, name).values() {
+                    for id in ids {
+                        let _ = vfplex_config::validate::device_id("deviceID", id);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A pool of four VFs on two PFs and two NUMA nodes, one of them on vfio-pci,
+/// with `needVhostNet` and `additionalInfo`: every branch Allocate has.
+fn rpc_pool() -> &'static (
+    vfplex_config::device_plugin::ResourceConfig,
+    std::collections::BTreeMap<String, vfplex_device_plugin::discovery::PciDevice>,
+) {
+    use vfplex_device_plugin::discovery::PciDevice;
+    static POOL: OnceLock<(
+        vfplex_config::device_plugin::ResourceConfig,
+        std::collections::BTreeMap<String, PciDevice>,
+    )> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let text = br#"{"resourceList": [{"resourceName": "sriov_a",
+            "selectors": {"vendors": ["8086"], "needVhostNet": true},
+            "additionalInfo": {"*": {"k": "v"}}}]}"#;
+        let config = ResourceConfigList::from_slice(text, "intel.com")
+            .expect("the fixture pool config")
+            .resource_list
+            .remove(0);
+        let devices = [
+            ("0000:03:02.0", "0000:03:00.0", 0, None),
+            ("0000:03:02.1", "0000:03:00.0", 1, Some("17")),
+            ("0000:04:02.0", "0000:04:00.0", 0, None),
+            ("0000:04:02.1", "0000:04:00.0", 1, None),
+        ]
+        .into_iter()
+        .map(|(pci, pf, numa, group)| {
+            let d = PciDevice {
+                pci: pci.into(),
+                pf_pci: Some(pf.into()),
+                numa_node: Some(numa),
+                driver: Some(if group.is_some() { "vfio-pci" } else { "iavf" }.into()),
+                iommu_group: group.map(Into::into),
+                ..Default::default()
+            };
+            (pci.to_string(), d)
+        })
+        .collect();
+        (config, devices)
+    })
 }
 
 fn scratch() -> &'static Path {

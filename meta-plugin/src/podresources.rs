@@ -49,24 +49,35 @@ pub fn pod_devices(
                 .await
                 .map_err(|s| format!("PodResources List: {}", s.message()))?
                 .into_inner();
-            let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-            for pod in list
-                .pod_resources
-                .iter()
-                .filter(|p| p.namespace == namespace && p.name == name)
-            {
-                for c in &pod.containers {
-                    for d in &c.devices {
-                        out.entry(d.resource_name.clone())
-                            .or_default()
-                            .extend(d.device_ids.iter().cloned());
-                    }
-                }
-            }
-            Ok(out)
+            Ok(devices_of(&list, namespace, name))
         };
         tokio::time::timeout(timeout, call)
             .await
             .map_err(|_| format!("PodResources did not answer within {timeout:?}"))?
     })
+}
+
+/// The device IDs of pod `namespace/name` in a PodResources `List` answer, per
+/// resource name, in kubelet's order across the pod's containers. The IDs are
+/// kubelet's words, not yet checked: the caller validates each one it uses.
+pub fn devices_of(
+    list: &api::ListPodResourcesResponse,
+    namespace: &str,
+    name: &str,
+) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for pod in list
+        .pod_resources
+        .iter()
+        .filter(|p| p.namespace == namespace && p.name == name)
+    {
+        for c in &pod.containers {
+            for d in &c.devices {
+                out.entry(d.resource_name.clone())
+                    .or_default()
+                    .extend(d.device_ids.iter().cloned());
+            }
+        }
+    }
+    out
 }
