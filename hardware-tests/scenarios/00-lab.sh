@@ -27,7 +27,7 @@ ip -n lab-b addr add 10.56.0.11/24 dev net1
 ip -n lab-a link set net1 up
 ip -n lab-b link set net1 up
 i=0
-while [ "$(ip netns exec lab-a cat /sys/class/net/net1/carrier 2>/dev/null)" != 1 ] && [ $i -lt 50 ]; do
+while [ "$(ip netns exec lab-a cat /sys/class/net/net1/carrier 2>/dev/null)" != 1 ] && [ $i -lt 100 ]; do
     sleep 0.1
     i=$((i + 1))
 done
@@ -37,7 +37,7 @@ check ping-vf-to-vf ip netns exec lab-a ping -c 3 -W 2 10.56.0.11
 ip netns del lab-a
 ip netns del lab-b
 i=0
-while [ -z "$(lab_vf_netdev "$PF" 3)" ] && [ $i -lt 50 ]; do
+while [ -z "$(lab_vf_netdev "$PF" 3)" ] && [ $i -lt 100 ]; do
     sleep 0.1
     i=$((i + 1))
 done

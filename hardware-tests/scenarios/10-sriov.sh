@@ -7,7 +7,7 @@
 PF=$(lab_first_pf)
 ip link set "$PF" up
 check create-4-vfs lab_create_vfs "$PF" 4
-lab_wait_carrier "$PF" 50 || true
+lab_wait_carrier "$PF" 100 || true
 DATA=/var/lib/cni/sriov
 SUBNET_STATE=/var/lib/cni/networks/sriov-net
 
@@ -26,7 +26,7 @@ ip netns add pod-c
 
 # --- ADD with every attribute, read back ---------------------------------
 # igb takes VF rates only once the PF's link is back from the VF-creation reset.
-retry 50 ip link set "$PF" vf 3 max_tx_rate 100 >/dev/null
+retry 100 ip link set "$PF" vf 3 max_tx_rate 100 >/dev/null
 ip link set "$PF" vf 3 max_tx_rate 0
 
 RA=$(conf "$V0" 02:00:00:00:0a:01 | cni sriov ADD ctr-a /var/run/netns/pod-a net1)
@@ -53,7 +53,7 @@ RB=$(conf "$V1" 02:00:00:00:0a:02 | cni sriov ADD ctr-b /var/run/netns/pod-b net
 check add-b-ok contains "$RB" '"interfaces":[{"name":"net1"'
 IPB=$(ip_of "$RB")
 i=0
-while [ "$(ip netns exec pod-a cat /sys/class/net/net1/carrier 2>/dev/null)" != 1 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+while [ "$(ip netns exec pod-a cat /sys/class/net/net1/carrier 2>/dev/null)" != 1 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
 check ping-a-to-b ip netns exec pod-a ping -c 3 -W 2 "$IPB"
 
 # --- VLAN and QoS land on the PF; a 1.1.0 config gets pciID and mtu back,
@@ -110,7 +110,7 @@ check del-a-again test $? -eq 0 -a -z "$OUT"
 # --- DEL after the namespace is gone ----------------------------------------
 ip netns del pod-b
 i=0
-while [ -z "$(lab_vf_netdev "$PF" 1)" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+while [ -z "$(lab_vf_netdev "$PF" 1)" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
 OUT=$(conf "$V1" 02:00:00:00:0a:02 | cni sriov DEL ctr-b /var/run/netns/pod-b net1)
 check del-b-no-netns test $? -eq 0 -a -z "$OUT"
 check b-name-restored test -e "/sys/class/net/$N1"

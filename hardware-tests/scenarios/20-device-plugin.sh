@@ -14,7 +14,7 @@ CFG
 vfplex-kubelet serve "$DP" >/tmp/kubelet.out 2>/tmp/kubelet.err &
 KPID=$!
 i=0
-while [ ! -S "$DP/kubelet.sock" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+while [ ! -S "$DP/kubelet.sock" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
 vfplex-device-plugin >/tmp/dp.out 2>/tmp/dp.err &
 DPID=$!
 i=0
@@ -37,7 +37,7 @@ ip link set "$PF" down
 # on the latency is the device plugin's (netlink event, rescan, ListAndWatch).
 t0b=$(now_us)
 i=0
-while ! grep "^LIST intel.com/lab_igb" /tmp/kubelet.out | tail -1 | grep -q Unhealthy && [ $i -lt 100 ]; do sleep 0.02; i=$((i + 1)); done
+while ! grep "^LIST intel.com/lab_igb" /tmp/kubelet.out | tail -1 | grep -q Unhealthy && [ $i -lt 250 ]; do sleep 0.02; i=$((i + 1)); done
 L=$(grep "^LIST intel.com/lab_igb" /tmp/kubelet.out | tail -1)
 check pf-down-unhealthy contains "$L" "$(lab_vf_pci "$PF" 1)=Unhealthy"
 # The first update after t0 that says Unhealthy (later ones follow as the VFs

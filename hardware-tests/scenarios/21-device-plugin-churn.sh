@@ -14,7 +14,7 @@ CFG
 vfplex-kubelet serve "$DP" >/tmp/churn-kubelet.out 2>/dev/null &
 KPID=$!
 i=0
-while [ ! -S "$DP/kubelet.sock" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+while [ ! -S "$DP/kubelet.sock" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
 vfplex-device-plugin >/tmp/churn-dp.out 2>/tmp/churn-dp.err &
 DPID=$!
 

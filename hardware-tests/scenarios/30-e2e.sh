@@ -7,7 +7,7 @@
 PF=$(lab_first_pf)
 ip link set "$PF" up
 check create-4-vfs lab_create_vfs "$PF" 4
-retry 50 ip link set "$PF" vf 3 max_tx_rate 100 >/dev/null
+retry 100 ip link set "$PF" vf 3 max_tx_rate 100 >/dev/null
 ip link set "$PF" vf 3 max_tx_rate 0
 names_before=$(for v in 0 1 2 3; do lab_vf_netdev "$PF" $v; done | tr '\n' ' ')
 DP=/var/lib/kubelet/device-plugins
@@ -19,7 +19,7 @@ CFG
 vfplex-kubelet serve "$DP" >/tmp/e2e-kubelet.out 2>&1 &
 KPID=$!
 i=0
-while [ ! -S "$DP/kubelet.sock" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+while [ ! -S "$DP/kubelet.sock" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
 vfplex-device-plugin >/tmp/e2e-dp.out 2>&1 &
 DPID=$!
 i=0
@@ -70,7 +70,7 @@ check pf-vlan-on-vf-a contains "$(ip link show "$PF" | grep "vf 1 ")" "vlan 100"
 IPB=$(ip -n pod-b -4 addr show net1 | awk '/inet / {print $2}' | cut -d/ -f1)
 say "NOTE pod-a net1 $(ip -n pod-a -4 addr show net1 | awk '/inet / {print $2}') pod-b net1 $IPB"
 i=0
-while [ "$(ip netns exec pod-a cat /sys/class/net/net1/carrier 2>/dev/null)" != 1 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+while [ "$(ip netns exec pod-a cat /sys/class/net/net1/carrier 2>/dev/null)" != 1 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
 check ping-a-to-b-over-vfs ip netns exec pod-a ping -c 3 -W 2 "$IPB"
 check ping-over-bridge ip netns exec pod-a ping -c 1 -W 2 "$(ip -n pod-b -4 addr show eth0 | awk '/inet / {print $2}' | cut -d/ -f1)"
 for pod in pod-a pod-b; do
