@@ -367,7 +367,10 @@ impl ResourceConfig {
             .and_then(Value::as_str)
             .ok_or_else(|| ConfigError::missing("resourceName"))?
             .to_string();
+        // kubelet takes `<prefix>/<name>` only as a qualified name, whose name
+        // part is at most 63 characters; it also becomes our socket's name.
         if resource_name.is_empty()
+            || resource_name.len() > 63
             || !resource_name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
@@ -375,7 +378,7 @@ impl ResourceConfig {
             return Err(ConfigError::invalid(
                 "resourceName",
                 &resource_name,
-                "must match ^[a-zA-Z0-9_-]+$",
+                "must match ^[a-zA-Z0-9_-]+$, at most 63 characters",
             ));
         }
         let resource_prefix = match obj.get("resourcePrefix") {

@@ -36,8 +36,9 @@ impl Default for GuestConfig {
         let timeout = std::env::var("VFPLEX_LAB_TIMEOUT")
             .ok()
             .and_then(|s| s.parse().ok())
-            // The whole suite takes 100-180 s under TCG on 2 cores.
-            .unwrap_or(420);
+            // The whole suite takes 120-190 s under TCG on 2 cores; a slow
+            // host has been seen at 1.5x that. Only a hung guest waits this out.
+            .unwrap_or(600);
         GuestConfig {
             second_pf: false,
             iommu: false,

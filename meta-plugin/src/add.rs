@@ -302,6 +302,12 @@ pub fn add(ctx: &Ctx, req: &Request) -> Result<CniResult, MetaError> {
     wait_ready(&ctx.conf)?;
     let pod = pod(req, ctx.kube.as_ref())?;
     let mut delegates = delegates(ctx, req, &pod)?;
+    // The pod's netns must be there before any delegate runs: the bridge
+    // plugin, for one, creates its bridge on the host before it opens the
+    // netns, and would leave it behind.
+    if let Some(path) = &req.netns {
+        vfplex_cni::netns::NetNs::open(path)?;
+    }
     let env = ctx.call_env(req);
     let call = env.call();
     let mut entry = Entry {

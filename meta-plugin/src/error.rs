@@ -12,6 +12,8 @@ pub enum MetaError {
     Config(#[from] ConfigError),
     #[error("{0}")]
     Kube(#[from] KubeError),
+    #[error("CNI_NETNS: {0}")]
+    NetNs(#[from] vfplex_cni::netns::NetNsError),
     #[error("CNI_ARGS lacks {0}: the meta plugin needs the pod's namespace and name")]
     NoPod(&'static str),
     #[error("CNI_ARGS {key}: {source}")]
@@ -73,6 +75,7 @@ impl MetaError {
             MetaError::BadNad { source, .. } => source.code(),
             MetaError::Kube(KubeError::Unavailable { .. }) => ErrorCode::TryAgainLater,
             MetaError::NotReady(_) => ErrorCode::TryAgainLater,
+            MetaError::NetNs(_) => ErrorCode::InvalidNetNs,
             MetaError::Kube(_) => ErrorCode::Internal,
             MetaError::NoPod(_) | MetaError::BadPodArg { .. } => ErrorCode::InvalidEnvironment,
             MetaError::PodNotFound { .. } => ErrorCode::UnknownContainer,

@@ -9,6 +9,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use common::*;
 use serde_json::{json, Value};
@@ -237,6 +238,30 @@ fn hostile_names_get_an_error_and_change_nothing() {
     }
     if n.links() != links_before || tree(n.dir.path()) != before {
         failures.push("host netns: something changed".into());
+    }
+    // A pod netns that is gone (or never was): ADD is refused with code 8
+    // naming it before any delegate runs — the bridge plugin would otherwise
+    // create its bridge on the host first — and DEL succeeds.
+    let gone = format!("/var/run/netns/vfplex-gone-{}", n.tag);
+    let host_links = || {
+        let out = Command::new("ip").args(["-o", "link", "show"]).output();
+        out.map(|o| String::from_utf8_lossy(&o.stdout).lines().count())
+            .unwrap_or_default()
+    };
+    let host_before = host_links();
+    let (code, v) = n.cni_in(&gone, "ADD", "ctr-gone", &conf, &[]);
+    if code != Some(1) || v["code"] != 8 || !v["msg"].to_string().contains(&gone) {
+        failures.push(format!("ADD in a missing netns: {v}"));
+    }
+    if host_links() != host_before {
+        failures.push("ADD in a missing netns: the host's links changed".into());
+    }
+    let (code, v) = n.cni_in(&gone, "DEL", "ctr-gone", &conf, &[]);
+    if code != Some(0) {
+        failures.push(format!("DEL in a missing netns: {v}"));
+    }
+    if tree(n.dir.path()) != before {
+        failures.push("missing netns: files changed".into());
     }
     assert!(!Path::new("/tmp/evil").exists());
     assert!(failures.is_empty(), "{failures:#?}");

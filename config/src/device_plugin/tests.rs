@@ -104,6 +104,14 @@ fn errors_name_entry_and_key() {
             "resourceName",
         ),
         (
+            json!({"resourceList": [{"resourceName": "../../x", "selectors": {}}]}),
+            "resourceName",
+        ),
+        (
+            json!({"resourceList": [{"resourceName": "r".repeat(64), "selectors": {}}]}),
+            "at most 63",
+        ),
+        (
             json!({"resourceList": [{"resourceName": "a"}]}),
             "resourceList[0] (a).selectors",
         ),
