@@ -146,7 +146,7 @@ pub fn delegates(ctx: &Ctx, req: &Request, pod: &Pod) -> Result<Vec<Delegate>, M
         conf: &ctx.conf,
         kube: ctx.kube.as_ref(),
     };
-    let (network, conf) = resolver.master(&pod.annotations, &pod.namespace)?;
+    let (network, conf) = resolver.master(&pod.annotations)?;
     // Kubelet's capability arguments go to the cluster network only.
     let mut runtime = req.conf.runtime_config.clone().unwrap_or_default();
     runtime.remove(POD_ANNOTATIONS_KEY);

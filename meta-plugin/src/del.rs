@@ -21,7 +21,7 @@ pub fn del(ctx: &Ctx, req: &Request) -> Result<(), MetaError> {
             conf: &ctx.conf,
             kube: None,
         };
-        match resolver.master(&Default::default(), "") {
+        match resolver.master(&Default::default()) {
             Ok((network, conf)) => {
                 let mut d = Delegate::empty_for(network, conf);
                 d.ifname = req.ifname.clone();

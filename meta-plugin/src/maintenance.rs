@@ -34,7 +34,7 @@ fn configured(ctx: &Ctx) -> Result<Vec<Delegate>, MetaError> {
         conf: &ctx.conf,
         kube: None,
     };
-    let (n, c) = resolver.master(&Default::default(), "")?;
+    let (n, c) = resolver.master(&Default::default())?;
     let mut out = vec![Delegate::empty_for(n, c)];
     for dn in &ctx.conf.default_networks {
         let (n, c) = resolver.named_network(dn)?;

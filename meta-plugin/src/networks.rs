@@ -174,11 +174,12 @@ impl Resolver<'_> {
     }
 
     /// The cluster network: the pod's default-network annotation, else
-    /// `clusterNetwork`, else the first inline delegate.
+    /// `clusterNetwork`, else the first inline delegate. A default-network
+    /// name without a namespace is looked up in `multusNamespace`, not the
+    /// pod's, as Multus does.
     pub fn master(
         &self,
         pod_annotations: &BTreeMap<String, String>,
-        pod_ns: &str,
     ) -> Result<(String, NetConfList), MetaError> {
         if let Some(v) = pod_annotations.get(annotations::DEFAULT_NETWORK_ANNOTATION) {
             let sel = annotations::parse_default_network(v)?;
@@ -186,7 +187,6 @@ impl Resolver<'_> {
                 .namespace
                 .clone()
                 .unwrap_or_else(|| self.conf.multus_namespace.clone());
-            let _ = pod_ns;
             let nad = self
                 .nad(&ns, &sel.name)?
                 .ok_or_else(|| MetaError::NadNotFound {
