@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use vfplex_cni::netns::NetNs;
 use vfplex_cni::Request;
 use vfplex_config::annotations::{self, NETWORKS_ANNOTATION, NETWORK_STATUS_ANNOTATION};
 use vfplex_config::device_info::{self, cni_file_name, dp_file_name};
@@ -304,10 +305,8 @@ pub fn add(ctx: &Ctx, req: &Request) -> Result<CniResult, MetaError> {
     let mut delegates = delegates(ctx, req, &pod)?;
     // The pod's netns must be there before any delegate runs: the bridge
     // plugin, for one, creates its bridge on the host before it opens the
-    // netns, and would leave it behind.
-    if let Some(path) = &req.netns {
-        vfplex_cni::netns::NetNs::open(path)?;
-    }
+    // netns, and would leave it behind. Kept open for the default route.
+    let netns = req.netns.as_deref().map(NetNs::open).transpose()?;
     let env = ctx.call_env(req);
     let call = env.call();
     let mut entry = Entry {
@@ -327,7 +326,7 @@ pub fn add(ctx: &Ctx, req: &Request) -> Result<CniResult, MetaError> {
         return Err(rollback(ctx, req, &call, &delegates[..=failed], e));
     }
     vfplex_cni::crash::point(100);
-    if let Err(e) = apply_default_route(req, &delegates) {
+    if let Err(e) = apply_default_route(netns.as_ref(), &delegates) {
         return Err(rollback(ctx, req, &call, &delegates, e));
     }
     entry.delegates = delegates.clone();
@@ -440,7 +439,7 @@ fn rollback(
 /// `default-route`: the pod's default route of each family goes through the
 /// gateway the selection names, out of that attachment's interface; every
 /// other default route of that family is removed.
-fn apply_default_route(req: &Request, delegates: &[Delegate]) -> Result<(), MetaError> {
+fn apply_default_route(netns: Option<&NetNs>, delegates: &[Delegate]) -> Result<(), MetaError> {
     let chosen: Vec<&Delegate> = delegates
         .iter()
         .filter(|d| !d.default_route.is_empty())
@@ -452,8 +451,7 @@ fn apply_default_route(req: &Request, delegates: &[Delegate]) -> Result<(), Meta
         network: network.to_string(),
         reason: format!("default-route: {reason}"),
     };
-    let ns_path = req.netns.clone().unwrap_or_default();
-    let ns = vfplex_cni::netns::NetNs::open(&ns_path).map_err(|e| fail("pod", e.to_string()))?;
+    let ns = netns.ok_or_else(|| fail("pod", "CNI_NETNS is not set".into()))?;
     let mut nl = ns
         .run(vfplex_cni::netlink::Netlink::open)
         .map_err(|e| fail("pod", e.to_string()))?

@@ -69,6 +69,15 @@ pub enum MetaError {
 }
 
 impl MetaError {
+    /// NAD `ns/name` is there but unusable.
+    pub fn bad_nad(ns: &str, name: &str, source: ConfigError) -> MetaError {
+        MetaError::BadNad {
+            ns: ns.to_string(),
+            name: name.to_string(),
+            source: Box::new(source),
+        }
+    }
+
     pub fn code(&self) -> ErrorCode {
         match self {
             MetaError::Config(c) => c.code(),

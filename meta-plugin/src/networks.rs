@@ -66,11 +66,7 @@ impl Resolver<'_> {
     ) -> Result<Option<NetworkAttachmentDefinition>, MetaError> {
         validate::dns1123_label("NAD namespace", ns)?;
         validate::dns1123_label("NAD name", name)?;
-        let bad = |source| MetaError::BadNad {
-            ns: ns.into(),
-            name: name.into(),
-            source: Box::new(source),
-        };
+        let bad = |source| MetaError::bad_nad(ns, name, source);
         if let Some(kube) = self.kube {
             return match kube.get_nad(ns, name)? {
                 Some(v) => Ok(Some(
@@ -107,10 +103,9 @@ impl Resolver<'_> {
     /// The NAD's CNI config: `spec.config`, or the `confDir` file whose network
     /// name is the NAD's name.
     pub fn nad_config(&self, nad: &NetworkAttachmentDefinition) -> Result<NetConfList, MetaError> {
-        let cfg = nad.cni_config().map_err(|source| MetaError::BadNad {
-            ns: nad.metadata.namespace.clone().unwrap_or_default(),
-            name: nad.metadata.name.clone(),
-            source: Box::new(source),
+        let cfg = nad.cni_config().map_err(|source| {
+            let ns = nad.metadata.namespace.as_deref().unwrap_or_default();
+            MetaError::bad_nad(ns, &nad.metadata.name, source)
         })?;
         if let Some(cfg) = cfg {
             return Ok(cfg.into_list());
