@@ -111,15 +111,13 @@ lab_wait_carrier() {
 # down are rightly Unhealthy and turn Healthy on the carrier event.
 lab_wait_healthy() {
     i=0
-    while :; do
-        L=$(grep "^LIST $2 " "$1" 2>/dev/null | tail -1)
-        [ "$(echo "$L" | tr ' ' '\n' | grep -c '=Healthy$')" -eq "$3" ] && break
-        [ $i -ge "${4:-100}" ] && break
+    until L=$(grep "^LIST $2 " "$1" 2>/dev/null | tail -1)
+        [ "$(echo "$L" | tr ' ' '\n' | grep -c '=Healthy$')" -eq "$3" ]; do
+        [ $i -ge "${4:-100}" ] && { echo "$L"; return 1; }
         sleep 0.1
         i=$((i + 1))
     done
     echo "$L"
-    [ "$(echo "$L" | tr ' ' '\n' | grep -c '=Healthy$')" -eq "$3" ]
 }
 
 # retry TENTHS CMD...: run CMD until it succeeds, at most TENTHS times 0.1 s apart.
