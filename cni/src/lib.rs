@@ -9,6 +9,7 @@ pub mod crash;
 mod dispatch;
 pub mod env;
 pub mod exec;
+pub mod files;
 mod logging;
 pub mod netlink;
 pub mod netns;

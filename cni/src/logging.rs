@@ -3,9 +3,7 @@
 //! `logLevel` / `logFile` (and Multus's `logToStderr`), with the names sriov-cni
 //! and Multus users already write.
 
-use std::fs::OpenOptions;
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -132,41 +130,26 @@ pub fn init(settings: &LogSettings) {
         .with_ansi(false)
         .with_target(false);
     let mut fallback_warning = None;
-    // Only a regular file (or none yet): never through a symlink, never a
-    // device or a directory.
-    let regular_or_absent = |p: &std::path::Path| match std::fs::symlink_metadata(p) {
-        Ok(m) => m.file_type().is_file(),
-        Err(e) => e.kind() == io::ErrorKind::NotFound,
-    };
-    let file = settings.file.as_ref().filter(|p| {
-        let ok = regular_or_absent(p);
-        if !ok {
-            fallback_warning = Some(format!(
-                "log file {} is not a regular file; not writing to it",
-                p.display()
-            ));
-        }
-        ok
-    });
-    if let (Some(path), Some(rot)) = (file, &settings.rotation) {
-        rot.apply(path);
-    }
-    if let Some(path) = file {
-        // 0600: logs may hold pod names and addresses. O_NOFOLLOW: a symlink
-        // swapped in since the check above is refused too.
-        match OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .custom_flags(nix::libc::O_NOFOLLOW)
-            .open(path)
-        {
+    if let Some(path) = &settings.file {
+        // Only a regular file, reached without a symlink anywhere on its path
+        // (checked by opening it so), 0600: logs may hold pod names and
+        // addresses, and the plugin runs as root.
+        let opened =
+            crate::files::open_append_no_symlinks(path).and_then(|f| match &settings.rotation {
+                Some(rot) => {
+                    drop(f);
+                    rot.apply(path);
+                    crate::files::open_append_no_symlinks(path)
+                }
+                None => Ok(f),
+            });
+        match opened {
             Ok(file) => {
                 let _ = builder.with_writer(Mutex::new(file)).try_init();
                 return;
             }
             Err(e) => {
-                fallback_warning = Some(format!("cannot open log file {}: {e}", path.display()))
+                fallback_warning = Some(format!("not writing to log file {}: {e}", path.display()))
             }
         }
     }

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::ConfigError;
+use crate::nad_policy::NadPolicy;
 use crate::netconf::NetConf;
 use crate::validate;
 
@@ -77,6 +78,8 @@ struct Raw {
     kubelet_checkpoint: Option<String>,
     #[serde(default)]
     api_timeout_ms: Option<u64>,
+    #[serde(default)]
+    nad_policy: Option<Value>,
 }
 
 /// The validated meta config.
@@ -112,6 +115,8 @@ pub struct MetaConf {
     pub api_timeout_ms: u64,
     /// The plugin's own `capabilities` and `runtimeConfig` (from the runtime).
     pub capabilities: Map<String, Value>,
+    /// vfplex: what NADs may hand their delegates (`nadPolicy`).
+    pub nad_policy: NadPolicy,
 }
 
 fn abs(field: &str, v: Option<String>, default: &str) -> Result<String, ConfigError> {
@@ -183,6 +188,7 @@ impl MetaConf {
             )?,
             api_timeout_ms: raw.api_timeout_ms.unwrap_or(5000),
             capabilities,
+            nad_policy: NadPolicy::from_value(raw.nad_policy.as_ref())?,
         })
     }
 

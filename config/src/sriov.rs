@@ -1,6 +1,7 @@
 //! The SR-IOV CNI plugin's config (`"type": "sriov"`): every key sriov-cni users
-//! write, with sriov-cni's validation rules, plus vfplex's additions (`mtu`,
-//! `dataDir`). Keys match case-insensitively, as Go's decoder matched them.
+//! write, with sriov-cni's validation rules, plus vfplex's addition `mtu`
+//! (`dataDir` is read only to say that it is ignored). Keys match
+//! case-insensitively, as Go's decoder matched them.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -124,8 +125,11 @@ pub struct SriovConf {
     pub mtu: Option<u32>,
     pub log_level: Option<String>,
     pub log_file: Option<String>,
-    /// vfplex addition: state directory (default `/var/lib/cni/sriov`).
-    pub data_dir: String,
+    /// vfplex addition, now ignored: the state directory is node config
+    /// (`VFPLEX_SRIOV_DATA_DIR`, default `/var/lib/cni/sriov`), never a
+    /// NAD's. Kept to warn a config that still names one.
+    #[serde(default)]
+    pub data_dir: Option<String>,
 }
 
 fn on_off(field: &str, v: &Option<String>) -> Result<Option<bool>, ConfigError> {
@@ -283,8 +287,7 @@ impl SriovConf {
             })
             .transpose()?;
 
-        let data_dir = raw.data_dir.unwrap_or_else(|| DEFAULT_DATA_DIR.to_string());
-        validate::absolute_path("dataDir", &data_dir)?;
+        let data_dir = raw.data_dir;
 
         Ok(SriovConf {
             device_id,

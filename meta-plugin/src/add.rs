@@ -141,13 +141,87 @@ fn device_ids(ctx: &Ctx, pod: &Pod) -> BTreeMap<String, Vec<String>> {
     checkpoint_devices(&ctx.conf.kubelet_checkpoint, &pod.uid)
 }
 
+/// The devices kubelet allocated to the pod, per resource, and which of them
+/// attachments took so far.
+#[derive(Debug)]
+struct Devices {
+    allocated: BTreeMap<String, Vec<String>>,
+    taken: Vec<String>,
+}
+
+impl Devices {
+    fn new(allocated: BTreeMap<String, Vec<String>>) -> Self {
+        Devices {
+            allocated,
+            taken: Vec::new(),
+        }
+    }
+
+    /// The device for one attachment of `network` (a NAD of `resource`): the
+    /// one the annotation asks for, if kubelet allocated it to this pod and no
+    /// other attachment has it, else the next one not taken.
+    fn take(
+        &mut self,
+        network: &str,
+        resource: &str,
+        wanted: Option<&str>,
+    ) -> Result<String, MetaError> {
+        let refuse = |reason: String| MetaError::DeviceNotAllocated {
+            network: network.to_string(),
+            resource: resource.to_string(),
+            reason,
+        };
+        let ids = self.allocated.get(resource).cloned().unwrap_or_default();
+        if ids.is_empty() {
+            return Err(refuse(
+                "kubelet allocated no device of this resource to the pod".into(),
+            ));
+        }
+        let id = match wanted {
+            Some(w) if !ids.iter().any(|i| i == w) => {
+                return Err(refuse(format!(
+                    "deviceID {w:?} from the {NETWORKS_ANNOTATION} annotation is not one \
+                     kubelet allocated to the pod ({})",
+                    ids.join(", ")
+                )))
+            }
+            Some(w) if self.taken.iter().any(|t| t == w) => {
+                return Err(refuse(format!(
+                    "deviceID {w:?} from the {NETWORKS_ANNOTATION} annotation is taken by \
+                     another attachment of the pod"
+                )))
+            }
+            Some(w) => w.to_string(),
+            None => ids
+                .iter()
+                .find(|i| !self.taken.contains(i))
+                .cloned()
+                .ok_or_else(|| {
+                    refuse(format!(
+                        "every device kubelet allocated to the pod ({}) is taken by \
+                         another attachment",
+                        ids.join(", ")
+                    ))
+                })?,
+        };
+        // kubelet's IDs come from whatever device plugin served the resource;
+        // they become config values and file names here.
+        validate::device_id("deviceID", &id).map_err(|e| MetaError::Network {
+            network: network.to_string(),
+            reason: e.to_string(),
+        })?;
+        self.taken.push(id.clone());
+        Ok(id)
+    }
+}
+
 /// Every delegate of the pod, interface names assigned.
 pub fn delegates(ctx: &Ctx, req: &Request, pod: &Pod) -> Result<Vec<Delegate>, MetaError> {
     let resolver = Resolver {
         conf: &ctx.conf,
         kube: ctx.kube.as_ref(),
     };
-    let (network, conf) = resolver.master(&pod.annotations)?;
+    let (network, conf) = resolver.master(&pod.namespace, &pod.annotations)?;
     // Kubelet's capability arguments go to the cluster network only.
     let mut runtime = req.conf.runtime_config.clone().unwrap_or_default();
     runtime.remove(POD_ANNOTATIONS_KEY);
@@ -177,12 +251,13 @@ pub fn delegates(ctx: &Ctx, req: &Request, pod: &Pod) -> Result<Vec<Delegate>, M
         Some(v) => annotations::parse_networks(v)?,
         None => Vec::new(),
     };
-    let mut devices: Option<BTreeMap<String, Vec<String>>> = None;
-    let mut next_index: BTreeMap<String, usize> = BTreeMap::new();
+    let mut devices: Option<Devices> = None;
+    let mut resources: Vec<Option<String>> = vec![None; out.len()];
     for sel in selections {
         let ns = sel.namespace_or(&pod.namespace).to_string();
         if !ctx.conf.may_use(&pod.namespace, &ns) {
             return Err(MetaError::Isolated {
+                annotation: NETWORKS_ANNOTATION,
                 ns,
                 name: sel.name.clone(),
                 pod_ns: pod.namespace.clone(),
@@ -210,29 +285,35 @@ pub fn delegates(ctx: &Ctx, req: &Request, pod: &Pod) -> Result<Vec<Delegate>, M
             });
         };
         let conf = resolver.nad_config(&nad)?;
-        let mut device_id = None;
-        if let Some(res) = nad.resource_name() {
-            let map = devices.get_or_insert_with(|| device_ids(ctx, pod));
-            let i = next_index.entry(res.to_string()).or_default();
-            device_id = map.get(res).and_then(|ids| ids.get(*i)).cloned();
-            *i += 1;
-        }
-        if let Some(id) = &device_id {
-            // kubelet's IDs come from whatever device plugin served the
-            // resource; they become config values and file names here. (The
-            // annotation's own deviceID was checked when it was parsed.)
-            validate::device_id("deviceID", id).map_err(|e| MetaError::Network {
-                network: format!("{ns}/{}", sel.name),
-                reason: e.to_string(),
-            })?;
-        }
-        let device_id = device_id.or(sel.device_id.clone());
+        let network = format!("{ns}/{}", sel.name);
+        let device_id = match nad.resource_name() {
+            Some(res) => {
+                let devices = devices.get_or_insert_with(|| Devices::new(device_ids(ctx, pod)));
+                Some(devices.take(&network, res, sel.device_id.as_deref())?)
+            }
+            // Only kubelet hands out devices: a pod may not pick one for a
+            // network that has no resource behind it.
+            None => match &sel.device_id {
+                Some(id) => {
+                    return Err(MetaError::Network {
+                        network,
+                        reason: format!(
+                            "the {NETWORKS_ANNOTATION} annotation gives deviceID {id:?}, but the \
+                             NAD has no {} annotation: kubelet allocated no device for it",
+                            vfplex_config::nad::RESOURCE_NAME_ANNOTATION
+                        ),
+                    })
+                }
+                None => None,
+            },
+        };
         let mut runtime = selection_runtime(&sel);
         if let Some(id) = &device_id {
             runtime.insert("deviceID".into(), Value::String(id.clone()));
         }
+        resources.push(nad.resource_name().map(str::to_string));
         out.push(Delegate {
-            network: format!("{ns}/{}", sel.name),
+            network,
             ifname: String::new(),
             master: false,
             conf,
@@ -247,34 +328,29 @@ pub fn delegates(ctx: &Ctx, req: &Request, pod: &Pod) -> Result<Vec<Delegate>, M
     assign_ifnames(&mut out, &requested, &req.ifname)?;
     // Device-info for attachments with a device: the device plugin's file, copied
     // per attachment, handed to plugins that declare CNIDeviceInfoFile.
-    for d in out.iter_mut().filter(|d| d.device_id.is_some()) {
+    for (d, resource) in out.iter_mut().zip(&resources) {
+        let (Some(id), Some(resource)) = (d.device_id.as_deref(), resource) else {
+            continue;
+        };
         let Some((ns, name)) = d.network.split_once('/') else {
             continue;
         };
-        let (Some(id), Ok(file)) = (
-            d.device_id.as_deref(),
+        let (Ok(file), Ok(src_name)) = (
             cni_file_name(ns, name, &req.container_id, &d.ifname),
+            dp_file_name(resource, id),
         ) else {
             continue;
         };
-        let resource = resolver
-            .nad(ns, name)
-            .ok()
-            .flatten()
-            .and_then(|n| n.resource_name().map(str::to_string));
-        let Some(resource) = resource else { continue };
-        let Ok(src_name) = dp_file_name(&resource, id) else {
-            continue;
-        };
         let src = Path::new(device_info::DP_DIR).join(src_name);
-        let dst = Path::new(device_info::CNI_DIR).join(file);
-        if src.exists()
-            && std::fs::create_dir_all(device_info::CNI_DIR).is_ok()
-            && std::fs::copy(&src, &dst).is_ok()
-        {
+        let dir = Path::new(device_info::CNI_DIR);
+        let copied = std::fs::read(&src).is_ok_and(|data| {
+            vfplex_cni::files::private_dir(dir).is_ok()
+                && vfplex_cni::files::write_atomic(dir, &file, &data, false).is_ok()
+        });
+        if copied {
             d.runtime.insert(
                 "CNIDeviceInfoFile".into(),
-                Value::String(dst.display().to_string()),
+                Value::String(dir.join(file).display().to_string()),
             );
         }
     }

@@ -1,10 +1,9 @@
 //! What ADD did, per container, under `cniDir` (default `/var/lib/cni/multus`):
 //! `<cniDir>/<containerID>` holds every delegate's config and result, so DEL
 //! works when the NAD, the pod or the API server is gone. 0700 directory, 0600
-//! file, atomic writes; the container ID is validated before it becomes a name.
+//! file, atomic and fsynced writes; the container ID is validated before it
+//! becomes a name.
 
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -35,36 +34,48 @@ pub fn path(dir: &str, container_id: &str) -> Result<PathBuf, MetaError> {
     Ok(Path::new(dir).join(container_id))
 }
 
+/// Write the entry durably (fsynced file and directory) before ADD goes on or
+/// returns: DEL after a crash or a power loss needs it. The directory must be
+/// root's alone, the file is created fresh and never through a symlink.
 pub fn save(dir: &str, e: &Entry) -> Result<(), MetaError> {
-    let p = path(dir, &e.container_id)?;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|x| err(Path::new(dir), x))?;
-    let data = serde_json::to_vec(e).map_err(|x| err(&p, x))?;
-    let tmp = p.with_extension(format!("tmp{}", std::process::id()));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|x| err(&tmp, x))?;
-    f.write_all(&data).map_err(|x| err(&tmp, x))?;
-    // No fsync: the rename is atomic against a crashed process (what DEL after
-    // a crash needs), and an fsync costs milliseconds on every pod (Multus
-    // does not sync either). A power loss may lose the newest entry; DEL then
-    // releases what the config alone names.
-    std::fs::rename(&tmp, &p).map_err(|x| err(&p, x))
+    validate::container_id("CNI_CONTAINERID", &e.container_id)?;
+    let d = Path::new(dir);
+    vfplex_cni::files::private_dir(d).map_err(|x| err(d, x))?;
+    let data = serde_json::to_vec(e).map_err(|x| err(d, x))?;
+    vfplex_cni::files::write_atomic(d, &e.container_id, &data, true)
+        .map_err(|x| err(&d.join(&e.container_id), x))
+}
+
+/// What the cache holds for a container.
+#[derive(Debug)]
+pub enum Cached {
+    Entry(Box<Entry>),
+    Absent,
+    /// There, but unreadable (truncated, not ours, an I/O error): why.
+    Unreadable(String),
+}
+
+/// The cache entry of a container; an invalid container ID is the only error.
+pub fn lookup(dir: &str, container_id: &str) -> Result<Cached, MetaError> {
+    let p = path(dir, container_id)?;
+    Ok(match std::fs::read(&p) {
+        Ok(b) => match serde_json::from_slice(&b) {
+            Ok(e) => Cached::Entry(Box::new(e)),
+            Err(x) => Cached::Unreadable(err(&p, x).to_string()),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Cached::Absent,
+        Err(e) => Cached::Unreadable(err(&p, e).to_string()),
+    })
 }
 
 pub fn load(dir: &str, container_id: &str) -> Result<Option<Entry>, MetaError> {
-    let p = path(dir, container_id)?;
-    match std::fs::read(&p) {
-        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|x| err(&p, x)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(err(&p, e)),
+    match lookup(dir, container_id)? {
+        Cached::Entry(e) => Ok(Some(*e)),
+        Cached::Absent => Ok(None),
+        Cached::Unreadable(why) => Err(MetaError::Cache {
+            path: path(dir, container_id)?.display().to_string(),
+            reason: why,
+        }),
     }
 }
 

@@ -45,8 +45,9 @@ pub enum MetaError {
         #[source]
         source: Box<ConfigError>,
     },
-    #[error("network {ns}/{name}: pod namespace {pod_ns} may not use it (namespaceIsolation)")]
+    #[error("{annotation} names network {ns}/{name}: pod namespace {pod_ns} may not use it (namespaceIsolation)")]
     Isolated {
+        annotation: &'static str,
         ns: String,
         name: String,
         pod_ns: String,
@@ -59,6 +60,13 @@ pub enum MetaError {
         plugin: String,
         #[source]
         source: DelegateError,
+    },
+    /// A device-backed network without a device kubelet allocated to the pod.
+    #[error("network {network}: {reason} (resource {resource})")]
+    DeviceNotAllocated {
+        network: String,
+        resource: String,
+        reason: String,
     },
     #[error("readiness indicator file {0} did not appear within 45 s")]
     NotReady(String),
@@ -90,6 +98,7 @@ impl MetaError {
             MetaError::PodNotFound { .. } => ErrorCode::UnknownContainer,
             MetaError::NadNotFound { .. }
             | MetaError::Isolated { .. }
+            | MetaError::DeviceNotAllocated { .. }
             | MetaError::Network { .. } => ErrorCode::InvalidNetworkConfig,
             MetaError::Delegate { source, .. } => source.code(),
             MetaError::Cache { .. } => ErrorCode::Io,

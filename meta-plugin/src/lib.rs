@@ -34,7 +34,17 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn new(req: &Request, needs_api: bool) -> Result<Ctx, MetaError> {
-        let conf = MetaConf::from_netconf(&req.conf)?;
+        let mut conf = MetaConf::from_netconf(&req.conf)?;
+        // Whatever this binary is called, and the type it was run as, are meta
+        // plugins too: a NAD may not make us run ourselves with its keys.
+        let own = &mut conf.nad_policy.own_names;
+        own.push(req.conf.plugin_type().to_string());
+        if let Some(n) = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        {
+            own.push(n);
+        }
         let kube = match (&conf.kubeconfig, needs_api) {
             (Some(k), true) => Some(kube::KubeClient::from_kubeconfig(
                 std::path::Path::new(k),

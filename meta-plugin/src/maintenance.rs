@@ -34,7 +34,7 @@ fn configured(ctx: &Ctx) -> Result<Vec<Delegate>, MetaError> {
         conf: &ctx.conf,
         kube: None,
     };
-    let (n, c) = resolver.master(&Default::default())?;
+    let (n, c) = resolver.master("", &Default::default())?;
     let mut out = vec![Delegate::empty_for(n, c)];
     for dn in &ctx.conf.default_networks {
         let (n, c) = resolver.named_network(dn)?;
@@ -115,8 +115,15 @@ pub fn gc(ctx: &Ctx, req: &Request) -> Result<(), MetaError> {
             if valid.iter().any(|a| a.container_id == id) {
                 continue;
             }
-            let Ok(Some(entry)) = cache::load(&ctx.conf.cni_dir, &id) else {
-                continue;
+            let entry = match cache::lookup(&ctx.conf.cni_dir, &id) {
+                Ok(cache::Cached::Entry(e)) => e,
+                Ok(cache::Cached::Unreadable(why)) => {
+                    // Nothing to DEL from it, and nobody lists it: drop it.
+                    tracing::warn!("GC: {why}; dropping the entry");
+                    let _ = cache::remove(&ctx.conf.cni_dir, &id);
+                    continue;
+                }
+                _ => continue,
             };
             let netns = entry.netns.clone().unwrap_or_default();
             let args = ctx.delegate_args(req);

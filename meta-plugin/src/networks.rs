@@ -100,15 +100,27 @@ impl Resolver<'_> {
         Ok(Some(nad))
     }
 
-    /// The NAD's CNI config: `spec.config`, or the `confDir` file whose network
-    /// name is the NAD's name.
+    /// The NAD's CNI config: `spec.config` as the node's `nadPolicy` lets it
+    /// through (keys it strips are logged), or the `confDir` file whose
+    /// network name is the NAD's name (node config, taken as it is).
     pub fn nad_config(&self, nad: &NetworkAttachmentDefinition) -> Result<NetConfList, MetaError> {
-        let cfg = nad.cni_config().map_err(|source| {
-            let ns = nad.metadata.namespace.as_deref().unwrap_or_default();
-            MetaError::bad_nad(ns, &nad.metadata.name, source)
-        })?;
+        let ns = nad.metadata.namespace.as_deref().unwrap_or_default();
+        let bad = |source| MetaError::bad_nad(ns, &nad.metadata.name, source);
+        let cfg = nad.cni_config().map_err(bad)?;
         if let Some(cfg) = cfg {
-            return Ok(cfg.into_list());
+            let (list, stripped) = self
+                .conf
+                .nad_policy
+                .apply(cfg.into_list(), nad.resource_name().is_some())
+                .map_err(bad)?;
+            if !stripped.is_empty() {
+                tracing::warn!(
+                    "NetworkAttachmentDefinition {ns}/{}: nadPolicy stripped {}",
+                    nad.metadata.name,
+                    stripped.join(", ")
+                );
+            }
+            return Ok(list);
         }
         self.conf_by_name(&nad.metadata.name)?
             .ok_or_else(|| MetaError::Network {
@@ -171,9 +183,11 @@ impl Resolver<'_> {
     /// The cluster network: the pod's default-network annotation, else
     /// `clusterNetwork`, else the first inline delegate. A default-network
     /// name without a namespace is looked up in `multusNamespace`, not the
-    /// pod's, as Multus does.
+    /// pod's, as Multus does; under `namespaceIsolation` the pod (in
+    /// `pod_namespace`) may name only a network it may use, like any other.
     pub fn master(
         &self,
+        pod_namespace: &str,
         pod_annotations: &BTreeMap<String, String>,
     ) -> Result<(String, NetConfList), MetaError> {
         if let Some(v) = pod_annotations.get(annotations::DEFAULT_NETWORK_ANNOTATION) {
@@ -182,6 +196,14 @@ impl Resolver<'_> {
                 .namespace
                 .clone()
                 .unwrap_or_else(|| self.conf.multus_namespace.clone());
+            if !self.conf.may_use(pod_namespace, &ns) {
+                return Err(MetaError::Isolated {
+                    annotation: annotations::DEFAULT_NETWORK_ANNOTATION,
+                    ns,
+                    name: sel.name,
+                    pod_ns: pod_namespace.to_string(),
+                });
+            }
             let nad = self
                 .nad(&ns, &sel.name)?
                 .ok_or_else(|| MetaError::NadNotFound {

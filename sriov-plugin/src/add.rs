@@ -35,7 +35,7 @@ pub fn add(plugin: &SriovPlugin, req: &Request) -> Result<CniResult, SriovError>
         req.args.get("MAC"),
         req.conf.runtime_config()?.mac.as_deref(),
     )?;
-    let store = Store::for_conf(&conf)?;
+    let store = Store::node(Some(&conf));
     let netns_path = req.netns.clone().unwrap_or_default();
     let netns_str = netns_path.display().to_string();
 

@@ -16,7 +16,7 @@ use crate::SriovPlugin;
 
 pub fn check(plugin: &SriovPlugin, req: &Request) -> Result<(), SriovError> {
     let conf = SriovConf::from_netconf(&req.conf)?;
-    let store = Store::for_conf(&conf)?;
+    let store = Store::node(Some(&conf));
     let saved =
         store
             .load(&req.container_id, &req.ifname)?

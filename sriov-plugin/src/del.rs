@@ -33,6 +33,23 @@ pub fn del(plugin: &SriovPlugin, req: &Request) -> Result<(), SriovError> {
         }
         Err(e) => return Err(e.into()),
     };
+    let saved = match saved
+        .map(|mut s| release::verify_saved(&mut s, &plugin.sysfs, Some(&req.conf)).map(|()| s))
+    {
+        Some(Err(why)) => {
+            // Not acted on: a state file that disagrees with the kernel or the
+            // config could point DEL at another pod's VF.
+            tracing::error!(
+                "saved state of {}/{}: {why}; dropping it without touching the VF",
+                req.container_id,
+                req.ifname
+            );
+            let _ = store.remove(&req.container_id, &req.ifname);
+            None
+        }
+        Some(Ok(s)) => Some(s),
+        None => None,
+    };
     let Some(saved) = saved else {
         // Never added, or already deleted: only the lease may be left.
         ipam_del(&mut problems);

@@ -84,11 +84,15 @@ impl Plugin for SriovPlugin {
         };
         let store = state::Store::for_cleanup(&req.conf);
         let mut problems = Vec::new();
-        for saved in store.list() {
+        for mut saved in store.list() {
             let listed = valid
                 .iter()
                 .any(|a| a.container_id == saved.container_id && a.ifname == saved.ifname);
             if listed || add::netns_alive(saved.netns.as_deref()) {
+                continue;
+            }
+            if let Err(why) = release::verify_saved(&mut saved, &self.sysfs, None) {
+                tracing::error!("GC: saved state of {}: {why}; skipped", saved.container_id);
                 continue;
             }
             let Ok(_lock) = store.lock_vf(&saved.pci) else {

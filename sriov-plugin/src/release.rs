@@ -9,6 +9,59 @@ use vfplex_cni::sysfs::Sysfs;
 use crate::netlink::{parse_mac, LinkExt, Netlink};
 use crate::state::{Saved, Store};
 use crate::vf::Pf;
+use vfplex_config::sriov::SriovConf;
+use vfplex_config::{validate, NetConf};
+
+/// Check a saved state against what the kernel and the DEL's config say, and
+/// take from them what they can tell: DEL trusts the state file only for what
+/// nothing else knows (the VF's original settings). The VF is the one the
+/// DEL's config names (when it names one); its PF, PF netdev and index come from
+/// sysfs; the original host name must be a valid interface name.
+pub fn verify_saved(
+    saved: &mut Saved,
+    sysfs: &Sysfs,
+    conf: Option<&NetConf>,
+) -> Result<(), String> {
+    let pci = validate::pci_address("saved pci", &saved.pci).map_err(|e| e.to_string())?;
+    let asked = conf
+        .and_then(|c| SriovConf::from_netconf(c).ok())
+        .and_then(|c| c.device_id)
+        .and_then(|d| validate::pci_address("deviceID", &d).ok());
+    if let Some(asked) = asked {
+        if asked != pci {
+            return Err(format!(
+                "saved state names VF {pci}, the network config VF {asked}"
+            ));
+        }
+    }
+    if let Some(h) = &saved.host_ifname {
+        validate::ifname("saved host interface", h).map_err(|e| e.to_string())?;
+    }
+    if let Ok(vf) = sysfs.vf(&pci) {
+        if (vf.pf_pci.as_str(), vf.pf_name.as_str(), vf.index)
+            != (
+                saved.pf_pci.as_str(),
+                saved.pf_name.as_str(),
+                saved.vf_index,
+            )
+        {
+            tracing::warn!(
+                "VF {pci}: saved PF {} {} index {} differs from sysfs ({} {} index {}); using sysfs",
+                saved.pf_pci,
+                saved.pf_name,
+                saved.vf_index,
+                vf.pf_pci,
+                vf.pf_name,
+                vf.index
+            );
+        }
+        saved.pf_pci = vf.pf_pci;
+        saved.pf_name = vf.pf_name;
+        saved.vf_index = vf.index;
+    }
+    saved.pci = pci;
+    Ok(())
+}
 
 /// Move the VF netdev back from the pod namespace (or find it on the host) under
 /// its original name, and restore its MAC and MTU. Returns the problems met.

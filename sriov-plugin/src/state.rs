@@ -1,5 +1,6 @@
-//! What the plugin remembers between ADD and DEL, on disk under `dataDir`
-//! (default `/var/lib/cni/sriov`, as sriov-cni):
+//! What the plugin remembers between ADD and DEL, on disk in the node's state
+//! directory (`VFPLEX_SRIOV_DATA_DIR`, default `/var/lib/cni/sriov`, as
+//! sriov-cni; never a directory a network config names):
 //!
 //! - `<dataDir>/<containerID>-<ifname>`: the attachment's saved state (0600);
 //! - `<dataDir>/pci/<pci>`: the allocation record, which attachment holds a VF;
@@ -7,11 +8,12 @@
 //! - `<dataDir>/pf/<pf-pci>.lock`: a per-PF flock held while VF attributes change,
 //!   so parallel operations on VFs of one PF never interleave their netlink calls.
 //!
-//! Directories are 0700, files 0600, writes atomic (temp file, fsync, rename).
+//! Directories are root's alone (0700, checked before use), files 0600 and
+//! written atomically (a fresh O_EXCL|O_NOFOLLOW temp file, fsync, rename).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -19,7 +21,7 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 use vfplex_config::sriov::{SriovConf, DEFAULT_DATA_DIR};
 use vfplex_config::validate;
-use vfplex_config::{ConfigError, NetConf};
+use vfplex_config::NetConf;
 
 use crate::vf::VfPfState;
 
@@ -97,26 +99,18 @@ pub struct Store {
 }
 
 fn make_dir(path: &Path) -> Result<(), StateError> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)
-        .map_err(io_err("cannot create directory", path))
+    vfplex_cni::files::private_dir(path).map_err(io_err("unusable state directory", path))
 }
 
-/// Write `data` to `path` atomically with mode 0600.
+/// Write `data` to `path` atomically with mode 0600, durably.
 fn write_atomic(path: &Path, data: &[u8]) -> Result<(), StateError> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io_err("cannot create", &tmp))?;
-    f.write_all(data).map_err(io_err("cannot write", &tmp))?;
-    f.sync_all().map_err(io_err("cannot sync", &tmp))?;
-    fs::rename(&tmp, path).map_err(io_err("cannot rename into place", path))
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return Err(StateError::Corrupt {
+            path: path.to_path_buf(),
+            reason: "not a file path".into(),
+        });
+    };
+    vfplex_cni::files::write_atomic(dir, name, data, true).map_err(io_err("cannot write", path))
 }
 
 fn remove_if_exists(path: &Path) -> Result<(), StateError> {
@@ -132,50 +126,43 @@ pub struct Lock {
     _lock: Flock<File>,
 }
 
-/// Where `dataDir` may point: the node's state directories.
-pub const DATA_DIR_ROOTS: [&str; 3] = ["/var/lib/", "/run/", "/var/run/"];
-
-/// The state directory a config names, if it may be used. `dataDir` comes from
-/// NADs, which tenants write, and the plugin creates files there as root: it
-/// must stay under [`DATA_DIR_ROOTS`] (or `VFPLEX_SRIOV_DATA_ROOT`, which only
-/// the runtime's environment can set — the tests do).
-pub fn checked_data_dir(dir: &str) -> Result<PathBuf, ConfigError> {
-    let extra = std::env::var("VFPLEX_SRIOV_DATA_ROOT").ok();
-    let under = |root: &str| {
-        let root = root.trim_end_matches('/');
-        !root.is_empty() && dir.strip_prefix(root).is_some_and(|r| r.starts_with('/'))
-    };
-    if DATA_DIR_ROOTS.iter().any(|r| under(r)) || extra.as_deref().is_some_and(under) {
-        Ok(PathBuf::from(dir))
-    } else {
-        Err(ConfigError::invalid(
-            "dataDir",
-            dir,
-            "must be under /var/lib, /run or /var/run",
-        ))
-    }
-}
+/// The environment variable naming the node's state directory. Only the
+/// node (the runtime's environment) sets it; no network config can.
+pub const DATA_DIR_ENV: &str = "VFPLEX_SRIOV_DATA_DIR";
 
 impl Store {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Store { dir: dir.into() }
     }
 
-    /// The store a parsed config names (its `dataDir`, if it may be used).
-    pub fn for_conf(conf: &SriovConf) -> Result<Store, ConfigError> {
-        Ok(Store::new(checked_data_dir(&conf.data_dir)?))
-    }
-
-    /// The store for cleanup (DEL, GC): the config's, or the default one when
-    /// the config no longer validates — that must not block cleanup — saying so.
-    pub fn for_cleanup(conf: &NetConf) -> Store {
-        match SriovConf::from_netconf(conf).and_then(|c| Store::for_conf(&c)) {
-            Ok(store) => store,
-            Err(e) => {
-                tracing::warn!("invalid config ({e}); using {DEFAULT_DATA_DIR}");
-                Store::new(DEFAULT_DATA_DIR)
+    /// The node's store: `VFPLEX_SRIOV_DATA_DIR` (an absolute path) or
+    /// `/var/lib/cni/sriov`. A config's `dataDir` is tenant input — NADs are
+    /// written by namespace users — and is ignored, with a warning.
+    pub fn node(conf: Option<&SriovConf>) -> Store {
+        let dir = match std::env::var(DATA_DIR_ENV) {
+            Ok(d) if validate::absolute_path(DATA_DIR_ENV, &d).is_ok() => d,
+            Ok(d) => {
+                tracing::warn!(
+                    "{DATA_DIR_ENV}={d:?} is not an absolute path; using {DEFAULT_DATA_DIR}"
+                );
+                DEFAULT_DATA_DIR.to_string()
+            }
+            Err(_) => DEFAULT_DATA_DIR.to_string(),
+        };
+        if let Some(asked) = conf.and_then(|c| c.data_dir.as_deref()) {
+            if asked != dir {
+                tracing::warn!(
+                    "dataDir {asked:?} from the network config is ignored: state lives in the \
+                     node's {dir} ({DATA_DIR_ENV})"
+                );
             }
         }
+        Store::new(dir)
+    }
+
+    /// The node's store for cleanup (DEL, GC), whatever the config says.
+    pub fn for_cleanup(conf: &NetConf) -> Store {
+        Store::node(SriovConf::from_netconf(conf).ok().as_ref())
     }
 
     pub fn dir(&self) -> &Path {
@@ -191,6 +178,22 @@ impl Store {
     fn pci_path(&self, pci: &str) -> Result<PathBuf, StateError> {
         let pci = validate::pci_address("deviceID", pci)?;
         Ok(self.dir.join("pci").join(pci))
+    }
+
+    /// The state directory and every directory between it and `dir`, each
+    /// checked to be root's alone.
+    fn make_dirs(&self, dir: &Path) -> Result<(), StateError> {
+        make_dir(&self.dir)?;
+        let mut cur = self.dir.clone();
+        for c in dir
+            .strip_prefix(&self.dir)
+            .into_iter()
+            .flat_map(Path::components)
+        {
+            cur.push(c);
+            make_dir(&cur)?;
+        }
+        Ok(())
     }
 
     pub fn save(&self, s: &Saved) -> Result<(), StateError> {
@@ -230,6 +233,7 @@ impl Store {
         };
         rd.flatten()
             .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .filter(|e| !e.file_name().to_string_lossy().contains(".tmp"))
             .filter_map(|e| fs::read(e.path()).ok())
             .filter_map(|b| serde_json::from_slice::<Saved>(&b).ok())
             .collect()
@@ -254,7 +258,7 @@ impl Store {
 
     pub fn allocate(&self, pci: &str, a: &Allocation) -> Result<(), StateError> {
         let path = self.pci_path(pci)?;
-        make_dir(path.parent().unwrap_or(&self.dir))?;
+        self.make_dirs(path.parent().unwrap_or(&self.dir))?;
         let data = serde_json::to_vec(a).map_err(|e| StateError::Corrupt {
             path: path.clone(),
             reason: e.to_string(),
@@ -267,7 +271,7 @@ impl Store {
     }
 
     fn lock(&self, path: PathBuf) -> Result<Lock, StateError> {
-        make_dir(path.parent().unwrap_or(&self.dir))?;
+        self.make_dirs(path.parent().unwrap_or(&self.dir))?;
         let deadline = Instant::now() + LOCK_TIMEOUT;
         loop {
             let file = OpenOptions::new()
@@ -276,6 +280,7 @@ impl Store {
                 .create(true)
                 .truncate(false)
                 .mode(0o600)
+                .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
                 .open(&path)
                 .map_err(io_err("cannot open lock", &path))?;
             match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
@@ -331,13 +336,21 @@ mod tests {
     }
 
     #[test]
-    fn data_dir_stays_under_the_state_roots() {
-        for ok in ["/var/lib/cni/sriov", "/run/vfplex/sriov", "/var/run/x"] {
-            assert!(checked_data_dir(ok).is_ok(), "{ok}");
-        }
-        for bad in ["/etc", "/var/libx/y", "/run", "/root/.ssh", "/tmp/x"] {
-            assert!(checked_data_dir(bad).is_err(), "{bad}");
-        }
+    fn state_dirs_others_can_write_are_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let shared = t.path().join("shared");
+        fs::create_dir(&shared).unwrap();
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o1777)).unwrap();
+        let store = Store::new(&shared);
+        let e = store.save(&saved()).unwrap_err().to_string();
+        assert!(e.contains("writable by no one else"), "{e}");
+        assert!(fs::read_dir(&shared).unwrap().next().is_none());
+        // A symlinked state directory is not followed either.
+        let real = t.path().join("real");
+        fs::create_dir(&real).unwrap();
+        std::os::unix::fs::symlink(&real, t.path().join("link")).unwrap();
+        assert!(Store::new(t.path().join("link")).save(&saved()).is_err());
+        assert!(fs::read_dir(&real).unwrap().next().is_none());
     }
 
     #[test]

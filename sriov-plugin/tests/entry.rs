@@ -47,7 +47,7 @@ fn run_as(
     ifname: &str,
 ) -> (Option<i32>, Value) {
     let sysfs = e.sysfs.path().display().to_string();
-    let data_root = e.data.path().display().to_string();
+    let data_dir = e.data.path().join("sriov").display().to_string();
     let vars = [
         ("CNI_COMMAND", command),
         ("CNI_CONTAINERID", container),
@@ -55,16 +55,15 @@ fn run_as(
         ("CNI_IFNAME", ifname),
         ("CNI_PATH", "/usr/lib/cni"),
         ("VFPLEX_SYSFS_ROOT", sysfs.as_str()),
-        ("VFPLEX_SRIOV_DATA_ROOT", data_root.as_str()),
+        ("VFPLEX_SRIOV_DATA_DIR", data_dir.as_str()),
     ];
     let out = exec_plugin(Path::new(BIN), &vars, conf.to_string().as_bytes()).unwrap();
     let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
     (out.exit_code, v)
 }
 
-fn conf(e: &Env, device: &str) -> Value {
-    json!({"cniVersion": "1.0.0", "name": "sriov-net", "type": "sriov",
-           "deviceID": device, "dataDir": e.data.path().join("sriov")})
+fn conf(_e: &Env, device: &str) -> Value {
+    json!({"cniVersion": "1.0.0", "name": "sriov-net", "type": "sriov", "deviceID": device})
 }
 
 fn assert_error(out: (Option<i32>, Value), code: u32, needles: &[&str]) {
@@ -249,12 +248,6 @@ fn hostile_names_get_an_error_and_change_nothing() {
             "deviceID".into(),
         ));
     }
-    // dataDir from a (tenant's) NAD: only under the node's state directories.
-    for dir in ["/etc", "/etc/cron.d", "/root/.ssh", "/tmp/x"] {
-        let mut c = good.clone();
-        c["dataDir"] = json!(dir);
-        cases.push(("ctr-1".into(), "net1".into(), c, 7, "dataDir".into()));
-    }
     for (key, value, code, culprit) in [
         ("mac", json!("02:00:00:00:00:0g"), 7, "mac"),
         ("mac", json!("../../x"), 7, "mac"),
@@ -323,4 +316,56 @@ fn hostile_names_get_an_error_and_change_nothing() {
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// `dataDir` comes from NADs, which tenants write: it is ignored (state lives
+/// in the node's directory, `VFPLEX_SRIOV_DATA_DIR`), so nothing is created
+/// where a config points, whatever it points at.
+#[test]
+fn a_configured_data_dir_is_ignored() {
+    let e = env();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let target = elsewhere.path().join("state");
+    let mut c = conf(&e, "0000:01:10.0");
+    c["dataDir"] = json!(target);
+    // ADD takes the VF's lock in the state directory, then fails at the
+    // missing pod netns.
+    let (exit, v) = run(&e, "ADD", "/var/run/netns/vfplex-test-none", c.clone());
+    assert_eq!(exit, Some(1), "{v}");
+    assert!(v["msg"].to_string().contains("vfplex-test-none"), "{v}");
+    let (exit, v) = run(&e, "DEL", "/var/run/netns/vfplex-test-none", c);
+    assert_eq!(exit, Some(0), "{v}");
+    assert!(!target.exists(), "nothing where the config points");
+    assert!(
+        e.data
+            .path()
+            .join("sriov/pci/vf_lock/0000:01:10.0.lock")
+            .exists(),
+        "the node's directory was used"
+    );
+}
+
+/// A state file that names another VF than DEL's config is not acted on: it
+/// is dropped, and DEL succeeds without touching any VF.
+#[test]
+fn del_does_not_trust_a_state_file_naming_another_vf() {
+    let e = env();
+    let dir = e.data.path().join("sriov");
+    std::fs::create_dir_all(&dir).unwrap();
+    let state = json!({
+        "containerId": "ctr-1", "ifname": "net1", "netns": "/var/run/netns/gone",
+        "pci": "0000:01:10.2", "pfName": "eth0", "pfPci": "0000:01:00.0", "vfIndex": 1,
+        "dpdk": false, "hostIfname": "eth9", "origMac": null, "origMtu": null,
+        "orig": {"adminMac": null, "vlan": 7, "qos": 0, "vlanProto": 0, "spoofchk": null,
+                 "trust": null, "linkState": null, "minTxRate": 0, "maxTxRate": 0},
+        "conf": {}, "mac": null, "complete": true
+    });
+    std::fs::write(dir.join("ctr-1-net1"), state.to_string()).unwrap();
+    let (exit, v) = run(&e, "DEL", "/var/run/netns/gone", conf(&e, "0000:01:10.0"));
+    assert_eq!(exit, Some(0), "{v}");
+    assert!(!dir.join("ctr-1-net1").exists());
+    assert!(
+        !dir.join("pci/vf_lock/0000:01:10.2.lock").exists(),
+        "the VF the state file named was never locked, let alone changed"
+    );
 }

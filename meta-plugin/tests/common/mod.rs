@@ -126,7 +126,10 @@ impl Node {
             "confDir": self.path("conf").display().to_string(),
             "cniDir": self.path("cni").display().to_string(),
             "nadDir": self.path("nads").display().to_string(),
-            "binDir": REF_PLUGINS
+            "binDir": REF_PLUGINS,
+            // The test NADs keep host-local's leases under the test's own
+            // directory: the node admin allows that one node path.
+            "nadPolicy": {"allowKeys": ["ipam.dataDir"]}
         });
         for (k, val) in extra.as_object().unwrap() {
             v[k] = val.clone();
