@@ -209,6 +209,23 @@ impl Drop for Node {
     }
 }
 
+/// Every file under `root`, sorted: a fingerprint of the node's test
+/// directories, to show that a refused call changed nothing.
+pub fn tree(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                dirs.push(e.path());
+            }
+            out.push(e.path());
+        }
+    }
+    out.sort();
+    out
+}
+
 /// Interface names in network namespace `netns` (without `@peer`).
 pub fn links_in(netns: &str) -> Vec<String> {
     let out = Command::new("ip")
