@@ -234,8 +234,15 @@ impl KubeClient {
             reason,
         };
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        let kc: Kubeconfig =
-            serde_yaml::from_str(&text).map_err(|e| err(format!("not a kubeconfig: {e}")))?;
+        let kc: Kubeconfig = serde_yaml::from_str(&text).map_err(|e| {
+            // Only where: the decoder's message can quote the file's
+            // content (a token, a key), which must not reach a log.
+            let at = e
+                .location()
+                .map(|l| format!(" at line {} column {}", l.line(), l.column()))
+                .unwrap_or_default();
+            err(format!("not a kubeconfig (YAML error{at})"))
+        })?;
         let ctx_name = kc
             .current_context
             .clone()
@@ -668,6 +675,16 @@ mod tests {
         assert!(
             KubeClient::from_kubeconfig(Path::new("/nonexistent"), Duration::from_secs(1)).is_err()
         );
+        // A malformed kubeconfig: the error says where, never what.
+        std::fs::write(
+            d.path().join("kc3"),
+            "apiVersion: v1\nusers: s3cret-token-in-the-wrong-place\n",
+        )
+        .unwrap();
+        let e =
+            KubeClient::from_kubeconfig(&d.path().join("kc3"), Duration::from_secs(1)).unwrap_err();
+        assert!(!e.to_string().contains("s3cret"), "{e}");
+        assert!(e.to_string().contains("line"), "{e}");
     }
 
     /// A TLS API server on loopback with a self-signed certificate (made with
