@@ -141,10 +141,27 @@ async fn restarts_vf_changes_and_reloads_keep_the_lists_right() {
         }
         assert!(!extra_sock.exists(), "round {round}: removed pool's socket");
     }
-    // A broken config is refused; the pools keep running.
+    // A broken config is refused; the pools keep running — served, not just
+    // a socket file left behind by a dead server: dial it and ask.
     std::fs::write(s.config(), "{\"resourceList\": [{\"resourceName\": ").unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(s.dp_dir().join("vfplex-intel.com_igb_vfs.sock").exists());
+    let sock = s.dp_dir().join("vfplex-intel.com_igb_vfs.sock");
+    let channel = vfplex_device_plugin::kubelet::dial(&sock)
+        .await
+        .expect("the igb pool still accepts connections");
+    let mut client =
+        vfplex_device_plugin::api::device_plugin_client::DevicePluginClient::new(channel);
+    let mut stream = client
+        .list_and_watch(vfplex_device_plugin::api::Empty {})
+        .await
+        .expect("the igb pool still answers")
+        .into_inner();
+    let first = tokio::time::timeout(Duration::from_secs(5), stream.message())
+        .await
+        .expect("a list within 5 s")
+        .expect("a list, not an error")
+        .expect("a list, not the end of the stream");
+    assert_eq!(ids(&first.devices), ["0000:01:10.0", "0000:01:10.2"]);
 
     assert!(s.child.try_wait().unwrap().is_none(), "the daemon is alive");
 }

@@ -44,7 +44,9 @@ done
 for s in /lab/scenarios/*.sh; do
     name=$(basename "$s" .sh)
     say "BEGIN $name"
-    SCENARIO=$name sh -c ". /lab/lab.env; . /lab/lib.sh; . $s"
+    # rc 0 means the script ran to its end: a syntax error or an `exit`
+    # half-way through gives the shell's status instead.
+    SCENARIO=$name sh -c ". /lab/lab.env; . /lab/lib.sh; . $s; exit 0"
     say "END $name rc=$?"
 done
 say DONE

@@ -77,8 +77,10 @@ lab_create_vfs() {
 lab_restore_vfs() {
     [ -n "${LAB_ORIG_NUMVFS:-}" ] || return 0
     f=/sys/class/net/$1/device/sriov_numvfs
-    echo 0 >"$f"
-    [ "$LAB_ORIG_NUMVFS" -gt 0 ] && echo "$LAB_ORIG_NUMVFS" >"$f"
+    echo 0 >"$f" || return 1
+    if [ "$LAB_ORIG_NUMVFS" -gt 0 ]; then
+        echo "$LAB_ORIG_NUMVFS" >"$f" || return 1
+    fi
     LAB_ORIG_NUMVFS=
 }
 
@@ -134,11 +136,27 @@ retry() {
     done
 }
 
+# plan N: the number of checks this scenario will report. The harness fails a
+# scenario that reports fewer (or more): one that stopped half-way cannot pass
+# on the checks it made before stopping. Call it first; N may be computed.
+plan() { say "PLAN $SCENARIO $1"; }
+
+# _run CMD...: run CMD in this shell (so what it sets, e.g. LAB_ORIG_NUMVFS,
+# stays set), its output in $out, its status returned.
+_run() {
+    _f=/tmp/lab-check.$$
+    "$@" >"$_f" 2>&1
+    _rc=$?
+    out=$(cat "$_f")
+    rm -f "$_f"
+    return $_rc
+}
+
 # check NAME CMD...: run CMD, report ok or FAIL with its output.
 check() {
     name=$1
     shift
-    if out=$("$@" 2>&1); then
+    if _run "$@"; then
         say "CHECK $SCENARIO $name ok"
     else
         say "CHECK $SCENARIO $name FAIL $(echo "$out" | tr '\n' ' ' | cut -c1-300)"
@@ -149,13 +167,33 @@ check() {
 check_fails() {
     name=$1 pattern=$2
     shift 2
-    if out=$("$@" 2>&1); then
+    if _run "$@"; then
         say "CHECK $SCENARIO $name FAIL expected failure, got success: $(echo "$out" | tr '\n' ' ' | cut -c1-200)"
     elif echo "$out" | grep -q -- "$pattern"; then
         say "CHECK $SCENARIO $name ok"
     else
         say "CHECK $SCENARIO $name FAIL output lacks '$pattern': $(echo "$out" | tr '\n' ' ' | cut -c1-200)"
     fi
+}
+
+# lab_netdev_exists NAME / lab_netdev_gone NAME: whether netdev NAME is (not)
+# in this namespace. An empty NAME is an error either way ("test -e
+# /sys/class/net/" is true for an empty name).
+lab_netdev_exists() {
+    [ -n "$1" ] || { echo "no netdev name given"; return 1; }
+    [ -e "/sys/class/net/$1" ] || { echo "$1 is not here"; return 1; }
+}
+lab_netdev_gone() {
+    [ -n "$1" ] || { echo "no netdev name given"; return 1; }
+    [ ! -e "/sys/class/net/$1" ] || { echo "$1 is still here"; return 1; }
+}
+
+# lab_crashed_at RC ERRFILE STEP: a plugin run died at crash point STEP: killed
+# by SIGABRT (the shell reports 134) after printing the crash point's marker.
+# An ordinary error exit (1) that rolled back is not a crash.
+lab_crashed_at() {
+    [ "$1" -eq 134 ] || { echo "exit status $1, not SIGABRT (134): $(cat "$2")"; return 1; }
+    grep -q "VFPLEX-CRASH-POINT $3\$" "$2" || { echo "no crash-point-$3 marker: $(cat "$2")"; return 1; }
 }
 
 # contains HAYSTACK NEEDLE: for check; prints the haystack when the needle is missing.

@@ -2,11 +2,21 @@
 # netdevs, one VF netdev moves into a network namespace, and two VFs in two
 # namespaces reach each other through the NIC's internal switch.
 # requires: vf-netdevs
+plan 13
 PF=$(lab_first_pf)
 check pf-present test -n "$PF"
 ip link set "$PF" up
 check pf-carrier lab_wait_carrier "$PF"
 
+# The PF as an operator's might be found: with VFs already (a count other than
+# the true one, which is put back at the end). lab_restore_vfs must return it
+# to exactly that.
+NUMVFS=/sys/class/net/$PF/device/sriov_numvfs
+TRUE_ORIG=$(cat "$NUMVFS")
+AS_FOUND=1
+[ "$TRUE_ORIG" = 1 ] && AS_FOUND=2
+echo 0 >"$NUMVFS"
+echo "$AS_FOUND" >"$NUMVFS"
 check create-4-vfs lab_create_vfs "$PF" 4
 lab_inventory "$PF"
 check vf-count test "$(cat /sys/class/net/$PF/device/sriov_numvfs)" -eq 4
@@ -19,7 +29,7 @@ ip netns add lab-a
 ip netns add lab-b
 check move-vf2 ip link set "$A" netns lab-a
 check move-vf3 ip link set "$B" netns lab-b
-check vf2-gone-from-host test ! -e "/sys/class/net/$A"
+check vf2-gone-from-host lab_netdev_gone "$A"
 ip -n lab-a link set "$A" name net1
 ip -n lab-b link set "$B" name net1
 ip -n lab-a addr add 10.56.0.10/24 dev net1
@@ -42,4 +52,7 @@ while [ -z "$(lab_vf_netdev "$PF" 3)" ] && [ $i -lt 100 ]; do
     i=$((i + 1))
 done
 check vf-returns-on-netns-delete test -n "$(lab_vf_netdev "$PF" 3)"
-lab_restore_vfs "$PF"
+check restore-vfs lab_restore_vfs "$PF"
+check numvfs-as-found test "$(cat "$NUMVFS")" -eq "$AS_FOUND"
+echo 0 >"$NUMVFS"
+[ "$TRUE_ORIG" -gt 0 ] && echo "$TRUE_ORIG" >"$NUMVFS"

@@ -2,6 +2,9 @@
 # PF over rtnetlink and reads back from the PF's VF list; what the NIC cannot
 # do is refused with EOPNOTSUPP. PF-side only: runs on netdevsim too.
 PF=$(lab_first_pf)
+IGB=0
+[ "$(lab_driver_of "$(lab_pci_of "$PF")")" = igb ] && IGB=1
+plan $((11 + IGB))
 ip link set "$PF" up
 lab_wait_carrier "$PF" || true
 check create-2-vfs lab_create_vfs "$PF" 2
@@ -16,7 +19,7 @@ check readback-trust contains "$vf0" "trust on"
 # is still coming back from the reset that creating VFs causes.
 check set-vf1-rate retry 100 ip link set "$PF" vf 1 max_tx_rate 100
 check readback-rate contains "$(ip link show "$PF" | grep "vf 1 ")" "max_tx_rate 100Mbps"
-if [ "$(lab_driver_of "$(lab_pci_of "$PF")")" = igb ]; then
+if [ $IGB = 1 ]; then
     # igb has no per-VF link state.
     check_fails link-state-unsupported "not supported" ip link set "$PF" vf 1 state disable
 fi

@@ -3,6 +3,7 @@
 # goes back to igbvf afterwards.
 # requires: vf-netdevs
 # boot: iommu
+plan 8
 PF=$(lab_first_pf)
 ip link set "$PF" up
 check create-2-vfs lab_create_vfs "$PF" 2

@@ -1,6 +1,7 @@
 # 03-two-pfs: a second igb PF on its own root port (bus 02) has VFs of its own.
 # boot: second-pf
 # requires: vf-netdevs
+plan 3
 check two-pfs test "$(lab_pfs | wc -l)" -ge 2
 PF2=$(lab_pfs | sed -n 2p)
 ip link set "$PF2" up

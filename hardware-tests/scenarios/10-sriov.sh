@@ -4,6 +4,7 @@
 # namespace was deleted; a VF held by a pod is refused to another; bad input
 # gets the right CNI error and leaves nothing behind.
 # requires: vf-netdevs
+plan 55
 PF=$(lab_first_pf)
 ip link set "$PF" up
 check create-4-vfs lab_create_vfs "$PF" 4
@@ -33,7 +34,7 @@ RA=$(conf "$V0" 02:00:00:00:0a:01 | cni sriov ADD ctr-a /var/run/netns/pod-a net
 check add-a-ok contains "$RA" '"interfaces":[{"name":"net1"'
 check add-a-sandbox contains "$RA" '"sandbox":"/var/run/netns/pod-a"'
 check add-a-name contains "$RA" '"name":"net1"'
-check a-gone-from-host test ! -e "/sys/class/net/$N0"
+check a-gone-from-host lab_netdev_gone "$N0"
 LA=$(ip -n pod-a link show net1)
 check a-mac contains "$LA" "02:00:00:00:0a:01"
 check a-mtu contains "$LA" "mtu 1400"
@@ -87,7 +88,7 @@ E=$(conf "$V3" 02:00:00:00:0a:04 ',"link_state":"disable"' | cni sriov ADD ctr-x
 check link-state-code-2 contains "$E" '"code":2'
 check link-state-named contains "$E" "link_state"
 check link-state-driver contains "$E" "igb"
-check failed-add-vf-stays-home test -e "/sys/class/net/$N3"
+check failed-add-vf-stays-home lab_netdev_exists "$N3"
 check failed-add-no-state test ! -e "$DATA/ctr-x-net2"
 check failed-add-no-record test ! -e "$DATA/pci/$V3"
 check failed-add-pf-restored contains "$(ip link show "$PF" | grep "vf 3 ")" "trust off"
@@ -95,7 +96,7 @@ check failed-add-pf-restored contains "$(ip link show "$PF" | grep "vf 3 ")" "tr
 # --- DEL restores everything; twice is fine ---------------------------------
 OUT=$(conf "$V0" 02:00:00:00:0a:01 | cni sriov DEL ctr-a /var/run/netns/pod-a net1)
 check del-a-rc test $? -eq 0 -a -z "$OUT"
-check a-back-on-host test -e "/sys/class/net/$N0"
+check a-back-on-host lab_netdev_exists "$N0"
 check a-mac-restored test "$(cat /sys/class/net/$N0/address)" = "$M0"
 check a-mtu-restored test "$(cat /sys/class/net/$N0/mtu)" = 1500
 PFV0=$(ip link show "$PF" | grep "vf 0 ")
@@ -113,7 +114,7 @@ i=0
 while [ -z "$(lab_vf_netdev "$PF" 1)" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
 OUT=$(conf "$V1" 02:00:00:00:0a:02 | cni sriov DEL ctr-b /var/run/netns/pod-b net1)
 check del-b-no-netns test $? -eq 0 -a -z "$OUT"
-check b-name-restored test -e "/sys/class/net/$N1"
+check b-name-restored lab_netdev_exists "$N1"
 check b-mac-restored test "$(cat /sys/class/net/$N1/address 2>/dev/null)" = "$M1"
 OUT=$(conf_c | cni sriov DEL ctr-c /var/run/netns/pod-c net1)
 check del-c test $? -eq 0 -a -z "$OUT"

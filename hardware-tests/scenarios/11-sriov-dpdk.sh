@@ -4,6 +4,7 @@
 # DPDK flag from its cache and takes the netdev path on DEL).
 # requires: vf-netdevs
 # boot: iommu
+plan 16
 PF=$(lab_first_pf)
 ip link set "$PF" up
 check create-2-vfs lab_create_vfs "$PF" 2

@@ -1,6 +1,7 @@
 # 12-sriov-parallel: 4 pods ADD and DEL at the same time on VFs of one PF, three
 # rounds; every operation succeeds and nothing is left behind.
 # requires: vf-netdevs
+plan $((1 + 3 * (4 + 1 + 4) + 5))
 PF=$(lab_first_pf)
 ip link set "$PF" up
 check create-4-vfs lab_create_vfs "$PF" 4

@@ -3,6 +3,7 @@
 # MAC, MTU, up in the pod; and back), without IPAM on either side. Numbers,
 # not pass/fail: they are MEASURE lines. TCG inflates both sides alike.
 # requires: vf-netdevs
+plan 2
 PF=$(lab_first_pf)
 ip link set "$PF" up
 check create-1-vf lab_create_vfs "$PF" 1

@@ -3,6 +3,7 @@
 # addresses applied — and the DEL that follows gives everything back: the VF's
 # name, MAC, MTU and PF-side attributes, the lease, the state and the record.
 # requires: vf-netdevs test-hooks
+plan $((1 + 6 * 10))
 PF=$(lab_first_pf)
 ip link set "$PF" up
 check create-2-vfs lab_create_vfs "$PF" 2
@@ -15,13 +16,14 @@ CONF=$(printf '{"cniVersion":"1.0.0","name":"crash-net","type":"sriov","deviceID
 for step in 1 2 3 4 5 6; do
     ip netns add crash
     export VFPLEX_CRASH_AT=$step
-    echo "$CONF" | cni sriov ADD "crash-$step" /var/run/netns/crash net1 >/dev/null 2>&1
+    echo "$CONF" | cni sriov ADD "crash-$step" /var/run/netns/crash net1 >/dev/null 2>/tmp/crash.err
     rc=$?
     unset VFPLEX_CRASH_AT
-    check "step$step-crashed" test $rc -ne 0
+    # Died at this step (SIGABRT and the step's marker), not an early error.
+    check "step$step-crashed" lab_crashed_at $rc /tmp/crash.err $step
     OUT=$(echo "$CONF" | cni sriov DEL "crash-$step" /var/run/netns/crash net1)
     check "step$step-del-ok" test $? -eq 0 -a -z "$OUT"
-    check "step$step-name-back" test -e "/sys/class/net/$N"
+    check "step$step-name-back" lab_netdev_exists "$N"
     check "step$step-mac-back" test "$(cat /sys/class/net/$N/address 2>/dev/null)" = "$M"
     check "step$step-mtu-back" test "$(cat /sys/class/net/$N/mtu 2>/dev/null)" = 1500
     PFV=$(ip link show "$PF" | grep "vf 0 ")

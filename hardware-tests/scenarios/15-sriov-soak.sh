@@ -4,6 +4,7 @@
 # latency as MEASURE lines. The 82576 gives a PF at most 7 VFs, so 7 loops run
 # where the issue asks for 8. SOAK_CYCLES per loop (default 20) sets the length.
 # requires: vf-netdevs
+plan 3
 PF=$(lab_first_pf)
 ip link set "$PF" up
 LOOPS=$(cat "/sys/class/net/$PF/device/sriov_totalvfs")

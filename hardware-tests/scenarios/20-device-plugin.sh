@@ -3,6 +3,7 @@
 # them to a kubelet stand-in, Allocate returns their addresses, and the PF's
 # link going down turns its VFs Unhealthy through ListAndWatch (netlink event).
 # requires: vf-netdevs
+plan $((10 - 1 + 3))
 PF=$(lab_first_pf)
 ip link set "$PF" up
 check create-3-vfs lab_create_vfs "$PF" 3

@@ -3,6 +3,8 @@
 # and while its config is rewritten: each time the list kubelet holds is
 # exactly the PF's VFs, and the daemon is still running at the end.
 # requires: vf-netdevs
+# 1 + 1 + 4 numvfs changes + 3 kubelet restarts + 7 for the reloads and the end
+plan $((1 + 1 + 4 + 3 + 7))
 PF=$(lab_first_pf)
 ip link set "$PF" up
 check create-3-vfs lab_create_vfs "$PF" 3
@@ -18,10 +20,12 @@ while [ ! -S "$DP/kubelet.sock" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1));
 vfplex-device-plugin >/tmp/churn-dp.out 2>/tmp/churn-dp.err &
 DPID=$!
 
-# listed_exactly N: kubelet's latest list holds exactly the PF's N VFs.
+# listed_exactly N [AFTER]: kubelet's latest list (among the output lines past
+# line AFTER, default 0) holds exactly the PF's N VFs.
 listed_exactly() {
     n=$1
-    L=$(grep "^LIST intel.com/churn_igb" /tmp/churn-kubelet.out 2>/dev/null | tail -1)
+    L=$(tail -n +$((${2:-0} + 1)) /tmp/churn-kubelet.out 2>/dev/null | grep "^LIST intel.com/churn_igb" | tail -1)
+    [ -n "$L" ] || return 1
     [ "$(echo "$L" | tr ' ' '\n' | grep -c '=')" -eq "$n" ] || return 1
     v=0
     while [ $v -lt "$n" ]; do
@@ -31,12 +35,14 @@ listed_exactly() {
 }
 wait_listed() {
     i=0
-    until listed_exactly "$1"; do
+    until listed_exactly "$1" "${2:-0}"; do
         [ $i -ge 150 ] && { grep "^LIST" /tmp/churn-kubelet.out | tail -1; return 1; }
         sleep 0.1
         i=$((i + 1))
     done
 }
+# lines_now: how many lines kubelet's output has, to ask for news after it.
+lines_now() { wc -l </tmp/churn-kubelet.out; }
 check listed-3 wait_listed 3
 for n in 1 4 0 2; do
     echo 0 >"/sys/class/net/$PF/device/sriov_numvfs"
@@ -52,16 +58,21 @@ for r in 1 2 3; do
     KPID=$!
     check "kubelet-restart-$r-listed" wait_listed 2
 done
-# A config rewrite to the same pool under a new name and back.
+# A config rewrite to the same pool under a new name and back: each step must
+# show up as news from the daemon, not as a line it wrote before the reload.
+mark=$(lines_now)
 sed -i 's/churn_igb/churn_tmp/' /etc/pcidp/config.json
 i=0
-while ! grep -q "^REGISTER intel.com/churn_tmp" /tmp/churn-kubelet.out && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
-check config-reload-registers grep -q "^REGISTER intel.com/churn_tmp" /tmp/churn-kubelet.out
+while ! tail -n +$((mark + 1)) /tmp/churn-kubelet.out | grep -q "^REGISTER intel.com/churn_tmp" && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+check config-reload-registers sh -c "tail -n +$((mark + 1)) /tmp/churn-kubelet.out | grep -q '^REGISTER intel.com/churn_tmp'"
+check config-reload-old-socket-gone retry 100 test ! -e "$DP/vfplex-intel.com_churn_igb.sock"
+mark=$(lines_now)
 sed -i 's/churn_tmp/churn_igb/' /etc/pcidp/config.json
 i=0
 while [ -e "$DP/vfplex-intel.com_churn_tmp.sock" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
 check config-reload-back test ! -e "$DP/vfplex-intel.com_churn_tmp.sock"
-check listed-after-reload wait_listed 2
+check config-reload-back-registers retry 100 sh -c "tail -n +$((mark + 1)) /tmp/churn-kubelet.out | grep -q '^REGISTER intel.com/churn_igb'"
+check listed-after-reload wait_listed 2 "$mark"
 check daemon-alive kill -0 $DPID
 kill -TERM $DPID
 wait $DPID

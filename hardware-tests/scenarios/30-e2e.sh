@@ -4,6 +4,7 @@
 # plugin, VLAN 100) to each pod; the pods ping each other over their VFs; DEL
 # gives the VFs back as they were.
 # requires: vf-netdevs
+plan $((19 - 1 + 2))
 PF=$(lab_first_pf)
 ip link set "$PF" up
 check create-4-vfs lab_create_vfs "$PF" 4

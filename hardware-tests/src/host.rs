@@ -10,37 +10,54 @@ use crate::assets::{self, CNI_PLUGIN_DIR};
 use crate::report::Report;
 use crate::{LabError, Scenario};
 
+/// Run one scenario script the way the guest's init does — lib.sh sourced,
+/// then the script, then `exit 0`, so rc 0 means it ran to its end — and feed
+/// its lines, framed by BEGIN and END, into `report`.
+pub fn run_script(
+    report: &mut Report,
+    name: &str,
+    path: &Path,
+    env: &[(&str, &str)],
+) -> Result<(), LabError> {
+    let lib = assets::repo_root().join("hardware-tests/guest/lib.sh");
+    report.feed(&format!("VFPLEX-LAB: BEGIN {name}"));
+    let script = format!(". {}; . {}; exit 0", lib.display(), path.display());
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .env("SCENARIO", name)
+        .envs(env.iter().copied())
+        .output()
+        .map_err(|e| LabError::Setup(format!("cannot run sh: {e}")))?;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        report.feed(line);
+    }
+    let rc = out.status.code().unwrap_or(-1);
+    report.feed(&format!("VFPLEX-LAB: END {name} rc={rc}"));
+    Ok(())
+}
+
 fn run_scenarios(
     pf: &str,
     scenarios: &[&Scenario],
     extra_env: &[(&str, &str)],
 ) -> Result<Report, LabError> {
     let bins = assets::build_project_binaries(scenarios.iter().any(|s| s.needs_test_hooks))?;
-    let lib = assets::repo_root().join("hardware-tests/guest/lib.sh");
     let path = format!(
         "{}:{CNI_PLUGIN_DIR}:/usr/sbin:/usr/bin:/sbin:/bin",
         bins.display()
     );
+    let cni_path = format!("{}:{CNI_PLUGIN_DIR}", bins.display());
+    let mut env = vec![
+        ("LAB_PF", pf),
+        ("CNI_PATH", cni_path.as_str()),
+        ("PATH", path.as_str()),
+    ];
+    env.extend_from_slice(extra_env);
     let mut report = Report::default();
     report.feed(&format!("VFPLEX-LAB: BOOTED host pf={pf}"));
     for s in scenarios {
-        report.feed(&format!("VFPLEX-LAB: BEGIN {}", s.name));
-        let script = format!(". {}; . {}", lib.display(), s.path.display());
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg(&script)
-            .env("SCENARIO", &s.name)
-            .env("LAB_PF", pf)
-            .env("CNI_PATH", format!("{}:{CNI_PLUGIN_DIR}", bins.display()))
-            .env("PATH", &path)
-            .envs(extra_env.iter().copied())
-            .output()
-            .map_err(|e| LabError::Setup(format!("cannot run sh: {e}")))?;
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            report.feed(line);
-        }
-        let rc = out.status.code().unwrap_or(-1);
-        report.feed(&format!("VFPLEX-LAB: END {} rc={rc}", s.name));
+        run_script(&mut report, &s.name, &s.path, &env)?;
     }
     report.feed("VFPLEX-LAB: DONE");
     Ok(report)

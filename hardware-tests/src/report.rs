@@ -26,7 +26,13 @@ pub struct Report {
     pub measures: Vec<(String, String, String)>,
     /// `NOTE <text>`: what a scenario wants a person to read.
     pub notes: Vec<String>,
-    pub errors: Vec<String>,
+    /// `ERROR <text>`, with the scenario that was running (`None`: the guest's
+    /// own set-up, before any scenario — that fails them all).
+    pub errors: Vec<(Option<String>, String)>,
+    /// scenario -> the number of checks it declared (`PLAN <scenario> <n>`).
+    pub planned: BTreeMap<String, usize>,
+    /// The scenario between its BEGIN and END.
+    current: Option<String>,
     pub done: bool,
 }
 
@@ -48,12 +54,24 @@ impl Report {
             "BOOTED" => self.booted = Some(rest.to_string()),
             "PF" => self.pfs.push(fields(rest)),
             "VF" => self.vfs.push(fields(rest)),
-            "BEGIN" => self.begun.push(rest.to_string()),
+            "BEGIN" => {
+                self.begun.push(rest.to_string());
+                self.current = Some(rest.to_string());
+            }
             "END" => {
                 let mut it = rest.split_whitespace();
                 if let (Some(name), Some(rc)) = (it.next(), it.next()) {
                     let rc = rc.trim_start_matches("rc=").parse().unwrap_or(-1);
                     self.ended.insert(name.to_string(), rc);
+                }
+                self.current = None;
+            }
+            "PLAN" => {
+                let mut it = rest.split_whitespace();
+                if let (Some(name), Some(n)) = (it.next(), it.next()) {
+                    // An unparsable count plans an impossible number of checks.
+                    self.planned
+                        .insert(name.to_string(), n.parse().unwrap_or(usize::MAX));
                 }
             }
             "CHECK" => {
@@ -76,35 +94,59 @@ impl Report {
                 let v = it.next().unwrap_or_default().to_string();
                 self.measures.push((s, n, v));
             }
-            "ERROR" => self.errors.push(rest.to_string()),
+            "ERROR" => self.errors.push((self.current.clone(), rest.to_string())),
             "NOTE" => self.notes.push(rest.to_string()),
             "DONE" => self.done = true,
             _ => {}
         }
     }
 
-    /// Why `scenario` did not pass, or `None` when it ran every check and each passed.
+    /// Why `scenario` did not pass, or `None` when it ran to its end (rc 0),
+    /// reported exactly the checks it planned, each passed, and neither it nor
+    /// the guest's set-up logged an ERROR.
     pub fn scenario_failure(&self, scenario: &str) -> Option<String> {
         if !self.begun.iter().any(|s| s == scenario) {
             return Some(format!("scenario {scenario} never started"));
         }
-        if !self.ended.contains_key(scenario) {
+        let Some(rc) = self.ended.get(scenario) else {
             return Some(format!("scenario {scenario} never finished"));
+        };
+        let mut why = Vec::new();
+        if *rc != 0 {
+            why.push(format!(
+                "its script stopped with rc={rc} before its end (a syntax error or an exit)"
+            ));
+        }
+        for (at, e) in &self.errors {
+            match at {
+                Some(s) if s == scenario => why.push(format!("ERROR {e}")),
+                None => why.push(format!("ERROR in the guest's set-up: {e}")),
+                _ => {}
+            }
         }
         let checks: Vec<&Check> = self
             .checks
             .iter()
             .filter(|c| c.scenario == scenario)
             .collect();
-        if checks.is_empty() {
-            return Some(format!("scenario {scenario} reported no checks"));
+        match self.planned.get(scenario) {
+            None => why.push("it declared no plan (`plan N` in lib.sh)".into()),
+            Some(n) if *n != checks.len() => why.push(format!(
+                "it planned {n} checks and reported {}",
+                checks.len()
+            )),
+            _ => {}
         }
-        let failed: Vec<String> = checks
-            .iter()
-            .filter(|c| !c.ok)
-            .map(|c| format!("{}: {}", c.name, c.detail))
-            .collect();
-        (!failed.is_empty()).then(|| format!("{scenario}: {}", failed.join("; ")))
+        if checks.is_empty() {
+            why.push("it reported no checks".into());
+        }
+        why.extend(
+            checks
+                .iter()
+                .filter(|c| !c.ok)
+                .map(|c| format!("{}: {}", c.name, c.detail)),
+        );
+        (!why.is_empty()).then(|| format!("{scenario}: {}", why.join("; ")))
     }
 
     /// The VF inventory as a table, for the test output.
@@ -152,6 +194,7 @@ mod tests {
             "VFPLEX-LAB: BOOTED kernel=6.12 pfs=eth0",
             "VFPLEX-LAB: PF name=eth0 pci=0000:01:00.0 totalvfs=7 driver=igb",
             "VFPLEX-LAB: BEGIN 00-lab",
+            "VFPLEX-LAB: PLAN 00-lab 2",
             "VFPLEX-LAB: VF pf=eth0 pf_pci=0000:01:00.0 index=0 pci=0000:01:10.0 vendor=0x8086 device=0x10ca driver=igbvf netdev=eth1",
             "VFPLEX-LAB: CHECK 00-lab vf-count ok",
             "junk VFPLEX-LAB: CHECK 00-lab ping FAIL 100% packet loss",
@@ -170,5 +213,84 @@ mod tests {
         assert!(f.contains("ping"), "{f}");
         assert!(r.scenario_failure("01-x").is_some());
         assert!(r.inventory().contains("0000:01:10.0"));
+    }
+
+    fn run(lines: &[&str]) -> Report {
+        let mut r = Report::default();
+        for l in lines {
+            r.feed(&format!("{PREFIX}{l}"));
+        }
+        r
+    }
+
+    #[test]
+    fn a_scenario_passes_only_when_it_ran_its_plan_to_the_end() {
+        let good = [
+            "BEGIN s",
+            "PLAN s 2",
+            "CHECK s a ok",
+            "CHECK s b ok",
+            "END s rc=0",
+        ];
+        assert_eq!(run(&good).scenario_failure("s"), None);
+        let cases: [(&[&str], &str); 6] = [
+            (
+                &["BEGIN s", "PLAN s 2", "CHECK s a ok", "END s rc=2"],
+                "rc=2",
+            ),
+            (
+                &[
+                    "BEGIN s",
+                    "PLAN s 3",
+                    "CHECK s a ok",
+                    "CHECK s b ok",
+                    "END s rc=0",
+                ],
+                "planned 3 checks and reported 2",
+            ),
+            (&["BEGIN s", "CHECK s a ok", "END s rc=0"], "no plan"),
+            (
+                &[
+                    "BEGIN s",
+                    "PLAN s 1",
+                    "ERROR insmod x failed",
+                    "CHECK s a ok",
+                    "END s rc=0",
+                ],
+                "ERROR insmod x failed",
+            ),
+            (
+                &[
+                    "ERROR insmod igb failed",
+                    "BEGIN s",
+                    "PLAN s 1",
+                    "CHECK s a ok",
+                    "END s rc=0",
+                ],
+                "guest's set-up",
+            ),
+            (&["BEGIN s", "PLAN s 1", "CHECK s a ok"], "never finished"),
+        ];
+        for (lines, needle) in cases {
+            let f = run(lines).scenario_failure("s");
+            assert!(
+                f.as_deref().is_some_and(|f| f.contains(needle)),
+                "{lines:?}: {f:?}"
+            );
+        }
+        // An ERROR in another scenario is that scenario's.
+        let r = run(&[
+            "BEGIN t",
+            "PLAN t 1",
+            "ERROR t broke",
+            "CHECK t a ok",
+            "END t rc=0",
+            "BEGIN s",
+            "PLAN s 1",
+            "CHECK s a ok",
+            "END s rc=0",
+        ]);
+        assert_eq!(r.scenario_failure("s"), None);
+        assert!(r.scenario_failure("t").is_some());
     }
 }
