@@ -43,14 +43,19 @@ fn pod_and_nads_from_the_api_and_status_written_back() {
     let seen = seen.lock().unwrap().clone();
     assert!(
         seen.iter()
-            .all(|(_, _, auth, _)| auth == "Authorization: Bearer test-token-123"),
+            .all(|r| r.auth == "Authorization: Bearer test-token-123"),
         "{seen:?}"
+    );
+    // Every write was one a real API server takes.
+    assert!(
+        seen.iter().all(|r| r.status < 300),
+        "refused requests: {seen:#?}"
     );
     let patch = seen
         .iter()
-        .find(|(m, p, _, _)| m == "PATCH" && p == "/api/v1/namespaces/default/pods/pod-a/status")
+        .find(|r| r.method == "PATCH" && r.path == "/api/v1/namespaces/default/pods/pod-a/status")
         .expect("network-status patched");
-    let body: Value = serde_json::from_str(&patch.3).unwrap();
+    let body: Value = serde_json::from_str(&patch.body).unwrap();
     let status: Value = serde_json::from_str(
         body["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"]
             .as_str()
@@ -70,9 +75,21 @@ fn pod_and_nads_from_the_api_and_status_written_back() {
         "{status}"
     );
     assert!(status[1]["mac"].is_string());
-    assert!(seen
+    let event = seen
         .iter()
-        .any(|(m, p, _, b)| m == "POST" && p.ends_with("/events") && b.contains("AddedInterface")));
+        .find(|r| r.method == "POST" && r.body.contains("AddedInterface"))
+        .expect("an AddedInterface event");
+    assert_eq!(event.path, "/api/v1/namespaces/default/events");
+    assert_eq!(event.status, 201);
+    let event: Value = serde_json::from_str(&event.body).unwrap();
+    assert_eq!(event["type"], "Normal");
+    assert!(
+        event["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Add sriov0 [\"10.90.0."),
+        "{event}"
+    );
     // DEL needs no API server at all.
     let (code, v) = n.cni("DEL", "ctr-api", &conf);
     assert_eq!(code, Some(0), "{v}");
@@ -131,9 +148,11 @@ fn status_falls_back_to_an_update_when_patch_is_refused() {
     let seen = seen.lock().unwrap().clone();
     let put = seen
         .iter()
-        .find(|(m, p, _, _)| m == "PUT" && p == "/api/v1/namespaces/default/pods/pod-a/status")
+        .find(|r| r.method == "PUT" && r.path == "/api/v1/namespaces/default/pods/pod-a/status")
         .expect("status written with PUT");
-    let body: Value = serde_json::from_str(&put.3).unwrap();
+    assert_eq!(put.status, 200);
+    assert_eq!(put.content_type, "application/json");
+    let body: Value = serde_json::from_str(&put.body).unwrap();
     assert_eq!(body["metadata"]["uid"], "uid-a", "the whole pod");
     assert!(
         body["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"]

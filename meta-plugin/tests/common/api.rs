@@ -10,11 +10,107 @@ use serde_json::Value;
 
 use super::Node;
 
-/// Requests the server saw: (method, path, authorization, body).
-pub type Seen = Arc<Mutex<Vec<(String, String, String, String)>>>;
+/// One request the server saw.
+#[derive(Debug, Clone)]
+pub struct Req {
+    pub method: String,
+    pub path: String,
+    /// The `Authorization` header line, as sent.
+    pub auth: String,
+    pub content_type: String,
+    pub body: String,
+    /// The status the server answered with.
+    pub status: u16,
+}
+
+/// Requests the server saw, in order.
+pub type Seen = Arc<Mutex<Vec<Req>>>;
 
 pub fn api_server(pod: Value, nads: Vec<(String, Value)>) -> (u16, Seen) {
     api_server_with(pod, nads, true)
+}
+
+const POD: &str = "/api/v1/namespaces/default/pods/pod-a";
+const POD_STATUS: &str = "/api/v1/namespaces/default/pods/pod-a/status";
+const EVENTS: &str = "/api/v1/namespaces/default/events";
+/// What the real API server takes as a PATCH body.
+const PATCH_TYPES: [&str; 3] = [
+    "application/merge-patch+json",
+    "application/strategic-merge-patch+json",
+    "application/json-patch+json",
+];
+
+fn status(code: u16, reason: &str) -> (u16, String) {
+    (
+        code,
+        serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                           "code": code, "message": reason})
+        .to_string(),
+    )
+}
+
+/// The answer a real API server gives, as far as this test server knows the
+/// objects: exact paths, methods and content types, bodies that must be JSON
+/// of the right shape; 404, 405, 415 or 422 otherwise.
+fn answer(
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &str,
+    pod: &Value,
+    nads: &[(String, Value)],
+    patch: bool,
+) -> (u16, String) {
+    let json = || serde_json::from_str::<Value>(body).ok();
+    match (method, path) {
+        ("GET", POD) => (200, pod.to_string()),
+        ("GET", p) => match nads.iter().find(|(n, _)| n == p) {
+            Some((_, nad)) => (200, nad.to_string()),
+            None => status(404, "not found"),
+        },
+        ("PATCH", POD_STATUS) if !patch => status(405, "PATCH is not allowed here"),
+        ("PATCH", POD_STATUS) => {
+            if !PATCH_TYPES.contains(&content_type) {
+                return status(415, "unsupported media type");
+            }
+            match json() {
+                Some(v) if v["metadata"]["annotations"].is_object() => (200, pod.to_string()),
+                _ => status(422, "the patch is not a pod's metadata"),
+            }
+        }
+        ("PUT", POD_STATUS) => {
+            if content_type != "application/json" {
+                return status(415, "unsupported media type");
+            }
+            match json() {
+                Some(v) if v["kind"] == "Pod" && v["metadata"]["name"] == "pod-a" => {
+                    (200, v.to_string())
+                }
+                _ => status(422, "not this pod"),
+            }
+        }
+        ("POST", EVENTS) => {
+            if content_type != "application/json" {
+                return status(415, "unsupported media type");
+            }
+            let ok = json().is_some_and(|v| {
+                v["kind"] == "Event"
+                    && v["metadata"]["namespace"] == "default"
+                    && v["involvedObject"]["kind"] == "Pod"
+                    && v["involvedObject"]["namespace"] == "default"
+                    && v["involvedObject"]["name"] == "pod-a"
+                    && v["involvedObject"]["uid"] == "uid-a"
+                    && v["reason"].is_string()
+            });
+            if ok {
+                (201, body.to_string())
+            } else {
+                status(422, "not an Event about pod default/pod-a")
+            }
+        }
+        (_, POD | POD_STATUS | EVENTS) => status(405, "method not allowed"),
+        _ => status(404, "not found"),
+    }
 }
 
 /// `patch`: whether the server takes PATCH on pods/status (else 405, as a
@@ -35,7 +131,7 @@ pub fn api_server_with(pod: Value, nads: Vec<(String, Value)>, patch: bool) -> (
                 parts.next().unwrap_or("").to_string(),
                 parts.next().unwrap_or("").to_string(),
             );
-            let (mut len, mut auth) = (0usize, String::new());
+            let (mut len, mut auth, mut content_type) = (0usize, String::new(), String::new());
             loop {
                 let mut h = String::new();
                 reader.read_line(&mut h).unwrap();
@@ -46,33 +142,28 @@ pub fn api_server_with(pod: Value, nads: Vec<(String, Value)>, patch: bool) -> (
                 if let Some(v) = lower.strip_prefix("content-length:") {
                     len = v.trim().parse().unwrap();
                 }
+                if let Some(v) = lower.strip_prefix("content-type:") {
+                    content_type = v.trim().to_string();
+                }
                 if lower.starts_with("authorization:") {
                     auth = h.trim().to_string();
                 }
             }
             let mut body = vec![0u8; len];
             reader.read_exact(&mut body).unwrap();
-            log.lock().unwrap().push((
-                method.clone(),
-                path.clone(),
+            let body = String::from_utf8_lossy(&body).to_string();
+            let (code, resp) = answer(&method, &path, &content_type, &body, &pod, &nads, patch);
+            log.lock().unwrap().push(Req {
+                method,
+                path,
                 auth,
-                String::from_utf8_lossy(&body).to_string(),
-            ));
-            let (status, resp) =
-                if method == "GET" && path == "/api/v1/namespaces/default/pods/pod-a" {
-                    (200, pod.to_string())
-                } else if let Some((_, nad)) = nads.iter().find(|(p, _)| *p == path) {
-                    (200, nad.to_string())
-                } else if method == "PATCH" && !patch {
-                    (405, r#"{"kind":"Status","code":405}"#.to_string())
-                } else if method == "PATCH" || method == "POST" || method == "PUT" {
-                    (200, "{}".to_string())
-                } else {
-                    (404, r#"{"kind":"Status","code":404}"#.to_string())
-                };
+                content_type,
+                body,
+                status: code,
+            });
             // Chunked, as the real API server answers.
             let msg = format!(
-                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{resp}\r\n0\r\n\r\n",
+                "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{resp}\r\n0\r\n\r\n",
                 resp.len()
             );
             let _ = stream.write_all(msg.as_bytes());
