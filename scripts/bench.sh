@@ -22,22 +22,42 @@ trap 'rm -f "$out"' EXIT
 echo "==> static release binaries (scripts/dist.sh)" >&2
 ./scripts/dist.sh 2>/dev/null
 
+# section PREFIX PATTERN CMD...: the rows CMD prints that match PATTERN, each
+# prefixed; when CMD fails or prints none, one row saying the section could
+# not be measured (never silently fewer rows).
+section() {
+    local prefix=$1 pattern=$2 rows rc=0
+    shift 2
+    rows=$("$@" 2>/dev/null | grep -E "$pattern") || rc=$?
+    if [ -n "$rows" ]; then
+        printf '%s\n' "$rows" | while IFS= read -r l; do echo "$prefix $l"; done >>"$out"
+    fi
+    if [ $rc -ne 0 ] || [ -z "$rows" ]; then
+        echo "$prefix (not measured: '$*' failed or printed no rows, status $rc)" >>"$out"
+    fi
+    # A row the bench itself could not measure says so too.
+    grep -q "not measured" <<<"$rows" && echo "bench: $prefix has rows it could not measure" >&2
+    return 0
+}
+
 echo "==> device plugin (synthetic sysfs)" >&2
-cargo bench --quiet -p vfplex-device-plugin 2>/dev/null | grep -E ' (ms|MiB)$' |
-    while IFS= read -r l; do echo "dp  $l"; done >>"$out"
+section dp ' (ms|MiB)$|not measured' cargo bench --quiet -p vfplex-device-plugin
 
 echo "==> meta plugin (real netns, reference bridge delegates; needs root)" >&2
-VFPLEX_BIN=$PWD/target/dist/vfplex cargo bench --quiet -p vfplex-meta-plugin 2>/dev/null |
-    grep -E '(ms|MiB|/s|p90)$' | while IFS= read -r l; do echo "meta $l"; done >>"$out" || true
+VFPLEX_BIN=$PWD/target/dist/vfplex section meta '(ms|MiB|/s|p90)$|not measured' \
+    cargo bench --quiet -p vfplex-meta-plugin
 if [ -n "${MULTUS_BIN:-}" ]; then
-    VFPLEX_BIN=$MULTUS_BIN VFPLEX_BENCH_OVERHEAD_ONLY=1 cargo bench --quiet -p vfplex-meta-plugin 2>/dev/null |
-        grep -E 'own overhead' | while IFS= read -r l; do echo "multus $l"; done >>"$out" || true
+    VFPLEX_BIN=$MULTUS_BIN VFPLEX_BENCH_OVERHEAD_ONLY=1 section multus 'own overhead' \
+        cargo bench --quiet -p vfplex-meta-plugin
 fi
 
 echo "==> lab (QEMU igb node, TCG: absolute times are inflated alike on both sides)" >&2
-cargo build --release --quiet --bins &&
-    ./target/release/vfplex-lab 13-sriov-bench 15-sriov-soak 20-device-plugin 30-e2e 2>/dev/null |
-    sed -n 's/^measure \([^ ]*\) \([^ ]*\) = \(.*\)$/lab \1 \2  \3/p' >>"$out" || true
+lab_rows() {
+    cargo build --release --quiet --bins &&
+        ./target/release/vfplex-lab 13-sriov-bench 15-sriov-soak 20-device-plugin 30-e2e |
+        sed -n 's/^measure \([^ ]*\) \([^ ]*\) = \(.*\)$/\1 \2  \3/p'
+}
+section lab . lab_rows
 
 printf '\n%-48s %s\n' "measure" "value"
 printf '%s\n' "------------------------------------------------------------------------------"

@@ -263,6 +263,32 @@ mod tests {
         }
     }
 
+    /// Each named code is the spec's number (a round trip alone would hold
+    /// with every name on the wrong number).
+    #[test]
+    fn named_codes_are_the_spec_numbers() {
+        let table = [
+            (ErrorCode::IncompatibleVersion, 1),
+            (ErrorCode::UnsupportedField, 2),
+            (ErrorCode::UnknownContainer, 3),
+            (ErrorCode::InvalidEnvironment, 4),
+            (ErrorCode::Io, 5),
+            (ErrorCode::Decoding, 6),
+            (ErrorCode::InvalidNetworkConfig, 7),
+            (ErrorCode::InvalidNetNs, 8),
+            (ErrorCode::TryAgainLater, 11),
+            (ErrorCode::PluginNotAvailable, 50),
+            (ErrorCode::PluginNotAvailableLimitedConnectivity, 51),
+            (ErrorCode::Internal, 999),
+            (ErrorCode::Plugin(100), 100),
+        ];
+        for (code, n) in table {
+            assert_eq!(code.as_u32(), n, "{code:?}");
+            assert_eq!(ErrorCode::from_u32(n), code, "{n}");
+            assert_eq!(serde_json::to_string(&code).unwrap(), n.to_string());
+        }
+    }
+
     #[test]
     fn error_json_has_the_spec_keys() {
         let e = CniError::new(ErrorCode::Decoding, "bad json")

@@ -156,6 +156,30 @@ fn hostile_names_get_an_error_and_change_nothing() {
     let (code, v) = n.cni("DEL", "warm-up", &conf);
     assert_eq!(code, Some(0), "{v}");
     let before = tree(n.dir.path());
+    // Where a hostile name would land outside the test's directories.
+    let bases: Vec<_> = ["cni", "nads/default", "nads", "ipam", "ipam/net-a", "conf"]
+        .iter()
+        .map(|d| n.path(d))
+        .collect();
+    let values: Vec<String> = cases()
+        .iter()
+        .flat_map(|c| {
+            let nets = match &c.networks {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let parts: Vec<String> = nets
+                .split(|ch| ",/@\"".contains(ch))
+                .map(str::to_string)
+                .collect();
+            [c.container.clone(), c.ifname.clone(), nets]
+                .into_iter()
+                .chain(parts)
+                .chain(std::iter::once("../../../tmp/evil".to_string()))
+        })
+        .collect();
+    let outside = escape_targets(&bases, &values);
+    assert!(outside.len() > 10, "{outside:?}");
     let links_before = n.links();
     let mut failures = Vec::new();
     for c in cases() {
@@ -249,5 +273,11 @@ fn hostile_names_get_an_error_and_change_nothing() {
         failures.push("missing netns: files changed".into());
     }
     assert!(!Path::new("/tmp/evil").exists());
+    let after = escape_targets(&bases, &values);
+    let changed: Vec<_> = after.iter().filter(|t| !outside.contains(t)).collect();
+    assert!(
+        changed.is_empty(),
+        "outside the test's directories: {changed:?}"
+    );
     assert!(failures.is_empty(), "{failures:#?}");
 }

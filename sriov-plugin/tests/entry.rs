@@ -263,6 +263,48 @@ fn hostile_names_get_an_error_and_change_nothing() {
         c[key] = value;
         cases.push(("ctr-1".into(), "net1".into(), c, code, culprit.into()));
     }
+    // Where each hostile name would land if joined to the state directory
+    // (`..` resolved), with what is there now: it must stay so.
+    let outside = |cases: &[(String, String, Value, u32, String)]| {
+        use std::os::unix::fs::MetadataExt;
+        let base = e.data.path().join("sriov");
+        let mut out = Vec::new();
+        for (container, ifname, c, _, _) in cases {
+            let dev = c["deviceID"].as_str().unwrap_or_default().to_string();
+            for v in [
+                container.clone(),
+                ifname.clone(),
+                dev,
+                format!("pci/{}", c["deviceID"].as_str().unwrap_or_default()),
+            ] {
+                if !v.contains("..") {
+                    continue;
+                }
+                let mut p = std::path::PathBuf::new();
+                for comp in base.join(&v).components() {
+                    match comp {
+                        std::path::Component::ParentDir => {
+                            p.pop();
+                        }
+                        other => p.push(other),
+                    }
+                }
+                // A directory that was there (/tmp, /) only has to stay one:
+                // other tests create files in it meanwhile.
+                let state = std::fs::symlink_metadata(&p)
+                    .ok()
+                    .map(|m| match m.is_dir() {
+                        true => (0, 0, 0),
+                        false => (m.len(), m.mtime(), m.mtime_nsec()),
+                    });
+                out.push((p, state));
+            }
+        }
+        out.sort();
+        out
+    };
+    let outside_before = outside(&cases);
+    assert!(!outside_before.is_empty());
     let mut failures = Vec::new();
     // logFile/logOptions come from NADs, which tenants write: a file that is
     // not a `.log`, or a symlink, is neither written nor rotated away.
@@ -292,7 +334,7 @@ fn hostile_names_get_an_error_and_change_nothing() {
             failures.push(format!("{command} in the host netns: {v}"));
         }
     }
-    for (container, ifname, c, code, culprit) in cases {
+    for (container, ifname, c, code, culprit) in cases.clone() {
         let what = format!("{container:.20} {ifname} {:.120}", c.to_string());
         let (exit, v) = run_as(&e, "ADD", ns, c.clone(), &container, &ifname);
         let msg = v["msg"].as_str().unwrap_or_default();
@@ -314,6 +356,14 @@ fn hostile_names_get_an_error_and_change_nothing() {
         if (tree(e.sysfs.path()), tree(e.data.path())) != before {
             failures.push(format!("{what}: files changed"));
         }
+    }
+    let outside_after = outside(&cases);
+    if outside_after != outside_before {
+        let changed: Vec<_> = outside_after
+            .iter()
+            .filter(|t| !outside_before.contains(t))
+            .collect();
+        failures.push(format!("outside the test's directories: {changed:?}"));
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }
@@ -367,5 +417,77 @@ fn del_does_not_trust_a_state_file_naming_another_vf() {
     assert!(
         !dir.join("pci/vf_lock/0000:01:10.2.lock").exists(),
         "the VF the state file named was never locked, let alone changed"
+    );
+}
+
+/// A saved state for `container`/net1 on VF `pci`, as ADD writes it.
+fn saved(container: &str, pci: &str, netns: &str) -> Value {
+    json!({
+        "containerId": container, "ifname": "net1", "netns": netns,
+        "pci": pci, "pfName": "eth0", "pfPci": "0000:01:00.0", "vfIndex": 2,
+        "dpdk": false, "hostIfname": null, "origMac": null, "origMtu": null,
+        "orig": {"adminMac": null, "vlan": 0, "qos": 0, "vlanProto": 0, "spoofchk": null,
+                 "trust": null, "linkState": null, "minTxRate": 0, "maxTxRate": 0},
+        "conf": {}, "mac": null, "complete": true
+    })
+}
+
+/// GC releases only attachments the runtime does not list and whose namespace
+/// is gone: a listed one and one whose namespace lives stay.
+#[test]
+fn gc_keeps_listed_and_live_attachments() {
+    let e = env();
+    let dir = e.data.path().join("sriov");
+    std::fs::create_dir_all(dir.join("pci")).unwrap();
+    // 0000:01:10.4 is not in the synthetic sysfs: a VF gone since (numvfs
+    // lowered), so releasing it needs no netlink.
+    for (c, netns) in [
+        ("ctr-listed", "/var/run/netns/gone-a"),
+        ("ctr-stale", "/var/run/netns/gone-b"),
+        ("ctr-live", "/proc/self/ns/net"),
+    ] {
+        std::fs::write(
+            dir.join(format!("{c}-net1")),
+            saved(c, "0000:01:10.4", netns).to_string(),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        dir.join("pci/0000:01:10.4"),
+        json!({"containerId": "ctr-stale", "ifname": "net1", "netns": "/var/run/netns/gone-b"})
+            .to_string(),
+    )
+    .unwrap();
+    let gc = json!({"cniVersion": "1.1.0", "name": "sriov-net", "type": "sriov",
+                    "cni.dev/valid-attachments": [{"containerID": "ctr-listed", "ifname": "net1"}]});
+    let (exit, v) = run(&e, "GC", "", gc);
+    assert_eq!(exit, Some(0), "{v}");
+    assert!(dir.join("ctr-listed-net1").exists(), "listed: kept");
+    assert!(dir.join("ctr-live-net1").exists(), "namespace alive: kept");
+    assert!(!dir.join("ctr-stale-net1").exists(), "stale: released");
+    assert!(!dir.join("pci/0000:01:10.4").exists(), "its record too");
+}
+
+/// STATUS says "not available" (50) when there is nothing to attach or the
+/// IPAM plugin is missing, naming which; ready otherwise.
+#[test]
+fn status_names_what_is_missing() {
+    let e = env();
+    let conf = |ipam: &str| {
+        json!({"cniVersion": "1.1.0", "name": "sriov-net", "type": "sriov",
+               "ipam": {"type": ipam}})
+    };
+    let (exit, v) = run(&e, "STATUS", "", conf("host-local"));
+    assert_eq!(exit, Some(0), "{v}");
+    assert_error(
+        run(&e, "STATUS", "", conf("no-such-ipam")),
+        50,
+        &["no-such-ipam", "CNI_PATH"],
+    );
+    std::fs::remove_dir_all(e.sysfs.path().join("bus/pci/devices")).unwrap();
+    assert_error(
+        run(&e, "STATUS", "", conf("host-local")),
+        50,
+        &["bus/pci/devices"],
     );
 }

@@ -226,6 +226,43 @@ pub fn tree(root: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Where each hostile value would land if it were joined to each base
+/// directory (`..` resolved lexically, as the kernel would), with what is
+/// there now: a refused call must leave every one of them as it was — also
+/// outside the test's own directories, where `../../etc/evil` points.
+pub fn escape_targets(bases: &[PathBuf], values: &[String]) -> Vec<(PathBuf, Option<(u64, u64)>)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    for v in values.iter().filter(|v| v.contains("..")) {
+        for base in bases {
+            let mut p = PathBuf::new();
+            for c in base.join(v).components() {
+                match c {
+                    std::path::Component::ParentDir => {
+                        p.pop();
+                    }
+                    std::path::Component::CurDir => {}
+                    other => p.push(other),
+                }
+            }
+            for candidate in [p.clone(), p.with_extension("json")] {
+                // A directory that was there (/tmp, /) only has to stay one:
+                // other tests create files in it meanwhile.
+                let state = std::fs::symlink_metadata(&candidate)
+                    .ok()
+                    .map(|m| match m.is_dir() {
+                        true => (0, 0),
+                        false => (m.len(), m.mtime_nsec() as u64 ^ m.mtime() as u64),
+                    });
+                out.push((candidate, state));
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// Interface names in network namespace `netns` (without `@peer`).
 pub fn links_in(netns: &str) -> Vec<String> {
     let out = Command::new("ip")
