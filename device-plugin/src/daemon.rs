@@ -18,7 +18,6 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::net::UnixListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio_stream::wrappers::UnixListenerStream;
 use vfplex_config::device_plugin::{ResourceConfig, ResourceConfigList};
 
 use crate::api::device_plugin_server::DevicePluginServer;
@@ -161,7 +160,7 @@ fn serve(
     tokio::spawn(async move {
         let r = tonic::transport::Server::builder()
             .add_service(service)
-            .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
+            .serve_with_incoming_shutdown(crate::authority::incoming(listener), async {
                 let _ = stopped.await;
             })
             .await;

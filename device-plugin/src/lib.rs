@@ -4,6 +4,7 @@
 
 pub mod allocate;
 pub mod api;
+pub mod authority;
 pub mod cli;
 pub mod daemon;
 pub mod discovery;
