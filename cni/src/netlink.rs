@@ -7,7 +7,7 @@ use std::io;
 use std::net::IpAddr;
 
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
     NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
@@ -211,6 +211,28 @@ impl Netlink {
             NLM_F_CREATE | NLM_F_EXCL,
         )
         .map(|_| ())
+    }
+
+    /// The addresses on link `index`, as `(address, prefix)`.
+    pub fn addresses(&mut self, index: u32) -> Result<Vec<(IpAddr, u8)>> {
+        let replies = self.request(
+            "list addresses",
+            RouteNetlinkMessage::GetAddress(AddressMessage::default()),
+            NLM_F_DUMP,
+        )?;
+        Ok(replies
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewAddress(a) if a.header.index == index => {
+                    let prefix = a.header.prefix_len;
+                    a.attributes.into_iter().find_map(|at| match at {
+                        AddressAttribute::Address(ip) => Some((ip, prefix)),
+                        _ => None,
+                    })
+                }
+                _ => None,
+            })
+            .collect())
     }
 
     /// Add a route to `dst/prefix` via `gw` (if any) out of link `index`.

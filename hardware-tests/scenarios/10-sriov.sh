@@ -4,7 +4,7 @@
 # namespace was deleted; a VF held by a pod is refused to another; bad input
 # gets the right CNI error and leaves nothing behind.
 # requires: vf-netdevs
-plan 55
+plan 57
 PF=$(lab_first_pf)
 ip link set "$PF" up
 check create-4-vfs lab_create_vfs "$PF" 4
@@ -70,6 +70,18 @@ check check-c-passes test $? -eq 0 -a -z "$OUT"
 ip -n pod-c link set net1 mtu 1300
 OUT=$(conf_c | cni sriov CHECK ctr-c /var/run/netns/pod-c net1)
 check check-c-sees-mtu-change contains "$OUT" "MTU"
+ip -n pod-c link set net1 mtu 1400
+ADDR_C=$(ip -n pod-c -4 addr show net1 | awk '/inet / {print $2}')
+ip -n pod-c addr flush dev net1
+OUT=$(conf_c | cni sriov CHECK ctr-c /var/run/netns/pod-c net1)
+check check-c-sees-address-gone contains "$OUT" "lacks its address ${ADDR_C%/*}"
+ip -n pod-c addr add "$ADDR_C" dev net1
+ip -n pod-c link set net1 name vfchk
+ip -n pod-c link set vfchk netns 1
+OUT=$(conf_c | cni sriov CHECK ctr-c /var/run/netns/pod-c net1)
+check check-c-sees-interface-gone contains "$OUT" "net1"
+ip link set vfchk netns pod-c
+ip -n pod-c link set vfchk name net1
 
 # --- a VF held by a live pod is refused -----------------------------------
 E=$(conf "$V0" 02:00:00:00:0a:09 | cni sriov ADD ctr-x /var/run/netns/pod-c net2)

@@ -14,6 +14,33 @@ use crate::state::Store;
 use crate::vf::{Pf, VfPfState};
 use crate::SriovPlugin;
 
+/// The addresses ADD's result gave the interface that it no longer has.
+fn missing_addresses(
+    pod: &mut Netlink,
+    index: u32,
+    ifname: &str,
+    result: Option<&serde_json::Value>,
+) -> Vec<String> {
+    let want: Vec<(std::net::IpAddr, u8)> = result
+        .and_then(|r| r["ips"].as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|ip| ip["address"].as_str())
+        .filter_map(|a| vfplex_config::validate::cidr("ips.address", a).ok())
+        .collect();
+    if want.is_empty() {
+        return Vec::new();
+    }
+    let have = match pod.addresses(index) {
+        Ok(h) => h,
+        Err(e) => return vec![e.to_string()],
+    };
+    want.into_iter()
+        .filter(|w| !have.contains(w))
+        .map(|(ip, p)| format!("{ifname} lacks its address {ip}/{p}"))
+        .collect()
+}
+
 pub fn check(plugin: &SriovPlugin, req: &Request) -> Result<(), SriovError> {
     let conf = SriovConf::from_netconf(&req.conf)?;
     let store = Store::node(Some(&conf));
@@ -68,6 +95,12 @@ pub fn check(plugin: &SriovPlugin, req: &Request) -> Result<(), SriovError> {
                             ));
                         }
                     }
+                    problems.extend(missing_addresses(
+                        &mut pod,
+                        link.header.index,
+                        &req.ifname,
+                        saved.result.as_ref(),
+                    ));
                 }
                 Err(e) => problems.push(e.to_string()),
             },
