@@ -23,6 +23,9 @@ pub struct Options {
     pub proc_root: PathBuf,
     /// Load and validate the config, print the pools, exit.
     pub check_config: bool,
+    /// A file that exists while every pool is registered with kubelet (for a
+    /// readiness probe).
+    pub ready_file: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -35,6 +38,7 @@ impl Default for Options {
             devinfo_dir: vfplex_config::device_info::DP_DIR.into(),
             proc_root: DEFAULT_PROC_ROOT.into(),
             check_config: false,
+            ready_file: None,
         }
     }
 }
@@ -64,6 +68,7 @@ vfplex-device-plugin: kubelet device plugin for SR-IOV VF pools
   --device-plugin-dir PATH  kubelet's device-plugin directory (default /var/lib/kubelet/device-plugins)
   --devinfo-dir PATH        device-info files (default /var/run/k8s.cni.cncf.io/devinfo/dp)
   --proc-root PATH          procfs, for the host's default route (default /proc)
+  --ready-file PATH         exists while every pool is registered with kubelet
   --check-config            validate the config, print the pools and exit
   --version, --help
 ";
@@ -94,6 +99,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Action, CliError
             "device-plugin-dir" => o.device_plugin_dir = value()?.into(),
             "devinfo-dir" => o.devinfo_dir = value()?.into(),
             "proc-root" => o.proc_root = value()?.into(),
+            "ready-file" => o.ready_file = Some(value()?.into()),
             "check-config" => o.check_config = true,
             "help" | "h" => return Ok(Action::Help),
             "version" => return Ok(Action::Version),
@@ -120,6 +126,8 @@ mod tests {
             "--sysfs-root",
             "/tmp/sys",
             "--device-plugin-dir=/tmp/dp",
+            "--ready-file",
+            "/run/vfplex/ready",
         ])
         .unwrap() else {
             panic!()
@@ -128,6 +136,7 @@ mod tests {
         assert_eq!(o.resource_prefix, "example.org");
         assert_eq!(o.sysfs_root, PathBuf::from("/tmp/sys"));
         assert_eq!(o.device_plugin_dir, PathBuf::from("/tmp/dp"));
+        assert_eq!(o.ready_file, Some(PathBuf::from("/run/vfplex/ready")));
         assert_eq!(p(&[]).unwrap(), Action::Run(Options::default()));
         assert_eq!(p(&["--help"]).unwrap(), Action::Help);
         assert_eq!(p(&["--version"]).unwrap(), Action::Version);

@@ -322,8 +322,9 @@ impl Daemon {
         }
     }
 
-    /// Re-serve pools whose socket vanished; register pools kubelet does not know.
-    async fn keep_registered(&mut self) {
+    /// Re-serve pools whose socket vanished; register pools kubelet does not
+    /// know. Whether every pool is now registered with the running kubelet.
+    async fn keep_registered(&mut self) -> bool {
         let kubelet_sock = self.opts.device_plugin_dir.join(KUBELET_SOCKET);
         let kubelet_id = socket_identity(&kubelet_sock);
         let names: Vec<String> = self.running.keys().cloned().collect();
@@ -367,6 +368,11 @@ impl Daemon {
                 }
             }
         }
+        kubelet_id.is_some()
+            && self
+                .running
+                .values()
+                .all(|r| r.registered_with == kubelet_id)
     }
 
     async fn reload_config(&mut self, last: &mut Option<SystemTime>) {
@@ -390,6 +396,32 @@ impl Daemon {
             }
             Err(e) => tracing::error!("{e}; keeping the previous config"),
         }
+    }
+}
+
+/// Create or remove the readiness file.
+fn set_ready(file: Option<&Path>, ready: bool) {
+    let Some(f) = file else { return };
+    let r = if ready {
+        f.parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(f, b""))
+    } else {
+        match std::fs::remove_file(f) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    };
+    match r {
+        Ok(()) => tracing::info!(
+            "{}",
+            if ready {
+                "ready: every pool is registered"
+            } else {
+                "not ready"
+            }
+        ),
+        Err(e) => tracing::warn!("readiness file {}: {e}", f.display()),
     }
 }
 
@@ -419,6 +451,7 @@ pub async fn run(
     let mut tick = tokio::time::interval(TICK);
     let mut last_scan = Instant::now();
     let mut last_mtime = mtime;
+    let mut was_ready = None;
     loop {
         let mut rescan = false;
         tokio::select! {
@@ -432,8 +465,13 @@ pub async fn run(
             daemon.reconcile().await;
             last_scan = Instant::now();
         }
-        daemon.keep_registered().await;
+        let ready = daemon.keep_registered().await;
+        if was_ready != Some(ready) {
+            set_ready(daemon.opts.ready_file.as_deref(), ready);
+            was_ready = Some(ready);
+        }
     }
+    set_ready(daemon.opts.ready_file.as_deref(), false);
     tracing::info!("shutting down: removing sockets and device-info files");
     for r in daemon.running.values_mut() {
         r.shutdown();

@@ -1,6 +1,8 @@
 //! deploy/vfplex-install: binaries land atomically, the meta config it writes
-//! parses as a vfplex config pointing at the node's first CNI config, and it is
-//! removed when the installer is stopped.
+//! parses as a vfplex config pointing at the node's first CNI config with a
+//! kubeconfig for the service account (an IPv6 API server bracketed), it says
+//! ready only then, and the config stays when the installer stops (fail
+//! closed: no pod may start with the cluster network alone meanwhile).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
@@ -11,7 +13,7 @@ use vfplex_config::meta::MetaConf;
 use vfplex_config::NetworkConfig;
 
 #[test]
-fn installer_writes_and_removes_the_meta_config() {
+fn installer_writes_the_meta_config_and_keeps_it_when_stopped() {
     let t = tempfile::tempdir().unwrap();
     let (src, bin, conf) = (
         t.path().join("src"),
@@ -33,20 +35,35 @@ fn installer_writes_and_removes_the_meta_config() {
         r#"{"cniVersion":"0.4.0","name":"k8s-pod-network","plugins":[{"type":"calico"}]}"#,
     )
     .unwrap();
+    let sa = t.path().join("sa");
+    std::fs::create_dir_all(&sa).unwrap();
+    std::fs::write(sa.join("token"), "sa-token\n").unwrap();
+    std::fs::write(sa.join("ca.crt"), "CA\n").unwrap();
+    let ready = t.path().join("run/ready");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/vfplex-install");
     let mut child = Command::new("sh")
         .arg(&script)
         .env("VFPLEX_SRC", &src)
         .env("HOST_BIN", &bin)
         .env("HOST_CONF", &conf)
+        .env("VFPLEX_SA_DIR", &sa)
+        .env("VFPLEX_READY_FILE", &ready)
+        .env("KUBERNETES_SERVICE_HOST", "fd00::1")
+        .env("KUBERNETES_SERVICE_PORT", "443")
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
     let meta = conf.join("00-vfplex.conflist");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !meta.exists() && Instant::now() < deadline {
+    while !ready.exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
+    assert!(ready.exists(), "ready once the config is written");
+    let kubeconfig = std::fs::read_to_string(conf.join("vfplex.d/vfplex.kubeconfig")).unwrap();
+    assert!(
+        kubeconfig.contains("server: https://[fd00::1]:443"),
+        "{kubeconfig}"
+    );
     let cfg = NetworkConfig::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
     let NetworkConfig::List(list) = cfg else {
         panic!("a conflist")
@@ -60,6 +77,10 @@ fn installer_writes_and_removes_the_meta_config() {
     assert_eq!(plugin.plugin_type(), "vfplex");
     assert!(plugin.has_capability("io.kubernetes.cri.pod-annotations"));
     let m = MetaConf::from_netconf(&plugin).unwrap();
+    assert_eq!(
+        m.kubeconfig.as_deref(),
+        Some("/etc/cni/net.d/vfplex.d/vfplex.kubeconfig")
+    );
     assert_eq!(
         m.cluster_network.as_deref(),
         Some("/etc/cni/net.d/10-calico.conflist")
@@ -79,7 +100,8 @@ fn installer_writes_and_removes_the_meta_config() {
     let status = child.wait().unwrap();
     assert!(status.success(), "{status}");
     assert!(
-        !meta.exists(),
-        "no stale meta config after the installer stops"
+        meta.exists(),
+        "fail closed: the meta config stays when the installer stops"
     );
+    assert!(!ready.exists(), "and it no longer says ready");
 }
