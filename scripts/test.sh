@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (the README's second command; CI runs it too).
 # Installs what the tests need, idempotently, then runs every test: the
-# workspace's unit and integration tests, then the SR-IOV lab in QEMU.
+# workspace's unit and integration tests, the SR-IOV lab in QEMU, the
+# real-cluster e2e and the fuzzers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,8 +16,11 @@ esac
 
 ./scripts/validate-manifests.sh
 # test-hooks: the meta plugin's crash points, for the crash-consistency test.
-cargo test --workspace --release --exclude hardware-tests --features vfplex-meta-plugin/test-hooks
+cargo test --workspace --release --exclude hardware-tests --exclude vfplex-e2e --features vfplex-meta-plugin/test-hooks
 cargo test --release -p hardware-tests -- --nocapture
+# A real one-node Kubernetes (kit built from Debian sources once, cached in
+# target/k8s) drives vfplex from deploy/ (docs/e2e.md).
+./scripts/k8s-e2e.sh
 # Every parser under libFuzzer for a bounded time (the seeds and past crash
 # inputs also replay in the workspace tests above).
 FUZZ_SECONDS=${FUZZ_SECONDS:-10} ./scripts/fuzz.sh

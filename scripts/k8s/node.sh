@@ -38,8 +38,8 @@ CTRD=$STATE/containerd SOCK=$STATE/containerd/containerd.sock
 KUBECONFIG=$STATE/admin.kubeconfig
 KUBECTL="$BIN/kubectl --kubeconfig=$KUBECONFIG --request-timeout=20s"
 # Host paths the node and the pods on it may add to; `down` removes what was not there.
-HOST_PATHS="/run/containerd /var/log/pods /var/log/containers /var/lib/kubelet $CNI_BIN_DIR $CNI_CONF_DIR
-/var/lib/cni /var/run/k8s.cni.cncf.io /etc/pcidp /etc/cni/vfplex"
+HOST_PATHS="/run/containerd /var/log/pods /var/log/containers /var/lib/kubelet /opt/cni /etc/cni
+/var/lib/cni /var/run/k8s.cni.cncf.io /etc/pcidp"
 
 say() { echo "[node.sh $(date +%T)] $*" >&2; }
 die() {
@@ -64,6 +64,9 @@ wait_for() { # what seconds cmd...
         sleep 0.25
     done
 }
+
+# The host's network interfaces (bridges the pods' networks made go at `down`).
+links() { ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | LC_ALL=C sort; }
 
 # What is under a host path now (files and dirs), to know what to remove later.
 inventory() {
@@ -177,6 +180,7 @@ up() {
     mkdir -p "$PKI" "$LOG" "$CTRD" "$STATE/kubelet" "$STATE/etcd"
     : >"$PIDS"
     inventory >"$STATE/host-before"
+    links >"$STATE/links-before"
     for k in vm/overcommit_memory vm/panic_on_oom kernel/panic kernel/panic_on_oops kernel/keys/root_maxkeys kernel/keys/root_maxbytes; do
         [ -r "/proc/sys/$k" ] && echo "$k $(cat "/proc/sys/$k")" >>"$STATE/sysctl.orig"
     done
@@ -320,7 +324,11 @@ down() {
             if [ -d "$f" ] && [ ! -L "$f" ]; then rmdir "$f" 2>/dev/null; else rm -f "$f"; fi
         done
     fi
-    ip link show "$BRIDGE" >/dev/null 2>&1 && ip link del "$BRIDGE" && say "deleted bridge $BRIDGE"
+    if [ -f "$STATE/links-before" ]; then
+        for l in $(links | LC_ALL=C comm -13 "$STATE/links-before" -); do
+            ip link del "$l" 2>/dev/null && say "deleted link $l"
+        done
+    fi
     for f in $(find /sys/fs/cgroup/*/kubepods -name cgroup.procs 2>/dev/null); do
         for p in $(cat "$f" 2>/dev/null); do kill -KILL "$p" 2>/dev/null; done
     done

@@ -201,7 +201,7 @@ impl Drop for Node {
         let _ = Command::new("ip")
             .args(["netns", "del", &self.netns])
             .status();
-        for b in ["vfc", "vfa", "vfb", "vfd"] {
+        for b in ["vfc", "vfa", "vfb", "vfd", "vfx"] {
             let _ = Command::new("ip")
                 .args(["link", "del", &format!("{b}{}", self.tag)])
                 .output();

@@ -1,0 +1,230 @@
+//! Pods with networks, as a user makes them: a namespace, NetworkAttachment
+//! Definitions, pods with the networks annotation (and a device resource),
+//! then what the cluster says back: Running, the network-status annotation,
+//! AddedInterface events; delete, and gone.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::Client;
+use serde_json::{json, Value};
+
+use crate::{check, kube_err, wait_for, E2eError, Result};
+
+pub const NETWORKS: &str = "k8s.v1.cni.cncf.io/networks";
+pub const NETWORK_STATUS: &str = "k8s.v1.cni.cncf.io/network-status";
+pub const RESOURCE_NAME: &str = "k8s.v1.cni.cncf.io/resourceName";
+
+/// The namespace (created if missing).
+pub async fn namespace(client: &Client, name: &str) -> Result<()> {
+    let ns: Namespace = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}
+    }))
+    .map_err(|e| E2eError::Check(e.to_string()))?;
+    let api: Api<Namespace> = Api::all(client.clone());
+    api.patch(
+        name,
+        &PatchParams::apply("vfplex-e2e").force(),
+        &Patch::Apply(&ns),
+    )
+    .await
+    .map_err(kube_err(format!("namespace {name}")))?;
+    Ok(())
+}
+
+fn nad_api(client: &Client, ns: &str) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("k8s.cni.cncf.io", "v1", "NetworkAttachmentDefinition");
+    let ar = ApiResource::from_gvk_with_plural(&gvk, "network-attachment-definitions");
+    Api::namespaced_with(client.clone(), ns, &ar)
+}
+
+/// A NAD `ns/name` with `config` (and a resourceName when given).
+pub async fn nad(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    config: &Value,
+    resource: Option<&str>,
+) -> Result<()> {
+    let mut obj = json!({
+        "apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"config": config.to_string()}
+    });
+    if let Some(r) = resource {
+        obj["metadata"]["annotations"] = json!({ RESOURCE_NAME: r });
+    }
+    nad_api(client, ns)
+        .patch(
+            name,
+            &PatchParams::apply("vfplex-e2e").force(),
+            &Patch::Apply(&obj),
+        )
+        .await
+        .map_err(kube_err(format!("NAD {ns}/{name}")))?;
+    Ok(())
+}
+
+/// A busybox pod asking for `networks`, and `devices` of `resource`.
+pub async fn create_pod(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    networks: &str,
+    resource: Option<(&str, u32)>,
+) -> Result<Pod> {
+    let mut pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns, "annotations": { NETWORKS: networks }},
+        "spec": {
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "c", "image": "localhost/busybox:1.35",
+                            "imagePullPolicy": "IfNotPresent", "command": ["sleep", "3600"]}]
+        }
+    });
+    if let Some((r, n)) = resource {
+        pod["spec"]["containers"][0]["resources"] =
+            json!({"requests": {r: n.to_string()}, "limits": {r: n.to_string()}});
+    }
+    let pod: Pod = serde_json::from_value(pod).map_err(|e| E2eError::Check(e.to_string()))?;
+    Api::<Pod>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &pod)
+        .await
+        .map_err(kube_err(format!("create pod {ns}/{name}")))
+}
+
+/// Wait until the pod runs; returns it.
+pub async fn running(client: &Client, ns: &str, name: &str, timeout: Duration) -> Result<Pod> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    wait_for(&format!("pod {ns}/{name} Running"), timeout, || {
+        let api = api.clone();
+        async move {
+            let p = api.get(name).await.map_err(|e| e.to_string())?;
+            let phase = p.status.as_ref().and_then(|s| s.phase.clone());
+            match phase.as_deref() {
+                Some("Running") => Ok(p),
+                other => Err(format!("phase {other:?}")),
+            }
+        }
+    })
+    .await
+}
+
+/// The pod's network-status entries (what vfplex wrote back).
+pub fn network_status(pod: &Pod) -> Vec<Value> {
+    pod.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(NETWORK_STATUS))
+        .and_then(|s| serde_json::from_str::<Vec<Value>>(s).ok())
+        .unwrap_or_default()
+}
+
+/// The network-status entry of network `name`, checked to have `ifname` and
+/// an address starting with `ip_prefix`.
+pub fn status_entry<'a>(
+    entries: &'a [Value],
+    name: &str,
+    ifname: &str,
+    ip_prefix: &str,
+) -> Result<&'a Value> {
+    let e = entries.iter().find(|e| e["name"] == name).ok_or_else(|| {
+        E2eError::Check(format!("no network-status entry for {name}: {entries:?}"))
+    })?;
+    check(e["interface"] == ifname, || {
+        format!("{name}: interface {}, want {ifname}", e["interface"])
+    })?;
+    let ip_ok = e["ips"].as_array().is_some_and(|ips| {
+        ips.iter()
+            .any(|ip| ip.as_str().is_some_and(|s| s.starts_with(ip_prefix)))
+    });
+    check(ip_ok, || {
+        format!("{name}: ips {} lack {ip_prefix}*", e["ips"])
+    })?;
+    Ok(e)
+}
+
+/// Events about pod `ns/name` with `reason`: their messages.
+pub async fn events(client: &Client, ns: &str, name: &str, reason: &str) -> Result<Vec<String>> {
+    let api: Api<Event> = Api::namespaced(client.clone(), ns);
+    let list = api
+        .list(&ListParams::default().fields(&format!("involvedObject.name={name}")))
+        .await
+        .map_err(kube_err(format!("events of {ns}/{name}")))?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .filter_map(|e| e.message)
+        .collect())
+}
+
+/// Delete the pod and wait until it is gone.
+pub async fn delete_pod(client: &Client, ns: &str, name: &str, timeout: Duration) -> Result<()> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let _ = api
+        .delete(name, &DeleteParams::default().grace_period(1))
+        .await;
+    wait_for(&format!("pod {ns}/{name} gone"), timeout, || {
+        let api = api.clone();
+        async move {
+            match api.get_opt(name).await {
+                Ok(None) => Ok(()),
+                Ok(Some(p)) => Err(format!(
+                    "still there, phase {:?}",
+                    p.status.and_then(|s| s.phase)
+                )),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    })
+    .await
+}
+
+/// The node's allocatable amount of `resource` (0 when it has none).
+pub async fn allocatable(client: &Client, resource: &str) -> Result<BTreeMap<String, i64>> {
+    let nodes = Api::<Node>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .map_err(kube_err("list nodes"))?;
+    Ok(nodes
+        .items
+        .into_iter()
+        .map(|n| {
+            let amount = n
+                .status
+                .and_then(|s| s.allocatable)
+                .and_then(|a| a.get(resource).map(|q| q.0.clone()))
+                .and_then(|q| q.parse().ok())
+                .unwrap_or(0);
+            (n.metadata.name.unwrap_or_default(), amount)
+        })
+        .collect())
+}
+
+/// Wait until some node has `want` of `resource` allocatable.
+pub async fn wait_allocatable(
+    client: &Client,
+    resource: &str,
+    want: i64,
+    timeout: Duration,
+) -> Result<()> {
+    wait_for(
+        &format!("{want} x {resource} allocatable"),
+        timeout,
+        || async move {
+            let a = allocatable(client, resource)
+                .await
+                .map_err(|e| e.to_string())?;
+            if a.values().any(|n| *n == want) {
+                Ok(())
+            } else {
+                Err(format!("{a:?}"))
+            }
+        },
+    )
+    .await
+}
