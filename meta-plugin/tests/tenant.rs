@@ -138,7 +138,9 @@ fn what_tenants_write_cannot_steer_the_root_plugin() {
     let mut paths_policy = conf.clone();
     paths_policy["nadPolicy"] = json!({});
 
-    let cases: Vec<(&str, Vec<(&str, &str)>, &Value, &[&str])> = vec![
+    // (what, pod annotations, meta config, what the error must name)
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a Value, &'a [&'a str]);
+    let cases: Vec<Case> = vec![
         (
             "meta type",
             vec![(NETWORKS, "meta-a")],

@@ -31,9 +31,14 @@ fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     f
 }
 
+/// (type, flags, stream) of one frame.
+type FrameHead = (u8, u8, u32);
+/// One decoded header block.
+type Fields = Vec<(String, String)>;
+
 /// Split `out` into frames; decode each header block with one server-side
 /// HPACK decoder, as the server does.
-fn server_view(out: &[u8]) -> (Vec<(u8, u8, u32)>, Vec<Vec<(String, String)>>) {
+fn server_view(out: &[u8]) -> (Vec<FrameHead>, Vec<Fields>) {
     assert_eq!(&out[..PREFACE_LEN], PREFACE);
     let mut at = PREFACE_LEN;
     let mut frames = Vec::new();
