@@ -319,6 +319,8 @@ pub trait LinkExt {
     fn mac(&self) -> Option<String>;
     fn mtu(&self) -> Option<u32>;
     fn vf_infos(&self) -> Vec<&LinkVfInfo>;
+    /// Administratively up (IFF_UP).
+    fn is_up(&self) -> bool;
 }
 
 impl LinkExt for LinkMessage {
@@ -341,6 +343,10 @@ impl LinkExt for LinkMessage {
             LinkAttribute::Mtu(m) => Some(*m),
             _ => None,
         })
+    }
+
+    fn is_up(&self) -> bool {
+        self.header.flags.contains(LinkFlags::Up)
     }
 
     fn vf_infos(&self) -> Vec<&LinkVfInfo> {

@@ -7,6 +7,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use vfplex_config::switchdev::{self, Port};
 use vfplex_config::validate;
 
 /// Env variable that moves the sysfs root (tests, lab).
@@ -80,6 +81,13 @@ fn link_name(path: &Path) -> Option<String> {
         .map(str::to_string)
 }
 
+fn read_trim(p: &Path) -> Option<String> {
+    fs::read_to_string(p)
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
 fn first_entry(dir: &Path) -> Option<String> {
     let mut names: Vec<String> = fs::read_dir(dir)
         .ok()?
@@ -142,8 +150,9 @@ impl Sysfs {
             return Err(SysfsError::NotAVf(pci));
         };
         let pf_dev = self.pci_device(&pf_pci);
-        let pf_name =
-            first_entry(&pf_dev.join("net")).ok_or_else(|| SysfsError::PfWithoutNetdev {
+        let pf_name = self
+            .uplink(&pf_pci)
+            .ok_or_else(|| SysfsError::PfWithoutNetdev {
                 pci: pci.clone(),
                 pf_pci: pf_pci.clone(),
             })?;
@@ -163,6 +172,48 @@ impl Sysfs {
             netdev,
             driver,
         })
+    }
+
+    /// A PF's own netdev (its uplink): in switchdev mode its `net/` directory
+    /// also holds the VFs' representors; the kernel's `phys_port_name` tells
+    /// them apart (never the sort order, sriov-cni #247).
+    pub fn uplink(&self, pf_pci: &str) -> Option<String> {
+        let net = self.pci_device(pf_pci).join("net");
+        let mut netdevs: Vec<(String, Option<String>)> = fs::read_dir(&net)
+            .ok()?
+            .flatten()
+            .filter_map(|e| {
+                let n = e.file_name().to_str()?.to_string();
+                let port = read_trim(&e.path().join("phys_port_name"));
+                Some((n, port))
+            })
+            .collect();
+        netdevs.sort();
+        switchdev::uplink(&netdevs).map(str::to_string)
+    }
+
+    /// The representor of VF `index` of the PF whose uplink is `uplink`: the
+    /// netdev that shares the uplink's `phys_switch_id` and whose
+    /// `phys_port_name` is `pf<N>vf<index>`. `None` in legacy mode.
+    pub fn representor(&self, uplink: &str, index: u32) -> Option<String> {
+        let class = self.root.join("class/net");
+        let switch_id = read_trim(&class.join(uplink).join("phys_switch_id"))?;
+        let pf =
+            switchdev::pf_number(read_trim(&class.join(uplink).join("phys_port_name")).as_deref());
+        let mut found: Vec<String> = fs::read_dir(&class)
+            .ok()?
+            .flatten()
+            .filter_map(|e| {
+                let n = e.file_name().to_str()?.to_string();
+                let port = read_trim(&e.path().join("phys_port_name"))?;
+                let same_switch = read_trim(&e.path().join("phys_switch_id")).as_deref()
+                    == Some(switch_id.as_str());
+                (same_switch && Port::parse(&port) == Port::VfRepresentor { pf, vf: index })
+                    .then_some(n)
+            })
+            .collect();
+        found.sort();
+        found.into_iter().next()
     }
 
     fn vf_index(&self, pf_dev: &Path, pci: &str) -> Option<u32> {
@@ -223,6 +274,42 @@ pub mod fixture {
     }
 }
 
+/// switchdev-shaped additions to fixture trees.
+pub mod switchdev_fixture {
+    use std::fs;
+    use std::os::unix::fs::symlink;
+    use std::path::Path;
+
+    /// Give netdev `name` (already in the tree, under `class/net`) a port
+    /// name and switch id.
+    pub fn port(root: &Path, name: &str, port_name: &str, switch_id: &str) -> std::io::Result<()> {
+        let dir = root.join("class/net").join(name);
+        fs::write(dir.join("phys_port_name"), format!("{port_name}\n"))?;
+        fs::write(dir.join("phys_switch_id"), format!("{switch_id}\n"))
+    }
+
+    /// A representor netdev `name` for VF `vf` of PF number `pf`: in the PF's
+    /// `net/` directory (mlx5, ice) when `pf_pci` is given, else under a
+    /// device of its own (netdevsim).
+    pub fn representor(
+        root: &Path,
+        pf_pci: Option<&str>,
+        name: &str,
+        pf: u32,
+        vf: u32,
+        switch_id: &str,
+    ) -> std::io::Result<()> {
+        let dir = match pf_pci {
+            Some(p) => root.join("bus/pci/devices").join(p).join("net").join(name),
+            None => root.join("devices/netdevsim0/net").join(name),
+        };
+        fs::create_dir_all(&dir)?;
+        fs::create_dir_all(root.join("class/net"))?;
+        symlink(&dir, root.join("class/net").join(name))?;
+        port(root, name, &format!("pf{pf}vf{vf}"), switch_id)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,6 +353,33 @@ mod tests {
         assert_eq!(vf.index, 1);
         assert_eq!(vf.netdev, None);
         assert!(vf.is_userspace());
+    }
+
+    /// mlx5 in switchdev mode: the representors sit in the PF's `net/`
+    /// directory and sort before the uplink; the uplink is still the PF's
+    /// netdev, and each VF's representor is found by port name and switch id.
+    #[test]
+    fn switchdev_pf_resolves_its_uplink_and_representors() {
+        let t = tree();
+        let s = Sysfs::new(t.path());
+        switchdev_fixture::port(t.path(), "ens1f0", "p0", "a1b2").unwrap();
+        for (name, vf) in [("dev0", 0), ("dev1", 1), ("dev2", 2)] {
+            switchdev_fixture::representor(t.path(), Some("0000:01:00.0"), name, 0, vf, "a1b2")
+                .unwrap();
+        }
+        // A representor of another switch with the same port name.
+        switchdev_fixture::representor(t.path(), None, "aaa-other", 0, 1, "ffff").unwrap();
+        let vf = s.vf("0000:01:10.2").unwrap();
+        assert_eq!(vf.pf_name, "ens1f0", "not dev0, which sorts first");
+        assert_eq!(
+            s.representor(&vf.pf_name, vf.index).as_deref(),
+            Some("dev1")
+        );
+        assert_eq!(s.representor("ens1f0", 7), None);
+        // Legacy mode: no switch id, no representor.
+        let t = tree();
+        let s = Sysfs::new(t.path());
+        assert_eq!(s.representor("ens1f0", 0), None);
     }
 
     #[test]

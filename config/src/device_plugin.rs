@@ -46,6 +46,7 @@ impl DeviceType {
                 "needVhostNet",
                 "vdpaType",
                 "pKeys",
+                "eSwitchMode",
             ],
             DeviceType::Accelerator => &[
                 "vendors",
@@ -186,6 +187,10 @@ pub struct Selector {
     pub p_keys: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub aux_types: Vec<String>,
+    /// vfplex addition: `legacy` or `switchdev` — the eswitch mode of the
+    /// VF's PF (switchdev: the PF has a representor per VF).
+    #[serde(rename = "eSwitchMode", skip_serializing_if = "Option::is_none")]
+    pub e_switch_mode: Option<String>,
 }
 
 fn strings(field: &str, v: &Value) -> Result<Vec<String>, ConfigError> {
@@ -285,6 +290,15 @@ impl Selector {
                 }
                 "pKeys" => s.p_keys = strings(key, val)?,
                 "auxTypes" => s.aux_types = strings(key, val)?,
+                "eSwitchMode" => {
+                    let m = val
+                        .as_str()
+                        .ok_or_else(|| ConfigError::invalid(key, val, "must be a string"))?;
+                    if m != "legacy" && m != "switchdev" {
+                        return Err(ConfigError::invalid(key, m, "must be legacy or switchdev"));
+                    }
+                    s.e_switch_mode = Some(m.to_string());
+                }
                 _ => {}
             }
         }

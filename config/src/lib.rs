@@ -17,6 +17,7 @@ pub mod netconf;
 pub mod result;
 pub mod runtime_config;
 pub mod sriov;
+pub mod switchdev;
 pub mod validate;
 pub mod version;
 

@@ -34,6 +34,10 @@ pub struct PciDevice {
     pub is_rdma: bool,
     /// The PF's operstate (for a VF) or its own (for a netdev PF).
     pub pf_operstate: Option<String>,
+    /// The PF's eswitch is in switchdev mode (it has VF representors).
+    pub switchdev: bool,
+    /// switchdev mode: this VF's representor netdev (`None` when missing).
+    pub representor: Option<String>,
     /// Bound to a driver when first seen (set by the daemon, which remembers).
     pub had_driver: bool,
     /// Still in its pool but no longer matching its selectors (set by the daemon).
@@ -58,15 +62,26 @@ impl PciDevice {
         self.driver.as_deref() == Some("vfio-pci")
     }
 
-    /// Healthy: bound to a driver, and its PF's link is not down.
     /// Healthy unless its PF's link is down, or it lost the driver it had
-    /// (a device never seen with a driver is not judged by it).
+    /// (a device never seen with a driver is not judged by it), or — its PF
+    /// in switchdev mode — it has no representor (the eswitch cannot carry
+    /// its traffic).
     pub fn healthy(&self) -> bool {
         let pf_down = matches!(
             self.pf_operstate.as_deref(),
             Some("down") | Some("lowerlayerdown") | Some("notpresent")
         );
-        !pf_down && !self.unmatched && (self.driver.is_some() || !self.had_driver)
+        let rep_missing = self.is_vf() && self.switchdev && self.representor.is_none();
+        !pf_down && !rep_missing && !self.unmatched && (self.driver.is_some() || !self.had_driver)
+    }
+
+    /// `legacy` or `switchdev`: its own eswitch's mode (PF) or its PF's (VF).
+    pub fn eswitch_mode(&self) -> &'static str {
+        if self.switchdev {
+            "switchdev"
+        } else {
+            "legacy"
+        }
     }
 }
 
@@ -112,16 +127,6 @@ fn link_name(p: &Path) -> Option<String> {
         .map(str::to_string)
 }
 
-fn first_entry(dir: &Path) -> Option<String> {
-    let mut v: Vec<String> = fs::read_dir(dir)
-        .ok()?
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().map(str::to_string))
-        .collect();
-    v.sort();
-    v.into_iter().next()
-}
-
 fn hex_id(s: Option<String>) -> String {
     s.map(|v| v.trim_start_matches("0x").to_ascii_lowercase())
         .filter(|v| v.len() == 4 && v.chars().all(|c| c.is_ascii_hexdigit()))
@@ -147,6 +152,8 @@ struct PfFacts {
     link_type: Option<String>,
     operstate: Option<String>,
     index_of: HashMap<String, u16>,
+    /// switchdev mode: VF index -> representor netdev.
+    representors: HashMap<u16, String>,
 }
 
 /// IFF_UP in a netdev's `flags` (linux/if.h).
@@ -234,9 +241,61 @@ impl Discovery {
         read_trim(&dir.join("operstate"))
     }
 
+    /// A PF's own netdev: in switchdev mode its `net/` directory also holds
+    /// representors; `phys_port_name` tells them apart, never the sort order.
+    fn uplink(&self, dev: &Path) -> Option<String> {
+        let mut netdevs: Vec<(String, Option<String>)> = fs::read_dir(dev.join("net"))
+            .ok()?
+            .flatten()
+            .filter_map(|e| {
+                let n = e.file_name().to_str()?.to_string();
+                let port = read_trim(&e.path().join("phys_port_name")).filter(|p| !p.is_empty());
+                Some((n, port))
+            })
+            .collect();
+        netdevs.sort();
+        vfplex_config::switchdev::uplink(&netdevs).map(str::to_string)
+    }
+
+    /// switchdev mode: the representors of the PF whose uplink is `uplink`
+    /// (same `phys_switch_id`, `phys_port_name` `pf<N>vf<M>`), by VF index.
+    /// Empty in legacy mode.
+    fn representors(&self, pf_dev: &Path, uplink: &str) -> HashMap<u16, String> {
+        use vfplex_config::switchdev::{pf_number, Port};
+        let up = pf_dev.join("net").join(uplink);
+        let Some(switch_id) = read_trim(&up.join("phys_switch_id")).filter(|s| !s.is_empty())
+        else {
+            return HashMap::new();
+        };
+        let pf = pf_number(read_trim(&up.join("phys_port_name")).as_deref());
+        let mut out = HashMap::new();
+        for e in fs::read_dir(self.sysfs.join("class/net"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let Some(name) = e.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            let port = read_trim(&e.path().join("phys_port_name")).map(|p| Port::parse(&p));
+            if let Some(Port::VfRepresentor { pf: p, vf }) = port {
+                let same = read_trim(&e.path().join("phys_switch_id")).as_deref()
+                    == Some(switch_id.as_str());
+                if let (true, true, Ok(vf)) = (same, p == pf, u16::try_from(vf)) {
+                    out.entry(vf).or_insert(name);
+                }
+            }
+        }
+        out
+    }
+
     fn pf_facts(&self, pf_pci: &str) -> PfFacts {
         let pf_dev = self.devices_dir().join(pf_pci);
-        let name = first_entry(&pf_dev.join("net"));
+        let name = self.uplink(&pf_dev);
+        let representors = name
+            .as_deref()
+            .map(|n| self.representors(&pf_dev, n))
+            .unwrap_or_default();
         let index_of = fs::read_dir(&pf_dev)
             .map(|rd| {
                 rd.flatten()
@@ -261,6 +320,7 @@ impl Discovery {
                 .and_then(|n| self.netdev_operstate(&pf_dev, n)),
             name,
             index_of,
+            representors,
         }
     }
 
@@ -271,7 +331,7 @@ impl Discovery {
 
     fn device_with(&self, pci: &str, pfs: &mut HashMap<String, PfFacts>) -> PciDevice {
         let dev = self.devices_dir().join(pci);
-        let netdev = first_entry(&dev.join("net"));
+        let netdev = self.uplink(&dev);
         let physfn = link_name(&dev.join("physfn"));
         let modalias = read_trim(&dev.join("modalias"));
         // Only PFs (and plain devices) have SR-IOV counters.
@@ -323,9 +383,12 @@ impl Discovery {
             }
             d.pf_operstate.clone_from(&pf.operstate);
             d.pf_name.clone_from(&pf.name);
+            d.switchdev = !pf.representors.is_empty();
+            d.representor = d.vf_index.and_then(|i| pf.representors.get(&i).cloned());
             d.pf_pci = Some(pf_pci);
         } else if let Some(n) = &netdev {
             d.pf_operstate = self.netdev_operstate(&dev, n);
+            d.switchdev = !self.representors(&dev, n).is_empty();
         }
         d.netdev = netdev;
         d
@@ -433,6 +496,39 @@ pub mod fixture {
             let vdir = root.join("bus/pci/devices").join(vf.pci);
             symlink(&pdir, vdir.join("physfn"))?;
             symlink(&vdir, pdir.join(format!("virtfn{i}")))?;
+        }
+        Ok(())
+    }
+
+    /// Put a PF's eswitch in switchdev mode: its uplink `uplink` gets
+    /// `phys_port_name` p0 and `switch_id`; each `(vf, name, beside_uplink)`
+    /// becomes VF `vf`'s representor — in the PF's `net/` directory (mlx5,
+    /// ice) or under a device of its own (netdevsim) — listed in `class/net`.
+    pub fn switchdev(
+        root: &Path,
+        pf_pci: &str,
+        uplink: &str,
+        switch_id: &str,
+        reps: &[(u32, &str, bool)],
+    ) -> std::io::Result<()> {
+        let pf_net = root.join("bus/pci/devices").join(pf_pci).join("net");
+        fs::write(pf_net.join(uplink).join("phys_port_name"), "p0\n")?;
+        fs::write(
+            pf_net.join(uplink).join("phys_switch_id"),
+            format!("{switch_id}\n"),
+        )?;
+        fs::create_dir_all(root.join("class/net"))?;
+        for (vf, name, beside) in reps {
+            let dir = if *beside {
+                pf_net.join(name)
+            } else {
+                root.join("devices/virtual/net").join(name)
+            };
+            fs::create_dir_all(&dir)?;
+            fs::write(dir.join("phys_port_name"), format!("pf0vf{vf}\n"))?;
+            fs::write(dir.join("phys_switch_id"), format!("{switch_id}\n"))?;
+            fs::write(dir.join("operstate"), "down\n")?;
+            symlink(&dir, root.join("class/net").join(name))?;
         }
         Ok(())
     }

@@ -78,6 +78,9 @@ pub fn matches(s: &Selector, d: &PciDevice) -> bool {
                 .is_some_and(|l| l.eq_ignore_ascii_case(v))
         })
         && s.is_rdma.is_none_or(|want| want == d.is_rdma)
+        && s.e_switch_mode
+            .as_deref()
+            .is_none_or(|want| d.eswitch_mode() == want)
 }
 
 fn eligible(t: DeviceType, d: &PciDevice, default_route: &BTreeSet<String>) -> bool {
@@ -165,6 +168,40 @@ mod tests {
         );
         assert_eq!(ids(&p[3]), vec!["0000:3d:00.0"]);
         assert_eq!(p[1].resource, "intel.com/intel");
+    }
+
+    /// eSwitchMode picks VFs by their PF's eswitch mode; a pool by pfNames
+    /// still finds the switchdev PF by its uplink, never by a representor
+    /// (representors are netdevs, not PCI devices: never advertised).
+    #[test]
+    fn eswitch_mode_selector() {
+        let t = crate::discovery::tests::tree();
+        crate::discovery::fixture::switchdev(
+            t.path(),
+            "0000:81:00.0",
+            "ens2f0",
+            "c0ffee",
+            &[(0, "a-rep0", true)],
+        )
+        .unwrap();
+        let devs = Discovery::new(t.path(), "/nonexistent").scan();
+        let cfg = ResourceConfigList::from_slice(
+            br#"{"resourceList": [
+                {"resourceName": "sd", "selectors": {"eSwitchMode": "switchdev", "pfNames": ["ens2f0"]}},
+                {"resourceName": "legacy", "selectors": {"eSwitchMode": "legacy"}}
+            ]}"#,
+            "intel.com",
+        )
+        .unwrap();
+        let p = build(&cfg, &devs, &Default::default(), "intel.com");
+        assert_eq!(ids(&p[0]), vec!["0000:81:00.2"]);
+        assert!(!ids(&p[1]).contains(&"0000:81:00.2"));
+        assert!(ids(&p[1]).contains(&"0000:01:10.0"));
+        assert!(ResourceConfigList::from_slice(
+            br#"{"resourceList": [{"resourceName": "x", "selectors": {"eSwitchMode": "offload"}}]}"#,
+            "intel.com"
+        )
+        .is_err());
     }
 
     #[test]

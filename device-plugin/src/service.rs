@@ -58,7 +58,11 @@ impl PoolShared {
     /// The device-info file of one allocated VF (netDevice pools).
     fn write_device_info(&self, d: &PciDevice) -> Result<(), String> {
         let name = dp_file_name(&self.resource, &d.pci).map_err(|e| e.to_string())?;
-        let info = DeviceInfo::pci(&d.pci, d.pf_pci.as_deref());
+        let mut info = DeviceInfo::pci(&d.pci, d.pf_pci.as_deref());
+        // switchdev mode: OVS/OVN hardware offload plugs the VF's representor.
+        if let Some(p) = info.pci.as_mut() {
+            p.representor_device.clone_from(&d.representor);
+        }
         let data = serde_json::to_vec(&info).map_err(|e| e.to_string())?;
         std::fs::create_dir_all(&self.devinfo_dir).map_err(|e| e.to_string())?;
         let path = self.devinfo_dir.join(name);

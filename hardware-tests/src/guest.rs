@@ -88,7 +88,16 @@ pub fn build_initramfs(cfg: &GuestConfig, bins: &Path, out: &Path) -> Result<(),
         let name = e.file_name().to_string_lossy().to_string();
         a.file(&format!("/lib/modules/lab/{name}"), read(&e.path())?, 0o644);
     }
+    // netdevsim, built by lab-setup.sh for exactly this kernel.
+    let kver = std::fs::read_to_string(cache.join("kernel/version"))
+        .map_err(|e| LabError::Setup(format!("kernel version: {e}")))?;
+    let nsim = cache
+        .join("netdevsim")
+        .join(kver.trim())
+        .join("netdevsim.ko");
+    a.file("/lib/modules/lab/netdevsim.ko", read(&nsim)?, 0o644);
     add_binary(&mut a, &host_program("ip")?, "/usr/sbin/ip")?;
+    add_binary(&mut a, &host_program("devlink")?, "/usr/sbin/devlink")?;
     for p in CNI_PLUGINS {
         let src = Path::new(CNI_PLUGIN_DIR).join(p);
         add_binary(&mut a, &src, &format!("/opt/cni/bin/{p}"))?;

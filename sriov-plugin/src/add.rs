@@ -15,7 +15,7 @@ use vfplex_config::{validate, CniResult, CniVersion};
 use crate::error::SriovError;
 use crate::netlink::{parse_mac, LinkExt, Netlink};
 use crate::release;
-use crate::state::{Allocation, Saved, Store};
+use crate::state::{Allocation, Representor, Saved, Store};
 use crate::vf::{Pf, VfPfState};
 use crate::SriovPlugin;
 
@@ -93,6 +93,23 @@ pub fn add(plugin: &SriovPlugin, req: &Request) -> Result<CniResult, SriovError>
         index: vf.index,
         pci: vf.pci.clone(),
     })?;
+    // switchdev mode: the VF's representor on the host (found by the kernel's
+    // port name and switch id). OVS/OVN hardware offload plugs it; it must be
+    // up for traffic to flow, so ADD brings it up and DEL puts it back.
+    let representor = match plugin.sysfs.representor(&vf.pf_name, vf.index) {
+        Some(name) => {
+            let l = host.link_by_name(&name).map_err(nl_err)?;
+            Some((
+                Representor {
+                    name,
+                    was_up: l.is_up(),
+                },
+                l.header.index,
+                l.mac(),
+            ))
+        }
+        None => None,
+    };
     let (host_ifname, orig_mac, orig_mtu, vf_link_index) = match &vf.netdev {
         Some(name) => {
             let l = host.link_by_name(name).map_err(nl_err)?;
@@ -133,6 +150,7 @@ pub fn add(plugin: &SriovPlugin, req: &Request) -> Result<CniResult, SriovError>
         mac: mac.clone(),
         complete: false,
         result: None,
+        representor: representor.as_ref().map(|r| r.0.clone()),
     };
     store.save(&saved)?;
     store.allocate(
@@ -212,6 +230,16 @@ pub fn add(plugin: &SriovPlugin, req: &Request) -> Result<CniResult, SriovError>
         }
         let mut result = CniResult::new(CniVersion::LATEST);
         result.interfaces.push(iface);
+        if let Some((rep, index, mac)) = &representor {
+            host.set_up(*index, true, &format!("representor {}", rep.name))
+                .map_err(nl_err)?;
+            // On the host side: no sandbox.
+            result.interfaces.push(Interface {
+                name: rep.name.clone(),
+                mac: mac.clone(),
+                ..Default::default()
+            });
+        }
         if let Some(ipam_type) = req.conf.ipam_type() {
             ipam_added = true;
             let ipam = crate::ipam::run(req, ipam_type, "ADD")?

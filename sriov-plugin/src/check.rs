@@ -72,6 +72,13 @@ pub fn check(plugin: &SriovPlugin, req: &Request) -> Result<(), SriovError> {
         },
         Err(e) => problems.push(e.to_string()),
     }
+    if let Some(rep) = &saved.representor {
+        match host.link_by_name(&rep.name) {
+            Ok(l) if !l.is_up() => problems.push(format!("representor {} is down", rep.name)),
+            Ok(_) => {}
+            Err(e) => problems.push(format!("representor {}: {e}", rep.name)),
+        }
+    }
     if !saved.dpdk {
         let ns_path = req.netns.as_deref().unwrap_or(Path::new(""));
         match NetNs::open(ns_path).and_then(|ns| ns.run(Netlink::open)) {

@@ -37,6 +37,9 @@ pub fn verify_saved(
     if let Some(h) = &saved.host_ifname {
         validate::ifname("saved host interface", h).map_err(|e| e.to_string())?;
     }
+    if let Some(r) = &saved.representor {
+        validate::ifname("saved representor", &r.name).map_err(|e| e.to_string())?;
+    }
     if let Ok(vf) = sysfs.vf(&pci) {
         if (vf.pf_pci.as_str(), vf.pf_name.as_str(), vf.index)
             != (
@@ -214,5 +217,32 @@ pub fn release(saved: &Saved, sysfs: &Sysfs, store: &Store, pod_ns: Option<&NetN
         }
     }
     problems.extend(restore_vf_attrs(saved, sysfs, store));
+    problems.extend(restore_representor(saved));
     problems
+}
+
+/// switchdev mode: the representor back down if ADD found it down. One that
+/// is gone (the eswitch went back to legacy mode) has nothing to restore.
+fn restore_representor(saved: &Saved) -> Vec<String> {
+    let Some(rep) = saved.representor.as_ref().filter(|r| !r.was_up) else {
+        return Vec::new();
+    };
+    let mut nl = match Netlink::open() {
+        Ok(nl) => nl,
+        Err(e) => return vec![e.to_string()],
+    };
+    match nl.link_by_name(&rep.name) {
+        Ok(l) if l.is_up() => nl
+            .set_up(l.header.index, false, &format!("representor {}", rep.name))
+            .err()
+            .map(|e| e.to_string())
+            .into_iter()
+            .collect(),
+        Ok(_) => Vec::new(),
+        Err(e) if e.is(nix::libc::ENODEV) => {
+            tracing::warn!("representor {} is gone; nothing to restore", rep.name);
+            Vec::new()
+        }
+        Err(e) => vec![e.to_string()],
+    }
 }

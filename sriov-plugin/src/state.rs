@@ -81,6 +81,18 @@ pub struct Saved {
     /// The ADD result, as printed (for CHECK).
     #[serde(default)]
     pub result: Option<serde_json::Value>,
+    /// switchdev mode: the VF's representor on the host, and whether it was
+    /// up before ADD brought it up (DEL puts it back).
+    #[serde(default)]
+    pub representor: Option<Representor>,
+}
+
+/// A VF's representor netdev (switchdev mode) as ADD found it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Representor {
+    pub name: String,
+    pub was_up: bool,
 }
 
 /// Which attachment holds a VF.
@@ -332,6 +344,7 @@ mod tests {
             mac: None,
             complete: true,
             result: None,
+            representor: None,
         }
     }
 

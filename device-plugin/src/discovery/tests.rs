@@ -197,3 +197,80 @@ fn default_route_netdevs_from_procfs() {
         .is_empty());
     assert!(Discovery::new("/nonexistent", "/x").scan().is_empty());
 }
+
+/// switchdev mode on the mlx5 PF: its representors sit in its `net/`
+/// directory and one sorts before the uplink; ice names them after the PF;
+/// netdevsim keeps them elsewhere. The PF's netdev is its uplink, each VF
+/// knows its representor, the mode is switchdev; a VF whose representor is
+/// gone is Unhealthy.
+#[test]
+fn switchdev_uplink_and_representors() {
+    let t = tree();
+    let r = t.path();
+    fixture::switchdev(
+        r,
+        "0000:81:00.0",
+        "ens2f0",
+        "c0ffee",
+        &[(0, "a-rep0", true)],
+    )
+    .unwrap();
+    let d = Discovery::new(r, r.join("proc"));
+    let pf = d.device("0000:81:00.0");
+    assert_eq!(
+        pf.netdev.as_deref(),
+        Some("ens2f0"),
+        "not a-rep0, which sorts first"
+    );
+    assert!(pf.switchdev);
+    let vf = d.device("0000:81:00.2");
+    assert_eq!(vf.pf_name.as_deref(), Some("ens2f0"));
+    assert_eq!(vf.representor.as_deref(), Some("a-rep0"));
+    assert_eq!(vf.eswitch_mode(), "switchdev");
+    assert!(vf.healthy());
+    // The representor is gone (the eswitch is going back to legacy, or the
+    // driver lost it): the VF cannot carry traffic through the eswitch.
+    std::fs::remove_file(r.join("class/net/a-rep0")).unwrap();
+    std::fs::write(r.join("class/net/.keep"), "").unwrap();
+    fixture::switchdev(
+        r,
+        "0000:81:00.0",
+        "ens2f0",
+        "c0ffee",
+        &[(5, "other-vf", false)],
+    )
+    .unwrap();
+    let vf = d.device("0000:81:00.2");
+    assert_eq!(vf.representor, None);
+    assert!(!vf.healthy());
+    // Legacy igb PF: no representors, legacy mode, healthy as before.
+    let igb_vf = d.device("0000:01:10.0");
+    assert_eq!(igb_vf.eswitch_mode(), "legacy");
+    assert!(igb_vf.healthy());
+}
+
+#[test]
+fn switchdev_ice_and_netdevsim_shapes() {
+    let t = tree();
+    let r = t.path();
+    fixture::switchdev(
+        r,
+        "0000:81:00.0",
+        "ens2f0",
+        "abcd",
+        &[(0, "ens2f0npf0vf0", true)],
+    )
+    .unwrap();
+    let d = Discovery::new(r, r.join("proc"));
+    assert_eq!(
+        d.device("0000:81:00.2").representor.as_deref(),
+        Some("ens2f0npf0vf0")
+    );
+    let t = tree();
+    let r = t.path();
+    fixture::switchdev(r, "0000:81:00.0", "ens2f0", "abcd", &[(0, "eth3", false)]).unwrap();
+    let d = Discovery::new(r, r.join("proc"));
+    let vf = d.device("0000:81:00.2");
+    assert_eq!(vf.representor.as_deref(), Some("eth3"));
+    assert_eq!(d.device("0000:81:00.0").netdev.as_deref(), Some("ens2f0"));
+}
