@@ -198,22 +198,24 @@ impl Sysfs {
     pub fn representor(&self, uplink: &str, index: u32) -> Option<String> {
         let class = self.root.join("class/net");
         let switch_id = read_trim(&class.join(uplink).join("phys_switch_id"))?;
-        let pf =
+        let hint =
             switchdev::pf_number(read_trim(&class.join(uplink).join("phys_port_name")).as_deref());
-        let mut found: Vec<String> = fs::read_dir(&class)
+        let reps: Vec<(String, u32, u32)> = fs::read_dir(&class)
             .ok()?
             .flatten()
             .filter_map(|e| {
                 let n = e.file_name().to_str()?.to_string();
-                let port = read_trim(&e.path().join("phys_port_name"))?;
+                let Port::VfRepresentor { pf, vf } =
+                    Port::parse(&read_trim(&e.path().join("phys_port_name"))?)
+                else {
+                    return None;
+                };
                 let same_switch = read_trim(&e.path().join("phys_switch_id")).as_deref()
                     == Some(switch_id.as_str());
-                (same_switch && Port::parse(&port) == Port::VfRepresentor { pf, vf: index })
-                    .then_some(n)
+                same_switch.then_some((n, pf, vf))
             })
             .collect();
-        found.sort();
-        found.into_iter().next()
+        switchdev::pick_representor(&reps, index, hint).map(str::to_string)
     }
 
     fn vf_index(&self, pf_dev: &Path, pci: &str) -> Option<u32> {

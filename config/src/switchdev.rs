@@ -84,12 +84,24 @@ pub fn uplink<'a>(netdevs: &'a [(String, Option<String>)]) -> Option<&'a str> {
         .map(|(_, n)| n)
 }
 
-/// The PF number of an uplink (`p<N>` → N; 0 when it says nothing).
+/// The PF number of an uplink (`p<N>` → N; 0 when it says nothing). A hint
+/// only: the physical port's number need not be the PF's (netdevsim's port 1
+/// has representors `pf0vf<M>`).
 pub fn pf_number(uplink_port_name: Option<&str>) -> u32 {
     match uplink_port_name.map(Port::parse) {
         Some(Port::Uplink { port }) => port,
         _ => 0,
     }
+}
+
+/// VF `vf`'s representor among the VF representors on the uplink's switch,
+/// each `(netdev, pf, vf)`: the one for that VF; when representors of several
+/// PFs share the switch (a multi-port eswitch), the one whose PF number is
+/// the uplink's port number (`pf_hint`), else the lowest PF number.
+pub fn pick_representor(reps: &[(String, u32, u32)], vf: u32, pf_hint: u32) -> Option<&str> {
+    let mut of_vf: Vec<&(String, u32, u32)> = reps.iter().filter(|r| r.2 == vf).collect();
+    of_vf.sort_by_key(|r| (r.1 != pf_hint, r.1, r.0.clone()));
+    of_vf.first().map(|r| r.0.as_str())
 }
 
 #[cfg(test)]
@@ -141,5 +153,18 @@ mod tests {
         assert_eq!(uplink(&[n("eth0", Some("pf0vf0"))]), None);
         assert_eq!(pf_number(Some("p1")), 1);
         assert_eq!(pf_number(None), 0);
+    }
+
+    #[test]
+    fn representor_of_a_vf() {
+        let r = |n: &str, pf, vf| (n.to_string(), pf, vf);
+        // netdevsim: the uplink is port 1, its representors say pf0.
+        let nsim = [r("eth2", 0, 0), r("eth3", 0, 1), r("eth4", 0, 2)];
+        assert_eq!(pick_representor(&nsim, 2, 1), Some("eth4"));
+        // A multi-port eswitch: both PFs' representors on one switch.
+        let shared = [r("pf0-rep1", 0, 1), r("pf1-rep1", 1, 1)];
+        assert_eq!(pick_representor(&shared, 1, 1), Some("pf1-rep1"));
+        assert_eq!(pick_representor(&shared, 1, 0), Some("pf0-rep1"));
+        assert_eq!(pick_representor(&shared, 5, 0), None);
     }
 }

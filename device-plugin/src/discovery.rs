@@ -261,14 +261,14 @@ impl Discovery {
     /// (same `phys_switch_id`, `phys_port_name` `pf<N>vf<M>`), by VF index.
     /// Empty in legacy mode.
     fn representors(&self, pf_dev: &Path, uplink: &str) -> HashMap<u16, String> {
-        use vfplex_config::switchdev::{pf_number, Port};
+        use vfplex_config::switchdev::{pf_number, pick_representor, Port};
         let up = pf_dev.join("net").join(uplink);
         let Some(switch_id) = read_trim(&up.join("phys_switch_id")).filter(|s| !s.is_empty())
         else {
             return HashMap::new();
         };
-        let pf = pf_number(read_trim(&up.join("phys_port_name")).as_deref());
-        let mut out = HashMap::new();
+        let hint = pf_number(read_trim(&up.join("phys_port_name")).as_deref());
+        let mut reps = Vec::new();
         for e in fs::read_dir(self.sysfs.join("class/net"))
             .into_iter()
             .flatten()
@@ -278,12 +278,18 @@ impl Discovery {
                 continue;
             };
             let port = read_trim(&e.path().join("phys_port_name")).map(|p| Port::parse(&p));
-            if let Some(Port::VfRepresentor { pf: p, vf }) = port {
-                let same = read_trim(&e.path().join("phys_switch_id")).as_deref()
-                    == Some(switch_id.as_str());
-                if let (true, true, Ok(vf)) = (same, p == pf, u16::try_from(vf)) {
-                    out.entry(vf).or_insert(name);
+            if let Some(Port::VfRepresentor { pf, vf }) = port {
+                if read_trim(&e.path().join("phys_switch_id")).as_deref()
+                    == Some(switch_id.as_str())
+                {
+                    reps.push((name, pf, vf));
                 }
+            }
+        }
+        let mut out = HashMap::new();
+        for vf in reps.iter().map(|r| r.2).collect::<BTreeSet<u32>>() {
+            if let (Some(name), Ok(i)) = (pick_representor(&reps, vf, hint), u16::try_from(vf)) {
+                out.insert(i, name.to_string());
             }
         }
         out

@@ -21,6 +21,11 @@ lab_pfs() {
         return
     fi
     for d in /sys/class/net/*; do
+        # switchdev mode: representors sit on the PF's device too; their
+        # phys_port_name (pf<N>vf<M>) says what they are.
+        case "$(cat "$d/phys_port_name" 2>/dev/null)" in
+        pf*vf* | *pf*vf* | pf*sf* | *pf*sf*) continue ;;
+        esac
         [ -e "$d/device/sriov_totalvfs" ] && basename "$d"
     done | sort
 }
@@ -82,6 +87,34 @@ lab_restore_vfs() {
         echo "$LAB_ORIG_NUMVFS" >"$f" || return 1
     fi
     LAB_ORIG_NUMVFS=
+}
+
+# lab_nsim_sysfs DIR PF NUMVFS [NETDEV...]: a sysfs tree for the plugins'
+# VFPLEX_SYSFS_ROOT seam around a netdevsim PF (its VFs have no PCI functions
+# and no netdevs): PF 0000:99:00.0 whose net/ holds PF (and NETDEVs, e.g.
+# representors, as mlx5's does), VFs 0000:99:00.1... bound to vfio-pci (DPDK
+# mode: nothing to move). `class` is the real /sys/class, so every netdev's
+# attributes (phys_port_name, phys_switch_id) are the kernel's own.
+lab_nsim_sysfs() {
+    d=$1 pf=$2 n=$3
+    shift 3
+    rm -rf "$d"
+    pfd=$d/bus/pci/devices/0000:99:00.0
+    mkdir -p "$pfd/net" "$d/bus/pci/drivers/netdevsim" "$d/bus/pci/drivers/vfio-pci"
+    ln -s /sys/class "$d/class"
+    ln -s "$d/bus/pci/drivers/netdevsim" "$pfd/driver"
+    echo "$n" >"$pfd/sriov_totalvfs"
+    echo "$n" >"$pfd/sriov_numvfs"
+    for nd in "$pf" "$@"; do ln -s "/sys/class/net/$nd" "$pfd/net/$nd"; done
+    v=0
+    while [ $v -lt "$n" ]; do
+        vd=$d/bus/pci/devices/0000:99:00.$((v + 1))
+        mkdir -p "$vd"
+        ln -s "$pfd" "$vd/physfn"
+        ln -s "$vd" "$pfd/virtfn$v"
+        ln -s "$d/bus/pci/drivers/vfio-pci" "$vd/driver"
+        v=$((v + 1))
+    done
 }
 
 # One line per VF: the inventory the harness prints.

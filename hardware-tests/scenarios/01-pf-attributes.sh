@@ -4,7 +4,10 @@
 PF=$(lab_first_pf)
 IGB=0
 [ "$(lab_driver_of "$(lab_pci_of "$PF")")" = igb ] && IGB=1
-plan $((11 + IGB))
+# netdevsim takes what igb refuses: a VF's link state and minimum rate.
+NSIM=0
+[ -n "${LAB_NSIM_DEV:-}" ] && NSIM=1
+plan $((11 + IGB + 4 * NSIM))
 ip link set "$PF" up
 lab_wait_carrier "$PF" || true
 check create-2-vfs lab_create_vfs "$PF" 2
@@ -22,6 +25,13 @@ check readback-rate contains "$(ip link show "$PF" | grep "vf 1 ")" "max_tx_rate
 if [ $IGB = 1 ]; then
     # igb has no per-VF link state.
     check_fails link-state-unsupported "not supported" ip link set "$PF" vf 1 state disable
+fi
+if [ $NSIM = 1 ]; then
+    check set-vf1-state-and-min-rate ip link set "$PF" vf 1 state disable min_tx_rate 10 max_tx_rate 100
+    vf1=$(ip link show "$PF" | grep "vf 1 ")
+    check readback-link-state contains "$vf1" "link-state disable"
+    check readback-min-rate contains "$vf1" "min_tx_rate 10Mbps"
+    check reset-vf1-state ip link set "$PF" vf 1 state auto min_tx_rate 0
 fi
 check reset-vf0 ip link set "$PF" vf 0 mac 00:00:00:00:00:00 vlan 0 spoofchk on trust off
 check reset-vf1 ip link set "$PF" vf 1 max_tx_rate 0

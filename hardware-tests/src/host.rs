@@ -75,7 +75,7 @@ pub fn run_on_pf(pf: &str, scenarios: &[Scenario]) -> Result<Report, LabError> {
             "{pf} is not an SR-IOV capable PF (no sriov_totalvfs)"
         )));
     }
-    let all: Vec<&Scenario> = scenarios.iter().collect();
+    let all: Vec<&Scenario> = scenarios.iter().filter(|s| !s.needs_netdevsim).collect();
     run_scenarios(pf, &all, &[])
 }
 
@@ -98,7 +98,12 @@ pub fn run_on_netdevsim(scenarios: &[Scenario]) -> Option<Result<Report, LabErro
             .map(|e| e.file_name().to_string_lossy().to_string())
             .ok_or_else(|| LabError::Setup(format!("netdevsim{ID} has no netdev")))?;
         let pf_side: Vec<&Scenario> = scenarios.iter().filter(|s| !s.needs_vf_netdevs).collect();
-        run_scenarios(&pf, &pf_side, &[("LAB_NO_VF_NETDEVS", "1")])
+        let dev = format!("netdevsim{ID}");
+        run_scenarios(
+            &pf,
+            &pf_side,
+            &[("LAB_NO_VF_NETDEVS", "1"), ("LAB_NSIM_DEV", dev.as_str())],
+        )
     })();
     // Leave the host as found, whatever happened.
     let _ = std::fs::write(bus.join("del_device"), ID.to_string());

@@ -46,6 +46,8 @@ pub struct Scenario {
     pub needs_second_pf: bool,
     /// `# requires: test-hooks`: the plugins' crash points.
     pub needs_test_hooks: bool,
+    /// `# requires: netdevsim`: runs on a netdevsim PF only.
+    pub needs_netdevsim: bool,
 }
 
 /// Every scenario in `hardware-tests/scenarios`, in name order; `VFPLEX_LAB_ONLY`
@@ -77,6 +79,7 @@ pub fn scenarios() -> Vec<Scenario> {
                 needs_iommu: header("boot", "iommu"),
                 needs_second_pf: header("boot", "second-pf"),
                 needs_test_hooks: header("requires", "test-hooks"),
+                needs_netdevsim: header("requires", "netdevsim"),
                 path,
             })
         })

@@ -53,6 +53,21 @@ fn lab_15_sriov_soak_every_vf_of_one_pf_in_parallel() {
 }
 
 #[test]
+fn lab_01_pf_side_vf_attributes_on_netdevsim() {
+    hardware_tests::assert_scenario("01-pf-attributes@netdevsim");
+}
+
+#[test]
+fn lab_16_sriov_link_state_and_min_rate_on_netdevsim() {
+    hardware_tests::assert_scenario("16-sriov-netdevsim@netdevsim");
+}
+
+#[test]
+fn lab_17_switchdev_representors_on_netdevsim() {
+    hardware_tests::assert_scenario("17-switchdev@netdevsim");
+}
+
+#[test]
 fn lab_20_device_plugin_on_the_emulated_nic() {
     hardware_tests::assert_scenario("20-device-plugin");
 }
