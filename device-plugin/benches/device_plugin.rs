@@ -1,6 +1,7 @@
 //! Device-plugin numbers: discovery + pool building for 64 / 1,024 / 2,048
-//! synthetic VFs, Allocate over gRPC on a unix socket (p50/p99), and the time
-//! from a device-list change to the ListAndWatch update reaching the client.
+//! synthetic VFs; the daemon process at 2,048 VFs — memory, idle CPU,
+//! Allocate over gRPC on its unix socket (p50/p99), a sysfs change reaching
+//! ListAndWatch; and in process, a device-list change to the update.
 //! `cargo bench -p vfplex-device-plugin`. Numbers are printed, never asserted.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -117,8 +118,9 @@ fn pct(v: &mut [Duration], p: f64) -> Duration {
     v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
 
-/// The real daemon on the 2,048-VF tree: its memory after discovery and after a
-/// burst of 2,000 Allocate calls on its pool socket.
+/// The real daemon on the 2,048-VF tree: its memory after discovery, its CPU
+/// while nothing changes, Allocate on its pool socket, and how fast a change
+/// in the tree reaches ListAndWatch.
 fn daemon_memory(sysfs: &std::path::Path) {
     // Device-info files live on tmpfs (/var/run) in production: bench there too.
     let dir = tempfile::tempdir_in("/dev/shm")
@@ -160,6 +162,28 @@ fn daemon_memory(sysfs: &std::path::Path) {
         "daemon RSS, 2,048 VFs, idle",
         kib("VmRSS:") as f64 / 1024.0
     );
+    // CPU time (user + system) of the idle daemon over 20 s, from /proc.
+    let cpu_ticks = || -> u64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap_or_default();
+        let after_comm = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let f: Vec<&str> = after_comm.split_whitespace().collect();
+        // Fields 14 and 15 of the line (utime, stime) are 12 and 13 after comm.
+        f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+            + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+    };
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as f64;
+    let (c0, t0) = (cpu_ticks(), Instant::now());
+    std::thread::sleep(Duration::from_secs(20));
+    let (c1, t1) = (cpu_ticks(), t0.elapsed());
+    println!(
+        "{:<44} {:>9.3} %",
+        "daemon idle CPU, 2,048 VFs (of one core, 20 s)",
+        (c1 - c0) as f64 / hz / t1.as_secs_f64() * 100.0
+    );
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -173,10 +197,65 @@ fn daemon_memory(sysfs: &std::path::Path) {
             .map(|d| d.pci)
             .take(2)
             .collect();
-        // Spread over ~3 s, so that the daemon's 1 s rescans of the 2,048 VFs
-        // happen during the run and show in the tail.
+        // Spread over ~3 s, with a sysfs change (and so a rescan of the
+        // 2,048 VFs) every 300 ms during the run, to show in the tail.
+        let churn = sysfs.to_path_buf();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let toggler = std::thread::spawn(move || {
+            let mut n = 0u32;
+            while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = fixture::set_operstate(
+                    &churn,
+                    "0000:20:00.0",
+                    "p31",
+                    if n % 2 == 0 { "up" } else { "dormant" },
+                );
+                n += 1;
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        });
         let lat = allocate_latencies(&mut client, &ids, 2000, Some(Duration::from_millis(1))).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = toggler.join();
         print_p50_p99("Allocate", "(daemon process, 2 devices)", lat);
+
+        // A VF's driver unbound and bound again in the synthetic tree (what
+        // `echo … > unbind` does to sysfs) until the daemon's ListAndWatch
+        // says so.
+        let mut stream = client.list_and_watch(Empty {}).await.unwrap().into_inner();
+        stream.next().await.unwrap().unwrap();
+        let vf = sysfs.join("bus/pci/devices").join(&ids[0]);
+        let drv = sysfs.join("bus/pci/drivers/iavf");
+        let mut upd = Vec::new();
+        for i in 0..40 {
+            let t0 = Instant::now();
+            if i % 2 == 0 {
+                std::fs::remove_file(vf.join("driver")).unwrap();
+            } else {
+                std::os::unix::fs::symlink(&drv, vf.join("driver")).unwrap();
+            }
+            let want = if i % 2 == 0 { "Unhealthy" } else { "Healthy" };
+            loop {
+                let r = tokio::time::timeout(Duration::from_secs(5), stream.next()).await;
+                let Ok(Some(Ok(list))) = r else {
+                    panic!("no ListAndWatch update within 5 s");
+                };
+                if list
+                    .devices
+                    .iter()
+                    .any(|d| d.id == ids[0] && d.health == want)
+                {
+                    break;
+                }
+            }
+            upd.push(t0.elapsed());
+        }
+        print_p50_p99(
+            "sysfs driver change -> ListAndWatch",
+            "(daemon process)",
+            upd,
+        );
     });
     println!(
         "{:<44} {:>9.1} MiB",

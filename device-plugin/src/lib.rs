@@ -11,3 +11,4 @@ pub mod discovery;
 pub mod kubelet;
 pub mod pools;
 pub mod service;
+pub mod watch;
