@@ -9,7 +9,7 @@
 //!   untouched pools keep their sockets;
 //! - SIGTERM/SIGINT: sockets and device-info files are removed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -148,8 +148,12 @@ fn scan_pools(
     config: &ResourceConfigList,
     prefix: &str,
     had_driver: &mut std::collections::HashSet<String>,
+    only: Option<(&BTreeMap<String, PciDevice>, &BTreeSet<String>)>,
 ) -> Scan {
-    let mut devices = discovery.scan();
+    let mut devices = match only {
+        Some((previous, pcis)) => discovery.refresh(previous, pcis),
+        None => discovery.scan(),
+    };
     for d in &mut devices {
         if d.driver.is_some() {
             had_driver.insert(d.pci.clone());
@@ -170,25 +174,30 @@ struct Daemon {
     config: ResourceConfigList,
     running: BTreeMap<String, Running>,
     had_driver: std::collections::HashSet<String>,
+    /// Every device as the last pass saw it.
+    devices: BTreeMap<String, PciDevice>,
 }
 
 impl Daemon {
-    /// Scan sysfs and build the pools on a blocking thread: at 2,048 VFs a
-    /// scan takes tens of ms, and the runtime thread must keep answering
-    /// Allocate meanwhile.
-    async fn scan(&mut self) -> Option<Scan> {
+    /// Scan sysfs (all of it, or only the devices `only` names) and build
+    /// the pools on a blocking thread: at 2,048 VFs a full scan takes tens of
+    /// ms, and the runtime thread must keep answering Allocate meanwhile.
+    async fn scan(&mut self, only: Option<BTreeSet<String>>) -> Option<Scan> {
         let discovery = self.discovery.clone();
         let config = self.config.clone();
         let prefix = self.opts.resource_prefix.clone();
         let mut had_driver = std::mem::take(&mut self.had_driver);
+        let previous = std::mem::take(&mut self.devices);
         let joined = tokio::task::spawn_blocking(move || {
-            let scan = scan_pools(&discovery, &config, &prefix, &mut had_driver);
+            let only = only.as_ref().map(|o| (&previous, o));
+            let scan = scan_pools(&discovery, &config, &prefix, &mut had_driver, only);
             (scan, had_driver)
         })
         .await;
         match joined {
             Ok((scan, had_driver)) => {
                 self.had_driver = had_driver;
+                self.devices.clone_from(&scan.1);
                 Some(scan)
             }
             Err(e) => {
@@ -196,6 +205,16 @@ impl Daemon {
                 None
             }
         }
+    }
+
+    /// What a wake names, as PCI devices to read again (`None`: everything).
+    fn to_read(&self, p: crate::watch::Pending) -> Option<BTreeSet<String>> {
+        if p.all || self.devices.is_empty() {
+            return None;
+        }
+        let mut pcis = p.pcis;
+        pcis.extend(self.discovery.devices_of_netdevs(&self.devices, &p.netdevs));
+        Some(pcis)
     }
 
     fn start_pool(
@@ -225,9 +244,13 @@ impl Daemon {
         })
     }
 
-    /// Bring the set of running pools in line with the config and the devices.
-    async fn reconcile(&mut self) {
-        let Some((pools, all)) = self.scan().await else {
+    /// Bring the set of running pools in line with the config and the
+    /// devices (all of them, or only those `only` names).
+    async fn reconcile(&mut self, only: Option<BTreeSet<String>>) {
+        if only.as_ref().is_some_and(BTreeSet::is_empty) {
+            return;
+        }
+        let Some((pools, all)) = self.scan(only).await else {
             return;
         };
         let claimed: std::collections::HashSet<String> = pools
@@ -358,7 +381,7 @@ impl Daemon {
                         self.opts.config_file.display()
                     );
                     self.config = cfg;
-                    self.reconcile().await;
+                    self.reconcile(None).await;
                 }
             }
             Err(e) => tracing::error!("{e}; keeping the previous config"),
@@ -406,9 +429,10 @@ pub async fn run(
         config,
         running: BTreeMap::new(),
         had_driver: Default::default(),
+        devices: BTreeMap::new(),
     };
     let started = Instant::now();
-    daemon.reconcile().await;
+    daemon.reconcile(None).await;
     tracing::info!(
         "discovered and started {} pool(s) in {:?}",
         daemon.running.len(),
@@ -440,9 +464,16 @@ pub async fn run(
             _ = sigint.recv() => break,
         }
         daemon.reload_config(&mut last_mtime).await;
-        if rescan || last_scan.elapsed() >= rescan_every {
-            daemon.reconcile().await;
+        if last_scan.elapsed() >= rescan_every {
+            w.take();
+            daemon.reconcile(None).await;
             last_scan = Instant::now();
+        } else if rescan {
+            let only = daemon.to_read(w.take());
+            if only.is_none() {
+                last_scan = Instant::now();
+            }
+            daemon.reconcile(only).await;
         }
         let ready = daemon.keep_registered().await;
         if was_ready != Some(ready) {

@@ -3,7 +3,7 @@
 //! link type, IOMMU group, RDMA) and what health needs (driver, PF link).
 //! Malformed or missing files make a field unknown, never a panic.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -398,6 +398,70 @@ impl Discovery {
         }
         d.netdev = netdev;
         d
+    }
+
+    /// The devices after a change to `pcis` only: those are read again (a
+    /// PF with every VF of it, since they carry its link state and name),
+    /// vanished ones dropped, new ones added; everything else is taken from
+    /// `previous`. What a full [`scan`](Self::scan) would give, for the cost
+    /// of the devices touched.
+    pub fn refresh(
+        &self,
+        previous: &BTreeMap<String, PciDevice>,
+        pcis: &BTreeSet<String>,
+    ) -> Vec<PciDevice> {
+        let mut todo: BTreeSet<String> = pcis.clone();
+        for d in previous.values() {
+            if d.pf_pci.as_ref().is_some_and(|pf| pcis.contains(pf)) {
+                todo.insert(d.pci.clone());
+            }
+        }
+        let mut out = previous.clone();
+        let mut pfs = HashMap::new();
+        for pci in todo {
+            if self.devices_dir().join(&pci).exists() {
+                let d = self.device_with(&pci, &mut pfs);
+                out.insert(pci, d);
+            } else {
+                out.remove(&pci);
+            }
+        }
+        out.into_values().collect()
+    }
+
+    /// The PCI devices behind netdevs `names`: by what the last scan knew
+    /// (a device's netdev, a VF's PF netdev or representor), else by
+    /// `class/net/<name>/device`. Netdevs of no PCI device (a pod's veth, a
+    /// bridge) name none.
+    pub fn devices_of_netdevs(
+        &self,
+        known: &BTreeMap<String, PciDevice>,
+        names: &BTreeSet<String>,
+    ) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for n in names {
+            let mut hit = false;
+            for d in known.values() {
+                if d.netdev.as_deref() == Some(n.as_str())
+                    || d.representor.as_deref() == Some(n.as_str())
+                {
+                    out.insert(d.pci.clone());
+                    hit = true;
+                }
+                if d.pf_name.as_deref() == Some(n.as_str()) {
+                    if let Some(pf) = &d.pf_pci {
+                        out.insert(pf.clone());
+                        hit = true;
+                    }
+                }
+            }
+            if !hit {
+                if let Some(pci) = link_name(&self.sysfs.join("class/net").join(n).join("device")) {
+                    out.insert(pci);
+                }
+            }
+        }
+        out
     }
 
     /// Netdevs that carry the host's IPv4 default route (`/proc/net/route`):

@@ -13,21 +13,61 @@
 //!   sockets and make a new kubelet.sock) and on the config file's directory
 //!   (a ConfigMap update swaps a symlink there).
 //!
-//! Each source sends a [`Wake`] on a channel of one: a burst (64 VFs created at
-//! once) collapses into one or two rescans.
+//! Each source says what it saw — a PCI device, a netdev, or "anything" when
+//! it cannot tell — into a shared [`Pending`] set and wakes the daemon on a
+//! channel of one: a burst (64 VFs created at once) collapses into one or two
+//! passes, and a pass re-reads only the devices touched (a driver bound: one
+//! device, not 2,048). Netdevs vfplex does not know (a pod's veth) cost
+//! nothing.
 
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 use tokio::sync::mpsc;
 
 /// Why the daemon should look again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wake {
-    /// Devices may have changed: rescan sysfs.
+    /// Devices may have changed: see [`Pending`].
     Devices,
     /// kubelet's directory or the config changed: re-register, reload.
     Files,
+}
+
+/// What the device event sources saw since the daemon last looked.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Pending {
+    /// Something no narrower entry covers: rescan everything.
+    pub all: bool,
+    /// PCI devices whose sysfs directories changed.
+    pub pcis: BTreeSet<String>,
+    /// Netdevs whose link changed (by name).
+    pub netdevs: BTreeSet<String>,
+}
+
+impl Pending {
+    pub fn is_empty(&self) -> bool {
+        !self.all && self.pcis.is_empty() && self.netdevs.is_empty()
+    }
+}
+
+/// The shared set, and the wake-up that goes with it.
+#[derive(Debug, Clone)]
+struct Sink {
+    pending: Arc<Mutex<Pending>>,
+    tx: mpsc::Sender<Wake>,
+}
+
+impl Sink {
+    /// Record what was seen and wake the daemon; false once it has gone.
+    fn note(&self, f: impl FnOnce(&mut Pending)) -> bool {
+        if let Ok(mut p) = self.pending.lock() {
+            f(&mut p);
+        }
+        send(&self.tx, Wake::Devices)
+    }
 }
 
 /// The channels the daemon listens on.
@@ -35,9 +75,23 @@ pub enum Wake {
 pub struct Watchers {
     pub devices: mpsc::Receiver<Wake>,
     pub files: mpsc::Receiver<Wake>,
+    pending: Arc<Mutex<Pending>>,
     /// Every event source is up; when not, the daemon keeps a short safety
     /// rescan instead.
     pub complete: bool,
+}
+
+impl Watchers {
+    /// What was seen since the last call (and forget it).
+    pub fn take(&self) -> Pending {
+        self.pending
+            .lock()
+            .map(|mut p| std::mem::take(&mut *p))
+            .unwrap_or(Pending {
+                all: true,
+                ..Default::default()
+            })
+    }
 }
 
 fn send(tx: &mpsc::Sender<Wake>, w: Wake) -> bool {
@@ -51,11 +105,16 @@ fn send(tx: &mpsc::Sender<Wake>, w: Wake) -> bool {
 pub fn start(sysfs_root: &Path, dp_dir: &Path, config_file: &Path) -> Watchers {
     let (dev_tx, devices) = mpsc::channel(1);
     let (file_tx, files) = mpsc::channel(1);
-    let mut complete = link_events(dev_tx.clone());
+    let pending = Arc::new(Mutex::new(Pending::default()));
+    let sink = Sink {
+        pending: pending.clone(),
+        tx: dev_tx,
+    };
+    let mut complete = link_events(sink.clone());
     complete &= if sysfs_root == Path::new("/sys") {
-        uevents(dev_tx)
+        uevents(sink)
     } else {
-        tree_events(sysfs_root.to_path_buf(), dev_tx)
+        tree_events(sysfs_root.to_path_buf(), sink)
     };
     let config_dir = config_file
         .parent()
@@ -66,6 +125,7 @@ pub fn start(sysfs_root: &Path, dp_dir: &Path, config_file: &Path) -> Watchers {
     Watchers {
         devices,
         files,
+        pending,
         complete,
     }
 }
@@ -110,33 +170,87 @@ fn netlink_thread(
     true
 }
 
+/// The names of the links an rtnetlink datagram is about; `None` when it
+/// cannot be read (then anything may have changed).
+pub fn link_names(datagram: &[u8]) -> Option<Vec<String>> {
+    use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
+    use netlink_packet_route::link::LinkAttribute;
+    use netlink_packet_route::RouteNetlinkMessage;
+    let mut names = Vec::new();
+    let mut at = 0;
+    while at < datagram.len() {
+        let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&datagram[at..]).ok()?;
+        let len = msg.header.length as usize;
+        if len == 0 {
+            break;
+        }
+        at += len;
+        if let NetlinkPayload::InnerMessage(
+            RouteNetlinkMessage::NewLink(l) | RouteNetlinkMessage::DelLink(l),
+        ) = msg.payload
+        {
+            names.extend(l.attributes.into_iter().filter_map(|a| match a {
+                LinkAttribute::IfName(n) => Some(n),
+                _ => None,
+            }));
+        }
+    }
+    Some(names)
+}
+
 /// rtnetlink link events: RTMGRP_LINK (1).
-fn link_events(tx: mpsc::Sender<Wake>) -> bool {
+fn link_events(sink: Sink) -> bool {
     netlink_thread(
         netlink_sys::protocols::NETLINK_ROUTE,
         1,
         "netlink link events",
-        move |_| send(&tx, Wake::Devices),
+        move |msg| match link_names(msg) {
+            Some(names) => sink.note(|p| p.netdevs.extend(names)),
+            None => sink.note(|p| p.all = true),
+        },
     )
 }
 
-/// Whether a kobject uevent (`action@devpath\0KEY=VALUE\0…`) concerns a PCI
-/// device or a netdev — the only subsystems discovery reads.
-pub fn uevent_matters(msg: &[u8]) -> bool {
+/// What a kobject uevent (`action@devpath\0KEY=VALUE\0…`) touched: for the
+/// PCI and net subsystems, the PCI device in its DEVPATH (`Some(None)` when
+/// the path holds none, e.g. a virtual netdev), `None` for other subsystems.
+pub fn uevent_device(msg: &[u8]) -> Option<Option<String>> {
     if msg.is_empty() {
-        return true;
+        return Some(None);
     }
-    msg.split(|b| *b == 0)
-        .any(|kv| kv == b"SUBSYSTEM=pci" || kv == b"SUBSYSTEM=net")
+    let fields: Vec<&[u8]> = msg.split(|b| *b == 0).collect();
+    let relevant = fields
+        .iter()
+        .any(|kv| *kv == b"SUBSYSTEM=pci" || *kv == b"SUBSYSTEM=net");
+    if !relevant {
+        return None;
+    }
+    let devpath = fields
+        .iter()
+        .find_map(|kv| kv.strip_prefix(b"DEVPATH="))
+        .and_then(|d| std::str::from_utf8(d).ok())?;
+    Some(
+        devpath
+            .split('/')
+            .rev()
+            .find(|c| vfplex_config::validate::pci_address("DEVPATH", c).is_ok())
+            .map(str::to_string),
+    )
 }
 
 /// Kernel uevents (group 1: the kernel's, before udev).
-fn uevents(tx: mpsc::Sender<Wake>) -> bool {
+fn uevents(sink: Sink) -> bool {
     netlink_thread(
         netlink_sys::protocols::NETLINK_KOBJECT_UEVENT,
         1,
         "kernel uevents",
-        move |msg| !uevent_matters(msg) || send(&tx, Wake::Devices),
+        move |msg| match uevent_device(msg) {
+            None => true,
+            Some(Some(pci)) => sink.note(|p| {
+                p.pcis.insert(pci);
+            }),
+            Some(None) => sink.note(|p| p.all = true),
+        },
     )
 }
 
@@ -164,45 +278,82 @@ fn tree_dirs(root: &Path) -> Vec<PathBuf> {
     out
 }
 
-fn inotify_thread(
-    what: &'static str,
-    dirs: impl Fn() -> Vec<PathBuf> + Send + 'static,
-    wake: Wake,
-    tx: mpsc::Sender<Wake>,
-) -> bool {
+/// What a path under a synthetic tree is about: the PCI device whose
+/// directory it is in, else anything.
+fn touched(root: &Path, path: &Path) -> Option<String> {
+    let rel = path.strip_prefix(root.join("bus/pci/devices")).ok()?;
+    let first = rel.components().next()?.as_os_str().to_str()?;
+    vfplex_config::validate::pci_address("path", first).ok()
+}
+
+/// inotify over a synthetic tree: which device each event was in.
+fn tree_events(root: PathBuf, sink: Sink) -> bool {
     let ino = match Inotify::init(InitFlags::IN_CLOEXEC) {
         Ok(i) => i,
         Err(e) => {
-            tracing::warn!("no inotify for {what} ({e})");
+            tracing::warn!("no inotify for the sysfs tree ({e})");
             return false;
         }
     };
-    let arm = move |ino: &Inotify| {
-        let mut failed = 0usize;
-        for d in dirs() {
+    let mut dirs: HashMap<WatchDescriptor, PathBuf> = HashMap::new();
+    let arm = |root: &Path, ino: &Inotify, dirs: &mut HashMap<WatchDescriptor, PathBuf>| {
+        for d in tree_dirs(root) {
             // Adding a watch again returns the same one: re-arming is cheap.
-            if ino.add_watch(&d, DIR_CHANGES).is_err() {
-                failed += 1;
+            // (A device without netdevs has no net/ directory.)
+            if let Ok(wd) = ino.add_watch(&d, DIR_CHANGES) {
+                dirs.insert(wd, d);
             }
         }
-        failed
     };
-    let failed = arm(&ino);
-    if failed > 0 {
-        tracing::warn!("{what}: {failed} directories could not be watched");
-    }
+    arm(&root, &ino, &mut dirs);
     std::thread::spawn(move || loop {
         match ino.read_events() {
-            Ok(_) => {
-                if !send(&tx, wake) {
+            Ok(events) => {
+                let mut pcis = BTreeSet::new();
+                let mut all = false;
+                let mut new_dirs = false;
+                for e in events {
+                    if e.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
+                        all = true;
+                        new_dirs = true;
+                        continue;
+                    }
+                    if e.mask.contains(AddWatchFlags::IN_IGNORED) {
+                        dirs.remove(&e.wd);
+                        continue;
+                    }
+                    new_dirs |= e.mask.contains(AddWatchFlags::IN_ISDIR)
+                        && e.mask
+                            .intersects(AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO);
+                    let Some(dir) = dirs.get(&e.wd) else {
+                        continue;
+                    };
+                    let path = match &e.name {
+                        Some(n) => dir.join(n),
+                        None => dir.clone(),
+                    };
+                    match touched(&root, &path) {
+                        Some(pci) => {
+                            pcis.insert(pci);
+                        }
+                        None => all = true,
+                    }
+                }
+                if !sink.note(|p| {
+                    p.all |= all;
+                    p.pcis.extend(pcis);
+                }) {
                     return;
                 }
-                // New devices, new netdevs: watch them too.
-                arm(&ino);
+                // New devices, new netdevs: watch them too (a walk of the
+                // tree, so only when a directory appeared).
+                if new_dirs {
+                    arm(&root, &ino, &mut dirs);
+                }
             }
             Err(nix::errno::Errno::EINTR) => {}
             Err(e) => {
-                tracing::warn!("{what}: {e}; no more events from it");
+                tracing::warn!("the sysfs tree: {e}; no more events from it");
                 return;
             }
         }
@@ -210,27 +361,37 @@ fn inotify_thread(
     true
 }
 
-/// inotify over a synthetic sysfs tree.
-fn tree_events(root: PathBuf, tx: mpsc::Sender<Wake>) -> bool {
-    inotify_thread(
-        "the sysfs tree",
-        move || tree_dirs(&root),
-        Wake::Devices,
-        tx,
-    )
-}
-
 /// inotify on kubelet's directory and the config's.
 fn file_events(dirs: Vec<PathBuf>, tx: mpsc::Sender<Wake>) -> bool {
+    let ino = match Inotify::init(InitFlags::IN_CLOEXEC) {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::warn!("no inotify for kubelet's and the config's directories ({e})");
+            return false;
+        }
+    };
     for d in &dirs {
         let _ = std::fs::create_dir_all(d);
+        if let Err(e) = ino.add_watch(d, DIR_CHANGES) {
+            tracing::warn!("cannot watch {}: {e}", d.display());
+            return false;
+        }
     }
-    inotify_thread(
-        "kubelet's and the config's directories",
-        move || dirs.clone(),
-        Wake::Files,
-        tx,
-    )
+    std::thread::spawn(move || loop {
+        match ino.read_events() {
+            Ok(_) => {
+                if !send(&tx, Wake::Files) {
+                    return;
+                }
+            }
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => {
+                tracing::warn!("kubelet's and the config's directories: {e}");
+                return;
+            }
+        }
+    });
+    true
 }
 
 #[cfg(test)]
@@ -238,24 +399,56 @@ mod tests {
     use super::*;
 
     #[test]
-    fn uevents_of_pci_and_net_matter() {
-        assert!(uevent_matters(
-            b"add@/devices/pci0000:00/0000:00:01.0/0000:01:10.0\0ACTION=add\0SUBSYSTEM=pci\0"
-        ));
-        assert!(uevent_matters(
-            b"unbind@/devices/x\0ACTION=unbind\0SUBSYSTEM=pci\0DRIVER=igbvf\0"
-        ));
-        assert!(uevent_matters(
-            b"move@/devices/virtual/net/eth3\0SUBSYSTEM=net\0"
-        ));
-        assert!(!uevent_matters(
-            b"change@/devices/virtual/block/loop0\0SUBSYSTEM=block\0"
-        ));
-        assert!(uevent_matters(b""), "lost events: look anyway");
+    fn uevents_name_their_pci_device() {
+        let pci = |m: &[u8]| uevent_device(m);
+        assert_eq!(
+            pci(b"add@/devices/pci0000:00/0000:00:01.0/0000:01:10.0\0ACTION=add\0DEVPATH=/devices/pci0000:00/0000:00:01.0/0000:01:10.0\0SUBSYSTEM=pci\0"),
+            Some(Some("0000:01:10.0".into()))
+        );
+        assert_eq!(
+            pci(b"add@/x\0DEVPATH=/devices/pci0000:00/0000:00:01.0/0000:01:10.2/net/eth3\0SUBSYSTEM=net\0"),
+            Some(Some("0000:01:10.2".into())),
+            "a VF's netdev: that VF"
+        );
+        assert_eq!(
+            pci(b"add@/x\0DEVPATH=/devices/virtual/net/eth9\0SUBSYSTEM=net\0"),
+            Some(None),
+            "a netdev without a PCI device: anything"
+        );
+        assert_eq!(
+            pci(b"change@/x\0DEVPATH=/devices/virtual/block/loop0\0SUBSYSTEM=block\0"),
+            None
+        );
+        assert_eq!(pci(b""), Some(None), "lost events: look at everything");
+    }
+
+    #[test]
+    fn rtnetlink_datagrams_name_their_links() {
+        use netlink_packet_core::{NetlinkHeader, NetlinkMessage};
+        use netlink_packet_route::link::{LinkAttribute, LinkMessage};
+        use netlink_packet_route::RouteNetlinkMessage;
+        let mut out = Vec::new();
+        for name in ["veth1234", "ens1f0"] {
+            let mut l = LinkMessage::default();
+            l.attributes.push(LinkAttribute::IfName(name.into()));
+            let mut m = NetlinkMessage::new(
+                NetlinkHeader::default(),
+                RouteNetlinkMessage::NewLink(l).into(),
+            );
+            m.finalize();
+            let mut buf = vec![0u8; m.buffer_len()];
+            m.serialize(&mut buf);
+            out.extend(buf);
+        }
+        assert_eq!(
+            link_names(&out),
+            Some(vec!["veth1234".to_string(), "ens1f0".to_string()])
+        );
+        assert_eq!(link_names(b"garbage!"), None);
     }
 
     #[tokio::test]
-    async fn a_synthetic_tree_change_wakes_the_daemon() {
+    async fn a_synthetic_tree_change_names_its_device() {
         let t = tempfile::tempdir().expect("tempdir");
         let root = t.path();
         crate::discovery::fixture::pf(
@@ -268,15 +461,36 @@ mod tests {
         )
         .expect("tree");
         let (tx, mut rx) = mpsc::channel(1);
-        assert!(tree_events(root.to_path_buf(), tx));
+        let pending = Arc::new(Mutex::new(Pending::default()));
+        assert!(tree_events(
+            root.to_path_buf(),
+            Sink {
+                pending: pending.clone(),
+                tx
+            }
+        ));
+        let take = || std::mem::take(&mut *pending.lock().expect("lock"));
         // A driver unbound: its link goes.
         std::fs::remove_file(root.join("bus/pci/devices/0000:01:10.0/driver")).expect("unbind");
-        let w = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv()).await;
-        assert_eq!(w.ok().flatten(), Some(Wake::Devices));
-        // A PF's link goes down: its operstate file is rewritten.
+        assert_eq!(
+            tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
+                .await
+                .ok()
+                .flatten(),
+            Some(Wake::Devices)
+        );
+        assert_eq!(take().pcis, BTreeSet::from(["0000:01:10.0".to_string()]));
+        // A PF's link goes down: its netdev's operstate file is rewritten.
         crate::discovery::fixture::set_operstate(root, "0000:01:00.0", "ens1f0", "down")
             .expect("operstate");
-        let w = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv()).await;
-        assert_eq!(w.ok().flatten(), Some(Wake::Devices));
+        assert_eq!(
+            tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
+                .await
+                .ok()
+                .flatten(),
+            Some(Wake::Devices)
+        );
+        let p = take();
+        assert!(!p.all && p.pcis.contains("0000:01:00.0"), "{p:?}");
     }
 }

@@ -139,3 +139,80 @@ async fn a_socket_path_authority_is_served() {
         );
     }
 }
+
+/// A pool connection through the fix carries what kubelet does on one
+/// connection — Allocate calls, then a ListAndWatch stream — and the stream
+/// gets every update.
+#[tokio::test(flavor = "current_thread")]
+async fn allocates_then_list_and_watch_through_the_fix() {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use tokio_stream::StreamExt;
+    use vfplex_device_plugin::api::device_plugin_client::DevicePluginClient;
+    use vfplex_device_plugin::api::device_plugin_server::DevicePluginServer;
+    use vfplex_device_plugin::api::{AllocateRequest, ContainerAllocateRequest};
+    use vfplex_device_plugin::discovery::PciDevice;
+    use vfplex_device_plugin::service::{PoolService, PoolShared};
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = vfplex_config::device_plugin::ResourceConfigList::from_slice(
+        br#"{"resourceList": [{"resourceName": "a", "selectors": {}}]}"#,
+        "intel.com",
+    )
+    .unwrap();
+    let dev = |pci: &str, driver: Option<&str>| PciDevice {
+        pci: pci.into(),
+        vendor: "8086".into(),
+        class: 0x020000,
+        driver: driver.map(Into::into),
+        had_driver: true,
+        ..Default::default()
+    };
+    let devices: BTreeMap<String, PciDevice> = ["0000:01:10.0", "0000:01:10.2"]
+        .iter()
+        .map(|p| (p.to_string(), dev(p, Some("iavf"))))
+        .collect();
+    let (tx, _) = tokio::sync::watch::channel(devices.clone());
+    let shared = Arc::new(PoolShared {
+        config: cfg.resource_list[0].clone(),
+        resource: "intel.com/a".into(),
+        default_prefix: "intel.com".into(),
+        devinfo_dir: dir.path().join("devinfo"),
+        devices: tx,
+    });
+    let sock = dir.path().join("pool.sock");
+    let l = UnixListener::bind(&sock).unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(DevicePluginServer::new(PoolService {
+                shared: shared.clone(),
+            }))
+            .serve_with_incoming(vfplex_device_plugin::authority::incoming(l)),
+    );
+    let mut client =
+        DevicePluginClient::new(vfplex_device_plugin::kubelet::dial(&sock).await.unwrap());
+    for _ in 0..50 {
+        client
+            .allocate(AllocateRequest {
+                container_requests: vec![ContainerAllocateRequest {
+                    devices_ids: vec!["0000:01:10.0".into()],
+                }],
+            })
+            .await
+            .unwrap();
+    }
+    let mut stream = client.list_and_watch(Empty {}).await.unwrap().into_inner();
+    stream.next().await.unwrap().unwrap();
+    for i in 0..20 {
+        let mut changed = devices.clone();
+        if let Some(d) = changed.get_mut("0000:01:10.2") {
+            d.driver = (i % 2 == 1).then(|| "iavf".to_string());
+        }
+        shared.devices.send_replace(changed);
+        let next = tokio::time::timeout(Duration::from_secs(5), stream.next()).await;
+        assert!(
+            matches!(next, Ok(Some(Ok(_)))),
+            "update {i} did not arrive: {next:?}"
+        );
+    }
+}
