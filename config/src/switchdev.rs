@@ -71,7 +71,7 @@ impl Port {
 /// `phys_port_name` (`None` when the driver reports none, as in legacy mode):
 /// a physical port (`p<N>`) first, else one that is no representor; never a
 /// representor. Names break ties only between equals.
-pub fn uplink<'a>(netdevs: &'a [(String, Option<String>)]) -> Option<&'a str> {
+pub fn uplink(netdevs: &[(String, Option<String>)]) -> Option<&str> {
     let rank = |p: &Option<String>| match p.as_deref().map(Port::parse) {
         Some(Port::Uplink { .. }) => Some(0),
         None | Some(Port::Other) => Some(1),

@@ -334,6 +334,7 @@ fn main() {
             default_prefix: "intel.com".into(),
             devinfo_dir: dir.path().join("devinfo"),
             devices: tx,
+            metrics: None,
         });
         let listener = UnixListener::bind(&sock).unwrap();
         let svc = DevicePluginServer::new(PoolService {

@@ -26,6 +26,8 @@ pub struct Options {
     /// A file that exists while every pool is registered with kubelet (for a
     /// readiness probe).
     pub ready_file: Option<PathBuf>,
+    /// Serve Prometheus metrics here (`GET /metrics`); off when unset.
+    pub metrics_address: Option<std::net::SocketAddr>,
 }
 
 impl Default for Options {
@@ -39,6 +41,7 @@ impl Default for Options {
             proc_root: DEFAULT_PROC_ROOT.into(),
             check_config: false,
             ready_file: None,
+            metrics_address: None,
         }
     }
 }
@@ -57,6 +60,8 @@ pub enum CliError {
     UnknownFlag(String),
     #[error("flag {0} needs a value")]
     MissingValue(String),
+    #[error("{flag}: {value:?} is not an address like 127.0.0.1:9808")]
+    BadAddress { flag: String, value: String },
 }
 
 pub const USAGE: &str = "\
@@ -69,6 +74,7 @@ vfplex-device-plugin: kubelet device plugin for SR-IOV VF pools
   --devinfo-dir PATH        device-info files (default /var/run/k8s.cni.cncf.io/devinfo/dp)
   --proc-root PATH          procfs, for the host's default route (default /proc)
   --ready-file PATH         exists while every pool is registered with kubelet
+  --metrics-address ADDR    serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9808)
   --check-config            validate the config, print the pools and exit
   --version, --help
 ";
@@ -100,6 +106,13 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Action, CliError
             "devinfo-dir" => o.devinfo_dir = value()?.into(),
             "proc-root" => o.proc_root = value()?.into(),
             "ready-file" => o.ready_file = Some(value()?.into()),
+            "metrics-address" => {
+                let v = value()?;
+                o.metrics_address = Some(v.parse().map_err(|_| CliError::BadAddress {
+                    flag: arg.clone(),
+                    value: v.clone(),
+                })?);
+            }
             "check-config" => o.check_config = true,
             "help" | "h" => return Ok(Action::Help),
             "version" => return Ok(Action::Version),
@@ -137,6 +150,14 @@ mod tests {
         assert_eq!(o.sysfs_root, PathBuf::from("/tmp/sys"));
         assert_eq!(o.device_plugin_dir, PathBuf::from("/tmp/dp"));
         assert_eq!(o.ready_file, Some(PathBuf::from("/run/vfplex/ready")));
+        assert!(matches!(
+            p(&["--metrics-address", "localhost"]),
+            Err(CliError::BadAddress { .. })
+        ));
+        let Action::Run(o) = p(&["--metrics-address=[::1]:9808"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(o.metrics_address.map(|a| a.port()), Some(9808));
         assert_eq!(p(&[]).unwrap(), Action::Run(Options::default()));
         assert_eq!(p(&["--help"]).unwrap(), Action::Help);
         assert_eq!(p(&["--version"]).unwrap(), Action::Version);

@@ -176,6 +176,7 @@ struct Daemon {
     had_driver: std::collections::HashSet<String>,
     /// Every device as the last pass saw it.
     devices: BTreeMap<String, PciDevice>,
+    metrics: Option<crate::metrics::MetricsHandle>,
 }
 
 impl Daemon {
@@ -188,6 +189,8 @@ impl Daemon {
         let prefix = self.opts.resource_prefix.clone();
         let mut had_driver = std::mem::take(&mut self.had_driver);
         let previous = std::mem::take(&mut self.devices);
+        let kind = if only.is_some() { "touched" } else { "full" };
+        let started = Instant::now();
         let joined = tokio::task::spawn_blocking(move || {
             let only = only.as_ref().map(|o| (&previous, o));
             let scan = scan_pools(&discovery, &config, &prefix, &mut had_driver, only);
@@ -198,6 +201,14 @@ impl Daemon {
             Ok((scan, had_driver)) => {
                 self.had_driver = had_driver;
                 self.devices.clone_from(&scan.1);
+                if let Some(m) = &self.metrics {
+                    let l = vec![("kind", kind.to_string())];
+                    m.metrics.passes.get_or_create(&l).inc();
+                    m.metrics
+                        .pass_seconds
+                        .get_or_create(&l)
+                        .observe(started.elapsed().as_secs_f64());
+                }
                 Some(scan)
             }
             Err(e) => {
@@ -232,6 +243,7 @@ impl Daemon {
             default_prefix: self.opts.resource_prefix.clone(),
             devinfo_dir: self.opts.devinfo_dir.clone(),
             devices: tx,
+            metrics: self.metrics.as_ref().map(|m| m.metrics.clone()),
         });
         let stop = serve(&self.opts.device_plugin_dir, &shared, &socket)?;
         tracing::info!(resource = %resource, socket = %socket.display(), devices = shared.devices.borrow().len(), "serving pool");
@@ -250,6 +262,7 @@ impl Daemon {
         if only.as_ref().is_some_and(BTreeSet::is_empty) {
             return;
         }
+        let started = Instant::now();
         let Some((pools, all)) = self.scan(only).await else {
             return;
         };
@@ -300,6 +313,12 @@ impl Daemon {
                     });
                     if changed {
                         tracing::info!(resource = %name, "devices or health changed");
+                        if let Some(m) = &self.metrics {
+                            m.metrics
+                                .update_seconds
+                                .get_or_create(&vec![("pool", name.clone())])
+                                .observe(started.elapsed().as_secs_f64());
+                        }
                     }
                 }
                 None => match self.start_pool(pool.config, pool.devices) {
@@ -309,6 +328,19 @@ impl Daemon {
                     Err(e) => tracing::error!("{e}"),
                 },
             }
+        }
+        if let Some(m) = &self.metrics {
+            m.set_pools(
+                self.running
+                    .iter()
+                    .map(|(name, r)| {
+                        (
+                            name.clone(),
+                            r.shared.devices.borrow().values().cloned().collect(),
+                        )
+                    })
+                    .collect(),
+            );
         }
     }
 
@@ -423,6 +455,21 @@ pub async fn run(
 ) -> Result<(), DaemonError> {
     let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
+    let metrics = match opts.metrics_address {
+        Some(addr) => {
+            let (m, handle) = crate::metrics::Metrics::new(
+                opts.device_plugin_dir.join("kubelet_internal_checkpoint"),
+            );
+            crate::metrics::serve(addr, m)
+                .await
+                .map_err(|source| DaemonError::Socket {
+                    socket: PathBuf::from(addr.to_string()),
+                    source,
+                })?;
+            Some(handle)
+        }
+        None => None,
+    };
     let mut daemon = Daemon {
         discovery: Discovery::new(&opts.sysfs_root, &opts.proc_root),
         opts,
@@ -430,6 +477,7 @@ pub async fn run(
         running: BTreeMap::new(),
         had_driver: Default::default(),
         devices: BTreeMap::new(),
+        metrics,
     };
     let started = Instant::now();
     daemon.reconcile(None).await;

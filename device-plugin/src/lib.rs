@@ -9,6 +9,7 @@ pub mod cli;
 pub mod daemon;
 pub mod discovery;
 pub mod kubelet;
+pub mod metrics;
 pub mod pools;
 pub mod service;
 pub mod watch;

@@ -35,6 +35,8 @@ pub struct PoolShared {
     /// Where device-info files go (`/var/run/k8s.cni.cncf.io/devinfo/dp`).
     pub devinfo_dir: PathBuf,
     pub devices: watch::Sender<BTreeMap<String, PciDevice>>,
+    /// Where Allocate latency goes (`--metrics-address`).
+    pub metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
 }
 
 impl PoolShared {
@@ -168,6 +170,7 @@ impl DevicePlugin for PoolService {
         &self,
         req: Request<AllocateRequest>,
     ) -> Result<Response<AllocateResponse>, Status> {
+        let started = std::time::Instant::now();
         let devices = self.shared.devices.borrow();
         let mut container_responses = Vec::new();
         for c in req.into_inner().container_requests {
@@ -194,6 +197,11 @@ impl DevicePlugin for PoolService {
             }
             tracing::info!(resource = %self.shared.resource, devices = ?c.devices_ids, "allocated");
             container_responses.push(resp);
+        }
+        if let Some(m) = &self.shared.metrics {
+            m.allocate_seconds
+                .get_or_create(&vec![("pool", self.shared.resource.clone())])
+                .observe(started.elapsed().as_secs_f64());
         }
         Ok(Response::new(AllocateResponse {
             container_responses,

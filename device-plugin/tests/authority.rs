@@ -179,6 +179,7 @@ async fn allocates_then_list_and_watch_through_the_fix() {
         default_prefix: "intel.com".into(),
         devinfo_dir: dir.path().join("devinfo"),
         devices: tx,
+        metrics: None,
     });
     let sock = dir.path().join("pool.sock");
     let l = UnixListener::bind(&sock).unwrap();

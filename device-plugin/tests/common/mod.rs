@@ -119,6 +119,11 @@ pub const CONFIG: &str = r#"{"resourceList": [
 ]}"#;
 
 pub fn setup(root: tempfile::TempDir) -> Setup {
+    setup_with(root, &[])
+}
+
+/// The same, with extra daemon flags.
+pub fn setup_with(root: tempfile::TempDir, extra: &[&str]) -> Setup {
     let sys = root.path().join("sys");
     fixture::pf(
         &sys,
@@ -158,6 +163,7 @@ pub fn setup(root: tempfile::TempDir) -> Setup {
         .arg(root.path().join("devinfo"))
         .arg("--proc-root")
         .arg(root.path().join("proc"))
+        .args(extra)
         .stdout(Stdio::null())
         .spawn()
         .unwrap();

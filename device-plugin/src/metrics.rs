@@ -1,0 +1,368 @@
+//! Prometheus metrics, on an opt-in listen address (`--metrics-address`):
+//!
+//! - per pool: devices (capacity), healthy (allocatable), allocated (what
+//!   kubelet's checkpoint says it handed out);
+//! - Allocate latency and the time from a device event to the ListAndWatch
+//!   update, per pool; passes over sysfs (full or of the devices touched) and
+//!   their duration;
+//! - per VF, traffic from its PF's view (`IFLA_VF_STATS`: rx/tx packets,
+//!   bytes, dropped), labelled with pool, PF, VF index and PCI address — read
+//!   at scrape time, one netlink request per PF.
+//!
+//! The endpoint is `GET /metrics` (OpenMetrics text); everything else is 404.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use netlink_packet_route::link::{VfInfo, VfStats};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::discovery::PciDevice;
+
+type Labels = Vec<(&'static str, String)>;
+
+fn histogram() -> Histogram {
+    // 50 µs .. ~1.6 s
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+}
+
+/// The daemon's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub allocate_seconds: Family<Labels, Histogram, fn() -> Histogram>,
+    pub update_seconds: Family<Labels, Histogram, fn() -> Histogram>,
+    pub passes: Family<Labels, Counter>,
+    pub pass_seconds: Family<Labels, Histogram, fn() -> Histogram>,
+}
+
+/// What the scrape-time collector reads: the pools as the daemon last built
+/// them, and where kubelet keeps its allocations.
+#[derive(Debug)]
+struct Snapshot {
+    pools: Mutex<BTreeMap<String, Vec<PciDevice>>>,
+    checkpoint: PathBuf,
+}
+
+impl Metrics {
+    pub fn new(checkpoint: PathBuf) -> (Arc<Metrics>, MetricsHandle) {
+        let snapshot = Arc::new(Snapshot {
+            pools: Mutex::new(BTreeMap::new()),
+            checkpoint,
+        });
+        let mut registry = Registry::with_prefix("vfplex_device_plugin");
+        let allocate_seconds =
+            Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(histogram);
+        let update_seconds =
+            Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(histogram);
+        let passes = Family::<Labels, Counter>::default();
+        let pass_seconds =
+            Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(histogram);
+        registry.register(
+            "allocate_seconds",
+            "Allocate call latency",
+            allocate_seconds.clone(),
+        );
+        registry.register(
+            "update_seconds",
+            "time from a device event to the ListAndWatch update of the pool",
+            update_seconds.clone(),
+        );
+        registry.register(
+            "sysfs_passes",
+            "passes over sysfs (kind: full or touched)",
+            passes.clone(),
+        );
+        registry.register(
+            "sysfs_pass_seconds",
+            "duration of a pass over sysfs",
+            pass_seconds.clone(),
+        );
+        registry.register_collector(Box::new(PoolCollector(snapshot.clone())));
+        let m = Arc::new(Metrics {
+            registry,
+            allocate_seconds,
+            update_seconds,
+            passes,
+            pass_seconds,
+        });
+        (
+            m.clone(),
+            MetricsHandle {
+                metrics: m,
+                snapshot,
+            },
+        )
+    }
+
+    /// The OpenMetrics text of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// The daemon's side: metrics plus the pool snapshot it keeps current.
+#[derive(Debug, Clone)]
+pub struct MetricsHandle {
+    pub metrics: Arc<Metrics>,
+    snapshot: Arc<Snapshot>,
+}
+
+impl MetricsHandle {
+    /// The pools as they now are.
+    pub fn set_pools(&self, pools: BTreeMap<String, Vec<PciDevice>>) {
+        if let Ok(mut p) = self.snapshot.pools.lock() {
+            *p = pools;
+        }
+    }
+}
+
+/// Allocated device IDs per resource, from kubelet's checkpoint.
+fn allocated(checkpoint: &std::path::Path) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    let Some(v) = std::fs::read(checkpoint)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+    else {
+        return out;
+    };
+    for e in v["Data"]["PodDeviceEntries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let Some(r) = e["ResourceName"].as_str() else {
+            continue;
+        };
+        let n = match &e["DeviceIDs"] {
+            serde_json::Value::Object(m) => {
+                m.values().filter_map(|l| l.as_array()).map(Vec::len).sum()
+            }
+            serde_json::Value::Array(l) => l.len(),
+            _ => 0,
+        };
+        *out.entry(r.to_string()).or_default() += n;
+    }
+    out
+}
+
+/// One VF's traffic as its PF reports it.
+#[derive(Debug, Default, Clone, Copy)]
+struct Traffic {
+    rx_packets: u64,
+    tx_packets: u64,
+    rx_bytes: u64,
+    tx_bytes: u64,
+    rx_dropped: u64,
+    tx_dropped: u64,
+}
+
+/// Per VF index, the traffic counters of PF `pf` (rtnetlink, VF info).
+fn vf_traffic(pf: &str) -> BTreeMap<u32, Traffic> {
+    let mut out = BTreeMap::new();
+    let Ok(mut nl) = vfplex_cni::netlink::Netlink::open() else {
+        return out;
+    };
+    let Ok(link) = nl.link_by_name(pf) else {
+        return out;
+    };
+    use vfplex_cni::netlink::LinkExt;
+    for info in link.vf_infos() {
+        let index = info.0.iter().find_map(|a| match a {
+            VfInfo::Mac(m) => Some(m.vf_id),
+            _ => None,
+        });
+        let stats = info.0.iter().find_map(|a| match a {
+            VfInfo::Stats(s) => Some(s),
+            _ => None,
+        });
+        let (Some(index), Some(stats)) = (index, stats) else {
+            continue;
+        };
+        let mut t = Traffic::default();
+        for s in stats {
+            match s {
+                VfStats::RxPackets(v) => t.rx_packets = *v,
+                VfStats::TxPackets(v) => t.tx_packets = *v,
+                VfStats::RxBytes(v) => t.rx_bytes = *v,
+                VfStats::TxBytes(v) => t.tx_bytes = *v,
+                VfStats::RxDropped(v) => t.rx_dropped = *v,
+                VfStats::TxDropped(v) => t.tx_dropped = *v,
+                _ => {}
+            }
+        }
+        out.insert(index, t);
+    }
+    out
+}
+
+#[derive(Debug)]
+struct PoolCollector(Arc<Snapshot>);
+
+fn gauge(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    rows: &[(Labels, i64)],
+) -> std::fmt::Result {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut family = e.encode_descriptor(name, help, None, ConstGauge::new(0i64).metric_type())?;
+    for (labels, v) in rows {
+        ConstGauge::new(*v).encode(family.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
+fn counter(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    rows: &[(Labels, u64)],
+) -> std::fmt::Result {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut family =
+        e.encode_descriptor(name, help, None, ConstCounter::new(0u64).metric_type())?;
+    for (labels, v) in rows {
+        ConstCounter::new(*v).encode(family.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
+impl Collector for PoolCollector {
+    fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
+        let pools = self.0.pools.lock().map(|p| p.clone()).unwrap_or_default();
+        let allocated = allocated(&self.0.checkpoint);
+        let (mut cap, mut healthy, mut alloc) = (Vec::new(), Vec::new(), Vec::new());
+        let mut pfs: BTreeMap<String, Vec<(String, &PciDevice)>> = BTreeMap::new();
+        for (pool, devices) in &pools {
+            let l: Labels = vec![("pool", pool.clone())];
+            cap.push((l.clone(), devices.len() as i64));
+            healthy.push((
+                l.clone(),
+                devices.iter().filter(|d| d.healthy()).count() as i64,
+            ));
+            alloc.push((l, allocated.get(pool).copied().unwrap_or(0) as i64));
+            for d in devices {
+                if let Some(pf) = &d.pf_name {
+                    pfs.entry(pf.clone()).or_default().push((pool.clone(), d));
+                }
+            }
+        }
+        gauge(
+            &mut e,
+            "pool_devices",
+            "devices in the pool (capacity)",
+            &cap,
+        )?;
+        gauge(
+            &mut e,
+            "pool_healthy_devices",
+            "healthy devices in the pool (allocatable)",
+            &healthy,
+        )?;
+        gauge(
+            &mut e,
+            "pool_allocated_devices",
+            "devices kubelet has allocated from the pool",
+            &alloc,
+        )?;
+        let mut rows: [Vec<(Labels, u64)>; 6] = Default::default();
+        for (pf, vfs) in &pfs {
+            let traffic = vf_traffic(pf);
+            for (pool, d) in vfs {
+                let Some(t) = d.vf_index.and_then(|i| traffic.get(&u32::from(i))) else {
+                    continue;
+                };
+                let l: Labels = vec![
+                    ("pool", pool.clone()),
+                    ("pf", pf.clone()),
+                    ("vf", d.vf_index.map(|i| i.to_string()).unwrap_or_default()),
+                    ("pci_address", d.pci.clone()),
+                ];
+                for (i, v) in [
+                    t.rx_packets,
+                    t.tx_packets,
+                    t.rx_bytes,
+                    t.tx_bytes,
+                    t.rx_dropped,
+                    t.tx_dropped,
+                ]
+                .into_iter()
+                .enumerate()
+                {
+                    rows[i].push((l.clone(), v));
+                }
+            }
+        }
+        let names = [
+            ("vf_rx_packets", "packets the VF received (PF's view)"),
+            ("vf_tx_packets", "packets the VF sent (PF's view)"),
+            ("vf_rx_bytes", "bytes the VF received (PF's view)"),
+            ("vf_tx_bytes", "bytes the VF sent (PF's view)"),
+            ("vf_rx_dropped", "received packets dropped for the VF"),
+            ("vf_tx_dropped", "sent packets dropped for the VF"),
+        ];
+        for ((name, help), r) in names.iter().zip(rows.iter()) {
+            counter(&mut e, name, help, r)?;
+        }
+        Ok(())
+    }
+}
+
+/// Serve `GET /metrics` on `addr` until the process ends.
+pub async fn serve(addr: std::net::SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!("metrics on http://{}/metrics", listener.local_addr()?);
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                continue;
+            };
+            let metrics = metrics.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut n = 0;
+                // The request head; its body (none for GET) is not read.
+                while n < buf.len() && !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf[n..]).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(k) => n += k,
+                    }
+                }
+                let head = String::from_utf8_lossy(&buf[..n]);
+                let line = head.lines().next().unwrap_or_default();
+                let (status, ctype, body) = if line.starts_with("GET /metrics ") {
+                    (
+                        "200 OK",
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        metrics.render(),
+                    )
+                } else {
+                    ("404 Not Found", "text/plain", "not found\n".to_string())
+                };
+                let resp = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    Ok(())
+}
