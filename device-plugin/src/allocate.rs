@@ -38,6 +38,7 @@ pub fn container_response(
         .selectors
         .iter()
         .any(|s| s.need_vhost_net == Some(true));
+    let rdma_pool = config.selectors.iter().any(|s| s.is_rdma == Some(true));
     for id in ids {
         let d = devices.get(id).ok_or_else(|| id.clone())?;
         let mut entry = json!({"generic": {"deviceID": id}});
@@ -48,6 +49,25 @@ pub fn container_response(
                 add(spec(&group));
                 entry["vfio"] = json!({"mount": "/dev/vfio/vfio", "dev-mount": group});
             }
+        }
+        // isRdma pools: the container needs the RDMA character devices of
+        // each device (uverbs, umad, issm) and the RDMA connection manager.
+        if rdma_pool && d.is_rdma {
+            let path = |n: &str| format!("/dev/infiniband/{n}");
+            add(spec(&path("rdma_cm")));
+            for c in &d.rdma_char_devices {
+                add(spec(&path(c)));
+            }
+            let mut rdma = serde_json::Map::new();
+            rdma.insert("rdma_cm".into(), json!(path("rdma_cm")));
+            for c in &d.rdma_char_devices {
+                let kind = c.trim_end_matches(|ch: char| ch.is_ascii_digit());
+                rdma.insert(kind.to_string(), json!(path(c)));
+            }
+            if let Some(ib) = &d.rdma_device {
+                rdma.insert("device".into(), json!(ib));
+            }
+            entry["rdma"] = Value::Object(rdma);
         }
         if need_vhost {
             add(spec("/dev/vhost-net"));

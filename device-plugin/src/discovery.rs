@@ -32,6 +32,10 @@ pub struct PciDevice {
     pub link_type: Option<String>,
     pub acpi_index: Option<String>,
     pub is_rdma: bool,
+    /// RDMA: the IB device (`infiniband/<name>`, e.g. mlx5_3) and its
+    /// character devices under /dev/infiniband (uverbsN, umadN, issmN).
+    pub rdma_device: Option<String>,
+    pub rdma_char_devices: Vec<String>,
     /// The PF's operstate (for a VF) or its own (for a netdev PF).
     pub pf_operstate: Option<String>,
     /// The PF's eswitch is in switchdev mode (it has VF representors).
@@ -125,6 +129,18 @@ fn link_name(p: &Path) -> Option<String> {
         .file_name()?
         .to_str()
         .map(str::to_string)
+}
+
+/// The names in a directory, sorted (none when it is not there).
+fn entries(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .collect();
+    v.sort();
+    v
 }
 
 fn hex_id(s: Option<String>) -> String {
@@ -374,6 +390,11 @@ impl Discovery {
             num_vfs: pf_attr("sriov_numvfs").and_then(|n| n.parse().ok()),
             acpi_index: pf_attr("acpi_index"),
             is_rdma: dev.join("infiniband").is_dir(),
+            rdma_device: entries(&dev.join("infiniband")).into_iter().next(),
+            rdma_char_devices: ["infiniband_verbs", "infiniband_mad"]
+                .iter()
+                .flat_map(|d| entries(&dev.join(d)))
+                .collect(),
             link_type: netdev
                 .as_deref()
                 .and_then(|n| link_type(read_trim(&dev.join("net").join(n).join("type")))),
@@ -601,6 +622,16 @@ pub mod fixture {
             symlink(&dir, root.join("class/net").join(name))?;
         }
         Ok(())
+    }
+
+    /// Make device `pci` an RDMA device as mlx5 shows one: `infiniband/<ib>`,
+    /// `infiniband_verbs/uverbs<n>`, `infiniband_mad/umad<n>` and `issm<n>`.
+    pub fn rdma(root: &Path, pci: &str, ib: &str, n: u32) -> std::io::Result<()> {
+        let dev = root.join("bus/pci/devices").join(pci);
+        fs::create_dir_all(dev.join("infiniband").join(ib))?;
+        fs::create_dir_all(dev.join("infiniband_verbs").join(format!("uverbs{n}")))?;
+        fs::create_dir_all(dev.join("infiniband_mad").join(format!("umad{n}")))?;
+        fs::create_dir_all(dev.join("infiniband_mad").join(format!("issm{n}")))
     }
 
     /// Set a netdev's operstate ("up", "down").

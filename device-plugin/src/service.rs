@@ -64,6 +64,7 @@ impl PoolShared {
         // switchdev mode: OVS/OVN hardware offload plugs the VF's representor.
         if let Some(p) = info.pci.as_mut() {
             p.representor_device.clone_from(&d.representor);
+            p.rdma_device.clone_from(&d.rdma_device);
         }
         let data = serde_json::to_vec(&info).map_err(|e| e.to_string())?;
         std::fs::create_dir_all(&self.devinfo_dir).map_err(|e| e.to_string())?;

@@ -274,3 +274,51 @@ fn switchdev_ice_and_netdevsim_shapes() {
     assert_eq!(vf.representor.as_deref(), Some("eth3"));
     assert_eq!(d.device("0000:81:00.0").netdev.as_deref(), Some("ens2f0"));
 }
+
+/// An mlx5 VF with RDMA, as its sysfs shows it: the IB device and its
+/// character devices are found, and an isRdma pool's Allocate hands the
+/// container /dev/infiniband/{rdma_cm,uverbsN,umadN,issmN}.
+#[test]
+fn rdma_devices_of_an_mlx5_vf() {
+    let t = tree();
+    let r = t.path();
+    fixture::rdma(r, "0000:81:00.2", "mlx5_3", 3).unwrap();
+    let d = Discovery::new(r, r.join("proc"));
+    let vf = d.device("0000:81:00.2");
+    assert!(vf.is_rdma);
+    assert_eq!(vf.rdma_device.as_deref(), Some("mlx5_3"));
+    assert_eq!(vf.rdma_char_devices, vec!["uverbs3", "issm3", "umad3"]);
+    let cfg = vfplex_config::device_plugin::ResourceConfigList::from_slice(
+        br#"{"resourceList": [{"resourceName": "mlnx_rdma", "selectors": {"vendors": ["15b3"], "isRdma": true}},
+                              {"resourceName": "mlnx", "selectors": {"vendors": ["15b3"]}}]}"#,
+        "nvidia.com",
+    )
+    .unwrap();
+    let devices: std::collections::BTreeMap<_, _> = [(vf.pci.clone(), vf.clone())].into();
+    let ids = vec![vf.pci.clone()];
+    let resp =
+        crate::allocate::container_response(&cfg.resource_list[0], "nvidia.com", &devices, &ids)
+            .unwrap();
+    let paths: Vec<&str> = resp.devices.iter().map(|s| s.host_path.as_str()).collect();
+    assert_eq!(
+        paths,
+        vec![
+            "/dev/infiniband/rdma_cm",
+            "/dev/infiniband/uverbs3",
+            "/dev/infiniband/issm3",
+            "/dev/infiniband/umad3"
+        ]
+    );
+    let info: serde_json::Value =
+        serde_json::from_str(&resp.envs["PCIDEVICE_NVIDIA_COM_MLNX_RDMA_INFO"]).unwrap();
+    assert_eq!(
+        info["0000:81:00.2"]["rdma"]["uverbs"],
+        "/dev/infiniband/uverbs3"
+    );
+    assert_eq!(info["0000:81:00.2"]["rdma"]["device"], "mlx5_3");
+    // A pool without isRdma: no RDMA devices.
+    let resp =
+        crate::allocate::container_response(&cfg.resource_list[1], "nvidia.com", &devices, &ids)
+            .unwrap();
+    assert!(resp.devices.is_empty());
+}
