@@ -50,6 +50,8 @@ impl Default for Options {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     Run(Options),
+    /// `inventory`: print every PF/VF and the pool each would join, exit.
+    Inventory(Options),
     Help,
     Version,
 }
@@ -67,6 +69,11 @@ pub enum CliError {
 pub const USAGE: &str = "\
 vfplex-device-plugin: kubelet device plugin for SR-IOV VF pools
 
+  vfplex-device-plugin [FLAGS]            run the daemon
+  vfplex-device-plugin inventory [FLAGS]  print every PF and VF, their names,
+                                          driver, NUMA, link type, and which
+                                          pool each would join (or why not)
+
   --config-file PATH        pool config, upstream format (default /etc/pcidp/config.json)
   --resource-prefix PREFIX  default resource prefix (default intel.com)
   --sysfs-root PATH         sysfs to discover devices in (default /sys)
@@ -81,7 +88,11 @@ vfplex-device-plugin: kubelet device plugin for SR-IOV VF pools
 
 pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Action, CliError> {
     let mut o = Options::default();
-    let mut it = args.into_iter();
+    let mut it = args.into_iter().peekable();
+    let inventory = it.peek().is_some_and(|a| a == "inventory");
+    if inventory {
+        it.next();
+    }
     while let Some(arg) = it.next() {
         // Go's flag package takes -flag and --flag, and -flag=value.
         let trimmed = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-'));
@@ -119,7 +130,11 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Action, CliError
             _ => return Err(CliError::UnknownFlag(arg)),
         }
     }
-    Ok(Action::Run(o))
+    Ok(if inventory {
+        Action::Inventory(o)
+    } else {
+        Action::Run(o)
+    })
 }
 
 #[cfg(test)]
@@ -161,6 +176,10 @@ mod tests {
         assert_eq!(p(&[]).unwrap(), Action::Run(Options::default()));
         assert_eq!(p(&["--help"]).unwrap(), Action::Help);
         assert_eq!(p(&["--version"]).unwrap(), Action::Version);
+        assert!(matches!(
+            p(&["inventory", "--sysfs-root", "/tmp/s"]).unwrap(),
+            Action::Inventory(o) if o.sysfs_root == std::path::Path::new("/tmp/s")
+        ));
         assert!(matches!(p(&["--bogus"]), Err(CliError::UnknownFlag(_))));
         assert!(matches!(p(&["stray"]), Err(CliError::UnknownFlag(_))));
         assert!(matches!(

@@ -8,6 +8,22 @@ use vfplex_device_plugin::daemon;
 fn main() -> ExitCode {
     let opts = match cli::parse(std::env::args().skip(1)) {
         Ok(Action::Run(o)) => o,
+        Ok(Action::Inventory(o)) => {
+            // Without a config, devices and names only, saying so.
+            let config = match daemon::load_config(&o) {
+                Ok((c, _)) => Some(c),
+                Err(e) => {
+                    eprintln!("vfplex-device-plugin: {e}; listing devices without pools");
+                    None
+                }
+            };
+            let d = vfplex_device_plugin::discovery::Discovery::new(&o.sysfs_root, &o.proc_root);
+            print!(
+                "{}",
+                vfplex_device_plugin::inventory::render(&d, config.as_ref(), &o.resource_prefix)
+            );
+            return ExitCode::SUCCESS;
+        }
         Ok(Action::Help) => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;

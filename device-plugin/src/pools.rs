@@ -44,8 +44,18 @@ fn any_or(list: &[String], f: impl Fn(&str) -> bool) -> bool {
 
 /// Whether `d` passes every key set in `s`.
 pub fn matches(s: &Selector, d: &PciDevice) -> bool {
-    if !unsupported_keys(s).is_empty() {
-        return false;
+    mismatch(s, d).is_none()
+}
+
+/// The first key of `s` that `d` does not pass, with what `d` has instead
+/// (for `inventory`: "why is my resource 0?").
+pub fn mismatch(s: &Selector, d: &PciDevice) -> Option<String> {
+    let unsupported = unsupported_keys(s);
+    if !unsupported.is_empty() {
+        return Some(format!(
+            "selector key {} is not supported",
+            unsupported.join(", ")
+        ));
     }
     let name_and_index = match (&d.pf_name, d.vf_index) {
         (Some(pf), Some(i)) => Some((pf.as_str(), Some(i))),
@@ -65,22 +75,119 @@ pub fn matches(s: &Selector, d: &PciDevice) -> bool {
                 })
             })
     };
-    any_or(&s.vendors, |v| v == d.vendor)
-        && any_or(&s.devices, |v| v == d.device)
-        && any_or(&s.drivers, |v| d.driver.as_deref() == Some(v))
-        && any_or(&s.pci_addresses, |v| v.eq_ignore_ascii_case(&d.pci))
-        && any_or(&s.acpi_indexes, |v| d.acpi_index.as_deref() == Some(v))
-        && pf_match(&s.pf_names, name_and_index)
-        && pf_match(&s.root_devices, root_and_index)
-        && any_or(&s.link_types, |v| {
-            d.link_type
+    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "none".into());
+    let checks: [(bool, &str, String); 10] = [
+        (
+            any_or(&s.vendors, |v| v == d.vendor),
+            "vendors",
+            d.vendor.clone(),
+        ),
+        (
+            any_or(&s.devices, |v| v == d.device),
+            "devices",
+            d.device.clone(),
+        ),
+        (
+            any_or(&s.drivers, |v| d.driver.as_deref() == Some(v)),
+            "drivers",
+            opt(&d.driver),
+        ),
+        (
+            any_or(&s.pci_addresses, |v| v.eq_ignore_ascii_case(&d.pci)),
+            "pciAddresses",
+            d.pci.clone(),
+        ),
+        (
+            any_or(&s.acpi_indexes, |v| d.acpi_index.as_deref() == Some(v)),
+            "acpiIndexes",
+            opt(&d.acpi_index),
+        ),
+        (
+            pf_match(&s.pf_names, name_and_index),
+            "pfNames",
+            format!(
+                "{}{}",
+                name_and_index.map_or("none", |n| n.0),
+                d.vf_index.map(|i| format!("#{i}")).unwrap_or_default()
+            ),
+        ),
+        (
+            pf_match(&s.root_devices, root_and_index),
+            "rootDevices",
+            opt(&d.pf_pci),
+        ),
+        (
+            any_or(&s.link_types, |v| {
+                d.link_type
+                    .as_deref()
+                    .is_some_and(|l| l.eq_ignore_ascii_case(v))
+            }),
+            "linkTypes",
+            opt(&d.link_type),
+        ),
+        (
+            s.is_rdma.is_none_or(|want| want == d.is_rdma),
+            "isRdma",
+            d.is_rdma.to_string(),
+        ),
+        (
+            s.e_switch_mode
                 .as_deref()
-                .is_some_and(|l| l.eq_ignore_ascii_case(v))
-        })
-        && s.is_rdma.is_none_or(|want| want == d.is_rdma)
-        && s.e_switch_mode
-            .as_deref()
-            .is_none_or(|want| d.eswitch_mode() == want)
+                .is_none_or(|want| d.eswitch_mode() == want),
+            "eSwitchMode",
+            d.eswitch_mode().to_string(),
+        ),
+    ];
+    checks
+        .into_iter()
+        .find(|(ok, _, _)| !ok)
+        .map(|(_, key, has)| format!("{key} does not match (the device has {has})"))
+}
+
+/// Why `d` is not eligible for pools of type `t`, if it is not.
+pub fn ineligible(
+    t: DeviceType,
+    d: &PciDevice,
+    default_route: &BTreeSet<String>,
+) -> Option<&'static str> {
+    if eligible(t, d, default_route) {
+        return None;
+    }
+    Some(match t {
+        DeviceType::NetDevice if !d.is_network() => "not a network device (PCI class 02)",
+        DeviceType::NetDevice if d.total_vfs.is_some() && d.num_vfs.unwrap_or(0) > 0 => {
+            "a PF with VFs: its VFs are offered, not the PF"
+        }
+        DeviceType::NetDevice => "its netdev carries the host's default route",
+        DeviceType::Accelerator => "not an accelerator (PCI class 12)",
+        DeviceType::AuxNetDevice => "auxiliary devices are not discovered",
+    })
+}
+
+/// Which pool `d` joins under `config`, or for each pool why not.
+pub fn explain(
+    config: &ResourceConfigList,
+    d: &PciDevice,
+    default_route: &BTreeSet<String>,
+    default_prefix: &str,
+) -> Result<String, Vec<(String, String)>> {
+    let mut why = Vec::new();
+    for rc in &config.resource_list {
+        let name = rc.full_name(default_prefix);
+        if let Some(reason) = ineligible(rc.device_type, d, default_route) {
+            why.push((name, reason.to_string()));
+            continue;
+        }
+        let mut reasons = Vec::new();
+        for s in &rc.selectors {
+            match mismatch(s, d) {
+                None => return Ok(name),
+                Some(r) => reasons.push(r),
+            }
+        }
+        why.push((name, reasons.join("; or ")));
+    }
+    Err(why)
 }
 
 fn eligible(t: DeviceType, d: &PciDevice, default_route: &BTreeSet<String>) -> bool {
