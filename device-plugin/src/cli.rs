@@ -28,6 +28,8 @@ pub struct Options {
     pub ready_file: Option<PathBuf>,
     /// Serve Prometheus metrics here (`GET /metrics`); off when unset.
     pub metrics_address: Option<std::net::SocketAddr>,
+    /// `inventory`: the PCI ID database (default: the system's `pci.ids`).
+    pub pci_ids: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -42,6 +44,7 @@ impl Default for Options {
             check_config: false,
             ready_file: None,
             metrics_address: None,
+            pci_ids: None,
         }
     }
 }
@@ -82,6 +85,8 @@ vfplex-device-plugin: kubelet device plugin for SR-IOV VF pools
   --proc-root PATH          procfs, for the host's default route (default /proc)
   --ready-file PATH         exists while every pool is registered with kubelet
   --metrics-address ADDR    serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9808)
+  --pci-ids PATH            inventory: the PCI ID database (default /usr/share/misc/pci.ids,
+                            /usr/share/hwdata/pci.ids)
   --check-config            validate the config, print the pools and exit
   --version, --help
 ";
@@ -124,6 +129,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Action, CliError
                     value: v.clone(),
                 })?);
             }
+            "pci-ids" => o.pci_ids = Some(value()?.into()),
             "check-config" => o.check_config = true,
             "help" | "h" => return Ok(Action::Help),
             "version" => return Ok(Action::Version),

@@ -1,7 +1,9 @@
 //! The daemon: discovers devices, keeps one gRPC server per pool on its own
 //! socket, registers each pool with kubelet, and keeps all of it current:
-//! - health and membership: a netlink link-event listener triggers a rescan at
-//!   once; a 1 s sysfs rescan catches what netlink does not tell (driver unbinds);
+//! - health and membership: kernel events (crate::watch: rtnetlink links,
+//!   uevents, inotify) name the devices to read again, and a pass on a
+//!   blocking thread re-reads just those and publishes the pools' new lists;
+//!   a full rescan every 5 min is the safety net;
 //! - kubelet restarts: `kubelet.sock` is checked every 250 ms and every pool
 //!   re-registers when it was recreated; a pool whose socket was deleted is
 //!   served again on a fresh socket;
@@ -148,7 +150,7 @@ fn scan_pools(
     config: &ResourceConfigList,
     prefix: &str,
     had_driver: &mut std::collections::HashSet<String>,
-    only: Option<(&BTreeMap<String, PciDevice>, &BTreeSet<String>)>,
+    only: Option<(BTreeMap<String, PciDevice>, &BTreeSet<String>)>,
 ) -> Scan {
     let mut devices = match only {
         Some((previous, pcis)) => discovery.refresh(previous, pcis),
@@ -168,6 +170,77 @@ fn scan_pools(
     )
 }
 
+/// What a pass leaves for the runtime thread.
+struct Pass {
+    /// Pools to start: new, or their config changed.
+    start: Vec<pools::Pool>,
+    /// Running pools to stop: gone from the config, or changed.
+    stop: Vec<String>,
+    /// Running pools whose devices or health changed (already published).
+    changed: Vec<String>,
+    /// Every device as this pass saw it.
+    devices: BTreeMap<String, PciDevice>,
+}
+
+/// Publish the pass's device lists to running pools whose config did not
+/// change. Membership is sticky: a member that still exists but no longer
+/// matches (it lost its driver, say) stays listed, Unhealthy, rather than
+/// vanishing under an allocation.
+fn publish(
+    pools: Vec<pools::Pool>,
+    all: BTreeMap<String, PciDevice>,
+    running: &[(String, Arc<PoolShared>)],
+) -> Pass {
+    let claimed: std::collections::HashSet<String> = pools
+        .iter()
+        .flat_map(|p| p.devices.keys().cloned())
+        .collect();
+    let mut pass = Pass {
+        start: Vec::new(),
+        stop: Vec::new(),
+        changed: Vec::new(),
+        devices: BTreeMap::new(),
+    };
+    let mut updates = Vec::new();
+    for mut pool in pools {
+        let Some((_, shared)) = running
+            .iter()
+            .find(|(n, s)| *n == pool.resource && s.config == pool.config)
+        else {
+            pass.start.push(pool);
+            continue;
+        };
+        for pci in shared.devices.borrow().keys() {
+            if pool.devices.contains_key(pci) || claimed.contains(pci) {
+                continue;
+            }
+            if let Some(d) = all.get(pci) {
+                let mut d = d.clone();
+                d.unmatched = true;
+                pool.devices.insert(pci.clone(), d);
+            }
+        }
+        updates.push((pool.resource, shared, pool.devices));
+    }
+    for (name, _) in running {
+        if !updates.iter().any(|(n, _, _)| n == name) {
+            pass.stop.push(name.clone());
+        }
+    }
+    for (name, shared, devices) in updates {
+        // Compared under the read lock (Allocate keeps reading meanwhile),
+        // swapped under the write lock, the old list freed after it. Only
+        // this thread writes, so nothing changes between the two.
+        let differs = *shared.devices.borrow() != devices;
+        if differs {
+            drop(shared.devices.send_replace(devices));
+            pass.changed.push(name);
+        }
+    }
+    pass.devices = all;
+    pass
+}
+
 struct Daemon {
     opts: Options,
     discovery: Discovery,
@@ -180,27 +253,36 @@ struct Daemon {
 }
 
 impl Daemon {
-    /// Scan sysfs (all of it, or only the devices `only` names) and build
-    /// the pools on a blocking thread: at 2,048 VFs a full scan takes tens of
-    /// ms, and the runtime thread must keep answering Allocate meanwhile.
-    async fn scan(&mut self, only: Option<BTreeSet<String>>) -> Option<Scan> {
+    /// One pass on a blocking thread — at 2,048 VFs reading sysfs takes tens
+    /// of ms, and comparing and copying the pools' device lists a few more;
+    /// the runtime thread must keep answering Allocate meanwhile: read sysfs
+    /// (all of it, or only the devices `only` names), build the pools, and
+    /// publish the new device lists of running pools whose config is
+    /// unchanged. What is left for the runtime thread: the pools to stop and
+    /// to start.
+    async fn pass(&mut self, only: Option<BTreeSet<String>>) -> Option<Pass> {
         let discovery = self.discovery.clone();
         let config = self.config.clone();
         let prefix = self.opts.resource_prefix.clone();
         let mut had_driver = std::mem::take(&mut self.had_driver);
         let previous = std::mem::take(&mut self.devices);
+        let running: Vec<(String, Arc<PoolShared>)> = self
+            .running
+            .iter()
+            .map(|(n, r)| (n.clone(), r.shared.clone()))
+            .collect();
         let kind = if only.is_some() { "touched" } else { "full" };
         let started = Instant::now();
         let joined = tokio::task::spawn_blocking(move || {
-            let only = only.as_ref().map(|o| (&previous, o));
-            let scan = scan_pools(&discovery, &config, &prefix, &mut had_driver, only);
-            (scan, had_driver)
+            let only = only.as_ref().map(|o| (previous, o));
+            let (pools, all) = scan_pools(&discovery, &config, &prefix, &mut had_driver, only);
+            let pass = publish(pools, all, &running);
+            (pass, had_driver)
         })
         .await;
         match joined {
-            Ok((scan, had_driver)) => {
+            Ok((pass, had_driver)) => {
                 self.had_driver = had_driver;
-                self.devices.clone_from(&scan.1);
                 if let Some(m) = &self.metrics {
                     let l = vec![("kind", kind.to_string())];
                     m.metrics.passes.get_or_create(&l).inc();
@@ -209,7 +291,7 @@ impl Daemon {
                         .get_or_create(&l)
                         .observe(started.elapsed().as_secs_f64());
                 }
-                Some(scan)
+                Some(pass)
             }
             Err(e) => {
                 tracing::error!("device scan failed: {e}");
@@ -263,70 +345,31 @@ impl Daemon {
             return;
         }
         let started = Instant::now();
-        let Some((pools, all)) = self.scan(only).await else {
+        let Some(pass) = self.pass(only).await else {
             return;
         };
-        let claimed: std::collections::HashSet<String> = pools
-            .iter()
-            .flat_map(|p| p.devices.keys().cloned())
-            .collect();
-        let wanted: BTreeMap<String, pools::Pool> =
-            pools.into_iter().map(|p| (p.resource.clone(), p)).collect();
-        let gone: Vec<String> = self
-            .running
-            .iter()
-            .filter(|(name, r)| {
-                wanted
-                    .get(*name)
-                    .is_none_or(|p| p.config != r.shared.config)
-            })
-            .map(|(name, _)| name.clone())
-            .collect();
-        for name in gone {
+        self.devices = pass.devices;
+        for name in pass.stop {
             if let Some(mut r) = self.running.remove(&name) {
                 tracing::info!(resource = %name, "pool removed or changed: stopping it");
                 r.shutdown();
             }
         }
-        for (name, mut pool) in wanted {
-            match self.running.get(&name) {
-                Some(r) => {
-                    // Membership is sticky: a member that still exists but no
-                    // longer matches (it lost its driver, say) stays listed,
-                    // Unhealthy, rather than vanishing under an allocation.
-                    for pci in r.shared.devices.borrow().keys() {
-                        if pool.devices.contains_key(pci) || claimed.contains(pci) {
-                            continue;
-                        }
-                        if let Some(d) = all.get(pci) {
-                            let mut d = d.clone();
-                            d.unmatched = true;
-                            pool.devices.insert(pci.clone(), d);
-                        }
-                    }
-                    let changed = r.shared.devices.send_if_modified(|cur| {
-                        let differs = *cur != pool.devices;
-                        if differs {
-                            *cur = pool.devices.clone();
-                        }
-                        differs
-                    });
-                    if changed {
-                        tracing::info!(resource = %name, "devices or health changed");
-                        if let Some(m) = &self.metrics {
-                            m.metrics
-                                .update_seconds
-                                .get_or_create(&vec![("pool", name.clone())])
-                                .observe(started.elapsed().as_secs_f64());
-                        }
-                    }
+        for name in pass.changed {
+            tracing::info!(resource = %name, "devices or health changed");
+            if let Some(m) = &self.metrics {
+                m.metrics
+                    .update_seconds
+                    .get_or_create(&vec![("pool", name)])
+                    .observe(started.elapsed().as_secs_f64());
+            }
+        }
+        for pool in pass.start {
+            match self.start_pool(pool.config, pool.devices) {
+                Ok(r) => {
+                    self.running.insert(pool.resource, r);
                 }
-                None => match self.start_pool(pool.config, pool.devices) {
-                    Ok(r) => {
-                        self.running.insert(name, r);
-                    }
-                    Err(e) => tracing::error!("{e}"),
-                },
+                Err(e) => tracing::error!("{e}"),
             }
         }
         if let Some(m) = &self.metrics {

@@ -428,7 +428,7 @@ impl Discovery {
     /// of the devices touched.
     pub fn refresh(
         &self,
-        previous: &BTreeMap<String, PciDevice>,
+        previous: BTreeMap<String, PciDevice>,
         pcis: &BTreeSet<String>,
     ) -> Vec<PciDevice> {
         let mut todo: BTreeSet<String> = pcis.clone();
@@ -437,7 +437,7 @@ impl Discovery {
                 todo.insert(d.pci.clone());
             }
         }
-        let mut out = previous.clone();
+        let mut out = previous;
         let mut pfs = HashMap::new();
         for pci in todo {
             if self.devices_dir().join(&pci).exists() {

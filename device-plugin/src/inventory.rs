@@ -1,5 +1,5 @@
 //! `vfplex-device-plugin inventory`: every PF and VF the daemon would see,
-//! with vendor and device names (the PCI ID database), driver, NUMA node, link
+//! with vendor and device names (the system's PCI ID database), driver, NUMA node, link
 //! type and eswitch mode, and which pool each would join under the given
 //! config — or, for every pool, why not (upstream's most asked question:
 //! "why is my resource 0?"). Reads sysfs only; changes nothing.
@@ -10,21 +10,17 @@ use std::fmt::Write;
 use vfplex_config::device_plugin::ResourceConfigList;
 
 use crate::discovery::{Discovery, PciDevice};
+use crate::pciids::PciIds;
 use crate::pools;
 
 /// "Vendor Device" from the PCI ID database, or the hex IDs.
-pub fn names(d: &PciDevice) -> String {
+pub fn names(d: &PciDevice, ids: Option<&PciIds>) -> String {
     let id = |s: &str| u16::from_str_radix(s, 16).ok();
-    match (id(&d.vendor), id(&d.device)) {
-        (Some(v), Some(p)) => match pci_ids::Device::from_vid_pid(v, p) {
-            Some(dev) => format!("{} {}", dev.vendor().name(), dev.name()),
-            None => match pci_ids::Vendors::iter().find(|x| x.id() == v) {
-                Some(vendor) => format!("{} [{:04x}]", vendor.name(), p),
-                None => format!("[{}:{}]", d.vendor, d.device),
-            },
-        },
-        _ => format!("[{}:{}]", d.vendor, d.device),
+    match (ids, id(&d.vendor), id(&d.device)) {
+        (Some(ids), Some(v), Some(p)) => ids.name(v, p),
+        _ => None,
     }
+    .unwrap_or_else(|| format!("[{}:{}]", d.vendor, d.device))
 }
 
 fn facts(d: &PciDevice) -> String {
@@ -61,7 +57,12 @@ fn verdict(
 }
 
 /// The inventory as text.
-pub fn render(discovery: &Discovery, config: Option<&ResourceConfigList>, prefix: &str) -> String {
+pub fn render(
+    discovery: &Discovery,
+    config: Option<&ResourceConfigList>,
+    prefix: &str,
+    ids: Option<&PciIds>,
+) -> String {
     let devices = discovery.scan();
     let routes = discovery.default_route_netdevs();
     let mut out = String::new();
@@ -89,7 +90,7 @@ pub fn render(discovery: &Discovery, config: Option<&ResourceConfigList>, prefix
             },
             pf.pci,
             pf.netdev.as_deref().unwrap_or("-"),
-            names(pf),
+            names(pf, ids),
             facts(pf),
         );
         if vfs.is_empty() {
@@ -102,7 +103,7 @@ pub fn render(discovery: &Discovery, config: Option<&ResourceConfigList>, prefix
                 v.vf_index.map_or("?".to_string(), |i| i.to_string()),
                 v.pci,
                 v.netdev.as_deref().unwrap_or("-"),
-                names(v),
+                names(v, ids),
                 facts(v),
                 v.representor
                     .as_deref()
@@ -134,7 +135,8 @@ mod tests {
             "intel.com",
         )
         .unwrap();
-        let text = render(&d, Some(&cfg), "intel.com");
+        let ids = PciIds::parse(crate::pciids::tests::SAMPLE);
+        let text = render(&d, Some(&cfg), "intel.com", Some(&ids));
         // The PCI ID database names the 82576 and its VF.
         assert!(text.contains("82576"), "{text}");
         assert!(text.contains("Intel Corporation"), "{text}");

@@ -11,6 +11,7 @@ pub mod discovery;
 pub mod inventory;
 pub mod kubelet;
 pub mod metrics;
+pub mod pciids;
 pub mod pools;
 pub mod service;
 pub mod watch;

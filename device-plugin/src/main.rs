@@ -17,10 +17,25 @@ fn main() -> ExitCode {
                     None
                 }
             };
+            let ids = vfplex_device_plugin::pciids::PciIds::load(o.pci_ids.as_deref());
+            if ids.is_none() {
+                eprintln!(
+                    "vfplex-device-plugin: no PCI ID database ({}); devices are shown by ID",
+                    o.pci_ids.as_deref().map_or_else(
+                        || vfplex_device_plugin::pciids::SEARCH_PATH.join(", "),
+                        |p| p.display().to_string()
+                    )
+                );
+            }
             let d = vfplex_device_plugin::discovery::Discovery::new(&o.sysfs_root, &o.proc_root);
             print!(
                 "{}",
-                vfplex_device_plugin::inventory::render(&d, config.as_ref(), &o.resource_prefix)
+                vfplex_device_plugin::inventory::render(
+                    &d,
+                    config.as_ref(),
+                    &o.resource_prefix,
+                    ids.as_ref().map(|(i, _)| i)
+                )
             );
             return ExitCode::SUCCESS;
         }

@@ -76,72 +76,54 @@ pub fn mismatch(s: &Selector, d: &PciDevice) -> Option<String> {
             })
     };
     let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "none".into());
-    let checks: [(bool, &str, String); 10] = [
-        (
-            any_or(&s.vendors, |v| v == d.vendor),
-            "vendors",
-            d.vendor.clone(),
-        ),
-        (
-            any_or(&s.devices, |v| v == d.device),
-            "devices",
-            d.device.clone(),
-        ),
-        (
-            any_or(&s.drivers, |v| d.driver.as_deref() == Some(v)),
-            "drivers",
-            opt(&d.driver),
-        ),
-        (
-            any_or(&s.pci_addresses, |v| v.eq_ignore_ascii_case(&d.pci)),
-            "pciAddresses",
-            d.pci.clone(),
-        ),
-        (
-            any_or(&s.acpi_indexes, |v| d.acpi_index.as_deref() == Some(v)),
-            "acpiIndexes",
-            opt(&d.acpi_index),
-        ),
-        (
-            pf_match(&s.pf_names, name_and_index),
-            "pfNames",
-            format!(
-                "{}{}",
-                name_and_index.map_or("none", |n| n.0),
-                d.vf_index.map(|i| format!("#{i}")).unwrap_or_default()
-            ),
-        ),
-        (
-            pf_match(&s.root_devices, root_and_index),
-            "rootDevices",
-            opt(&d.pf_pci),
-        ),
-        (
-            any_or(&s.link_types, |v| {
-                d.link_type
-                    .as_deref()
-                    .is_some_and(|l| l.eq_ignore_ascii_case(v))
-            }),
-            "linkTypes",
-            opt(&d.link_type),
-        ),
-        (
-            s.is_rdma.is_none_or(|want| want == d.is_rdma),
-            "isRdma",
-            d.is_rdma.to_string(),
-        ),
-        (
-            s.e_switch_mode
-                .as_deref()
-                .is_none_or(|want| d.eswitch_mode() == want),
-            "eSwitchMode",
-            d.eswitch_mode().to_string(),
-        ),
-    ];
-    checks
-        .into_iter()
-        .find(|(ok, _, _)| !ok)
-        .map(|(_, key, has)| format!("{key} does not match (the device has {has})"))
+    // What the device has is spelled out only for the key that fails:
+    // `build` runs this for every device and selector.
+    let fail =
+        |key: &str, has: String| Some(format!("{key} does not match (the device has {has})"));
+    if !any_or(&s.vendors, |v| v == d.vendor) {
+        return fail("vendors", d.vendor.clone());
+    }
+    if !any_or(&s.devices, |v| v == d.device) {
+        return fail("devices", d.device.clone());
+    }
+    if !any_or(&s.drivers, |v| d.driver.as_deref() == Some(v)) {
+        return fail("drivers", opt(&d.driver));
+    }
+    if !any_or(&s.pci_addresses, |v| v.eq_ignore_ascii_case(&d.pci)) {
+        return fail("pciAddresses", d.pci.clone());
+    }
+    if !any_or(&s.acpi_indexes, |v| d.acpi_index.as_deref() == Some(v)) {
+        return fail("acpiIndexes", opt(&d.acpi_index));
+    }
+    if !pf_match(&s.pf_names, name_and_index) {
+        let has = format!(
+            "{}{}",
+            name_and_index.map_or("none", |n| n.0),
+            d.vf_index.map(|i| format!("#{i}")).unwrap_or_default()
+        );
+        return fail("pfNames", has);
+    }
+    if !pf_match(&s.root_devices, root_and_index) {
+        return fail("rootDevices", opt(&d.pf_pci));
+    }
+    let link = |v: &str| {
+        d.link_type
+            .as_deref()
+            .is_some_and(|l| l.eq_ignore_ascii_case(v))
+    };
+    if !any_or(&s.link_types, link) {
+        return fail("linkTypes", opt(&d.link_type));
+    }
+    if s.is_rdma.is_some_and(|want| want != d.is_rdma) {
+        return fail("isRdma", d.is_rdma.to_string());
+    }
+    if s.e_switch_mode
+        .as_deref()
+        .is_some_and(|want| d.eswitch_mode() != want)
+    {
+        return fail("eSwitchMode", d.eswitch_mode().to_string());
+    }
+    None
 }
 
 /// Why `d` is not eligible for pools of type `t`, if it is not.
