@@ -2,8 +2,11 @@
 # with vendor:device 8086:10ca and driver igbvf, a pool by pfNames advertises
 # them to a kubelet stand-in, Allocate returns their addresses, and the PF's
 # link going down turns its VFs Unhealthy through ListAndWatch (netlink event).
+# Its metrics endpoint is scraped: pool gauges, Allocate latency, and each VF's
+# traffic counters from the PF's IFLA_VF_STATS on a real kernel (igb has no
+# ndo_get_vf_stats: the kernel sends the nest with zeros).
 # requires: vf-netdevs
-plan $((10 - 1 + 3))
+plan $((10 - 1 + 3 + 4 + 1))
 PF=$(lab_first_pf)
 ip link set "$PF" up
 check create-3-vfs lab_create_vfs "$PF" 3
@@ -16,7 +19,7 @@ vfplex-kubelet serve "$DP" >/tmp/kubelet.out 2>/tmp/kubelet.err &
 KPID=$!
 i=0
 while [ ! -S "$DP/kubelet.sock" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
-vfplex-device-plugin >/tmp/dp.out 2>/tmp/dp.err &
+vfplex-device-plugin --metrics-address 127.0.0.1:9808 >/tmp/dp.out 2>/tmp/dp.err &
 DPID=$!
 i=0
 while ! grep -q "^LIST intel.com/lab_igb" /tmp/kubelet.out 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
@@ -31,6 +34,20 @@ done
 A=$(vfplex-kubelet allocate "$DP/vfplex-intel.com_lab_igb.sock" "$(lab_vf_pci "$PF" 0)" "$(lab_vf_pci "$PF" 2)")
 check allocate-env contains "$A" "ENV PCIDEVICE_INTEL_COM_LAB_IGB=$(lab_vf_pci "$PF" 0),$(lab_vf_pci "$PF" 2)"
 check device-info-file test -f "/var/run/k8s.cni.cncf.io/devinfo/dp/intel.com-lab_igb-$(lab_vf_pci "$PF" 0)-device.json"
+M=$(wget -qO- http://127.0.0.1:9808/metrics)
+P='{pool="intel.com/lab_igb"}'
+check metrics-pool-devices contains "$M" "vfplex_device_plugin_pool_devices$P 3"
+check metrics-allocate-latency contains "$M" "vfplex_device_plugin_allocate_seconds_count$P 1"
+for v in 1 2; do
+    check "metrics-vf$v-traffic" contains "$M" "vfplex_device_plugin_vf_rx_packets_total{pool=\"intel.com/lab_igb\",pf=\"$PF\",vf=\"$v\",pci_address=\"$(lab_vf_pci "$PF" $v)\"} "
+done
+printf '%s\n' "$M" | grep -E '_pool_|_allocate_seconds_(sum|count)|_passes_total|vf="1".*_(packets|bytes)_total|vf_rx_packets_total\{.*vf="1"|^# EOF' | sed 's/^/METRICS /'
+# The inventory: every VF of the PF joins the pool (no pci.ids in the guest:
+# devices show by ID).
+I=$(vfplex-device-plugin inventory 2>/dev/null)
+printf '%s\n' "$I" | sed 's/^/INVENTORY /'
+joins() { printf '%s\n' "$I" | grep -A2 "VF $1 $2 " | grep -q -- "-> pool $3\$"; }
+check inventory-vf1-joins joins 1 "$(lab_vf_pci "$PF" 1)" intel.com/lab_igb
 before=$(grep -c "^LIST intel.com/lab_igb" /tmp/kubelet.out)
 t0=$(now_us)
 ip link set "$PF" down
