@@ -23,6 +23,12 @@ pub fn private_dir(dir: &Path) -> io::Result<()> {
         .recursive(true)
         .mode(0o700)
         .create(dir)?;
+    check_private(dir)
+}
+
+/// The check of [`private_dir`] alone, for a directory another program made
+/// and we only read (NotFound when it does not exist).
+pub fn check_private(dir: &Path) -> io::Result<()> {
     let m = fs::symlink_metadata(dir)?;
     let euid = nix::unistd::geteuid().as_raw();
     if !m.file_type().is_dir() || m.uid() != euid || m.mode() & 0o022 != 0 {

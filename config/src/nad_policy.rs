@@ -263,6 +263,25 @@ impl NadPolicy {
         NetConf::from_value(v)
     }
 
+    /// The type checks alone (no meta plugin, `allowedTypes`), for configs
+    /// that already ran under another meta plugin (Multus's cache): they are
+    /// torn down with the keys they were set up with.
+    pub fn check_types(&self, list: &NetConfList) -> Result<(), ConfigError> {
+        for (i, p) in list.plugins.iter().enumerate() {
+            let v = p.to_value()?;
+            let Value::Object(obj) = &v else { continue };
+            for key in ["type", "ipam.type"] {
+                let mut hits = Vec::new();
+                find_paths(obj, key, "", &mut hits);
+                for (hit, t) in hits {
+                    let t = t.as_str().unwrap_or_default();
+                    self.check_type(&format!("plugins[{i}].{hit}"), t)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Check every plugin of a NAD's config list; returns the list with
     /// stripped keys removed, and the keys stripped (for a warning).
     pub fn apply(

@@ -1,6 +1,7 @@
 //! What ADD did, per container, under `cniDir` (default `/var/lib/cni/multus`):
 //! `<cniDir>/<containerID>` holds every delegate's config and result, so DEL
-//! works when the NAD, the pod or the API server is gone. 0700 directory, 0600
+//! works when the NAD, the pod or the API server is gone. vfplex writes a JSON
+//! object; an array there is Multus's (crate::multus). 0700 directory, 0600
 //! file, atomic and fsynced writes; the container ID is validated before it
 //! becomes a name.
 
@@ -50,6 +51,8 @@ pub fn save(dir: &str, e: &Entry) -> Result<(), MetaError> {
 #[derive(Debug)]
 pub enum Cached {
     Entry(Box<Entry>),
+    /// An entry Multus wrote (a JSON array of its delegates).
+    Multus(Vec<crate::multus::MultusDelegate>),
     Absent,
     /// There, but unreadable (truncated, not ours, an I/O error): why.
     Unreadable(String),
@@ -59,9 +62,13 @@ pub enum Cached {
 pub fn lookup(dir: &str, container_id: &str) -> Result<Cached, MetaError> {
     let p = path(dir, container_id)?;
     Ok(match std::fs::read(&p) {
-        Ok(b) => match serde_json::from_slice(&b) {
-            Ok(e) => Cached::Entry(Box::new(e)),
-            Err(x) => Cached::Unreadable(err(&p, x).to_string()),
+        Ok(b) => match crate::multus::parse_entry(&b) {
+            Some(Ok(m)) => Cached::Multus(m),
+            Some(Err(why)) => Cached::Unreadable(err(&p, why).to_string()),
+            None => match serde_json::from_slice(&b) {
+                Ok(e) => Cached::Entry(Box::new(e)),
+                Err(x) => Cached::Unreadable(err(&p, x).to_string()),
+            },
         },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Cached::Absent,
         Err(e) => Cached::Unreadable(err(&p, e).to_string()),
@@ -72,6 +79,10 @@ pub fn load(dir: &str, container_id: &str) -> Result<Option<Entry>, MetaError> {
     match lookup(dir, container_id)? {
         Cached::Entry(e) => Ok(Some(*e)),
         Cached::Absent => Ok(None),
+        Cached::Multus(_) => Err(MetaError::Cache {
+            path: path(dir, container_id)?.display().to_string(),
+            reason: "an entry Multus wrote, not vfplex's".into(),
+        }),
         Cached::Unreadable(why) => Err(MetaError::Cache {
             path: path(dir, container_id)?.display().to_string(),
             reason: why,

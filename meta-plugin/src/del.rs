@@ -1,13 +1,17 @@
 //! DEL: every delegate from the cache, last first, so a deleted NAD, a gone pod
-//! or a down API server does not matter. Without a cache entry only the cluster
-//! network can be known; it is DELed (releasing its lease) and DEL succeeds.
+//! or a down API server does not matter. An entry Multus wrote is torn down
+//! the same way from its own record (crate::multus). Without a readable entry,
+//! what can still be derived is torn down — libcni's records of the container,
+//! else the cluster network the config names — and DEL succeeds: kubelet
+//! would otherwise retry it forever and the sandbox would never go.
 
 use vfplex_cni::Request;
 
 use crate::add::cleanup_devinfo;
 use crate::cache;
-use crate::delegate::Delegate;
+use crate::delegate::{Call, Delegate};
 use crate::error::MetaError;
+use crate::multus::{self, Recovered};
 use crate::networks::Resolver;
 use crate::Ctx;
 
@@ -16,27 +20,38 @@ pub fn del(ctx: &Ctx, req: &Request) -> Result<(), MetaError> {
     let call = env.call();
     let entry = match cache::lookup(&ctx.conf.cni_dir, &req.container_id)? {
         cache::Cached::Entry(e) => e,
+        cache::Cached::Multus(m) => {
+            let r = multus::checked(
+                ctx,
+                multus::recover(ctx, &req.container_id, &req.ifname, &m),
+            );
+            return del_multus(ctx, req, &call, r);
+        }
         cache::Cached::Absent => {
-            // Never added, already deleted, or lost: release what the config
-            // alone names; never fail for it.
-            del_cluster_network(ctx, req, &call);
+            // Never added, already deleted, or lost: release what can be known.
+            del_derived(ctx, req, &call);
             return Ok(());
         }
         cache::Cached::Unreadable(why) => {
-            // A truncated or foreign entry must not make the pod undeletable
-            // (kubelet would retry this DEL forever): tear down what the
-            // config names, drop the entry, succeed.
-            tracing::error!("{why}; tearing down the cluster network only and dropping the entry");
-            del_cluster_network(ctx, req, &call);
+            // A truncated or foreign entry must not make the pod undeletable.
+            tracing::error!("{why}; tearing down what can be derived and dropping the entry");
+            del_derived(ctx, req, &call);
             cache::remove(&ctx.conf.cni_dir, &req.container_id)?;
             return Ok(());
         }
     };
-    let mut problems = Vec::new();
-    for d in entry.delegates.iter().rev() {
-        problems.extend(d.del(&call));
-    }
+    let problems = del_all(&entry.delegates, &call);
     cleanup_devinfo(&entry.delegates);
+    finish(ctx, req, problems)
+}
+
+/// DEL every delegate, last first; every one is tried, problems collected.
+fn del_all(delegates: &[Delegate], call: &Call<'_>) -> Vec<String> {
+    delegates.iter().rev().flat_map(|d| d.del(call)).collect()
+}
+
+/// Drop the entry unless a failed DEL should be retried with it.
+fn finish(ctx: &Ctx, req: &Request, problems: Vec<String>) -> Result<(), MetaError> {
     if problems.is_empty() || !ctx.conf.retry_delete_on_error {
         cache::remove(&ctx.conf.cni_dir, &req.container_id)?;
     }
@@ -47,8 +62,50 @@ pub fn del(ctx: &Ctx, req: &Request) -> Result<(), MetaError> {
     }
 }
 
+/// A pod Multus attached: its delegates as Multus recorded them, then its
+/// entry and libcni's records. A delegate that cannot be rebuilt is logged,
+/// not retried forever.
+fn del_multus(ctx: &Ctx, req: &Request, call: &Call<'_>, r: Recovered) -> Result<(), MetaError> {
+    for p in &r.problems {
+        tracing::error!("{p}");
+    }
+    tracing::info!(
+        "container {}: tearing down {} delegate(s) Multus recorded",
+        req.container_id,
+        r.delegates.len()
+    );
+    let problems = del_all(&r.delegates, call);
+    if problems.is_empty() || !ctx.conf.retry_delete_on_error {
+        multus::forget(ctx, &req.container_id, &r.delegates);
+    }
+    finish(ctx, req, problems)
+}
+
+/// No entry to go by: libcni's records of the container if Multus left any
+/// (each with its config, interface and result), and the cluster network as
+/// the config names it unless a record covered it. Problems are logged.
+fn del_derived(ctx: &Ctx, req: &Request, call: &Call<'_>) {
+    let r = multus::checked(
+        ctx,
+        multus::from_results(ctx, &req.container_id, &req.ifname),
+    );
+    for p in &r.problems {
+        tracing::warn!("DEL without a cache entry: {p}");
+    }
+    let covered = r.delegates.iter().any(|d| d.master);
+    for p in del_all(&r.delegates, call) {
+        tracing::warn!("DEL without a cache entry: {p}");
+    }
+    if !r.delegates.is_empty() {
+        multus::forget(ctx, &req.container_id, &r.delegates);
+    }
+    if !covered {
+        del_cluster_network(ctx, req, call);
+    }
+}
+
 /// DEL the cluster network as the config names it, problems logged.
-fn del_cluster_network(ctx: &Ctx, req: &Request, call: &crate::delegate::Call<'_>) {
+fn del_cluster_network(ctx: &Ctx, req: &Request, call: &Call<'_>) {
     let resolver = Resolver {
         conf: &ctx.conf,
         kube: None,

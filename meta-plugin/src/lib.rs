@@ -10,6 +10,7 @@ pub mod delegate;
 pub mod error;
 pub mod kube;
 pub mod maintenance;
+pub mod multus;
 pub mod networks;
 pub mod podresources;
 pub mod status;

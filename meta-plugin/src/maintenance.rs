@@ -11,18 +11,45 @@ use vfplex_config::{CniVersion, ErrorCode};
 use crate::cache;
 use crate::delegate::{Call, Delegate};
 use crate::error::MetaError;
+use crate::multus;
 use crate::networks::Resolver;
 use crate::Ctx;
 
 pub fn check(ctx: &Ctx, req: &Request) -> Result<(), MetaError> {
     let env = ctx.call_env(req);
     let call = env.call();
-    let entry =
-        cache::load(&ctx.conf.cni_dir, &req.container_id)?.ok_or_else(|| MetaError::Network {
-            network: "*".into(),
-            reason: format!("nothing recorded for container {}", req.container_id),
-        })?;
-    for d in &entry.delegates {
+    let nothing = || MetaError::Network {
+        network: "*".into(),
+        reason: format!("nothing recorded for container {}", req.container_id),
+    };
+    let delegates = match cache::lookup(&ctx.conf.cni_dir, &req.container_id)? {
+        cache::Cached::Entry(e) => e.delegates,
+        // A pod Multus attached: what Multus recorded, every delegate of it
+        // (Multus itself checks only the config file's delegates).
+        cache::Cached::Multus(m) => {
+            let r = multus::checked(
+                ctx,
+                multus::recover(ctx, &req.container_id, &req.ifname, &m),
+            );
+            if let Some(p) = r.problems.first() {
+                return Err(MetaError::Network {
+                    network: "*".into(),
+                    reason: p.clone(),
+                });
+            }
+            r.delegates
+        }
+        cache::Cached::Absent => return Err(nothing()),
+        cache::Cached::Unreadable(why) => {
+            return Err(MetaError::Cache {
+                path: cache::path(&ctx.conf.cni_dir, &req.container_id)?
+                    .display()
+                    .to_string(),
+                reason: why,
+            })
+        }
+    };
+    for d in &delegates {
         d.check(&call)?;
     }
     Ok(())
@@ -111,36 +138,19 @@ pub fn gc(ctx: &Ctx, req: &Request) -> Result<(), MetaError> {
     let valid = valid_attachments(&req.conf)?;
     let mut problems = Vec::new();
     if let Some(valid) = &valid {
-        for id in cache::list(&ctx.conf.cni_dir) {
-            if valid.iter().any(|a| a.container_id == id) {
-                continue;
-            }
-            let entry = match cache::lookup(&ctx.conf.cni_dir, &id) {
-                Ok(cache::Cached::Entry(e)) => e,
-                Ok(cache::Cached::Unreadable(why)) => {
-                    // Nothing to DEL from it, and nobody lists it: drop it.
-                    tracing::warn!("GC: {why}; dropping the entry");
-                    let _ = cache::remove(&ctx.conf.cni_dir, &id);
-                    continue;
-                }
-                _ => continue,
-            };
-            let netns = entry.netns.clone().unwrap_or_default();
-            let args = ctx.delegate_args(req);
-            let call = Call {
-                container_id: &id,
-                netns: &netns,
-                args: &args,
-                path: &ctx.path,
-            };
-            let mut p = Vec::new();
-            for d in entry.delegates.iter().rev() {
-                p.extend(d.del(&call));
-            }
-            if p.is_empty() {
-                let _ = cache::remove(&ctx.conf.cni_dir, &id);
-            }
-            problems.extend(p);
+        let stale = |id: &String| !valid.iter().any(|a| a.container_id == *id);
+        for id in cache::list(&ctx.conf.cni_dir).into_iter().filter(stale) {
+            problems.extend(gc_entry(ctx, req, &id));
+        }
+        // libcni records with no entry (Multus's own DEL leaves the cluster
+        // network's behind): torn down again (DEL is idempotent) and dropped.
+        for id in multus::orphan_result_containers(&ctx.conf.cni_dir)
+            .into_iter()
+            .filter(stale)
+        {
+            let r = multus::checked(ctx, multus::from_results(ctx, &id, ""));
+            problems.extend(gc_delegates(ctx, req, &id, &r.delegates, r.netns));
+            multus::forget(ctx, &id, &r.delegates);
         }
     }
     let list = serde_json::to_value(valid.unwrap_or_default()).unwrap_or_default();
@@ -154,6 +164,57 @@ pub fn gc(ctx: &Ctx, req: &Request) -> Result<(), MetaError> {
     } else {
         Err(MetaError::Many(problems))
     }
+}
+
+/// One stale cache entry, vfplex's or Multus's: its delegates DELed, then
+/// the entry (and libcni's records) dropped if that worked.
+fn gc_entry(ctx: &Ctx, req: &Request, id: &str) -> Vec<String> {
+    let (delegates, netns, from_multus) = match cache::lookup(&ctx.conf.cni_dir, id) {
+        Ok(cache::Cached::Entry(e)) => (e.delegates, e.netns, false),
+        Ok(cache::Cached::Multus(m)) => {
+            // Multus named no interface for its cluster network: libcni's
+            // record of it says which, else the runtime's usual eth0.
+            let master_if = multus::master_ifname(ctx, id).unwrap_or_else(|| "eth0".into());
+            let r = multus::checked(ctx, multus::recover(ctx, id, &master_if, &m));
+            for p in &r.problems {
+                tracing::error!("GC: {p}");
+            }
+            (r.delegates, r.netns, true)
+        }
+        Ok(cache::Cached::Unreadable(why)) => {
+            // Nothing to DEL from it, and nobody lists it: drop it.
+            tracing::warn!("GC: {why}; dropping the entry");
+            let _ = cache::remove(&ctx.conf.cni_dir, id);
+            return Vec::new();
+        }
+        _ => return Vec::new(),
+    };
+    let p = gc_delegates(ctx, req, id, &delegates, netns);
+    if p.is_empty() {
+        if from_multus {
+            multus::forget(ctx, id, &delegates);
+        }
+        let _ = cache::remove(&ctx.conf.cni_dir, id);
+    }
+    p
+}
+
+fn gc_delegates(
+    ctx: &Ctx,
+    req: &Request,
+    id: &str,
+    delegates: &[Delegate],
+    netns: Option<String>,
+) -> Vec<String> {
+    let netns = netns.unwrap_or_default();
+    let args = ctx.delegate_args(req);
+    let call = Call {
+        container_id: id,
+        netns: &netns,
+        args: &args,
+        path: &ctx.path,
+    };
+    delegates.iter().rev().flat_map(|d| d.del(&call)).collect()
 }
 
 /// Errors of STATUS are "plugin not available".
