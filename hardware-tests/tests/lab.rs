@@ -68,6 +68,11 @@ fn lab_17_switchdev_representors_on_netdevsim() {
 }
 
 #[test]
+fn lab_18_sriov_del_of_vfs_sriov_cni_configured() {
+    hardware_tests::assert_scenario("18-sriov-cni-migration");
+}
+
+#[test]
 fn lab_20_device_plugin_on_the_emulated_nic() {
     hardware_tests::assert_scenario("20-device-plugin");
 }

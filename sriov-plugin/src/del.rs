@@ -1,5 +1,7 @@
 //! DEL: release the IPAM lease, give the VF back under its original name with
-//! its original MAC, MTU and PF-side attributes, forget the attachment.
+//! its original MAC, MTU and PF-side attributes, forget the attachment. The
+//! state may be sriov-cni's cache (crate::upstream): a VF it configured is
+//! restored the same way.
 //! Idempotent: no saved state, a vanished namespace or a VF another pod now
 //! holds all end in success without touching what is not ours.
 
@@ -11,6 +13,7 @@ use vfplex_cni::Request;
 use crate::error::SriovError;
 use crate::release;
 use crate::state::{StateError, Store};
+use crate::upstream;
 use crate::SriovPlugin;
 
 pub fn del(plugin: &SriovPlugin, req: &Request) -> Result<(), SriovError> {
@@ -24,7 +27,35 @@ pub fn del(plugin: &SriovPlugin, req: &Request) -> Result<(), SriovError> {
         }
     };
 
-    let saved = match store.load(&req.container_id, &req.ifname) {
+    let netns = req.netns.as_ref().map(|p| p.display().to_string());
+    let raw = store.read_raw(&req.container_id, &req.ifname)?;
+    let from_sriov_cni = raw.as_deref().is_some_and(upstream::is_sriov_cni);
+    let loaded = match raw.as_deref().filter(|_| from_sriov_cni) {
+        // A VF sriov-cni configured before the node switched to vfplex.
+        Some(data) => upstream::saved_from_sriov_cni(
+            data,
+            &req.container_id,
+            &req.ifname,
+            netns,
+            &plugin.sysfs,
+        )
+        .map(Some)
+        .map_err(|reason| StateError::Corrupt {
+            path: store
+                .dir()
+                .join(format!("{}-{}", req.container_id, req.ifname)),
+            reason: format!("sriov-cni's cache: {reason}"),
+        }),
+        None => store.load(&req.container_id, &req.ifname),
+    };
+    if from_sriov_cni {
+        tracing::info!(
+            "{}/{}: restoring a VF sriov-cni configured",
+            req.container_id,
+            req.ifname
+        );
+    }
+    let saved = match loaded {
         Ok(s) => s,
         Err(e @ StateError::Corrupt { .. }) => {
             tracing::error!("{e}; dropping it");
@@ -66,7 +97,11 @@ pub fn del(plugin: &SriovPlugin, req: &Request) -> Result<(), SriovError> {
     // sriov-cni #219: a late DEL of an old pod must not reset a VF a new pod holds.
     let ours = match store.allocation(&saved.pci)? {
         None => true,
-        Some(a) if a.container_id.is_empty() => a.netns == saved.netns,
+        // sriov-cni's record holds the netns path alone; one that no longer
+        // exists holds nothing (sriov-cni drops such records lazily too).
+        Some(a) if a.container_id.is_empty() => {
+            a.netns == saved.netns || a.netns.as_deref().is_some_and(|p| !Path::new(p).exists())
+        }
         Some(a) => a.container_id == saved.container_id && a.ifname == saved.ifname,
     };
     ipam_del(&mut problems);

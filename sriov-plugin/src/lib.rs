@@ -9,6 +9,7 @@ pub mod error;
 pub mod ipam;
 pub mod release;
 pub mod state;
+pub mod upstream;
 pub mod vf;
 
 /// The rtnetlink handle lives in the shared crate (the meta plugin uses it too).
@@ -105,6 +106,7 @@ impl Plugin for SriovPlugin {
             }
             problems.extend(p);
         }
+        problems.extend(self.gc_sriov_cni(&store, &valid));
         match problems.is_empty() {
             true => Ok(()),
             false => Err(SriovError::Teardown {
@@ -112,5 +114,54 @@ impl Plugin for SriovPlugin {
                 problems,
             }),
         }
+    }
+}
+
+impl SriovPlugin {
+    /// GC of caches sriov-cni left (a node switched to vfplex): one the
+    /// runtime does not list, whose VF no live namespace holds, is restored
+    /// and dropped. Its name, `<containerID>-<ifname>`, is all that says whose
+    /// it is.
+    fn gc_sriov_cni(
+        &self,
+        store: &state::Store,
+        valid: &[vfplex_config::gc::Attachment],
+    ) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (name, data) in store.list_raw() {
+            if !upstream::is_sriov_cni(&data)
+                || valid
+                    .iter()
+                    .any(|a| name == format!("{}-{}", a.container_id, a.ifname))
+            {
+                continue;
+            }
+            let mut saved = match upstream::saved_from_sriov_cni(&data, "", "", None, &self.sysfs) {
+                Ok(s) => s,
+                Err(why) => {
+                    tracing::error!("GC: sriov-cni's cache {name}: {why}; skipped");
+                    continue;
+                }
+            };
+            let held = store.allocation(&saved.pci).ok().flatten();
+            saved.netns = held.and_then(|a| a.netns);
+            if add::netns_alive(saved.netns.as_deref()) {
+                continue;
+            }
+            if let Err(why) = release::verify_saved(&mut saved, &self.sysfs, None) {
+                tracing::error!("GC: sriov-cni's cache {name}: {why}; skipped");
+                continue;
+            }
+            let Ok(_lock) = store.lock_vf(&saved.pci) else {
+                continue;
+            };
+            let p = release::release(&saved, &self.sysfs, store, None);
+            if p.is_empty() {
+                let _ = store.release(&saved.pci);
+                let _ = store.remove_named(&name);
+            }
+            problems.extend(p);
+        }
+        problems
     }
 }

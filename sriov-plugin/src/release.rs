@@ -41,12 +41,14 @@ pub fn verify_saved(
         validate::ifname("saved representor", &r.name).map_err(|e| e.to_string())?;
     }
     if let Ok(vf) = sysfs.vf(&pci) {
-        if (vf.pf_pci.as_str(), vf.pf_name.as_str(), vf.index)
-            != (
-                saved.pf_pci.as_str(),
-                saved.pf_name.as_str(),
-                saved.vf_index,
-            )
+        // (sriov-cni's cache names no PF address: nothing to compare.)
+        if !saved.pf_pci.is_empty()
+            && (vf.pf_pci.as_str(), vf.pf_name.as_str(), vf.index)
+                != (
+                    saved.pf_pci.as_str(),
+                    saved.pf_name.as_str(),
+                    saved.vf_index,
+                )
         {
             tracing::warn!(
                 "VF {pci}: saved PF {} {} index {} differs from sysfs ({} {} index {}); using sysfs",

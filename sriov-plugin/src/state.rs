@@ -234,6 +234,46 @@ impl Store {
             })
     }
 
+    /// The bytes of an attachment's state file, whoever wrote it (vfplex or
+    /// sriov-cni, which keeps its cache under the same name).
+    pub fn read_raw(
+        &self,
+        container_id: &str,
+        ifname: &str,
+    ) -> Result<Option<Vec<u8>>, StateError> {
+        let path = self.state_path(container_id, ifname)?;
+        match fs::read(&path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("cannot read", &path)(e)),
+        }
+    }
+
+    /// Every state file's name and bytes (for GC of caches sriov-cni left:
+    /// their names, `<containerID>-<ifname>`, are all that identify them).
+    pub fn list_raw(&self) -> Vec<(String, Vec<u8>)> {
+        let Ok(rd) = fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        rd.flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .filter_map(|e| Some((e.file_name().to_str()?.to_string(), e.path())))
+            .filter(|(n, _)| !n.contains(".tmp") && !n.starts_with('.'))
+            .filter_map(|(n, p)| Some((n, fs::read(p).ok()?)))
+            .collect()
+    }
+
+    /// Remove the state file named `name` (from [`Store::list_raw`]).
+    pub fn remove_named(&self, name: &str) -> Result<(), StateError> {
+        if name.contains('/') || name.starts_with('.') {
+            return Err(StateError::Corrupt {
+                path: self.dir.join(name),
+                reason: "not a state file name".into(),
+            });
+        }
+        remove_if_exists(&self.dir.join(name))
+    }
+
     pub fn remove(&self, container_id: &str, ifname: &str) -> Result<(), StateError> {
         remove_if_exists(&self.state_path(container_id, ifname)?)
     }
