@@ -491,3 +491,51 @@ fn status_names_what_is_missing() {
         &["bus/pci/devices"],
     );
 }
+
+/// sriov-cni's cache (a node switched to vfplex), as Go marshals its NetConf.
+fn sriov_cni_cache(pci: &str) -> Value {
+    json!({"cniVersion": "1.0.0", "name": "sriov-net", "type": "sriov", "ipam": {}, "dns": {},
+           "OrigVfState": {"HostIFName": "ens1f0v4", "SpoofChk": true, "Trust": false,
+                           "AdminMAC": "52:54:00:00:00:04", "EffectiveMAC": "52:54:00:00:00:04",
+                           "Vlan": 0, "VlanQoS": 0, "VlanProto": 33024, "MinTxRate": 0,
+                           "MaxTxRate": 0, "LinkState": 0, "MTU": 1500},
+           "Master": "ens1f0", "MAC": "", "MTU": null, "vlan": 100, "vlanQoS": null,
+           "vlanProto": null, "deviceID": pci, "VFID": 4, "min_tx_rate": null,
+           "max_tx_rate": null, "runtimeConfig": {}})
+}
+
+/// DEL and GC take sriov-cni's cache for state (not for a corrupt file of
+/// their own): a stale one is released with its record (sriov-cni's: the
+/// netns path alone), a listed one stays.
+#[test]
+fn sriov_cni_caches_are_released_by_del_and_gc() {
+    let e = env();
+    let dir = e.data.path().join("sriov");
+    std::fs::create_dir_all(dir.join("pci")).unwrap();
+    // 0000:01:10.4 is not in the synthetic sysfs (a VF gone since): no netlink.
+    for c in ["ctr-listed", "ctr-stale", "ctr-1"] {
+        std::fs::write(
+            dir.join(format!("{c}-net1")),
+            sriov_cni_cache("0000:01:10.4").to_string(),
+        )
+        .unwrap();
+    }
+    std::fs::write(dir.join("pci/0000:01:10.4"), "/var/run/netns/gone-b").unwrap();
+    let gc = json!({"cniVersion": "1.1.0", "name": "sriov-net", "type": "sriov",
+                    "cni.dev/valid-attachments": [{"containerID": "ctr-listed", "ifname": "net1"},
+                                                  {"containerID": "ctr-1", "ifname": "net1"}]});
+    let (exit, v) = run(&e, "GC", "", gc);
+    assert_eq!(exit, Some(0), "{v}");
+    assert!(dir.join("ctr-listed-net1").exists(), "listed: kept");
+    assert!(!dir.join("ctr-stale-net1").exists(), "stale: released");
+    assert!(!dir.join("pci/0000:01:10.4").exists(), "its record too");
+
+    std::fs::write(dir.join("pci/0000:01:10.4"), "/var/run/netns/gone-c").unwrap();
+    let (exit, v) = run(&e, "DEL", "", conf(&e, "0000:01:10.4"));
+    assert_eq!(exit, Some(0), "{v}");
+    assert!(!dir.join("ctr-1-net1").exists(), "DEL: released");
+    assert!(
+        !dir.join("pci/0000:01:10.4").exists(),
+        "DEL: its record too"
+    );
+}
