@@ -76,19 +76,22 @@ impl Local {
 /// How many times the device plugin's log (kubelet's copy under
 /// /var/log/pods) says a pool registered with kubelet.
 pub fn dp_registrations() -> usize {
-    let mut n = 0;
+    dp_registrations_by_pod().values().sum()
+}
+
+/// The same per device plugin pod (its /var/log/pods directory name).
+pub fn dp_registrations_by_pod() -> std::collections::BTreeMap<String, usize> {
+    let mut out = std::collections::BTreeMap::new();
     for pod in std::fs::read_dir("/var/log/pods")
         .into_iter()
         .flatten()
         .flatten()
     {
-        if !pod
-            .file_name()
-            .to_string_lossy()
-            .starts_with("kube-system_vfplex-device-plugin-")
-        {
+        let name = pod.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("kube-system_vfplex-device-plugin-") {
             continue;
         }
+        let mut n = 0;
         for log in std::fs::read_dir(pod.path().join("device-plugin"))
             .into_iter()
             .flatten()
@@ -98,8 +101,9 @@ pub fn dp_registrations() -> usize {
                 n += text.matches("registered with kubelet").count();
             }
         }
+        out.insert(name, n);
     }
-    n
+    out
 }
 
 /// The synthetic VFs' addresses.

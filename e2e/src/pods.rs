@@ -228,3 +228,22 @@ pub async fn wait_allocatable(
     )
     .await
 }
+
+/// Delete every pod of `ns` labelled `selector` (as replacing a DaemonSet's
+/// pods does); does not wait for their successors.
+pub async fn delete_labeled(client: &Client, ns: &str, selector: &str) -> Result<usize> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let list = api
+        .list(&ListParams::default().labels(selector))
+        .await
+        .map_err(kube_err(format!("list pods {selector}")))?;
+    let mut n = 0;
+    for p in list.items {
+        let name = p.metadata.name.unwrap_or_default();
+        api.delete(&name, &DeleteParams::default().grace_period(1))
+            .await
+            .map_err(kube_err(format!("delete pod {ns}/{name}")))?;
+        n += 1;
+    }
+    Ok(n)
+}

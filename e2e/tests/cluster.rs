@@ -90,6 +90,11 @@ async fn run(client: &Client, local: Option<&Local>) -> Result<()> {
     )
     .await?;
     step(
+        "device plugin replaced while a pod holds a VF: kubelet keeps the allocation",
+        device_plugin_replaced(client, local),
+    )
+    .await?;
+    step(
         "API server down during ADD: a bounded wait and CNI error 11",
         api_down(client, local),
     )
@@ -352,6 +357,51 @@ async fn kubelet_restart(client: &Client, local: &Local) -> Result<()> {
     pods::wait_allocatable(client, RESOURCE, 4, T).await?;
     pod_up(client, Some(local), "e2e-after-kubelet").await?;
     pods::delete_pod(client, NS, "e2e-after-kubelet", T).await
+}
+
+/// A DaemonSet rollout of the device plugin (or the switch from the old one):
+/// the new instance registers the same resource with the same device IDs, so
+/// kubelet's checkpoint entry of a running pod stands, the pod keeps running,
+/// and the next pod gets another VF.
+async fn device_plugin_replaced(client: &Client, local: &Local) -> Result<()> {
+    let holder = pod_up(client, Some(local), "e2e-holder").await?;
+    let uid = holder.metadata.uid.clone().unwrap_or_default();
+    let held = local::checkpoint_devices(&uid, RESOURCE);
+    check(held.len() == 1, || {
+        format!("kubelet's checkpoint gives e2e-holder {held:?}")
+    })?;
+    let before = local::dp_registrations_by_pod();
+    let gone = pods::delete_labeled(client, "kube-system", "app=vfplex-device-plugin").await?;
+    check(gone == 1, || format!("{gone} device plugin pods deleted"))?;
+    wait_for("a new device plugin pod registered", T, || async {
+        let now = local::dp_registrations_by_pod();
+        if now.iter().any(|(p, n)| *n > 0 && !before.contains_key(p)) {
+            Ok(())
+        } else {
+            Err(format!("{now:?}"))
+        }
+    })
+    .await?;
+    deploy::wait_daemonset(client, "vfplex-device-plugin", T).await?;
+    pods::wait_allocatable(client, RESOURCE, 4, T).await?;
+    let still = local::checkpoint_devices(&uid, RESOURCE);
+    check(still == held, || {
+        format!("e2e-holder's devices in kubelet's checkpoint: {held:?} -> {still:?}")
+    })?;
+    pods::running(client, NS, "e2e-holder", T).await?;
+    let next = pod_up(client, Some(local), "e2e-after-dp").await?;
+    let got = local::checkpoint_devices(&next.metadata.uid.clone().unwrap_or_default(), RESOURCE);
+    // One of the same PCI addresses, not the held one: kubelet's accounting
+    // and the new plugin's IDs agree.
+    check(
+        got.len() == 1 && got != held && local::VFS.contains(&got[0].as_str()),
+        || format!("the next pod got {got:?} while e2e-holder holds {held:?}"),
+    )?;
+    say(format!(
+        "  e2e-holder kept {held:?}; the next pod got {got:?}"
+    ));
+    pods::delete_pod(client, NS, "e2e-after-dp", T).await?;
+    pods::delete_pod(client, NS, "e2e-holder", T).await
 }
 
 async fn api_down(client: &Client, local: &Local) -> Result<()> {

@@ -1,5 +1,7 @@
-//! deploy/vfplex-install: binaries land atomically, the meta config it writes
-//! parses as a vfplex config pointing at the node's first CNI config with a
+//! deploy/vfplex-install: binaries land atomically, Multus's config left on a
+//! node switched from it is moved aside (runtimes would keep using it), the
+//! meta config it writes parses as a vfplex config pointing at the node's
+//! first other CNI config with a
 //! kubeconfig for the service account (an IPv6 API server bracketed), it says
 //! ready only then, and the config stays when the installer stops (fail
 //! closed: no pod may start with the cluster network alone meanwhile).
@@ -35,6 +37,9 @@ fn installer_writes_the_meta_config_and_keeps_it_when_stopped() {
         r#"{"cniVersion":"0.4.0","name":"k8s-pod-network","plugins":[{"type":"calico"}]}"#,
     )
     .unwrap();
+    // What Multus's DaemonSet leaves on a node being switched.
+    let multus = r#"{"cniVersion":"0.3.1","name":"multus-cni-network","type":"multus","kubeconfig":"/etc/cni/net.d/multus.d/multus.kubeconfig","delegates":[{"cniVersion":"0.4.0","name":"k8s-pod-network","plugins":[{"type":"calico"}]}]}"#;
+    std::fs::write(conf.join("00-multus.conf"), multus).unwrap();
     let sa = t.path().join("sa");
     std::fs::create_dir_all(&sa).unwrap();
     std::fs::write(sa.join("token"), "sa-token\n").unwrap();
@@ -84,6 +89,15 @@ fn installer_writes_the_meta_config_and_keeps_it_when_stopped() {
     assert_eq!(
         m.cluster_network.as_deref(),
         Some("/etc/cni/net.d/10-calico.conflist")
+    );
+    assert!(
+        !conf.join("00-multus.conf").exists(),
+        "Multus's config shadows ours"
+    );
+    assert_eq!(
+        std::fs::read_to_string(conf.join("00-multus.conf.replaced-by-vfplex")).unwrap(),
+        multus,
+        "kept aside for a rollback"
     );
     assert!(bin.join("vfplex").exists() && bin.join("sriov").exists());
     let leftovers: Vec<_> = std::fs::read_dir(&bin)

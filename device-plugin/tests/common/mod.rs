@@ -124,7 +124,18 @@ pub fn setup(root: tempfile::TempDir) -> Setup {
 
 /// The same, with extra daemon flags.
 pub fn setup_with(root: tempfile::TempDir, extra: &[&str]) -> Setup {
-    let sys = root.path().join("sys");
+    setup_config(root, CONFIG, extra)
+}
+
+/// The fixture node with the daemon started on `config`.
+pub fn setup_config(root: tempfile::TempDir, config: &str, extra: &[&str]) -> Setup {
+    node(root.path());
+    spawn(root, config, extra)
+}
+
+/// The fixture node: a PF with two igbvf VFs (NUMA 0 and 1) and a vfio-pci one.
+pub fn node(root: &Path) {
+    let sys = root.join("sys");
     fixture::pf(
         &sys,
         &Dev::igb_pf("0000:01:00.0", "ens1f0"),
@@ -149,9 +160,14 @@ pub fn setup_with(root: tempfile::TempDir, extra: &[&str]) -> Setup {
         ],
     )
     .unwrap();
-    std::fs::create_dir_all(root.path().join("device-plugins")).unwrap();
-    std::fs::create_dir_all(root.path().join("proc")).unwrap();
-    std::fs::write(root.path().join("config.json"), CONFIG).unwrap();
+    std::fs::create_dir_all(root.join("device-plugins")).unwrap();
+    std::fs::create_dir_all(root.join("proc")).unwrap();
+}
+
+/// The daemon on `root`'s node, started on `config`.
+pub fn spawn(root: tempfile::TempDir, config: &str, extra: &[&str]) -> Setup {
+    let sys = root.path().join("sys");
+    std::fs::write(root.path().join("config.json"), config).unwrap();
     let child = Command::new(BIN)
         .arg("--config-file")
         .arg(root.path().join("config.json"))
