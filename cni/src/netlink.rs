@@ -2,6 +2,13 @@
 //! netlink-packet-route, sent on a socket bound to the namespace it was opened
 //! in. Errors keep the kernel's errno so callers can tell EEXIST, ENODEV and
 //! EOPNOTSUPP apart. No async runtime: a CNI plugin lives for milliseconds.
+//! The plugins reach it through the seam in [`seam`] ([`Rtnl`], [`Namespaces`]).
+
+#[cfg(any(test, feature = "fake-netlink"))]
+pub mod fake;
+mod seam;
+
+pub use seam::{Kernel, Namespaces, OpenInError, Rtnl};
 
 use std::io;
 use std::net::IpAddr;
@@ -12,7 +19,7 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
-    LinkAttribute, LinkExtentMask, LinkFlags, LinkMessage, LinkVfInfo, VfInfo,
+    LinkAttribute, LinkExtentMask, LinkFlags, LinkMessage, LinkVfInfo,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -30,7 +37,7 @@ pub struct NetlinkError {
 }
 
 impl NetlinkError {
-    fn new(op: impl Into<String>, source: io::Error) -> Self {
+    pub(crate) fn new(op: impl Into<String>, source: io::Error) -> Self {
         NetlinkError {
             op: op.into(),
             source,
@@ -139,15 +146,6 @@ impl Netlink {
         self.get_link(&format!("get link {name}"), msg)
     }
 
-    /// A link by index, with its VF list when it is a PF.
-    pub fn link_by_index(&mut self, index: u32) -> Result<LinkMessage> {
-        let mut msg = LinkMessage::default();
-        msg.header.index = index;
-        msg.attributes
-            .push(LinkAttribute::ExtMask(vec![LinkExtentMask::Vf]));
-        self.get_link(&format!("get link #{index}"), msg)
-    }
-
     fn get_link(&mut self, op: &str, msg: LinkMessage) -> Result<LinkMessage> {
         self.request(op, RouteNetlinkMessage::GetLink(msg), 0)?
             .into_iter()
@@ -175,26 +173,6 @@ impl Netlink {
         msg.attributes = attributes;
         self.request(op, RouteNetlinkMessage::SetLink(msg), 0)
             .map(|_| ())
-    }
-
-    /// Set VF attributes on a PF: one IFLA_VF_INFO with the given sub-attributes.
-    pub fn set_vf(&mut self, op: &str, pf_index: u32, info: Vec<VfInfo>) -> Result<()> {
-        self.set_link(
-            op,
-            pf_index,
-            vec![LinkAttribute::VfInfoList(vec![LinkVfInfo(info)])],
-            None,
-        )
-    }
-
-    pub fn set_up(&mut self, index: u32, up: bool, what: &str) -> Result<()> {
-        let set = if up {
-            LinkFlags::Up
-        } else {
-            LinkFlags::empty()
-        };
-        let op = format!("set {what} {}", if up { "up" } else { "down" });
-        self.set_link(&op, index, vec![], Some((set, LinkFlags::Up)))
     }
 
     /// Add `ip/prefix` to link `index`.

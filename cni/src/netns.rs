@@ -60,17 +60,27 @@ impl NetNs {
                 }
             }
         })?;
+        // An empty file or a directory (a netns bind mount that is gone) is not a
+        // namespace; find out now rather than at the first setns. The kernel
+        // names an open namespace file `net:[<inode>]` in /proc/self/fd; asking
+        // that needs no privilege (a trial setns would need CAP_SYS_ADMIN and
+        // would report a missing capability as "not a namespace").
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+        let what = std::fs::read_link(format!("/proc/self/fd/{fd}")).map_err(|source| {
+            NetNsError::Open {
+                path: path.to_path_buf(),
+                source,
+            }
+        })?;
+        if !what.to_string_lossy().starts_with("net:[") {
+            return Err(NetNsError::NotNetNs {
+                path: path.to_path_buf(),
+            });
+        }
         let ns = NetNs {
             file,
             path: path.to_path_buf(),
         };
-        // An empty file or a directory (a netns bind mount that is gone) is not a
-        // namespace; find out now rather than at the first setns.
-        {
-            let _probe = ns.enter().map_err(|_| NetNsError::NotNetNs {
-                path: path.to_path_buf(),
-            })?;
-        }
         Ok(ns)
     }
 
@@ -136,10 +146,20 @@ mod tests {
         assert!(matches!(e, NetNsError::Missing { .. }), "{e}");
         let f = tempfile::NamedTempFile::new().unwrap();
         let e = NetNs::open(f.path()).unwrap_err();
-        assert!(
-            matches!(e, NetNsError::NotNetNs { .. } | NetNsError::Enter { .. }),
-            "{e}"
-        );
+        assert!(matches!(e, NetNsError::NotNetNs { .. }), "{e}");
+        let d = tempfile::tempdir().unwrap();
+        let e = NetNs::open(d.path()).unwrap_err();
+        assert!(matches!(e, NetNsError::NotNetNs { .. }), "{e}");
+        // Another kind of namespace is not a network namespace either.
+        let e = NetNs::open(Path::new("/proc/self/ns/uts")).unwrap_err();
+        assert!(matches!(e, NetNsError::NotNetNs { .. }), "{e}");
+    }
+
+    #[test]
+    fn opening_needs_no_privilege() {
+        // No setns probe: the namespace we are in opens for anyone.
+        let ns = NetNs::open(Path::new("/proc/self/ns/net")).unwrap();
+        assert_eq!(ns.path(), Path::new("/proc/self/ns/net"));
     }
 
     #[test]

@@ -9,14 +9,15 @@ use vfplex_cni::Request;
 use vfplex_config::sriov::SriovConf;
 
 use crate::error::SriovError;
-use crate::netlink::{LinkExt, Netlink};
-use crate::state::Store;
+use vfplex_cni::netlink::{LinkExt, Rtnl};
+
+use crate::state::Saved;
 use crate::vf::{Pf, VfPfState};
 use crate::SriovPlugin;
 
 /// The addresses ADD's result gave the interface that it no longer has.
 fn missing_addresses(
-    pod: &mut Netlink,
+    pod: &mut dyn Rtnl,
     index: u32,
     ifname: &str,
     result: Option<&serde_json::Value>,
@@ -43,7 +44,7 @@ fn missing_addresses(
 
 pub fn check(plugin: &SriovPlugin, req: &Request) -> Result<(), SriovError> {
     let conf = SriovConf::from_netconf(&req.conf)?;
-    let store = Store::node(Some(&conf));
+    let store = plugin.store(Some(&conf));
     let saved =
         store
             .load(&req.container_id, &req.ifname)?
@@ -58,60 +59,18 @@ pub fn check(plugin: &SriovPlugin, req: &Request) -> Result<(), SriovError> {
     if let Err(e) = plugin.sysfs.vf(&saved.pci) {
         problems.push(e.to_string());
     }
-    let mut host = Netlink::open().map_err(|source| SriovError::Netlink {
+    let mut host = plugin.net.host().map_err(|source| SriovError::Netlink {
         pci: saved.pci.clone(),
         source,
     })?;
-    match host.link_by_name(&saved.pf_name) {
-        Ok(pf) => match VfPfState::from_link(&pf, saved.vf_index) {
-            Some(state) => problems.extend(Pf::diff(&state, &saved.conf, saved.mac.as_deref())),
-            None => problems.push(format!(
-                "PF {} no longer reports VF {}",
-                saved.pf_name, saved.vf_index
-            )),
-        },
-        Err(e) => problems.push(e.to_string()),
-    }
-    if let Some(rep) = &saved.representor {
-        match host.link_by_name(&rep.name) {
-            Ok(l) if !l.is_up() => problems.push(format!("representor {} is down", rep.name)),
-            Ok(_) => {}
-            Err(e) => problems.push(format!("representor {}: {e}", rep.name)),
-        }
-    }
+    problems.extend(host_side(&saved, &mut *host));
     if !saved.dpdk {
         let ns_path = req.netns.as_deref().unwrap_or(Path::new(""));
-        match NetNs::open(ns_path).and_then(|ns| ns.run(Netlink::open)) {
-            Ok(Ok(mut pod)) => match pod.link_by_name(&req.ifname) {
-                Ok(link) => {
-                    if let Some(m) = &saved.mac {
-                        if link.mac().as_deref() != Some(m.as_str()) {
-                            problems.push(format!(
-                                "{} has MAC {:?}, want {m}",
-                                req.ifname,
-                                link.mac()
-                            ));
-                        }
-                    }
-                    if let Some(mtu) = saved.conf.mtu {
-                        if link.mtu() != Some(mtu) {
-                            problems.push(format!(
-                                "{} has MTU {:?}, want {mtu}",
-                                req.ifname,
-                                link.mtu()
-                            ));
-                        }
-                    }
-                    problems.extend(missing_addresses(
-                        &mut pod,
-                        link.header.index,
-                        &req.ifname,
-                        saved.result.as_ref(),
-                    ));
-                }
+        match NetNs::open(ns_path) {
+            Ok(ns) => match plugin.net.inside(&ns) {
+                Ok(mut pod) => problems.extend(pod_side(&saved, &req.ifname, &mut *pod)),
                 Err(e) => problems.push(e.to_string()),
             },
-            Ok(Err(e)) => problems.push(e.to_string()),
             Err(e) => problems.push(e.to_string()),
         }
     }
@@ -129,4 +88,53 @@ pub fn check(plugin: &SriovPlugin, req: &Request) -> Result<(), SriovError> {
             problems,
         })
     }
+}
+
+/// The PF still holds the configured VF attributes; the representor is up.
+fn host_side(saved: &Saved, host: &mut dyn Rtnl) -> Vec<String> {
+    let mut problems = Vec::new();
+    match host.link_by_name(&saved.pf_name) {
+        Ok(pf) => match VfPfState::from_link(&pf, saved.vf_index) {
+            Some(state) => problems.extend(Pf::diff(&state, &saved.conf, saved.mac.as_deref())),
+            None => problems.push(format!(
+                "PF {} no longer reports VF {}",
+                saved.pf_name, saved.vf_index
+            )),
+        },
+        Err(e) => problems.push(e.to_string()),
+    }
+    if let Some(rep) = &saved.representor {
+        match host.link_by_name(&rep.name) {
+            Ok(l) if !l.is_up() => problems.push(format!("representor {} is down", rep.name)),
+            Ok(_) => {}
+            Err(e) => problems.push(format!("representor {}: {e}", rep.name)),
+        }
+    }
+    problems
+}
+
+/// The interface is in the pod with the MAC, MTU and addresses ADD gave it.
+fn pod_side(saved: &Saved, ifname: &str, pod: &mut dyn Rtnl) -> Vec<String> {
+    let link = match pod.link_by_name(ifname) {
+        Ok(l) => l,
+        Err(e) => return vec![e.to_string()],
+    };
+    let mut problems = Vec::new();
+    if let Some(m) = &saved.mac {
+        if link.mac().as_deref() != Some(m.as_str()) {
+            problems.push(format!("{ifname} has MAC {:?}, want {m}", link.mac()));
+        }
+    }
+    if let Some(mtu) = saved.conf.mtu {
+        if link.mtu() != Some(mtu) {
+            problems.push(format!("{ifname} has MTU {:?}, want {mtu}", link.mtu()));
+        }
+    }
+    problems.extend(missing_addresses(
+        pod,
+        link.header.index,
+        ifname,
+        saved.result.as_ref(),
+    ));
+    problems
 }

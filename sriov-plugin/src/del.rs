@@ -11,22 +11,85 @@ use vfplex_cni::netns::NetNs;
 use vfplex_cni::Request;
 
 use crate::error::SriovError;
-use crate::release;
-use crate::state::{StateError, Store};
+use crate::release::{self, Problem};
+use crate::state::{Saved, StateError, Store};
 use crate::upstream;
 use crate::SriovPlugin;
 
 pub fn del(plugin: &SriovPlugin, req: &Request) -> Result<(), SriovError> {
-    let store = Store::for_cleanup(&req.conf);
-    let mut problems = Vec::new();
-    let ipam_del = |problems: &mut Vec<String>| {
-        if let Some(t) = req.conf.ipam_type() {
-            if let Err(e) = crate::ipam::run(req, t, "DEL") {
-                problems.push(e.to_string());
-            }
-        }
+    let store = Store::for_cleanup(&plugin.state_dir, &req.conf);
+    let ipam_del = || match req.conf.ipam_type() {
+        Some(t) => crate::ipam::run(req, t, "DEL").map(|_| ()),
+        None => Ok(()),
+    };
+    let Some(saved) = load(plugin, req, &store)? else {
+        // Never added, or already deleted: only the lease may be left.
+        return ipam_del();
     };
 
+    let _vf_lock = store.lock_vf(&saved.pci)?;
+    let ours = holds(&store, &saved)?;
+    let mut problems: Vec<Problem> = ipam_del()
+        .err()
+        .map(|e| Problem::Ipam(Box::new(e)))
+        .into_iter()
+        .collect();
+    if ours {
+        let pod_ns = req
+            .netns
+            .as_deref()
+            .or(saved.netns.as_deref().map(Path::new))
+            .and_then(|p| match NetNs::open(p) {
+                Ok(ns) => Some(ns),
+                Err(e) => {
+                    tracing::warn!("{e}; the kernel has returned the VF netdev to the host");
+                    None
+                }
+            });
+        problems.extend(release::release(
+            &saved,
+            plugin.env(&store),
+            pod_ns.as_ref(),
+        ));
+    } else {
+        tracing::warn!(
+            "VF {} is now held by another attachment; leaving it as it is",
+            saved.pci
+        );
+    }
+    if !problems.is_empty() {
+        // Keep the state so that the runtime's retry can finish the job.
+        return Err(SriovError::Teardown {
+            pci: saved.pci,
+            problems,
+        });
+    }
+    if ours {
+        store.release(&saved.pci)?;
+    }
+    store.remove(&req.container_id, &req.ifname)?;
+    tracing::info!(pci = %saved.pci, ifname = %req.ifname, "VF released");
+    Ok(())
+}
+
+/// sriov-cni #219: a late DEL of an old pod must not reset a VF a new pod
+/// holds. Whether the VF's allocation record is this attachment's.
+fn holds(store: &Store, saved: &Saved) -> Result<bool, SriovError> {
+    Ok(match store.allocation(&saved.pci)? {
+        None => true,
+        // sriov-cni's record holds the netns path alone; one that no longer
+        // exists holds nothing (sriov-cni drops such records lazily too).
+        Some(a) if a.container_id.is_empty() => {
+            a.netns == saved.netns || a.netns.as_deref().is_some_and(|p| !Path::new(p).exists())
+        }
+        Some(a) => a.container_id == saved.container_id && a.ifname == saved.ifname,
+    })
+}
+
+/// The attachment's saved state — vfplex's, or sriov-cni's cache — checked
+/// against sysfs and the DEL's config. One that is unreadable or disagrees is
+/// dropped without touching the VF (it could point DEL at another pod's VF).
+fn load(plugin: &SriovPlugin, req: &Request, store: &Store) -> Result<Option<Saved>, SriovError> {
     let netns = req.netns.as_ref().map(|p| p.display().to_string());
     let raw = store.read_raw(&req.container_id, &req.ifname)?;
     let from_sriov_cni = raw.as_deref().is_some_and(upstream::is_sriov_cni);
@@ -68,8 +131,6 @@ pub fn del(plugin: &SriovPlugin, req: &Request) -> Result<(), SriovError> {
         .map(|mut s| release::verify_saved(&mut s, &plugin.sysfs, Some(&req.conf)).map(|()| s))
     {
         Some(Err(why)) => {
-            // Not acted on: a state file that disagrees with the kernel or the
-            // config could point DEL at another pod's VF.
             tracing::error!(
                 "saved state of {}/{}: {why}; dropping it without touching the VF",
                 req.container_id,
@@ -81,65 +142,5 @@ pub fn del(plugin: &SriovPlugin, req: &Request) -> Result<(), SriovError> {
         Some(Ok(s)) => Some(s),
         None => None,
     };
-    let Some(saved) = saved else {
-        // Never added, or already deleted: only the lease may be left.
-        ipam_del(&mut problems);
-        return match problems.is_empty() {
-            true => Ok(()),
-            false => Err(SriovError::Teardown {
-                pci: "?".into(),
-                problems,
-            }),
-        };
-    };
-
-    let _vf_lock = store.lock_vf(&saved.pci)?;
-    // sriov-cni #219: a late DEL of an old pod must not reset a VF a new pod holds.
-    let ours = match store.allocation(&saved.pci)? {
-        None => true,
-        // sriov-cni's record holds the netns path alone; one that no longer
-        // exists holds nothing (sriov-cni drops such records lazily too).
-        Some(a) if a.container_id.is_empty() => {
-            a.netns == saved.netns || a.netns.as_deref().is_some_and(|p| !Path::new(p).exists())
-        }
-        Some(a) => a.container_id == saved.container_id && a.ifname == saved.ifname,
-    };
-    ipam_del(&mut problems);
-    if ours {
-        let pod_ns = req
-            .netns
-            .as_deref()
-            .or(saved.netns.as_deref().map(Path::new))
-            .and_then(|p| match NetNs::open(p) {
-                Ok(ns) => Some(ns),
-                Err(e) => {
-                    tracing::warn!("{e}; the kernel has returned the VF netdev to the host");
-                    None
-                }
-            });
-        problems.extend(release::release(
-            &saved,
-            &plugin.sysfs,
-            &store,
-            pod_ns.as_ref(),
-        ));
-    } else {
-        tracing::warn!(
-            "VF {} is now held by another attachment; leaving it as it is",
-            saved.pci
-        );
-    }
-    if !problems.is_empty() {
-        // Keep the state so that the runtime's retry can finish the job.
-        return Err(SriovError::Teardown {
-            pci: saved.pci,
-            problems,
-        });
-    }
-    if ours {
-        store.release(&saved.pci)?;
-    }
-    store.remove(&req.container_id, &req.ifname)?;
-    tracing::info!(pci = %saved.pci, ifname = %req.ifname, "VF released");
-    Ok(())
+    Ok(saved)
 }

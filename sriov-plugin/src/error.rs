@@ -5,7 +5,9 @@ use vfplex_cni::netns::NetNsError;
 use vfplex_cni::sysfs::SysfsError;
 use vfplex_config::{CniError, ConfigError, ErrorCode};
 
-use crate::netlink::NetlinkError;
+use vfplex_cni::netlink::NetlinkError;
+
+use crate::release::Problem;
 use crate::state::StateError;
 use crate::vf::VfAttrError;
 
@@ -71,8 +73,22 @@ pub enum SriovError {
         container_id: String,
         ifname: String,
     },
-    #[error("DEL of VF {pci} left problems: {}", problems.join("; "))]
-    Teardown { pci: String, problems: Vec<String> },
+    #[error("DEL of VF {pci} left problems: {}", join(problems))]
+    Teardown { pci: String, problems: Vec<Problem> },
+    #[error("GC left problems: {}", join(problems))]
+    Gc { problems: Vec<Problem> },
+    #[error("{} is not readable: no PCI devices to attach", path.display())]
+    NoPciTree { path: std::path::PathBuf },
+    #[error("IPAM plugin {plugin}: not found in CNI_PATH")]
+    IpamMissing { plugin: String },
+}
+
+fn join(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl SriovError {
@@ -97,6 +113,9 @@ impl SriovError {
             SriovError::State(StateError::LockTimeout { .. }) => ErrorCode::TryAgainLater,
             SriovError::State(StateError::Io { .. }) => ErrorCode::Io,
             SriovError::Ipam { code, .. } => *code,
+            SriovError::NoPciTree { .. } | SriovError::IpamMissing { .. } => {
+                ErrorCode::PluginNotAvailable
+            }
             SriovError::NotAdded { .. } => ErrorCode::UnknownContainer,
             _ => ErrorCode::Internal,
         }

@@ -104,6 +104,12 @@ pub struct Allocation {
     pub netns: Option<String>,
 }
 
+/// Whether the namespace an allocation record names still exists (a record
+/// whose namespace is gone without a DEL holds nothing).
+pub fn netns_alive(path: Option<&str>) -> bool {
+    path.is_some_and(|p| vfplex_cni::netns::NetNs::open(Path::new(p)).is_ok())
+}
+
 /// The state directory.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -142,30 +148,36 @@ pub struct Lock {
 /// node (the runtime's environment) sets it; no network config can.
 pub const DATA_DIR_ENV: &str = "VFPLEX_SRIOV_DATA_DIR";
 
+/// The node's state directory: `VFPLEX_SRIOV_DATA_DIR` (an absolute path) or
+/// `/var/lib/cni/sriov`.
+pub fn node_dir_from_env() -> PathBuf {
+    match std::env::var(DATA_DIR_ENV) {
+        Ok(d) if validate::absolute_path(DATA_DIR_ENV, &d).is_ok() => d.into(),
+        Ok(d) => {
+            tracing::warn!(
+                "{DATA_DIR_ENV}={d:?} is not an absolute path; using {DEFAULT_DATA_DIR}"
+            );
+            DEFAULT_DATA_DIR.into()
+        }
+        Err(_) => DEFAULT_DATA_DIR.into(),
+    }
+}
+
 impl Store {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Store { dir: dir.into() }
     }
 
-    /// The node's store: `VFPLEX_SRIOV_DATA_DIR` (an absolute path) or
-    /// `/var/lib/cni/sriov`. A config's `dataDir` is tenant input — NADs are
-    /// written by namespace users — and is ignored, with a warning.
-    pub fn node(conf: Option<&SriovConf>) -> Store {
-        let dir = match std::env::var(DATA_DIR_ENV) {
-            Ok(d) if validate::absolute_path(DATA_DIR_ENV, &d).is_ok() => d,
-            Ok(d) => {
-                tracing::warn!(
-                    "{DATA_DIR_ENV}={d:?} is not an absolute path; using {DEFAULT_DATA_DIR}"
-                );
-                DEFAULT_DATA_DIR.to_string()
-            }
-            Err(_) => DEFAULT_DATA_DIR.to_string(),
-        };
+    /// The node's store in `dir` for a network config: a config's `dataDir`
+    /// is tenant input — NADs are written by namespace users — and is
+    /// ignored, with a warning.
+    pub fn node(dir: &Path, conf: Option<&SriovConf>) -> Store {
         if let Some(asked) = conf.and_then(|c| c.data_dir.as_deref()) {
-            if asked != dir {
+            if Path::new(asked) != dir {
                 tracing::warn!(
                     "dataDir {asked:?} from the network config is ignored: state lives in the \
-                     node's {dir} ({DATA_DIR_ENV})"
+                     node's {} ({DATA_DIR_ENV})",
+                    dir.display()
                 );
             }
         }
@@ -173,8 +185,8 @@ impl Store {
     }
 
     /// The node's store for cleanup (DEL, GC), whatever the config says.
-    pub fn for_cleanup(conf: &NetConf) -> Store {
-        Store::node(SriovConf::from_netconf(conf).ok().as_ref())
+    pub fn for_cleanup(dir: &Path, conf: &NetConf) -> Store {
+        Store::node(dir, SriovConf::from_netconf(conf).ok().as_ref())
     }
 
     pub fn dir(&self) -> &Path {

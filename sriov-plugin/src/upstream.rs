@@ -12,15 +12,12 @@
 
 use serde::Deserialize;
 use serde_json::Value;
-use vfplex_cni::sysfs::Sysfs;
+use vfplex_cni::sysfs::{Sysfs, USERSPACE_DRIVERS};
 use vfplex_config::sriov::SriovConf;
 use vfplex_config::{validate, NetConf};
 
 use crate::state::Saved;
 use crate::vf::VfPfState;
-
-/// Drivers that make a VF a userspace (DPDK) device, as sriov-cni lists them.
-const USERSPACE_DRIVERS: &[&str] = &["vfio-pci", "uio_pci_generic", "igb_uio"];
 
 /// sriov-cni's `VfState` (field names as Go writes them).
 #[derive(Debug, Default, Deserialize)]

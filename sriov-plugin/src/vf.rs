@@ -9,7 +9,7 @@ use netlink_packet_route::link::{
 use serde::{Deserialize, Serialize};
 use vfplex_config::sriov::{LinkState, SriovConf, VlanProto};
 
-use crate::netlink::{format_mac, parse_mac, LinkExt, Netlink, NetlinkError};
+use vfplex_cni::netlink::{format_mac, parse_mac, LinkExt, NetlinkError, Rtnl};
 
 /// What the PF reports about one VF.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,7 +79,7 @@ pub struct VfAttrError {
 /// Where VF attributes are set: a PF, by index, and who drives it.
 #[derive(Debug)]
 pub struct Pf<'a> {
-    pub nl: &'a mut Netlink,
+    pub nl: &'a mut dyn Rtnl,
     pub index: u32,
     pub name: &'a str,
     pub driver: &'a str,
