@@ -11,6 +11,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 
 use nix::sched::{setns, CloneFlags};
+use nix::sys::statfs::{fstatfs, NSFS_MAGIC};
 
 /// An open network namespace.
 #[derive(Debug)]
@@ -60,28 +61,38 @@ impl NetNs {
                 }
             }
         })?;
-        // An empty file or a directory (a netns bind mount that is gone) is not a
-        // namespace; find out now rather than at the first setns. The kernel
-        // names an open namespace file `net:[<inode>]` in /proc/self/fd; asking
-        // that needs no privilege (a trial setns would need CAP_SYS_ADMIN and
-        // would report a missing capability as "not a namespace").
-        let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
-        let what = std::fs::read_link(format!("/proc/self/fd/{fd}")).map_err(|source| {
-            NetNsError::Open {
-                path: path.to_path_buf(),
-                source,
-            }
+        // An empty file or a directory (a netns bind mount that is gone) is not
+        // a namespace: find out now rather than at the first setns. A file of
+        // the kernel's nsfs is a namespace; a trial setns tells a network one
+        // from the others. Without CAP_SYS_ADMIN the trial is refused (EPERM):
+        // that is not "not a namespace" — the nsfs check stands alone then
+        // (every real use enters the namespace later, and needs the capability).
+        let not = || NetNsError::NotNetNs {
+            path: path.to_path_buf(),
+        };
+        let fs = fstatfs(&file).map_err(|e| NetNsError::Open {
+            path: path.to_path_buf(),
+            source: e.into(),
         })?;
-        if !what.to_string_lossy().starts_with("net:[") {
-            return Err(NetNsError::NotNetNs {
-                path: path.to_path_buf(),
-            });
+        if fs.filesystem_type() != NSFS_MAGIC {
+            return Err(not());
         }
         let ns = NetNs {
             file,
             path: path.to_path_buf(),
         };
-        Ok(ns)
+        match ns.enter() {
+            Ok(_back) => Ok(ns),
+            Err(NetNsError::Enter {
+                source: nix::Error::EPERM,
+                ..
+            }) => Ok(ns),
+            Err(NetNsError::Enter {
+                source: nix::Error::EINVAL,
+                ..
+            }) => Err(not()),
+            Err(e) => Err(e),
+        }
     }
 
     /// The namespace this thread is in now.
@@ -150,14 +161,18 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let e = NetNs::open(d.path()).unwrap_err();
         assert!(matches!(e, NetNsError::NotNetNs { .. }), "{e}");
-        // Another kind of namespace is not a network namespace either.
-        let e = NetNs::open(Path::new("/proc/self/ns/uts")).unwrap_err();
-        assert!(matches!(e, NetNsError::NotNetNs { .. }), "{e}");
+        // Another kind of namespace is not a network namespace either (the
+        // trial setns that tells them apart needs CAP_SYS_ADMIN).
+        if nix::unistd::geteuid().is_root() {
+            let e = NetNs::open(Path::new("/proc/self/ns/uts")).unwrap_err();
+            assert!(matches!(e, NetNsError::NotNetNs { .. }), "{e}");
+        }
     }
 
     #[test]
     fn opening_needs_no_privilege() {
-        // No setns probe: the namespace we are in opens for anyone.
+        // Without CAP_SYS_ADMIN the namespace we are in still opens: EPERM
+        // from the trial setns is not "not a namespace".
         let ns = NetNs::open(Path::new("/proc/self/ns/net")).unwrap();
         assert_eq!(ns.path(), Path::new("/proc/self/ns/net"));
     }

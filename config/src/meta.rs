@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::device_info;
 use crate::error::ConfigError;
 use crate::nad_policy::NadPolicy;
 use crate::netconf::NetConf;
@@ -80,6 +81,10 @@ struct Raw {
     api_timeout_ms: Option<u64>,
     #[serde(default)]
     nad_policy: Option<Value>,
+    #[serde(default)]
+    device_info_dir: Option<String>,
+    #[serde(default)]
+    dp_device_info_dir: Option<String>,
 }
 
 /// The validated meta config.
@@ -117,6 +122,12 @@ pub struct MetaConf {
     pub capabilities: Map<String, Value>,
     /// vfplex: what NADs may hand their delegates (`nadPolicy`).
     pub nad_policy: NadPolicy,
+    /// Where the per-attachment device-info files go (`deviceInfoDir`;
+    /// the NPWG device-info spec's directory by default).
+    pub device_info_dir: String,
+    /// Where the device plugin leaves its device-info files
+    /// (`dpDeviceInfoDir`; the spec's directory by default).
+    pub dp_device_info_dir: String,
 }
 
 fn abs(field: &str, v: Option<String>, default: &str) -> Result<String, ConfigError> {
@@ -189,6 +200,12 @@ impl MetaConf {
             api_timeout_ms: raw.api_timeout_ms.unwrap_or(5000),
             capabilities,
             nad_policy: NadPolicy::from_value(raw.nad_policy.as_ref())?,
+            device_info_dir: abs("deviceInfoDir", raw.device_info_dir, device_info::CNI_DIR)?,
+            dp_device_info_dir: abs(
+                "dpDeviceInfoDir",
+                raw.dp_device_info_dir,
+                device_info::DP_DIR,
+            )?,
         })
     }
 

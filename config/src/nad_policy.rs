@@ -46,6 +46,8 @@ pub const DEFAULT_REFUSED_KEYS: &[&str] = &[
     "podResourcesSocket",
     "kubeletCheckpoint",
     "socketDir",
+    "deviceInfoDir",
+    "dpDeviceInfoDir",
     "deviceID",
     "pciBusID",
     "device",

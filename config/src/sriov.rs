@@ -153,6 +153,96 @@ fn rate(field: &str, v: Option<i64>) -> Result<Option<u32>, ConfigError> {
     .transpose()
 }
 
+/// `vlan`, `vlanQoS`, `vlanProto` as sriov-cni checks them: QoS and protocol
+/// only with a VLAN, QoS 0-7 and 802.1ad only on a non-zero VLAN.
+fn vlan_config(
+    vlan: Option<i64>,
+    qos: Option<i64>,
+    proto: Option<&str>,
+) -> Result<Option<VlanConfig>, ConfigError> {
+    let Some(id) = vlan else {
+        if let Some(q) = qos {
+            return Err(ConfigError::invalid(
+                "vlanQoS",
+                q,
+                "requires vlan to be set",
+            ));
+        }
+        if let Some(p) = proto {
+            return Err(ConfigError::invalid(
+                "vlanProto",
+                p,
+                "requires vlan to be set",
+            ));
+        }
+        return Ok(None);
+    };
+    let id = u16::try_from(id)
+        .ok()
+        .filter(|id| *id <= 4094)
+        .ok_or_else(|| ConfigError::invalid("vlan", id, "must be 0-4094"))?;
+    let qos = qos.unwrap_or(0);
+    let qos = u8::try_from(qos)
+        .ok()
+        .filter(|q| *q <= 7)
+        .ok_or_else(|| ConfigError::invalid("vlanQoS", qos, "must be 0-7"))?;
+    if qos != 0 && id == 0 {
+        return Err(ConfigError::invalid(
+            "vlanQoS",
+            qos,
+            "a non-zero QoS needs a non-zero vlan",
+        ));
+    }
+    let proto = match proto.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("802.1q") => VlanProto::Dot1Q,
+        Some("802.1ad") => VlanProto::Dot1Ad,
+        Some(other) => {
+            return Err(ConfigError::invalid(
+                "vlanProto",
+                other,
+                "must be 802.1q or 802.1ad",
+            ))
+        }
+    };
+    if proto == VlanProto::Dot1Ad && id == 0 {
+        return Err(ConfigError::invalid(
+            "vlanProto",
+            "802.1ad",
+            "802.1ad needs a non-zero vlan",
+        ));
+    }
+    Ok(Some(VlanConfig { id, qos, proto }))
+}
+
+fn link_state(v: Option<&str>) -> Result<Option<LinkState>, ConfigError> {
+    match v.map(str::to_ascii_lowercase).as_deref() {
+        None => Ok(None),
+        Some("auto") => Ok(Some(LinkState::Auto)),
+        Some("enable") => Ok(Some(LinkState::Enable)),
+        Some("disable") => Ok(Some(LinkState::Disable)),
+        Some(other) => Err(ConfigError::invalid(
+            "link_state",
+            other,
+            "must be auto, enable or disable",
+        )),
+    }
+}
+
+/// `min_tx_rate` and `max_tx_rate`, in Mbps; min not above a non-zero max.
+fn rates(min: Option<i64>, max: Option<i64>) -> Result<(Option<u32>, Option<u32>), ConfigError> {
+    let (min, max) = (rate("min_tx_rate", min)?, rate("max_tx_rate", max)?);
+    if let (Some(min), Some(max)) = (min, max) {
+        if max != 0 && min > max {
+            return Err(ConfigError::invalid(
+                "min_tx_rate",
+                min,
+                format!("above max_tx_rate {max}"),
+            ));
+        }
+    }
+    Ok((min, max))
+}
+
 impl SriovConf {
     /// Read the sriov keys of a plugin config and validate them as sriov-cni does.
     pub fn from_netconf(conf: &NetConf) -> Result<Self, ConfigError> {
@@ -175,108 +265,15 @@ impl SriovConf {
             })
             .transpose()?;
 
-        let vlan = match raw.vlan {
-            None => {
-                if let Some(q) = raw.vlan_qos {
-                    return Err(ConfigError::invalid(
-                        "vlanQoS",
-                        q,
-                        "requires vlan to be set",
-                    ));
-                }
-                if let Some(p) = &raw.vlan_proto {
-                    return Err(ConfigError::invalid(
-                        "vlanProto",
-                        p,
-                        "requires vlan to be set",
-                    ));
-                }
-                None
-            }
-            Some(id) => {
-                let id = u16::try_from(id)
-                    .ok()
-                    .filter(|id| *id <= 4094)
-                    .ok_or_else(|| ConfigError::invalid("vlan", id, "must be 0-4094"))?;
-                let qos = raw.vlan_qos.unwrap_or(0);
-                let qos = u8::try_from(qos)
-                    .ok()
-                    .filter(|q| *q <= 7)
-                    .ok_or_else(|| ConfigError::invalid("vlanQoS", qos, "must be 0-7"))?;
-                if qos != 0 && id == 0 {
-                    return Err(ConfigError::invalid(
-                        "vlanQoS",
-                        qos,
-                        "a non-zero QoS needs a non-zero vlan",
-                    ));
-                }
-                let proto = match raw
-                    .vlan_proto
-                    .as_deref()
-                    .map(str::to_ascii_lowercase)
-                    .as_deref()
-                {
-                    None | Some("802.1q") => VlanProto::Dot1Q,
-                    Some("802.1ad") => VlanProto::Dot1Ad,
-                    Some(other) => {
-                        return Err(ConfigError::invalid(
-                            "vlanProto",
-                            other,
-                            "must be 802.1q or 802.1ad",
-                        ))
-                    }
-                };
-                if proto == VlanProto::Dot1Ad && id == 0 {
-                    return Err(ConfigError::invalid(
-                        "vlanProto",
-                        "802.1ad",
-                        "802.1ad needs a non-zero vlan",
-                    ));
-                }
-                Some(VlanConfig { id, qos, proto })
-            }
-        };
-
+        let vlan = vlan_config(raw.vlan, raw.vlan_qos, raw.vlan_proto.as_deref())?;
         let mac = raw
             .mac
             .as_deref()
             .filter(|m| !m.is_empty())
             .map(|m| validate::ethernet_mac("mac", m))
             .transpose()?;
-
-        let link_state = match raw
-            .link_state
-            .as_deref()
-            .map(str::to_ascii_lowercase)
-            .as_deref()
-        {
-            None => None,
-            Some("auto") => Some(LinkState::Auto),
-            Some("enable") => Some(LinkState::Enable),
-            Some("disable") => Some(LinkState::Disable),
-            Some(other) => {
-                return Err(ConfigError::invalid(
-                    "link_state",
-                    other,
-                    "must be auto, enable or disable",
-                ))
-            }
-        };
-
-        let (min_tx_rate, max_tx_rate) = (
-            rate("min_tx_rate", raw.min_tx_rate)?,
-            rate("max_tx_rate", raw.max_tx_rate)?,
-        );
-        if let (Some(min), Some(max)) = (min_tx_rate, max_tx_rate) {
-            if max != 0 && min > max {
-                return Err(ConfigError::invalid(
-                    "min_tx_rate",
-                    min,
-                    format!("above max_tx_rate {max}"),
-                ));
-            }
-        }
-
+        let link_state = link_state(raw.link_state.as_deref())?;
+        let (min_tx_rate, max_tx_rate) = rates(raw.min_tx_rate, raw.max_tx_rate)?;
         let mtu = raw
             .mtu
             .map(|m| {
@@ -286,7 +283,6 @@ impl SriovConf {
                     .ok_or_else(|| ConfigError::invalid("mtu", m, "must be 68-65536"))
             })
             .transpose()?;
-
         let data_dir = raw.data_dir;
 
         Ok(SriovConf {

@@ -7,7 +7,7 @@
 
 use vfplex_cni::Request;
 
-use crate::add::cleanup_devinfo;
+use crate::attachments::remove_device_info;
 use crate::cache;
 use crate::delegate::{Call, Delegate};
 use crate::error::MetaError;
@@ -41,7 +41,7 @@ pub fn del(ctx: &Ctx, req: &Request) -> Result<(), MetaError> {
         }
     };
     let problems = del_all(&entry.delegates, &call);
-    cleanup_devinfo(&entry.delegates);
+    remove_device_info(&ctx.conf, &entry.delegates);
     finish(ctx, req, problems)
 }
 

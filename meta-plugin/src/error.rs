@@ -68,6 +68,18 @@ pub enum MetaError {
         resource: String,
         reason: String,
     },
+    #[error("network {network}: kubelet's device ID is unusable: {source}")]
+    BadDeviceId {
+        network: String,
+        #[source]
+        source: ConfigError,
+    },
+    #[error("network {network}: the k8s.v1.cni.cncf.io/networks annotation gives deviceID {device_id:?}, but the NAD has no k8s.v1.cni.cncf.io/resourceName annotation: kubelet allocated no device for it")]
+    DeviceWithoutResource { network: String, device_id: String },
+    #[error("network {network}: the delegate returned no result")]
+    NoResult { network: String },
+    #[error("a delegate's thread panicked")]
+    DelegatePanicked,
     #[error("readiness indicator file {0} did not appear within 45 s")]
     NotReady(String),
     #[error("cache {path}: {reason}")]
@@ -99,10 +111,15 @@ impl MetaError {
             MetaError::NadNotFound { .. }
             | MetaError::Isolated { .. }
             | MetaError::DeviceNotAllocated { .. }
+            | MetaError::BadDeviceId { .. }
+            | MetaError::DeviceWithoutResource { .. }
             | MetaError::Network { .. } => ErrorCode::InvalidNetworkConfig,
             MetaError::Delegate { source, .. } => source.code(),
             MetaError::Cache { .. } => ErrorCode::Io,
-            MetaError::UidMismatch { .. } | MetaError::Many(_) => ErrorCode::Internal,
+            MetaError::UidMismatch { .. }
+            | MetaError::Many(_)
+            | MetaError::NoResult { .. }
+            | MetaError::DelegatePanicked => ErrorCode::Internal,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! `networks` decides which networks, `delegate` runs them, `cache` remembers.
 
 pub mod add;
+pub mod attachments;
 pub mod cache;
 pub mod del;
 pub mod delegate;

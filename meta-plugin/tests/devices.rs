@@ -181,3 +181,101 @@ fn device_ids_from_the_checkpoint_without_pod_resources() {
         "DEL gets the same config"
     );
 }
+
+/// The files under `dir`, by name.
+fn files(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Device-info: the device plugin's file for each device is copied per
+/// attachment (into the configured `deviceInfoDir`) only once the cache
+/// entry that names the copy exists, handed to the delegate as
+/// CNIDeviceInfoFile, and removed by DEL. An ADD that fails before (no pod
+/// netns) or stops right after the cache write leaves no copy.
+#[test]
+fn device_info_is_copied_after_the_cache_entry_and_never_left_behind() {
+    if !can_run() {
+        return;
+    }
+    let n = Node::new();
+    let ckpt = n.path("kubelet_internal_checkpoint");
+    std::fs::write(
+        &ckpt,
+        json!({"Data": {"PodDeviceEntries": [
+            {"PodUID": "uid-a", "ContainerName": "c", "ResourceName": "intel.com/sriov_a",
+             "DeviceIDs": {"0": ["0000:01:10.0", "0000:01:10.2"]}, "AllocResp": ""}
+        ], "RegisteredDevices": {}}, "Checksum": 1})
+        .to_string(),
+    )
+    .unwrap();
+    let (cni_dir, dp_dir) = (n.path("devinfo/cni"), n.path("devinfo/dp"));
+    std::fs::create_dir_all(&dp_dir).unwrap();
+    // The device plugin wrote a file for the first device only.
+    let dp_file =
+        vfplex_config::device_info::dp_file_name("intel.com/sriov_a", "0000:01:10.0").unwrap();
+    let info = r#"{"type":"pci","version":"1.1.0","pci":{"pci-address":"0000:01:10.0"}}"#;
+    std::fs::write(dp_dir.join(&dp_file), info).unwrap();
+    let mut conf = setup(
+        &n,
+        json!({"podResourcesSocket": n.path("absent.sock").display().to_string(),
+               "kubeletCheckpoint": ckpt.display().to_string(),
+               "deviceInfoDir": cni_dir.display().to_string(),
+               "dpDeviceInfoDir": dp_dir.display().to_string()}),
+    );
+    let rec = json!({"cniVersion": "1.0.0", "name": "sriov-a", "type": "recorder",
+                     "capabilities": {"deviceID": true, "CNIDeviceInfoFile": true}});
+    n.write_nad("default", "sriov-a", &rec, Some("intel.com/sriov_a"));
+
+    // No pod netns: refused before anything is written.
+    let (code, v) = n.cni_in("/var/run/netns/vfplex-absent", "ADD", "ctr-di", &conf, &[]);
+    assert_eq!(code, Some(1), "{v}");
+    assert_eq!(
+        files(&cni_dir),
+        Vec::<String>::new(),
+        "copies left by a refused ADD"
+    );
+
+    // Stopped right after the cache write: no copy yet; DEL cleans up.
+    if cfg!(feature = "test-hooks") {
+        let (code, _) = n.cni_env("ADD", "ctr-di", &conf, &[("VFPLEX_CRASH_AT", "1")]);
+        assert_ne!(code, Some(0));
+        assert_eq!(
+            files(&cni_dir),
+            Vec::<String>::new(),
+            "copied before the cache entry"
+        );
+        assert_eq!(n.cni("DEL", "ctr-di", &conf).0, Some(0));
+    }
+
+    let (code, v) = n.cni("ADD", "ctr-di", &conf);
+    assert_eq!(code, Some(0), "{v}");
+    let copy = cni_dir.join("default-sriov-a-ctr-di_net1");
+    assert_eq!(files(&cni_dir), ["default-sriov-a-ctr-di_net1"]);
+    assert_eq!(std::fs::read_to_string(&copy).unwrap(), info);
+    let net1 = seen(&n, "ADD-net1.json");
+    assert_eq!(
+        net1["runtimeConfig"]["CNIDeviceInfoFile"],
+        copy.display().to_string(),
+        "{net1}"
+    );
+    // The second device has no file of the device plugin: no file named.
+    let net2 = seen(&n, "ADD-net2.json");
+    assert!(
+        net2["runtimeConfig"].get("CNIDeviceInfoFile").is_none(),
+        "{net2}"
+    );
+
+    let (code, v) = n.cni("DEL", "ctr-di", &conf);
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(files(&cni_dir), Vec::<String>::new());
+    conf["deviceInfoDir"] = json!("relative/dir");
+    let (code, v) = n.cni("ADD", "ctr-di2", &conf);
+    assert_eq!(code, Some(1), "a relative deviceInfoDir is refused: {v}");
+}
