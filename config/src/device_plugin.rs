@@ -376,25 +376,7 @@ impl ResourceConfig {
                 });
             }
         }
-        let resource_name = obj
-            .get("resourceName")
-            .and_then(Value::as_str)
-            .ok_or_else(|| ConfigError::missing("resourceName"))?
-            .to_string();
-        // kubelet takes `<prefix>/<name>` only as a qualified name, whose name
-        // part is at most 63 characters; it also becomes our socket's name.
-        if resource_name.is_empty()
-            || resource_name.len() > 63
-            || !resource_name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
-            return Err(ConfigError::invalid(
-                "resourceName",
-                &resource_name,
-                "must match ^[a-zA-Z0-9_-]+$, at most 63 characters",
-            ));
-        }
+        let resource_name = resource_name(obj.get("resourceName"))?;
         let resource_prefix = match obj.get("resourcePrefix") {
             None | Some(Value::Null) => None,
             Some(Value::String(p)) if p.is_empty() => None,
@@ -425,27 +407,7 @@ impl ResourceConfig {
             None | Some(Value::Null) => false,
             Some(v) => boolean("excludeTopology", v)?,
         };
-        let selectors = match obj.get("selectors") {
-            None | Some(Value::Null) => return Err(ConfigError::missing("selectors")),
-            Some(Value::Array(list)) => list
-                .iter()
-                .enumerate()
-                .map(|(i, s)| {
-                    Selector::from_value(s, device_type)
-                        .map_err(|e| e.within(&format!("selectors[{i}].")))
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-            Some(one) => {
-                vec![Selector::from_value(one, device_type).map_err(|e| e.within("selectors."))?]
-            }
-        };
-        if selectors.is_empty() {
-            return Err(ConfigError::invalid(
-                "selectors",
-                "[]",
-                "at least one selector object is needed",
-            ));
-        }
+        let selectors = selectors(obj.get("selectors"), device_type)?;
         let additional_info = match obj.get("additionalInfo") {
             None | Some(Value::Null) => BTreeMap::new(),
             Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
@@ -465,6 +427,54 @@ impl ResourceConfig {
             additional_info,
         })
     }
+}
+
+/// `resourceName`: kubelet takes `<prefix>/<name>` only as a qualified name,
+/// whose name part is at most 63 characters; it also becomes our socket's name.
+fn resource_name(v: Option<&Value>) -> Result<String, ConfigError> {
+    let name = v
+        .and_then(Value::as_str)
+        .ok_or_else(|| ConfigError::missing("resourceName"))?;
+    if name.is_empty()
+        || name.len() > 63
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(ConfigError::invalid(
+            "resourceName",
+            name,
+            "must match ^[a-zA-Z0-9_-]+$, at most 63 characters",
+        ));
+    }
+    Ok(name.to_string())
+}
+
+/// `selectors`: a list of selector objects (or one, as the upstream accepts),
+/// at least one.
+fn selectors(v: Option<&Value>, device_type: DeviceType) -> Result<Vec<Selector>, ConfigError> {
+    let selectors = match v {
+        None | Some(Value::Null) => return Err(ConfigError::missing("selectors")),
+        Some(Value::Array(list)) => list
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                Selector::from_value(s, device_type)
+                    .map_err(|e| e.within(&format!("selectors[{i}].")))
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        Some(one) => {
+            vec![Selector::from_value(one, device_type).map_err(|e| e.within("selectors."))?]
+        }
+    };
+    if selectors.is_empty() {
+        return Err(ConfigError::invalid(
+            "selectors",
+            "[]",
+            "at least one selector object is needed",
+        ));
+    }
+    Ok(selectors)
 }
 
 /// A resource prefix is a DNS subdomain: lower-case letters, digits, `-` and `.`.

@@ -46,6 +46,9 @@ fn pod_and_nads_from_the_api_and_status_written_back() {
             .all(|r| r.auth == "Authorization: Bearer test-token-123"),
         "{seen:?}"
     );
+    // One connection for the whole ADD: pod, NAD, status, Event.
+    assert!(seen.len() >= 4, "{seen:#?}");
+    assert!(seen.iter().all(|r| r.conn == 0), "{seen:#?}");
     // Every write was one a real API server takes.
     assert!(
         seen.iter().all(|r| r.status < 300),

@@ -15,12 +15,8 @@ use vfplex_config::NetworkConfig;
 fn docs(path: &str) -> Vec<Value> {
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path))
         .unwrap();
-    serde_yaml::Deserializer::from_str(&text)
-        .map(|d| serde_json::to_value(serde_yaml::Value::deserialize(d).unwrap()).unwrap())
-        .collect()
+    serde_saphyr::from_multiple::<Value>(&text).unwrap()
 }
-
-use serde::Deserialize;
 
 #[test]
 fn example_nads_hold_valid_sriov_configs() {

@@ -1,6 +1,7 @@
 //! A test API server that speaks the Kubernetes REST protocol over HTTP on
-//! loopback (pod, NADs, status PATCH/PUT, Events; chunked answers; connections
-//! kept open like a keep-alive server), and a kubeconfig pointing at it.
+//! loopback (pod, NADs, status PATCH/PUT, Events; chunked answers; each
+//! connection serving requests until the client closes it, as a keep-alive
+//! server does), and a kubeconfig pointing at it.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -21,6 +22,8 @@ pub struct Req {
     pub body: String,
     /// The status the server answered with.
     pub status: u16,
+    /// Which connection it came on (0, 1, ... in the order they were opened).
+    pub conn: usize,
 }
 
 /// Requests the server saw, in order.
@@ -121,57 +124,79 @@ pub fn api_server_with(pod: Value, nads: Vec<(String, Value)>, patch: bool) -> (
     let seen: Seen = Arc::default();
     let log = seen.clone();
     std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            let mut parts = line.split_whitespace();
-            let (method, path) = (
-                parts.next().unwrap_or("").to_string(),
-                parts.next().unwrap_or("").to_string(),
-            );
-            let (mut len, mut auth, mut content_type) = (0usize, String::new(), String::new());
-            loop {
-                let mut h = String::new();
-                reader.read_line(&mut h).unwrap();
-                if h == "\r\n" || h.is_empty() {
-                    break;
+        for (conn, stream) in listener.incoming().enumerate() {
+            let Ok(stream) = stream else { continue };
+            let (log, pod, nads) = (log.clone(), pod.clone(), nads.clone());
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut stream = stream;
+                while let Some(mut req) = read_request(&mut reader) {
+                    let (code, resp) = answer(
+                        &req.method,
+                        &req.path,
+                        &req.content_type,
+                        &req.body,
+                        &pod,
+                        &nads,
+                        patch,
+                    );
+                    (req.status, req.conn) = (code, conn);
+                    log.lock().unwrap().push(req);
+                    // Chunked, as the real API server answers.
+                    let msg = format!(
+                        "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{resp}\r\n0\r\n\r\n",
+                        resp.len()
+                    );
+                    if stream.write_all(msg.as_bytes()).is_err() {
+                        break;
+                    }
                 }
-                let lower = h.to_ascii_lowercase();
-                if let Some(v) = lower.strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap();
-                }
-                if let Some(v) = lower.strip_prefix("content-type:") {
-                    content_type = v.trim().to_string();
-                }
-                if lower.starts_with("authorization:") {
-                    auth = h.trim().to_string();
-                }
-            }
-            let mut body = vec![0u8; len];
-            reader.read_exact(&mut body).unwrap();
-            let body = String::from_utf8_lossy(&body).to_string();
-            let (code, resp) = answer(&method, &path, &content_type, &body, &pod, &nads, patch);
-            log.lock().unwrap().push(Req {
-                method,
-                path,
-                auth,
-                content_type,
-                body,
-                status: code,
             });
-            // Chunked, as the real API server answers.
-            let msg = format!(
-                "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{resp}\r\n0\r\n\r\n",
-                resp.len()
-            );
-            let _ = stream.write_all(msg.as_bytes());
-            // Like a keep-alive server: the connection stays open after answering.
-            let _keep_open = Box::leak(Box::new(stream));
         }
     });
     (port, seen)
+}
+
+/// One request off a connection; `None` once the client closed it.
+fn read_request(reader: &mut BufReader<std::net::TcpStream>) -> Option<Req> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let mut parts = line.split_whitespace();
+    let (method, path) = (
+        parts.next().unwrap_or("").to_string(),
+        parts.next().unwrap_or("").to_string(),
+    );
+    let (mut len, mut auth, mut content_type) = (0usize, String::new(), String::new());
+    loop {
+        let mut h = String::new();
+        reader.read_line(&mut h).ok()?;
+        if h == "\r\n" || h.is_empty() {
+            break;
+        }
+        let lower = h.to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            len = v.trim().parse().ok()?;
+        }
+        if let Some(v) = lower.strip_prefix("content-type:") {
+            content_type = v.trim().to_string();
+        }
+        if lower.starts_with("authorization:") {
+            auth = h.trim().to_string();
+        }
+    }
+    let mut body = vec![0u8; len];
+    reader.read_exact(&mut body).ok()?;
+    Some(Req {
+        method,
+        path,
+        auth,
+        content_type,
+        body: String::from_utf8_lossy(&body).to_string(),
+        status: 0,
+        conn: 0,
+    })
 }
 
 pub fn kubeconfig(n: &Node, port: u16) -> String {
