@@ -19,14 +19,22 @@ fn spec(path: &str) -> DeviceSpec {
     }
 }
 
-/// The response for one container's device IDs, or the first ID the pool does
-/// not have (upstream hands out whatever it is asked for; we refuse).
+/// kubelet asked for a device the pool does not have (upstream hands out
+/// whatever it is asked for; we refuse).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("device {id} is not in the pool")]
+pub struct NotInPool {
+    pub id: String,
+}
+
+/// The response for one container's device IDs, or the first ID the pool
+/// does not have.
 pub fn container_response(
     config: &ResourceConfig,
     default_prefix: &str,
     devices: &BTreeMap<String, PciDevice>,
     ids: &[String],
-) -> Result<ContainerAllocateResponse, String> {
+) -> Result<ContainerAllocateResponse, NotInPool> {
     let mut specs: Vec<DeviceSpec> = Vec::new();
     let mut add = |s: DeviceSpec| {
         if !specs.iter().any(|x| x.host_path == s.host_path) {
@@ -40,7 +48,9 @@ pub fn container_response(
         .any(|s| s.need_vhost_net == Some(true));
     let rdma_pool = config.selectors.iter().any(|s| s.is_rdma == Some(true));
     for id in ids {
-        let d = devices.get(id).ok_or_else(|| id.clone())?;
+        let d = devices
+            .get(id)
+            .ok_or_else(|| NotInPool { id: id.clone() })?;
         let mut entry = json!({"generic": {"deviceID": id}});
         if d.is_vfio() {
             if let Some(g) = &d.iommu_group {
@@ -228,7 +238,9 @@ mod tests {
         assert_eq!(
             container_response(&cfg(""), "intel.com", &devices, &["0000:09:00.0".into()])
                 .unwrap_err(),
-            "0000:09:00.0"
+            NotInPool {
+                id: "0000:09:00.0".into()
+            }
         );
     }
 

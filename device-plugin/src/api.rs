@@ -1,9 +1,4 @@
-//! The generated kubelet device-plugin API (v1beta1) and its constants.
-#![allow(missing_docs, clippy::all, missing_debug_implementations)]
+//! The kubelet device-plugin API (v1beta1) and its constants, from the
+//! shared kubelet-api crate.
 
-tonic::include_proto!("v1beta1");
-
-pub const VERSION: &str = "v1beta1";
-pub const HEALTHY: &str = "Healthy";
-pub const UNHEALTHY: &str = "Unhealthy";
-pub const KUBELET_SOCKET: &str = "kubelet.sock";
+pub use vfplex_kubelet_api::deviceplugin::*;

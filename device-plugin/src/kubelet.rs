@@ -1,31 +1,40 @@
 //! Talking to kubelet: dial a unix socket as a gRPC channel, and Register a pool.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use hyper_util::rt::TokioIo;
-use tokio::net::UnixStream;
-use tonic::transport::{Channel, Endpoint, Uri};
+pub use vfplex_kubelet_api::dial;
 
 use crate::api::registration_client::RegistrationClient;
 use crate::api::{DevicePluginOptions, RegisterRequest, VERSION};
 
-/// A gRPC channel over the unix socket at `path`.
-pub async fn dial(path: &Path) -> Result<Channel, tonic::transport::Error> {
-    let path: PathBuf = path.to_path_buf();
-    // The URI is required by the API but unused: every connection goes to `path`.
-    Endpoint::try_from("http://localhost")?
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let path = path.clone();
-            async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
-        }))
-        .await
+/// Registering a pool with kubelet failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    #[error("cannot reach {}: {source}", sock.display())]
+    Dial {
+        sock: std::path::PathBuf,
+        #[source]
+        source: tonic::transport::Error,
+    },
+    #[error("kubelet refused Register of {resource}: {}", status.message())]
+    Refused {
+        resource: String,
+        status: Box<tonic::Status>,
+    },
 }
 
 /// Register `resource`, served at `<dir>/<endpoint>`, with kubelet's `kubelet.sock`.
-pub async fn register(kubelet_sock: &Path, endpoint: &str, resource: &str) -> Result<(), String> {
+pub async fn register(
+    kubelet_sock: &Path,
+    endpoint: &str,
+    resource: &str,
+) -> Result<(), RegisterError> {
     let channel = dial(kubelet_sock)
         .await
-        .map_err(|e| format!("cannot reach {}: {e}", kubelet_sock.display()))?;
+        .map_err(|source| RegisterError::Dial {
+            sock: kubelet_sock.to_path_buf(),
+            source,
+        })?;
     RegistrationClient::new(channel)
         .register(RegisterRequest {
             version: VERSION.to_string(),
@@ -38,5 +47,8 @@ pub async fn register(kubelet_sock: &Path, endpoint: &str, resource: &str) -> Re
         })
         .await
         .map(|_| ())
-        .map_err(|s| format!("kubelet refused {resource}: {}", s.message()))
+        .map_err(|status| RegisterError::Refused {
+            resource: resource.to_string(),
+            status: Box::new(status),
+        })
 }

@@ -3,8 +3,6 @@
 //! updates whenever membership or health changes.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -24,6 +22,21 @@ use crate::api::{
     TopologyInfo, HEALTHY, UNHEALTHY,
 };
 use crate::discovery::PciDevice;
+
+/// Writing a device-info file failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceInfoError {
+    #[error(transparent)]
+    Name(#[from] vfplex_config::ConfigError),
+    #[error("encoding device-info: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
 
 /// What a pool's service needs, shared with the daemon.
 #[derive(Debug)]
@@ -57,28 +70,24 @@ impl PoolShared {
             .collect()
     }
 
-    /// The device-info file of one allocated VF (netDevice pools).
-    fn write_device_info(&self, d: &PciDevice) -> Result<(), String> {
-        let name = dp_file_name(&self.resource, &d.pci).map_err(|e| e.to_string())?;
+    /// The device-info file of one allocated VF (netDevice pools), written
+    /// atomically (a fresh O_EXCL|O_NOFOLLOW temporary file, then a rename).
+    fn write_device_info(&self, d: &PciDevice) -> Result<(), DeviceInfoError> {
+        let name = dp_file_name(&self.resource, &d.pci)?;
         let mut info = DeviceInfo::pci(&d.pci, d.pf_pci.as_deref());
         // switchdev mode: OVS/OVN hardware offload plugs the VF's representor.
         if let Some(p) = info.pci.as_mut() {
             p.representor_device.clone_from(&d.representor);
             p.rdma_device.clone_from(&d.rdma_device);
         }
-        let data = serde_json::to_vec(&info).map_err(|e| e.to_string())?;
-        std::fs::create_dir_all(&self.devinfo_dir).map_err(|e| e.to_string())?;
-        let path = self.devinfo_dir.join(name);
-        let tmp = path.with_extension("tmp");
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .open(&tmp)
-            .map_err(|e| format!("{}: {e}", tmp.display()))?;
-        f.write_all(&data).map_err(|e| e.to_string())?;
-        std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))
+        let data = serde_json::to_vec(&info)?;
+        let dir = &self.devinfo_dir;
+        let io = |source| DeviceInfoError::Io {
+            path: dir.join(&name),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        vfplex_cni::files::write_atomic(dir, &name, &data, false).map_err(io)
     }
 
     /// Remove this pool's device-info files (shutdown, pool removed).
@@ -181,10 +190,10 @@ impl DevicePlugin for PoolService {
                 &devices,
                 &c.devices_ids,
             )
-            .map_err(|id| {
+            .map_err(|e| {
                 Status::invalid_argument(format!(
-                    "device {id} is not in pool {}",
-                    self.shared.resource
+                    "device {} is not in pool {}",
+                    e.id, self.shared.resource
                 ))
             })?;
             if self.shared.config.device_type == DeviceType::NetDevice {

@@ -7,14 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use hyper_util::rt::TokioIo;
-use tokio::net::UnixStream;
-use tonic::transport::{Endpoint, Uri};
-
-#[allow(missing_docs, missing_debug_implementations, clippy::all)]
-pub mod api {
-    tonic::include_proto!("v1");
-}
+pub use vfplex_kubelet_api::podresources as api;
 
 /// Device IDs per resource name, in kubelet's order, across the pod's containers.
 pub fn pod_devices(
@@ -30,15 +23,7 @@ pub fn pod_devices(
     let socket: PathBuf = socket.to_path_buf();
     rt.block_on(async move {
         let call = async {
-            let path = socket.clone();
-            let channel = Endpoint::try_from("http://localhost")
-                .map_err(|e| e.to_string())?
-                .connect_with_connector(tower::service_fn(move |_: Uri| {
-                    let path = path.clone();
-                    async move {
-                        Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?))
-                    }
-                }))
+            let channel = vfplex_kubelet_api::dial(&socket)
                 .await
                 .map_err(|e| format!("cannot reach {}: {e}", socket.display()))?;
             let mut client =
