@@ -16,7 +16,9 @@ esac
 
 ./scripts/validate-manifests.sh
 # test-hooks: the meta plugin's crash points, for the crash-consistency test.
-cargo test --workspace --release --exclude hardware-tests --exclude vfplex-e2e --features vfplex-meta-plugin/test-hooks
+# --include-ignored: the tests marked as needing root, the reference plugins
+# or the crash points (a plain `cargo test` lists them as ignored).
+cargo test --workspace --release --exclude hardware-tests --exclude vfplex-e2e --features vfplex-meta-plugin/test-hooks -- --include-ignored
 cargo test --release -p hardware-tests -- --nocapture
 # A real one-node Kubernetes (kit built from Debian sources once, cached in
 # target/k8s) drives vfplex from deploy/ (docs/e2e.md).

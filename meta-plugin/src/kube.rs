@@ -314,8 +314,8 @@ mod tests {
     fn https_with_the_kubeconfig_ca() {
         let d = tempfile::tempdir().unwrap();
         if !make_certs(d.path()) {
-            eprintln!("SKIPPED: no openssl 3 CLI to make test certificates");
-            return;
+            // Debian's openssl is on every machine the suite runs on.
+            panic!("no openssl 3 CLI to make test certificates");
         }
         let port = tls_server(d.path(), 3);
         let ca = base64::engine::general_purpose::STANDARD

@@ -51,10 +51,9 @@ const NETWORKS: &str = "k8s.v1.cni.cncf.io/networks";
 const DEFAULT_NETWORK: &str = "v1.multus-cni.io/default-network";
 
 #[test]
+#[ignore = "needs root and the reference CNI plugins: scripts/test.sh runs it (--include-ignored)"]
 fn what_tenants_write_cannot_steer_the_root_plugin() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let n = Node::new();
     let (pod_bin, marker) = pod_written_programs(&n);
     let evil_conf = n.path("podfs/evil.conf").display().to_string();
@@ -305,10 +304,9 @@ fn what_tenants_write_cannot_steer_the_root_plugin() {
 /// something else — never makes DEL fail: the cluster network the config names
 /// is torn down (its lease released), the entry dropped, DEL succeeds.
 #[test]
+#[ignore = "needs root and the reference CNI plugins: scripts/test.sh runs it (--include-ignored)"]
 fn del_with_an_unreadable_cache_entry_succeeds() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let n = Node::new();
     n.bridge_nad("default", "net-a", "vfa", "10.65.0.0/24");
     let mut conf = n.meta("1.0.0", json!({}));
