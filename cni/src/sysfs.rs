@@ -73,7 +73,8 @@ impl Default for Sysfs {
     }
 }
 
-fn link_name(path: &Path) -> Option<String> {
+/// The last component of a symlink's target (`driver` -> `igbvf`).
+pub fn link_name(path: &Path) -> Option<String> {
     fs::read_link(path)
         .ok()?
         .file_name()?
@@ -81,21 +82,37 @@ fn link_name(path: &Path) -> Option<String> {
         .map(str::to_string)
 }
 
-fn read_trim(p: &Path) -> Option<String> {
-    fs::read_to_string(p)
+/// A small sysfs attribute, trimmed (empty when the file is). One open, one
+/// read, one close: sysfs attributes fit a page, and the device plugin's
+/// discovery reads thousands of them.
+pub fn read_attr(p: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut f = fs::File::open(p).ok()?;
+    let mut buf = [0u8; 4096];
+    let n = f.read(&mut buf).ok()?;
+    std::str::from_utf8(&buf[..n])
         .ok()
         .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
 }
 
-fn first_entry(dir: &Path) -> Option<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .ok()?
+fn read_trim(p: &Path) -> Option<String> {
+    read_attr(p).filter(|s| !s.is_empty())
+}
+
+/// The names in a directory, sorted (none when it is not there).
+pub fn entries(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
         .flatten()
         .filter_map(|e| e.file_name().to_str().map(str::to_string))
         .collect();
-    names.sort();
-    names.into_iter().next()
+    v.sort();
+    v
+}
+
+fn first_entry(dir: &Path) -> Option<String> {
+    entries(dir).into_iter().next()
 }
 
 impl Sysfs {

@@ -310,12 +310,13 @@ impl Daemon {
         Some(pcis)
     }
 
+    /// Serve the pool `resource` (its full name, as pools::build made it).
     fn start_pool(
         &self,
+        resource: String,
         config: ResourceConfig,
         devices: BTreeMap<String, PciDevice>,
     ) -> Result<Running, DaemonError> {
-        let resource = config.full_name(&self.opts.resource_prefix);
         let endpoint = endpoint_name(&resource);
         let socket = self.opts.device_plugin_dir.join(&endpoint);
         let (tx, _) = watch::channel(devices);
@@ -365,7 +366,7 @@ impl Daemon {
             }
         }
         for pool in pass.start {
-            match self.start_pool(pool.config, pool.devices) {
+            match self.start_pool(pool.resource.clone(), pool.config, pool.devices) {
                 Ok(r) => {
                     self.running.insert(pool.resource, r);
                 }

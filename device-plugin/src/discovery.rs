@@ -7,6 +7,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 
+// The sysfs readers are the plugins' own: one way to read an attribute, a
+// link and a directory.
+use vfplex_cni::sysfs::{entries, link_name, read_attr as read_trim};
+
 /// One PCI device as sysfs shows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PciDevice {
@@ -109,38 +113,6 @@ fn modalias_class(modalias: &Option<String>) -> Option<u32> {
         .filter(|s| s.chars().all(|c| c.is_ascii_hexdigit()))
         .unwrap_or("00");
     u32::from_str_radix(&format!("{bc}{sc}{pi}"), 16).ok()
-}
-
-/// A small sysfs attribute, trimmed. One open, one read, one close: sysfs
-/// attributes fit a page, and discovery reads thousands of them.
-fn read_trim(p: &Path) -> Option<String> {
-    use std::io::Read;
-    let mut f = fs::File::open(p).ok()?;
-    let mut buf = [0u8; 256];
-    let n = f.read(&mut buf).ok()?;
-    std::str::from_utf8(&buf[..n])
-        .ok()
-        .map(|s| s.trim().to_string())
-}
-
-fn link_name(p: &Path) -> Option<String> {
-    fs::read_link(p)
-        .ok()?
-        .file_name()?
-        .to_str()
-        .map(str::to_string)
-}
-
-/// The names in a directory, sorted (none when it is not there).
-fn entries(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().map(str::to_string))
-        .collect();
-    v.sort();
-    v
 }
 
 fn hex_id(s: Option<String>) -> String {

@@ -46,19 +46,19 @@ pub fn del(ctx: &Ctx, req: &Request) -> Result<(), MetaError> {
 }
 
 /// DEL every delegate, last first; every one is tried, problems collected.
-fn del_all(delegates: &[Delegate], call: &Call<'_>) -> Vec<String> {
+fn del_all(delegates: &[Delegate], call: &Call<'_>) -> Vec<MetaError> {
     delegates.iter().rev().flat_map(|d| d.del(call)).collect()
 }
 
 /// Drop the entry unless a failed DEL should be retried with it.
-fn finish(ctx: &Ctx, req: &Request, problems: Vec<String>) -> Result<(), MetaError> {
+fn finish(ctx: &Ctx, req: &Request, problems: Vec<MetaError>) -> Result<(), MetaError> {
     if problems.is_empty() || !ctx.conf.retry_delete_on_error {
         cache::remove(&ctx.conf.cni_dir, &req.container_id)?;
     }
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(MetaError::Many(problems))
+        Err(MetaError::Teardown(problems))
     }
 }
 

@@ -144,9 +144,14 @@ impl Delegate {
         for i in 0..self.conf.plugins.len() {
             let out = self.run(call, "ADD", i, prev.as_ref())?;
             let result = CniResult::from_value_as(
-                serde_json::from_slice(&out).map_err(|e| MetaError::Network {
+                serde_json::from_slice(&out).map_err(|source| MetaError::BadResult {
                     network: self.network.clone(),
-                    reason: format!("delegate result is not JSON: {e}"),
+                    plugin: self
+                        .conf
+                        .plugin_config(i)
+                        .map(|c| c.plugin_type().to_string())
+                        .unwrap_or_default(),
+                    source,
                 })?,
                 version,
             )?;
@@ -160,14 +165,14 @@ impl Delegate {
     }
 
     /// DEL every plugin, last first; every plugin is tried, problems collected.
-    pub fn del(&self, call: &Call<'_>) -> Vec<String> {
+    pub fn del(&self, call: &Call<'_>) -> Vec<MetaError> {
         let prev = self
             .result
             .as_ref()
             .filter(|_| self.conf.version().is_ok_and(|v| v >= CniVersion::V0_4_0));
         (0..self.conf.plugins.len())
             .rev()
-            .filter_map(|i| self.run(call, "DEL", i, prev).err().map(|e| e.to_string()))
+            .filter_map(|i| self.run(call, "DEL", i, prev).err())
             .collect()
     }
 

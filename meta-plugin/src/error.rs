@@ -54,6 +54,35 @@ pub enum MetaError {
     },
     #[error("network {network}: {reason}")]
     Network { network: String, reason: String },
+    #[error("cannot read network config {}: {source}", path.display())]
+    ReadConfig {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("network config {}: {source}", path.display())]
+    BadConfig {
+        path: std::path::PathBuf,
+        #[source]
+        source: Box<ConfigError>,
+    },
+    #[error("NAD file {}: {source}", path.display())]
+    NadFile {
+        path: std::path::PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("network {network}, delegate {plugin}: its result is not JSON: {source}")]
+    BadResult {
+        network: String,
+        plugin: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("network {network}: plugin {plugin} not found in CNI_PATH")]
+    PluginMissing { network: String, plugin: String },
+    #[error("nothing recorded for container {container_id}")]
+    NotRecorded { container_id: String },
     #[error("network {network}, delegate {plugin}: {source}")]
     Delegate {
         network: String,
@@ -84,8 +113,9 @@ pub enum MetaError {
     NotReady(String),
     #[error("cache {path}: {reason}")]
     Cache { path: String, reason: String },
-    #[error("{}", .0.join("; "))]
-    Many(Vec<String>),
+    /// What a DEL or GC could not tear down, each delegate's own error.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Teardown(Vec<MetaError>),
 }
 
 impl MetaError {
@@ -113,11 +143,17 @@ impl MetaError {
             | MetaError::DeviceNotAllocated { .. }
             | MetaError::BadDeviceId { .. }
             | MetaError::DeviceWithoutResource { .. }
-            | MetaError::Network { .. } => ErrorCode::InvalidNetworkConfig,
+            | MetaError::Network { .. }
+            | MetaError::NadFile { .. }
+            | MetaError::PluginMissing { .. }
+            | MetaError::ReadConfig { .. }
+            | MetaError::BadConfig { .. }
+            | MetaError::BadResult { .. }
+            | MetaError::NotRecorded { .. } => ErrorCode::InvalidNetworkConfig,
             MetaError::Delegate { source, .. } => source.code(),
             MetaError::Cache { .. } => ErrorCode::Io,
             MetaError::UidMismatch { .. }
-            | MetaError::Many(_)
+            | MetaError::Teardown(_)
             | MetaError::NoResult { .. }
             | MetaError::DelegatePanicked => ErrorCode::Internal,
         }

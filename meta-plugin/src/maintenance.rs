@@ -18,9 +18,8 @@ use crate::Ctx;
 pub fn check(ctx: &Ctx, req: &Request) -> Result<(), MetaError> {
     let env = ctx.call_env(req);
     let call = env.call();
-    let nothing = || MetaError::Network {
-        network: "*".into(),
-        reason: format!("nothing recorded for container {}", req.container_id),
+    let nothing = || MetaError::NotRecorded {
+        container_id: req.container_id.clone(),
     };
     let delegates = match cache::lookup(&ctx.conf.cni_dir, &req.container_id)? {
         cache::Cached::Entry(e) => e.delegates,
@@ -81,9 +80,9 @@ fn forward(
         let conf = d.conf.plugin_config(i)?;
         let plugin = conf.plugin_type().to_string();
         if find_plugin(&plugin, &ctx.path).is_none() {
-            return Err(MetaError::Network {
+            return Err(MetaError::PluginMissing {
                 network: d.network.clone(),
-                reason: format!("plugin {plugin} not found in CNI_PATH"),
+                plugin,
             });
         }
         // Configs before 1.1.0, and plugin binaries that do not list 1.1.0 in
@@ -156,19 +155,19 @@ pub fn gc(ctx: &Ctx, req: &Request) -> Result<(), MetaError> {
     let list = serde_json::to_value(valid.unwrap_or_default()).unwrap_or_default();
     for d in configured(ctx)? {
         if let Err(e) = forward(ctx, req, "GC", &d, Some(&list)) {
-            problems.push(e.to_string());
+            problems.push(e);
         }
     }
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(MetaError::Many(problems))
+        Err(MetaError::Teardown(problems))
     }
 }
 
 /// One stale cache entry, vfplex's or Multus's: its delegates DELed, then
 /// the entry (and libcni's records) dropped if that worked.
-fn gc_entry(ctx: &Ctx, req: &Request, id: &str) -> Vec<String> {
+fn gc_entry(ctx: &Ctx, req: &Request, id: &str) -> Vec<MetaError> {
     let (delegates, netns, from_multus) = match cache::lookup(&ctx.conf.cni_dir, id) {
         Ok(cache::Cached::Entry(e)) => (e.delegates, e.netns, false),
         Ok(cache::Cached::Multus(m)) => {
@@ -205,7 +204,7 @@ fn gc_delegates(
     id: &str,
     delegates: &[Delegate],
     netns: Option<String>,
-) -> Vec<String> {
+) -> Vec<MetaError> {
     let netns = netns.unwrap_or_default();
     let args = ctx.delegate_args(req);
     let call = Call {
@@ -220,7 +219,9 @@ fn gc_delegates(
 /// Errors of STATUS are "plugin not available".
 pub fn status_code(e: &MetaError) -> ErrorCode {
     match e {
-        MetaError::Delegate { .. } | MetaError::Network { .. } => ErrorCode::PluginNotAvailable,
+        MetaError::Delegate { .. }
+        | MetaError::Network { .. }
+        | MetaError::PluginMissing { .. } => ErrorCode::PluginNotAvailable,
         other => other.code(),
     }
 }

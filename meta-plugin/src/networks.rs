@@ -25,14 +25,14 @@ pub struct Resolver<'a> {
 }
 
 fn read_config(path: &Path) -> Result<NetConfList, MetaError> {
-    let bytes = std::fs::read(path).map_err(|e| MetaError::Network {
-        network: path.display().to_string(),
-        reason: e.to_string(),
+    let bytes = std::fs::read(path).map_err(|source| MetaError::ReadConfig {
+        path: path.to_path_buf(),
+        source,
     })?;
     Ok(NetworkConfig::from_slice(&bytes)
-        .map_err(|e| MetaError::Network {
-            network: path.display().to_string(),
-            reason: e.to_string(),
+        .map_err(|source| MetaError::BadConfig {
+            path: path.to_path_buf(),
+            source: Box::new(source),
         })?
         .into_list())
 }
@@ -81,9 +81,9 @@ impl Resolver<'_> {
         let Ok(bytes) = std::fs::read(&path) else {
             return Ok(None);
         };
-        let v: Value = serde_json::from_slice(&bytes).map_err(|e| MetaError::Network {
-            network: format!("{ns}/{name}"),
-            reason: format!("{}: {e}", path.display()),
+        let v: Value = serde_json::from_slice(&bytes).map_err(|source| MetaError::NadFile {
+            path: path.clone(),
+            source,
         })?;
         // A NAD object, or just its CNI config.
         let nad = if v.get("kind").is_some() {
