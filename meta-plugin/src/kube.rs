@@ -208,6 +208,41 @@ mod tests {
 
     use super::*;
 
+    /// An https API server that accepts and never answers (stopped, or
+    /// overloaded): the request ends at its bound with "unavailable" — also
+    /// while the TLS handshake is waiting, before any request was written.
+    #[test]
+    fn a_tls_server_that_never_answers_is_unavailable_within_the_bound() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(
+            make_certs(d.path()),
+            "no openssl 3 CLI to make test certificates"
+        );
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let _held: Vec<_> = listener.incoming().take(4).collect();
+            std::thread::sleep(Duration::from_secs(60));
+        });
+        let ca = base64::engine::general_purpose::STANDARD
+            .encode(std::fs::read(d.path().join("ca.pem")).unwrap());
+        let kc = format!(
+            "current-context: c\nclusters:\n- name: k\n  cluster:\n    server: https://127.0.0.1:{port}\n    certificate-authority-data: {ca}\ncontexts:\n- name: c\n  context:\n    cluster: k\n"
+        );
+        std::fs::write(d.path().join("kc"), kc).unwrap();
+        let c =
+            KubeClient::from_kubeconfig(&d.path().join("kc"), Duration::from_millis(300)).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(c.get_pod("default", "p"));
+        });
+        // A hang, not a speed: the bound is 300 ms, the wait 20 s.
+        let got = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the request hung past its bound");
+        assert!(matches!(got, Err(KubeError::Unavailable { .. })), "{got:?}");
+    }
+
     #[test]
     fn timestamps() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");

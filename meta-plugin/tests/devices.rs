@@ -107,6 +107,22 @@ fn setup(n: &Node, extra: Value) -> Value {
     conf
 }
 
+/// kubelet's checkpoint giving pod-a two devices of intel.com/sriov_a (no
+/// PodResources socket: Multus's fallback).
+fn checkpoint(n: &Node) -> std::path::PathBuf {
+    let ckpt = n.path("kubelet_internal_checkpoint");
+    std::fs::write(
+        &ckpt,
+        json!({"Data": {"PodDeviceEntries": [
+            {"PodUID": "uid-a", "ContainerName": "c", "ResourceName": "intel.com/sriov_a",
+             "DeviceIDs": {"0": ["0000:01:10.0", "0000:01:10.2"]}, "AllocResp": ""}
+        ], "RegisteredDevices": {}}, "Checksum": 1})
+        .to_string(),
+    )
+    .unwrap();
+    ckpt
+}
+
 fn seen(n: &Node, file: &str) -> Value {
     serde_json::from_slice(&std::fs::read(n.path(&format!("seen/{file}"))).unwrap()).unwrap()
 }
@@ -152,16 +168,7 @@ async fn device_ids_from_pod_resources() {
 fn device_ids_from_the_checkpoint_without_pod_resources() {
     require_root();
     let n = Node::new();
-    let ckpt = n.path("kubelet_internal_checkpoint");
-    std::fs::write(
-        &ckpt,
-        json!({"Data": {"PodDeviceEntries": [
-            {"PodUID": "uid-a", "ContainerName": "c", "ResourceName": "intel.com/sriov_a",
-             "DeviceIDs": {"0": ["0000:01:10.0", "0000:01:10.2"]}, "AllocResp": ""}
-        ], "RegisteredDevices": {}}, "Checksum": 1})
-        .to_string(),
-    )
-    .unwrap();
+    let ckpt = checkpoint(&n);
     let conf = setup(
         &n,
         json!({"podResourcesSocket": n.path("absent.sock").display().to_string(),
@@ -202,16 +209,7 @@ fn files(dir: &std::path::Path) -> Vec<String> {
 fn device_info_is_copied_after_the_cache_entry_and_never_left_behind() {
     require_root();
     let n = Node::new();
-    let ckpt = n.path("kubelet_internal_checkpoint");
-    std::fs::write(
-        &ckpt,
-        json!({"Data": {"PodDeviceEntries": [
-            {"PodUID": "uid-a", "ContainerName": "c", "ResourceName": "intel.com/sriov_a",
-             "DeviceIDs": {"0": ["0000:01:10.0", "0000:01:10.2"]}, "AllocResp": ""}
-        ], "RegisteredDevices": {}}, "Checksum": 1})
-        .to_string(),
-    )
-    .unwrap();
+    let ckpt = checkpoint(&n);
     let (cni_dir, dp_dir) = (n.path("devinfo/cni"), n.path("devinfo/dp"));
     std::fs::create_dir_all(&dp_dir).unwrap();
     // The device plugin wrote a file for the first device only.

@@ -195,7 +195,10 @@ fn exchange(
             .max(Duration::from_millis(1))
     };
     let io = |e: std::io::Error| Failed::Unanswered(e.to_string());
+    // Both before the first write: over TLS, writing a fresh connection's
+    // first request runs the handshake, which reads the server's answer.
     stream.tcp().set_write_timeout(Some(left())).map_err(io)?;
+    stream.tcp().set_read_timeout(Some(left())).map_err(io)?;
     stream.write_all(request).map_err(io)?;
     stream.flush().map_err(io)?;
     let mut resp = Vec::new();
