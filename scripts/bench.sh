@@ -6,6 +6,8 @@
 #   meta plugin — own overhead beside the bare delegates (no API server and a
 #     loopback API server), ADD/DEL of 3 bridge networks beside the same
 #     delegates exec'd directly, peak RSS, 8 pods' ADD/DEL loops at once;
+#   API client — the meta plugin's own beside kube-rs, one TLS GET per process
+#     (size, time per process, peak RSS; scripts/bench-api-client.sh);
 #   lab (QEMU igb node, TCG) — sriov ADD/DEL beside the same work with `ip`,
 #     every VF of one PF in parallel ADD/DEL loops, PF link -> Unhealthy,
 #     an end-to-end pod ADD.
@@ -57,6 +59,7 @@ lab_rows() {
         ./target/release/vfplex-lab 13-sriov-bench 15-sriov-soak 20-device-plugin 30-e2e |
         sed -n 's/^measure \([^ ]*\) \([^ ]*\) = \(.*\)$/\1 \2  \3/p'
 }
+section api 'own client|kube-rs' ./scripts/bench-api-client.sh
 section lab . lab_rows
 
 printf '\n%-48s %s\n' "measure" "value"

@@ -324,8 +324,7 @@ pub fn remove_device_info(conf: &MetaConf, delegates: &[Delegate]) {
             continue;
         };
         let p = Path::new(p);
-        let name_only = p.file_name().is_some_and(|n| p == dir.join(n));
-        if name_only && validate::absolute_path(DEVICE_INFO_KEY, &p.to_string_lossy()).is_ok() {
+        if p.file_name().is_some_and(|n| p == dir.join(n)) {
             let _ = std::fs::remove_file(p);
         }
     }

@@ -240,7 +240,7 @@ fn runtime_of(md: &MultusDelegate, container_id: &str, ifname: &str) -> Map<Stri
         m.insert("deviceID".into(), Value::String(id.clone()));
         if let Some(file) = devinfo_file(&md.name, container_id, ifname) {
             m.insert(
-                "CNIDeviceInfoFile".into(),
+                crate::attachments::DEVICE_INFO_KEY.into(),
                 Value::String(file.display().to_string()),
             );
         }
@@ -325,7 +325,7 @@ pub fn forget(ctx: &Ctx, container_id: &str, delegates: &[Delegate]) {
         let suffix = format!("-{container_id}_{}", d.ifname);
         let recorded = d
             .runtime
-            .get("CNIDeviceInfoFile")
+            .get(crate::attachments::DEVICE_INFO_KEY)
             .and_then(Value::as_str)
             .map(PathBuf::from)
             .filter(|p| p.parent() == Some(dir))

@@ -10,7 +10,10 @@ use vfplex_config::CniResult;
 use crate::delegate::Delegate;
 
 fn device_info(d: &Delegate) -> Option<DeviceInfo> {
-    let path = d.runtime.get("CNIDeviceInfoFile")?.as_str()?;
+    let path = d
+        .runtime
+        .get(crate::attachments::DEVICE_INFO_KEY)?
+        .as_str()?;
     DeviceInfo::from_slice(&std::fs::read(path).ok()?).ok()
 }
 

@@ -19,7 +19,7 @@ use vfplex_config::{validate, CniResult, CniVersion};
 
 use crate::error::SriovError;
 use crate::plan::{plan, Plan};
-use crate::release::{self, Env};
+use crate::release;
 use crate::state::Allocation;
 use crate::SriovPlugin;
 
@@ -106,12 +106,7 @@ fn rollback(plugin: &SriovPlugin, req: &Request, plan: &Plan, ipam_added: bool) 
             }
         }
     }
-    let env = Env {
-        sysfs: &plugin.sysfs,
-        store: &plan.store,
-        net: &*plugin.net,
-    };
-    for p in release::release(&plan.saved, env, Some(&plan.pod_ns)) {
+    for p in release::release(&plan.saved, plugin.env(&plan.store), Some(&plan.pod_ns)) {
         tracing::error!("rollback of VF {}: {p}", plan.vf.pci);
     }
     let _ = plan.store.release(&plan.vf.pci);

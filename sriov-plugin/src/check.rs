@@ -4,13 +4,12 @@
 
 use std::path::Path;
 
+use vfplex_cni::netlink::{LinkExt, Rtnl};
 use vfplex_cni::netns::NetNs;
 use vfplex_cni::Request;
 use vfplex_config::sriov::SriovConf;
 
 use crate::error::SriovError;
-use vfplex_cni::netlink::{LinkExt, Rtnl};
-
 use crate::state::Saved;
 use crate::vf::{Pf, VfPfState};
 use crate::SriovPlugin;

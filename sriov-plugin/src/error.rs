@@ -1,11 +1,10 @@
 //! Every way the SR-IOV plugin fails, each naming its subject (VF, PF, path,
 //! attribute), and the one mapping onto CNI error codes.
 
+use vfplex_cni::netlink::NetlinkError;
 use vfplex_cni::netns::NetNsError;
 use vfplex_cni::sysfs::SysfsError;
 use vfplex_config::{CniError, ConfigError, ErrorCode};
-
-use vfplex_cni::netlink::NetlinkError;
 
 use crate::release::Problem;
 use crate::state::StateError;

@@ -2,9 +2,9 @@
 //! in-memory host and pod namespaces holding links (a PF's VFs among them),
 //! every change logged in order as `<namespace>: <op>`, failures injected by
 //! op. Like the kernel it moves a link between namespaces with `NetNsFd` (the
-//! link goes down, its addresses and routes go), refuses a name taken there with EEXIST and an unknown
-//! link with ENODEV. It needs no root, so ADD, rollback and DEL ordering are
-//! unit-tested with it.
+//! link goes down, its addresses and routes go), refuses a name taken there
+//! with EEXIST and an unknown link with ENODEV. It needs no root, so ADD,
+//! rollback and DEL ordering are unit-tested with it.
 
 use std::io;
 use std::net::IpAddr;
@@ -326,6 +326,24 @@ impl World {
         Ok(())
     }
 
+    /// One change to link `index` of `ns`: the injected failure or ENODEV
+    /// first, then `f` on the link (its errno refuses the change), then the log.
+    fn change(
+        &mut self,
+        ns: &str,
+        op: &str,
+        index: u32,
+        f: impl FnOnce(&mut FakeLink) -> std::result::Result<(), i32>,
+    ) -> Result<()> {
+        self.injected(op)?;
+        let at = self
+            .find(ns, index)
+            .ok_or_else(|| err(op, nix::libc::ENODEV))?;
+        f(&mut self.links[at]).map_err(|errno| err(op, errno))?;
+        self.log.push(format!("{ns}: {op}"));
+        Ok(())
+    }
+
     fn taken(&self, ns: &str, name: &str, except: u32) -> bool {
         self.links
             .iter()
@@ -398,18 +416,13 @@ impl Rtnl for FakeHandle {
 
     fn add_address(&mut self, index: u32, ip: IpAddr, prefix: u8) -> Result<()> {
         let op = format!("add address {ip}/{prefix}");
-        let mut w = self.net.world();
-        w.injected(&op)?;
-        let at = w
-            .find(&self.ns, index)
-            .ok_or_else(|| err(&op, nix::libc::ENODEV))?;
-        if w.links[at].addresses.contains(&(ip, prefix)) {
-            return Err(err(&op, nix::libc::EEXIST));
-        }
-        w.links[at].addresses.push((ip, prefix));
-        let ns = self.ns.clone();
-        w.log.push(format!("{ns}: {op}"));
-        Ok(())
+        self.net.world().change(&self.ns, &op, index, |l| {
+            if l.addresses.contains(&(ip, prefix)) {
+                return Err(nix::libc::EEXIST);
+            }
+            l.addresses.push((ip, prefix));
+            Ok(())
+        })
     }
 
     fn addresses(&mut self, index: u32) -> Result<Vec<(IpAddr, u8)>> {
@@ -423,15 +436,10 @@ impl Rtnl for FakeHandle {
     fn add_route(&mut self, index: u32, dst: IpAddr, prefix: u8, gw: Option<IpAddr>) -> Result<()> {
         let via = gw.map(|g| format!(" via {g}")).unwrap_or_default();
         let op = format!("add route {dst}/{prefix}{via}");
-        let mut w = self.net.world();
-        w.injected(&op)?;
-        let at = w
-            .find(&self.ns, index)
-            .ok_or_else(|| err(&op, nix::libc::ENODEV))?;
-        w.links[at].routes.push((dst, prefix, gw));
-        let ns = self.ns.clone();
-        w.log.push(format!("{ns}: {op}"));
-        Ok(())
+        self.net.world().change(&self.ns, &op, index, |l| {
+            l.routes.push((dst, prefix, gw));
+            Ok(())
+        })
     }
 }
 
