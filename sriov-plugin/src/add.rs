@@ -8,7 +8,6 @@
 //! taken, 6 addresses and routes applied.
 
 use std::net::IpAddr;
-use std::os::fd::AsRawFd;
 
 use netlink_packet_route::link::LinkAttribute;
 use vfplex_cni::crash;
@@ -157,14 +156,11 @@ fn move_netdev(req: &Request, plan: &mut Plan) -> Result<(Interface, Option<u32>
         .map_err(|e| nl_err(plan, e))?;
     // Move and rename in one request: the host name may exist in the pod.
     plan.host
-        .set_link(
+        .move_link(
             &format!("move VF netdev into {} as {}", plan.netns, req.ifname),
             idx,
-            vec![
-                LinkAttribute::NetNsFd(plan.pod_ns.fd().as_raw_fd()),
-                LinkAttribute::IfName(req.ifname.clone()),
-            ],
-            None,
+            &plan.pod_ns,
+            &req.ifname,
         )
         .map_err(|e| nl_err(plan, e))?;
     let index = plan

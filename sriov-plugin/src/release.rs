@@ -125,14 +125,11 @@ fn netdev_out_of_pod(
     }
     // Move and rename in one request.
     let mut move_to = |name: &str| {
-        pod.set_link(
+        pod.move_link(
             &format!("move {} back to the host as {name}", saved.ifname),
             idx,
-            vec![
-                LinkAttribute::NetNsFd(std::os::fd::AsRawFd::as_raw_fd(&host_ns.fd())),
-                LinkAttribute::IfName(name.to_string()),
-            ],
-            None,
+            host_ns,
+            name,
         )
     };
     match move_to(host_name) {

@@ -1,14 +1,22 @@
 //! The recording double of the netlink seam (feature `fake-netlink`): an
 //! in-memory host and pod namespaces holding links (a PF's VFs among them),
 //! every change logged in order as `<namespace>: <op>`, failures injected by
-//! op. Like the kernel it moves a link between namespaces with `NetNsFd` (the
-//! link goes down, its addresses and routes go), refuses a name taken there
-//! with EEXIST and an unknown link with ENODEV. It needs no root, so ADD,
-//! rollback and DEL ordering are unit-tested with it.
+//! op. Like the kernel it moves a link between namespaces (the link goes
+//! down, its addresses and routes go), refuses a name taken there with EEXIST
+//! and an unknown link with ENODEV. It needs no root, so ADD, rollback and DEL
+//! ordering are unit-tested with it.
+//!
+//! Namespaces are known by path: the ones a test labels, and the plugin's own
+//! (what `NetNs::current` opens) as [`HOST`]. A namespace it was not told
+//! about is refused (EBADF), never taken for the host. It does not read raw
+//! descriptor numbers (`NetNsFd`): the process reuses them as soon as they
+//! are closed — under the parallel test harness, another thread's open file
+//! can take a pod namespace's old number — so a table of numbers sends a
+//! link to whichever namespace last had that number (the seam test's DEL
+//! once moved the VF netdev "back" into the pod about one run in four).
 
 use std::io;
 use std::net::IpAddr;
-use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use netlink_packet_route::link::{
@@ -22,6 +30,9 @@ use crate::netns::NetNs;
 
 /// The namespace the plugin runs in.
 pub const HOST: &str = "host";
+
+/// The path `NetNs::current` opens: the plugin's own namespace.
+const OWN_NS_PATH: &str = "/proc/thread-self/ns/net";
 
 /// One VF as its PF reports it (a fresh VF: no VLAN, protocol 802.1Q, as
 /// the kernel reports it).
@@ -129,8 +140,6 @@ impl FakeLink {
 struct World {
     links: Vec<FakeLink>,
     next_index: u32,
-    /// Namespaces the code opened a handle in: their fd and label.
-    opened: Vec<(RawFd, String)>,
     /// Labels for namespace paths.
     labels: Vec<(String, String)>,
     log: Vec<String>,
@@ -218,19 +227,11 @@ impl Namespaces for FakeNet {
     }
 
     fn inside(&self, ns: &NetNs) -> std::result::Result<Box<dyn Rtnl>, OpenInError> {
-        let path = ns.path().display().to_string();
         let label = {
             let mut w = self.world();
-            w.injected(&format!("enter {path}"))?;
-            let label = w
-                .labels
-                .iter()
-                .find(|(p, _)| *p == path)
-                .map_or(path.clone(), |(_, l)| l.clone());
-            let fd = ns.fd().as_raw_fd();
-            w.opened.retain(|(f, _)| *f != fd);
-            w.opened.push((fd, label.clone()));
-            label
+            let op = format!("enter {}", ns.path().display());
+            w.injected(&op)?;
+            w.label_of(ns, &op)?
         };
         Ok(self.handle(&label))
     }
@@ -257,21 +258,26 @@ impl World {
             .position(|l| l.ns == ns && l.index == index)
     }
 
-    /// The namespace a `NetNsFd` names: one the code opened a handle in, else
-    /// the host (the plugin's own, which DEL moves netdevs back to).
-    fn ns_of_fd(&self, fd: RawFd) -> String {
-        self.opened
-            .iter()
-            .find(|(f, _)| *f == fd)
-            .map_or(HOST.to_string(), |(_, l)| l.clone())
+    /// The label of namespace `ns`: the one a test gave its path, [`HOST`]
+    /// for the plugin's own; any other is refused (EBADF).
+    fn label_of(&self, ns: &NetNs, op: &str) -> Result<String> {
+        let path = ns.path().display().to_string();
+        if let Some((_, l)) = self.labels.iter().find(|(p, _)| *p == path) {
+            return Ok(l.clone());
+        }
+        if path == OWN_NS_PATH {
+            return Ok(HOST.to_string());
+        }
+        Err(err(op, nix::libc::EBADF))
     }
 
+    /// Change link `index` of `ns`; `to`: the namespace it moves to.
     fn set_link(
         &mut self,
         ns: &str,
         op: &str,
         index: u32,
-        attributes: Vec<LinkAttribute>,
+        (attributes, to): (Vec<LinkAttribute>, Option<&str>),
         flags: Option<(LinkFlags, LinkFlags)>,
     ) -> Result<()> {
         self.injected(op)?;
@@ -279,17 +285,19 @@ impl World {
             .find(ns, index)
             .ok_or_else(|| err(op, nix::libc::ENODEV))?;
         let mut link = self.links[at].clone();
+        if let Some(to) = to {
+            // The kernel closes the device and flushes its addresses and
+            // routes on the way out.
+            link.ns = to.to_string();
+            link.up = false;
+            link.addresses.clear();
+            link.routes.clear();
+        }
         let mut rename = None;
         for a in attributes {
             match a {
-                LinkAttribute::NetNsFd(fd) => {
-                    // The kernel closes the device and flushes its
-                    // addresses and routes on the way out.
-                    link.ns = self.ns_of_fd(fd);
-                    link.up = false;
-                    link.addresses.clear();
-                    link.routes.clear();
-                }
+                // A bare descriptor number: see the module's note.
+                LinkAttribute::NetNsFd(_) => return Err(err(op, nix::libc::EBADF)),
                 LinkAttribute::IfName(n) => rename = Some(n),
                 LinkAttribute::Address(b) if b.len() == 6 => link.mac.copy_from_slice(&b),
                 LinkAttribute::Mtu(m) => link.mtu = m,
@@ -411,7 +419,14 @@ impl Rtnl for FakeHandle {
     ) -> Result<()> {
         self.net
             .world()
-            .set_link(&self.ns, op, index, attributes, flags)
+            .set_link(&self.ns, op, index, (attributes, None), flags)
+    }
+
+    fn move_link(&mut self, op: &str, index: u32, to: &NetNs, name: &str) -> Result<()> {
+        let mut w = self.net.world();
+        let to = w.label_of(to, op)?;
+        let rename = vec![LinkAttribute::IfName(name.to_string())];
+        w.set_link(&self.ns, op, index, (rename, Some(&to)), None)
     }
 
     fn add_address(&mut self, index: u32, ip: IpAddr, prefix: u8) -> Result<()> {
@@ -447,6 +462,40 @@ impl Rtnl for FakeHandle {
 mod tests {
     use super::*;
     use crate::netlink::LinkExt;
+
+    /// A namespace is the one its path names, whatever descriptor number it
+    /// got: a link moved into a labelled namespace and back to the plugin's
+    /// own lands on the host, and a namespace the double was not told about
+    /// is refused rather than taken for the host.
+    #[test]
+    fn namespaces_are_known_by_path_and_unknown_ones_refused() {
+        let net = FakeNet::new();
+        net.label("/proc/self/ns/net", "pod");
+        let vf = net.add(FakeLink::host("ens1f0v0", [2, 0, 0, 0, 0, 2]));
+        let mut host = net.host().unwrap();
+        let pod_ns = NetNs::open(std::path::Path::new("/proc/self/ns/net")).unwrap();
+        host.move_link("into pod", vf, &pod_ns, "net1").unwrap();
+        drop(pod_ns);
+        assert!(net.link("pod", "net1").is_some());
+        let own = NetNs::current().unwrap();
+        let mut pod = net
+            .inside(&NetNs::open(std::path::Path::new("/proc/self/ns/net")).unwrap())
+            .unwrap();
+        pod.move_link("back", vf, &own, "ens1f0v0").unwrap();
+        assert!(net.link(HOST, "ens1f0v0").is_some());
+
+        let other = format!("/proc/{}/ns/net", std::process::id());
+        let unknown = NetNs::open(std::path::Path::new(&other)).unwrap();
+        let e = host.move_link("elsewhere", vf, &unknown, "x").unwrap_err();
+        assert!(e.is(nix::libc::EBADF), "{e}");
+        assert!(net.inside(&unknown).is_err());
+        // A raw descriptor number is not read at all.
+        let e = host
+            .set_link("raw fd", vf, vec![LinkAttribute::NetNsFd(0)], None)
+            .unwrap_err();
+        assert!(e.is(nix::libc::EBADF), "{e}");
+        assert_eq!(net.link(HOST, "ens1f0v0").unwrap().ns, HOST);
+    }
 
     #[test]
     fn moves_renames_and_refuses_like_the_kernel() {

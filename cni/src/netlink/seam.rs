@@ -35,6 +35,24 @@ pub trait Rtnl: fmt::Debug {
     /// Add a route to `dst/prefix` via `gw` (if any) out of link `index`.
     fn add_route(&mut self, index: u32, dst: IpAddr, prefix: u8, gw: Option<IpAddr>) -> Result<()>;
 
+    /// Move link `index` into the namespace `to`, renamed `name`, in one
+    /// request (the link's old name may be taken there, its new one here).
+    /// The kernel names the target by a file descriptor (IFLA_NET_NS_FD);
+    /// callers hand over the namespace itself, so a double can tell which
+    /// one is meant by more than a descriptor number the process may reuse.
+    fn move_link(&mut self, op: &str, index: u32, to: &NetNs, name: &str) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        self.set_link(
+            op,
+            index,
+            vec![
+                LinkAttribute::NetNsFd(to.fd().as_raw_fd()),
+                LinkAttribute::IfName(name.to_string()),
+            ],
+            None,
+        )
+    }
+
     /// Set VF attributes on a PF: one IFLA_VF_INFO with the given sub-attributes.
     fn set_vf(&mut self, op: &str, pf_index: u32, info: Vec<VfInfo>) -> Result<()> {
         self.set_link(
