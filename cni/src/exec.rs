@@ -2,10 +2,37 @@
 //! delegate, and the way tests call the real binaries. The child gets exactly the
 //! environment given (nothing inherited), the config on stdin, and its stderr
 //! goes to ours, as the spec's delegation section says.
+//!
+//! A delegate call is bounded: the delegate runs as the leader of a process
+//! group of its own, and when it has not answered by the deadline the whole
+//! group is killed; when it exits, whatever it left running in its group is
+//! killed too, so no process outlives the call (a host-local reading a FIFO a
+//! pod left, or `/dev/urandom`, would otherwise hold the node's CNI). A
+//! delegate that runs delegates of its own (sriov and its IPAM) finds
+//! [`GROUP_ENV`] set and keeps its children in the group it was given, which
+//! its caller kills as a whole.
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command as Process, Stdio};
+use std::process::{Child, Command as Process, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::sys::wait::{waitid, Id, WaitPidFlag};
+use nix::unistd::Pid;
+
+/// Set in the environment of a delegate that leads its own process group:
+/// its own children stay in that group.
+pub const GROUP_ENV: &str = "VFPLEX_DELEGATE_GROUP";
+
+/// The bound on a delegate call when the caller configures none (the sriov
+/// plugin's IPAM, a VERSION probe).
+pub const DEFAULT_DELEGATE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a killed plugin gets to be reaped, and its output to end.
+const GRACE: Duration = Duration::from_secs(5);
 
 /// What a plugin process printed on stdout and how it exited.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,36 +40,138 @@ pub struct ExecOutput {
     /// `None` when killed by a signal.
     pub exit_code: Option<i32>,
     pub stdout: Vec<u8>,
+    /// Killed at the deadline.
+    pub timed_out: bool,
 }
 
 impl ExecOutput {
     pub fn success(&self) -> bool {
-        self.exit_code == Some(0)
+        self.exit_code == Some(0) && !self.timed_out
     }
 }
 
-/// Run `binary` with only `env` in its environment and `stdin` on its stdin.
+/// How a run is bounded.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Limits {
+    /// Killed (with its group) past this; `None`: no deadline.
+    pub timeout: Option<Duration>,
+    /// Lead a process group of its own, killed as a whole at the deadline
+    /// and when the plugin exits.
+    pub own_group: bool,
+}
+
+impl Limits {
+    /// A delegate's limits: its own group unless this process already runs
+    /// in one a caller of ours set up (then killing is theirs to do too).
+    pub fn delegate(timeout: Duration) -> Limits {
+        Limits {
+            timeout: Some(timeout),
+            own_group: std::env::var_os(GROUP_ENV).is_none(),
+        }
+    }
+}
+
+/// Run `binary` with only `env` in its environment and `stdin` on its stdin,
+/// to the end (tests and tools; delegates go through [`exec_bounded`]).
 pub fn exec_plugin(binary: &Path, env: &[(&str, &str)], stdin: &[u8]) -> io::Result<ExecOutput> {
-    let mut child = Process::new(binary)
-        .env_clear()
+    exec_bounded(binary, env, stdin, Limits::default())
+}
+
+/// Run `binary` as [`exec_plugin`] does, within `limits`.
+pub fn exec_bounded(
+    binary: &Path,
+    env: &[(&str, &str)],
+    stdin: &[u8],
+    limits: Limits,
+) -> io::Result<ExecOutput> {
+    let mut cmd = Process::new(binary);
+    cmd.env_clear()
         .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()?;
-    if let Some(mut input) = child.stdin.take() {
-        // A plugin that exits without reading all of stdin closes the pipe early;
-        // its exit status and output say what happened, so EPIPE is not an error.
-        match input.write_all(stdin) {
-            Err(e) if e.kind() != io::ErrorKind::BrokenPipe => return Err(e),
-            _ => {}
-        }
+        .stderr(Stdio::inherit());
+    if limits.own_group {
+        cmd.process_group(0).env(GROUP_ENV, "1");
     }
-    let out = child.wait_with_output()?;
+    let mut child = cmd.spawn()?;
+    let started = Instant::now();
+    let pid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+    // Both pipes on threads of their own: a plugin that never reads stdin,
+    // or writes more than a pipe holds before it exits, blocks neither side.
+    if let Some(mut input) = child.stdin.take() {
+        let data = stdin.to_vec();
+        // A plugin that exits without reading all of stdin closes the pipe
+        // early; its exit status and output say what happened.
+        std::thread::spawn(move || input.write_all(&data));
+    }
+    let output = child.stdout.take().map(read_all);
+    let status = wait(child, pid, limits.own_group);
+    let deadline = limits.timeout.map(|t| started + t);
+    let (status, timed_out) = match status.recv_timeout(until(deadline)) {
+        Ok(s) => (s, false),
+        Err(_) => {
+            // Past the deadline: the plugin and everything it started.
+            let _ = match limits.own_group {
+                true => killpg(pid, Signal::SIGKILL),
+                false => kill(pid, Signal::SIGKILL),
+            };
+            let s = status.recv_timeout(GRACE).map_err(|_| {
+                io::Error::other(format!("{} could not be killed", binary.display()))
+            })?;
+            (s, true)
+        }
+    };
+    let status = status?;
+    // Its output ends when the last process holding the pipe is gone: by now
+    // that is the plugin's whole group, unless something escaped it.
+    let stdout = match output {
+        Some(rx) => rx
+            .recv_timeout(until(deadline).max(GRACE))
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
     Ok(ExecOutput {
-        exit_code: out.status.code(),
-        stdout: out.stdout,
+        exit_code: status.code(),
+        stdout,
+        timed_out,
     })
+}
+
+/// Time left until `deadline` (a long time without one).
+fn until(deadline: Option<Instant>) -> Duration {
+    match deadline {
+        Some(d) => d.saturating_duration_since(Instant::now()),
+        None => Duration::from_secs(u64::from(u32::MAX)),
+    }
+}
+
+/// Everything `pipe` yields, on a thread; the channel answers once.
+fn read_all(mut pipe: impl Read + Send + 'static) -> mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = pipe.read_to_end(&mut buf);
+        let _ = tx.send(buf);
+    });
+    rx
+}
+
+/// The child's exit status, on a thread. With its own group, whatever is
+/// left in the group is killed once the leader has exited and before it is
+/// reaped: an unreaped leader keeps the group's number, so the kill cannot
+/// reach a group that took the number over.
+fn wait(mut child: Child, pid: Pid, own_group: bool) -> mpsc::Receiver<io::Result<ExitStatus>> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        if own_group {
+            let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT;
+            if waitid(Id::Pid(pid), flags).is_ok() {
+                let _ = killpg(pid, Signal::SIGKILL);
+            }
+        }
+        let _ = tx.send(child.wait());
+    });
+    rx
 }
 
 /// The first executable called `name` in `dirs` (the `CNI_PATH` lookup).
@@ -53,44 +182,17 @@ pub fn find_plugin(name: &str, dirs: &[PathBuf]) -> Option<PathBuf> {
     dirs.iter().map(|d| d.join(name)).find(|p| p.is_file())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn runs_with_a_clean_environment() {
-        let out = exec_plugin(
-            Path::new("/bin/sh"),
-            &[("ONLY", "this")],
-            b"echo $ONLY-$HOME; cat >/dev/null",
-        )
-        .unwrap();
-        assert!(out.success());
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "this-\n");
-        let out = exec_plugin(Path::new("/bin/sh"), &[], b"exit 3").unwrap();
-        assert_eq!(out.exit_code, Some(3));
-        assert!(exec_plugin(Path::new("/nonexistent/plugin"), &[], b"").is_err());
-    }
-
-    #[test]
-    fn finds_plain_names_only() {
-        let dirs = [PathBuf::from("/nonexistent"), PathBuf::from("/bin")];
-        assert_eq!(find_plugin("sh", &dirs), Some(PathBuf::from("/bin/sh")));
-        assert_eq!(find_plugin("../bin/sh", &dirs), None);
-        assert_eq!(find_plugin("no-such-plugin", &dirs), None);
-    }
-}
-
 /// The versions plugin `name` (looked up in `dirs`) lists in its VERSION reply
 /// that vfplex knows; empty when it is missing or does not answer.
 pub fn supported_versions(name: &str, dirs: &[PathBuf]) -> Vec<vfplex_config::CniVersion> {
     let Some(binary) = find_plugin(name, dirs) else {
         return Vec::new();
     };
-    exec_plugin(
+    exec_bounded(
         &binary,
         &[("CNI_COMMAND", "VERSION")],
         br#"{"cniVersion":"0.4.0"}"#,
+        Limits::delegate(DEFAULT_DELEGATE_TIMEOUT),
     )
     .ok()
     .filter(ExecOutput::success)
@@ -113,15 +215,28 @@ pub struct Invocation<'a> {
     pub ifname: &'a str,
     pub args: &'a str,
     pub path: &'a [PathBuf],
+    /// Further variables for the delegate's environment.
+    pub env: &'a [(&'a str, &'a str)],
+    /// How long the delegate may take.
+    pub timeout: Duration,
 }
 
-/// Why a delegate call failed: not found, not runnable, or its own CNI error.
+/// Why a delegate call failed: not found, not runnable, too slow, or its own
+/// CNI error.
 #[derive(Debug, thiserror::Error)]
 pub enum DelegateError {
     #[error("plugin {plugin:?} not found in {path}")]
     NotFound { plugin: String, path: String },
     #[error("cannot run {binary}: {source}")]
     Spawn { binary: String, source: io::Error },
+    #[error(
+        "{plugin} {command} did not answer within {after:?}: killed with every process it started"
+    )]
+    TimedOut {
+        plugin: String,
+        command: String,
+        after: Duration,
+    },
     #[error("{plugin} {command} failed: {}", error.msg)]
     Plugin {
         plugin: String,
@@ -137,6 +252,7 @@ impl DelegateError {
             DelegateError::Plugin { error, .. } => error.code,
             DelegateError::NotFound { .. } => vfplex_config::ErrorCode::InvalidNetworkConfig,
             DelegateError::Spawn { .. } => vfplex_config::ErrorCode::Io,
+            DelegateError::TimedOut { .. } => vfplex_config::ErrorCode::TryAgainLater,
         }
     }
 }
@@ -175,10 +291,21 @@ pub fn delegate(
         ("CNI_ARGS", inv.args),
         ("CNI_PATH", path.as_str()),
     ]);
-    let out = exec_plugin(&binary, &env, stdin).map_err(|source| DelegateError::Spawn {
-        binary: binary.display().to_string(),
-        source,
-    })?;
+    env.extend(inv.env.iter().copied());
+    let out =
+        exec_bounded(&binary, &env, stdin, Limits::delegate(inv.timeout)).map_err(|source| {
+            DelegateError::Spawn {
+                binary: binary.display().to_string(),
+                source,
+            }
+        })?;
+    if out.timed_out {
+        return Err(DelegateError::TimedOut {
+            plugin: plugin.to_string(),
+            command: inv.command.to_string(),
+            after: inv.timeout,
+        });
+    }
     if out.success() {
         return Ok(out.stdout);
     }
@@ -199,3 +326,6 @@ pub fn delegate(
         error: Box::new(error),
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -16,6 +16,10 @@ pub const DEFAULT_BIN_DIR: &str = "/opt/cni/bin";
 pub const DEFAULT_MULTUS_NAMESPACE: &str = "kube-system";
 pub const DEFAULT_NAD_DIR: &str = "/etc/cni/vfplex/nads";
 pub const DEFAULT_POD_RESOURCES_SOCKET: &str = "/var/lib/kubelet/pod-resources/kubelet.sock";
+/// Each delegate call's bound: well under kubelet's 2-minute runtime request
+/// timeout, far over what a healthy plugin takes (a VF ADD under emulation
+/// takes about a second).
+pub const DEFAULT_DELEGATE_TIMEOUT_MS: u64 = 60_000;
 pub const DEFAULT_KUBELET_CHECKPOINT: &str =
     "/var/lib/kubelet/device-plugins/kubelet_internal_checkpoint";
 
@@ -80,6 +84,8 @@ struct Raw {
     #[serde(default)]
     api_timeout_ms: Option<u64>,
     #[serde(default)]
+    delegate_timeout_ms: Option<u64>,
+    #[serde(default)]
     nad_policy: Option<Value>,
     #[serde(default)]
     device_info_dir: Option<String>,
@@ -118,6 +124,9 @@ pub struct MetaConf {
     pub kubelet_checkpoint: String,
     /// vfplex: bound on each API request (ADD gives CNI error 11 past it).
     pub api_timeout_ms: u64,
+    /// vfplex: bound on each delegate call (`delegateTimeoutMs`); past it the
+    /// delegate and every process it started are killed.
+    pub delegate_timeout_ms: u64,
     /// The plugin's own `capabilities` and `runtimeConfig` (from the runtime).
     pub capabilities: Map<String, Value>,
     /// vfplex: what NADs may hand their delegates (`nadPolicy`).
@@ -198,6 +207,17 @@ impl MetaConf {
                 DEFAULT_KUBELET_CHECKPOINT,
             )?,
             api_timeout_ms: raw.api_timeout_ms.unwrap_or(5000),
+            delegate_timeout_ms: match raw.delegate_timeout_ms {
+                None => DEFAULT_DELEGATE_TIMEOUT_MS,
+                Some(0) => {
+                    return Err(ConfigError::invalid(
+                        "delegateTimeoutMs",
+                        0,
+                        "must be a positive number of milliseconds",
+                    ))
+                }
+                Some(ms) => ms,
+            },
             capabilities,
             nad_policy: NadPolicy::from_value(raw.nad_policy.as_ref())?,
             device_info_dir: abs("deviceInfoDir", raw.device_info_dir, device_info::CNI_DIR)?,
@@ -268,5 +288,10 @@ mod tests {
             .contains("clusterNetwork"));
         assert!(parse(json!({"clusterNetwork": "x", "cniDir": "rel"})).is_err());
         assert!(parse(json!({"clusterNetwork": "x", "multusNamespace": "Bad_NS"})).is_err());
+        assert!(parse(json!({"clusterNetwork": "x", "delegateTimeoutMs": 0})).is_err());
+        let c = parse(json!({"clusterNetwork": "x", "delegateTimeoutMs": 1500})).unwrap();
+        assert_eq!(c.delegate_timeout_ms, 1500);
+        let c = parse(json!({"clusterNetwork": "x"})).unwrap();
+        assert_eq!(c.delegate_timeout_ms, DEFAULT_DELEGATE_TIMEOUT_MS);
     }
 }

@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::caseless;
 use crate::error::ConfigError;
-use crate::netconf::NetworkConfig;
+use crate::netconf::{self, NetworkConfig};
 use crate::validate;
 
 pub const GROUP: &str = "k8s.cni.cncf.io";
@@ -108,8 +109,10 @@ impl NetworkAttachmentDefinition {
         let Some(raw) = self.spec.config.as_deref().filter(|s| !s.trim().is_empty()) else {
             return Ok(None);
         };
-        let mut v: Value =
-            serde_json::from_str(raw).map_err(|e| ConfigError::decode("spec.config", e))?;
+        // Decoded once, as the Go delegate will read it: what is checked and
+        // what the delegate is handed are this value.
+        let mut v = caseless::decode(raw.as_bytes(), "spec.config")?;
+        netconf::canonical(&mut v, "spec.config")?;
         if let Value::Object(obj) = &mut v {
             let blank = obj
                 .get("name")

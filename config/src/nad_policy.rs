@@ -2,34 +2,49 @@
 //! `nadPolicy` in the meta config, with a safe default. NADs are written by
 //! namespace users while every delegate runs as root on the node, so a NAD may
 //! not name a meta plugin (it would read the NAD as *its* trusted config), may
-//! not pick a delegate type the admin did not allow, and may not set keys that
-//! make a plugin read, write or run something at a node path it chooses.
+//! not pick a delegate type the admin did not allow, may not set keys that
+//! make a plugin read, write or run something at a node path it chooses, may
+//! not write the keys only the meta plugin builds (`runtimeConfig`, `args`,
+//! `prevResult`) and may not map node ports, unless the admin says so.
 //!
-//! Keys are dotted paths into each plugin's config (`ipam.dataDir`), matched
-//! the way Go's JSON decoder matches struct fields — ignoring case, with the
-//! Kelvin sign and the long s folding to `k` and `s` — because the plugins that
-//! read them are Go programs.
+//! Every check reads the config as the Go delegate will (crate::caseless):
+//! the config has no two keys Go reads as one by the time it gets here, and
+//! keys are matched ignoring case with Go's folding. docs/security.md states
+//! each rule with its default.
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::caseless::go_key_eq;
 use crate::error::ConfigError;
 use crate::netconf::{NetConf, NetConfList};
+use crate::runtime_config::PortMapping;
 
 /// Plugin types that are meta plugins: given a NAD as their config they would
 /// take its keys (`binDir`, `kubeconfig`, `cniDir`, ...) as a node admin's.
 pub const META_PLUGIN_TYPES: &[&str] = &["vfplex", "multus", "multus-shim"];
 
+/// Keys only the meta plugin writes into a delegate's config: the capability
+/// arguments (runtime and annotation), the CNI args of the selection and the
+/// previous result of a chain. A NAD's own would reach the delegate as if
+/// the runtime or kubelet had said them (sriov-cni takes `runtimeConfig.deviceID`
+/// over everything). Refused whatever `refusedKeys` says, unless the admin
+/// lists them in `allowKeys` or `stripKeys`.
+pub const META_ONLY_KEYS: &[&str] = &["runtimeConfig", "args", "prevResult"];
+
 /// Keys refused in a NAD unless the admin allows them: node paths other
-/// plugins honour (host-local and sriov `dataDir`, log files, whereabouts'
-/// kubeconfig and config file, the dhcp daemon's socket), the meta plugin's
-/// own path keys, and keys that pick a node device without kubelet
-/// (`deviceID`/`pciBusID` — allowed where the NAD has a resourceName, because
-/// kubelet's device then replaces them —, host-device's `device`, `hwaddr`,
-/// `kernelpath`).
+/// plugins honour (host-local and sriov `dataDir`, host-local's `resolvConf`
+/// — a relative one is a node path too —, log files, whereabouts' kubeconfig
+/// and config file, the dhcp daemon's socket), the meta plugin's own path
+/// keys, keys that pick a node device without kubelet (`deviceID`/`pciBusID`
+/// — allowed where the NAD has a resourceName, because kubelet's device then
+/// replaces them —, host-device's `device`, `hwaddr`, `kernelpath`), and
+/// portmap's `conditionsV4`/`conditionsV6` (iptables match arguments on the
+/// node's firewall).
 pub const DEFAULT_REFUSED_KEYS: &[&str] = &[
     "dataDir",
     "ipam.dataDir",
+    "ipam.resolvConf",
     "logFile",
     "log_file",
     "ipam.logFile",
@@ -53,11 +68,16 @@ pub const DEFAULT_REFUSED_KEYS: &[&str] = &[
     "device",
     "hwaddr",
     "kernelpath",
+    "conditionsV4",
+    "conditionsV6",
 ];
 
 /// Keys a device-backed NAD (one with a resourceName) may carry: the meta
 /// plugin overwrites them with the device kubelet allocated.
 pub const DEVICE_KEYS: &[&str] = &["deviceID", "pciBusID"];
+
+/// The plugin that maps node ports into the pod.
+pub const PORTMAP_TYPE: &str = "portmap";
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -70,6 +90,38 @@ struct Raw {
     allow_keys: Vec<String>,
     #[serde(default)]
     strip_keys: Vec<String>,
+    #[serde(default)]
+    host_ports: Vec<String>,
+}
+
+/// A range of node ports tenants may map (`hostPorts`: "30000-32767", "8080").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl PortRange {
+    fn parse(s: &str) -> Result<PortRange, ConfigError> {
+        let bad = || {
+            ConfigError::invalid(
+                "nadPolicy.hostPorts",
+                s,
+                "must be a port (1-65535) or a range first-last",
+            )
+        };
+        let (a, b) = s.split_once('-').unwrap_or((s, s));
+        let first: u16 = a.trim().parse().map_err(|_| bad())?;
+        let last: u16 = b.trim().parse().map_err(|_| bad())?;
+        if first == 0 || last < first {
+            return Err(bad());
+        }
+        Ok(PortRange { first, last })
+    }
+
+    fn holds(&self, port: i32) -> bool {
+        i32::from(self.first) <= port && port <= i32::from(self.last)
+    }
 }
 
 /// The node admin's rules for NADs (`nadPolicy` in the meta config).
@@ -79,8 +131,14 @@ pub struct NadPolicy {
     pub allowed_types: Option<Vec<String>>,
     /// Keys whose presence refuses the NAD.
     pub refused_keys: Vec<String>,
+    /// Keys the admin allows: taken out of the refused ones, exempt from the
+    /// node-path rule and from [`META_ONLY_KEYS`].
+    pub allowed_keys: Vec<String>,
     /// Keys removed from the config (with a warning) instead.
     pub stripped_keys: Vec<String>,
+    /// Node ports tenants may map (portmap in a NAD, `portMappings` in the
+    /// networks annotation); empty: none.
+    pub host_ports: Vec<PortRange>,
     /// Type names that mean "this meta plugin" besides [`META_PLUGIN_TYPES`]:
     /// the running binary's name and the meta config's own `type`.
     pub own_names: Vec<String>,
@@ -91,25 +149,16 @@ impl Default for NadPolicy {
         NadPolicy {
             allowed_types: None,
             refused_keys: DEFAULT_REFUSED_KEYS.iter().map(|s| s.to_string()).collect(),
+            allowed_keys: Vec::new(),
             stripped_keys: Vec::new(),
+            host_ports: Vec::new(),
             own_names: Vec::new(),
         }
     }
 }
 
-/// ASCII case-insensitive equality plus the two non-ASCII letters Go's JSON
-/// decoder folds onto ASCII ones (U+212A KELVIN SIGN ~ k, U+017F LONG S ~ s).
-pub fn go_key_eq(a: &str, b: &str) -> bool {
-    let fold = |c: char| match c {
-        '\u{212A}' => 'k',
-        '\u{017F}' => 's',
-        c => c.to_ascii_lowercase(),
-    };
-    a.chars().map(fold).eq(b.chars().map(fold))
-}
-
-/// The keys of `obj` (every case variant) that the dotted `path` reaches, with
-/// their values.
+/// The keys of `obj` (every case spelling) that the dotted `path` reaches,
+/// with their values.
 fn find_paths<'a>(
     obj: &'a Map<String, Value>,
     path: &str,
@@ -150,10 +199,54 @@ fn remove_path(obj: &mut Map<String, Value>, path: &str) {
     }
 }
 
+/// Whether dotted key paths `a` and `b` name the same key for a Go plugin.
+fn same_path(a: &str, b: &str) -> bool {
+    a.split('.').count() == b.split('.').count()
+        && a.split('.').zip(b.split('.')).all(|(x, y)| go_key_eq(x, y))
+}
+
+/// Whether `s` names a node path: absolute, or holding a `..` element.
+pub fn is_node_path(s: &str) -> bool {
+    s.starts_with('/') || s.split('/').any(|c| c == "..")
+}
+
+/// The first string (key or value) under `v` that names a node path, with
+/// its dotted key path (array positions are not part of the path).
+fn node_path<'a>(
+    v: &'a Value,
+    at: &str,
+    allowed: &dyn Fn(&str) -> bool,
+) -> Option<(String, &'a str)> {
+    match v {
+        Value::String(s) if is_node_path(s) && !allowed(at) => Some((at.to_string(), s)),
+        Value::Array(items) => items.iter().find_map(|x| node_path(x, at, allowed)),
+        Value::Object(m) => m.iter().find_map(|(k, x)| {
+            let here = if at.is_empty() {
+                k.clone()
+            } else {
+                format!("{at}.{k}")
+            };
+            if is_node_path(k) && !allowed(&here) {
+                return Some((here, k.as_str()));
+            }
+            node_path(x, &here, allowed)
+        }),
+        _ => None,
+    }
+}
+
+fn quoted(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
 impl NadPolicy {
     /// Parse `nadPolicy` (absent: the default). `refusedKeys` replaces the
-    /// default list; `allowKeys` takes keys out of it; `stripKeys` removes keys
-    /// instead of refusing the NAD.
+    /// default list; `allowKeys` takes keys out of it (and out of the
+    /// node-path and meta-only rules); `stripKeys` removes keys instead of
+    /// refusing the NAD; `hostPorts` lists the node ports tenants may map.
     pub fn from_value(v: Option<&Value>) -> Result<NadPolicy, ConfigError> {
         let raw: Raw = match v {
             None | Some(Value::Null) => Raw::default(),
@@ -163,9 +256,9 @@ impl NadPolicy {
         let mut refused: Vec<String> = raw
             .refused_keys
             .unwrap_or_else(|| DEFAULT_REFUSED_KEYS.iter().map(|s| s.to_string()).collect());
-        refused.retain(|k| !raw.allow_keys.iter().any(|a| go_key_eq(a, k)));
-        refused.retain(|k| !raw.strip_keys.iter().any(|s| go_key_eq(s, k)));
-        for k in refused.iter().chain(&raw.strip_keys) {
+        refused.retain(|k| !raw.allow_keys.iter().any(|a| same_path(a, k)));
+        refused.retain(|k| !raw.strip_keys.iter().any(|s| same_path(s, k)));
+        for k in refused.iter().chain(&raw.strip_keys).chain(&raw.allow_keys) {
             if k.is_empty() || k.split('.').any(str::is_empty) {
                 return Err(ConfigError::invalid(
                     "nadPolicy key",
@@ -174,12 +267,23 @@ impl NadPolicy {
                 ));
             }
         }
+        let host_ports = raw
+            .host_ports
+            .iter()
+            .map(|s| PortRange::parse(s))
+            .collect::<Result<_, _>>()?;
         Ok(NadPolicy {
             allowed_types: raw.allowed_types,
             refused_keys: refused,
+            allowed_keys: raw.allow_keys,
             stripped_keys: raw.strip_keys,
+            host_ports,
             own_names: Vec::new(),
         })
+    }
+
+    fn allows(&self, path: &str) -> bool {
+        self.allowed_keys.iter().any(|a| same_path(a, path))
     }
 
     fn is_meta(&self, t: &str) -> bool {
@@ -187,12 +291,21 @@ impl NadPolicy {
             || self.own_names.iter().any(|n| n == t)
     }
 
-    fn check_type(&self, field: &str, t: &str) -> Result<(), ConfigError> {
+    fn check_type(&self, field: &str, t: &str, from_nad: bool) -> Result<(), ConfigError> {
         if self.is_meta(t) {
             return Err(ConfigError::invalid(
                 field,
                 t,
-                "a meta plugin cannot be a NAD's delegate (it would take the NAD's keys as node config)",
+                "a meta plugin cannot be a delegate (it would take the config's keys as node \
+                 config, and run itself again)",
+            ));
+        }
+        if from_nad && t == PORTMAP_TYPE && self.host_ports.is_empty() {
+            return Err(ConfigError::invalid(
+                field,
+                t,
+                "portmap in a NAD maps node ports: refused unless nadPolicy.hostPorts lists the \
+                 ports tenants may use (docs/security.md)",
             ));
         }
         if let Some(allowed) = &self.allowed_types {
@@ -202,6 +315,22 @@ impl NadPolicy {
                     t,
                     format!("not in nadPolicy.allowedTypes {allowed:?}"),
                 ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The `type` and `ipam.type` checks of one plugin config.
+    fn types(&self, at: &str, obj: &Map<String, Value>, from_nad: bool) -> Result<(), ConfigError> {
+        for key in ["type", "ipam.type"] {
+            let mut hits = Vec::new();
+            find_paths(obj, key, "", &mut hits);
+            for (hit, t) in hits {
+                self.check_type(
+                    &format!("{at}{hit}"),
+                    t.as_str().unwrap_or_default(),
+                    from_nad,
+                )?;
             }
         }
         Ok(())
@@ -221,33 +350,7 @@ impl NadPolicy {
         let Value::Object(obj) = &mut v else {
             return Ok(conf.clone());
         };
-        // Every case variant: the plugin (a Go program) may read `IPAM` as `ipam`.
-        for key in ["type", "ipam.type"] {
-            let mut hits = Vec::new();
-            find_paths(obj, key, "", &mut hits);
-            for (hit, t) in hits {
-                let t = t.as_str().unwrap_or_default();
-                self.check_type(&format!("{at}{hit}"), t)?;
-            }
-        }
-        for key in &self.refused_keys {
-            if device_backed && DEVICE_KEYS.iter().any(|d| go_key_eq(d, key)) {
-                continue;
-            }
-            let mut hits = Vec::new();
-            find_paths(obj, key, "", &mut hits);
-            if let Some((hit, value)) = hits.first() {
-                let value = match value {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                return Err(ConfigError::invalid(
-                    format!("{at}{hit}"),
-                    value,
-                    format!("{key} is refused in a NAD by the node's nadPolicy (docs/security.md)"),
-                ));
-            }
-        }
+        // Stripped first: a key the admin strips is neither refused nor checked.
         let before = stripped.len();
         for key in &self.stripped_keys {
             let mut hits = Vec::new();
@@ -259,6 +362,38 @@ impl NadPolicy {
                 stripped.extend(names);
             }
         }
+        self.types(at, obj, true)?;
+        let refused = self
+            .refused_keys
+            .iter()
+            .filter(|k| !(device_backed && DEVICE_KEYS.iter().any(|d| go_key_eq(d, k))))
+            .map(|k| (k.as_str(), "is refused in a NAD by the node's nadPolicy"))
+            .chain(
+                META_ONLY_KEYS
+                    .iter()
+                    .filter(|k| !self.allows(k))
+                    .map(|k| (*k, "is written by the meta plugin alone, never by a NAD")),
+            );
+        for (key, why) in refused {
+            let mut hits = Vec::new();
+            find_paths(obj, key, "", &mut hits);
+            if let Some((hit, value)) = hits.first() {
+                return Err(ConfigError::invalid(
+                    format!("{at}{hit}"),
+                    quoted(value),
+                    format!("{key} {why} (docs/security.md)"),
+                ));
+            }
+        }
+        let exempt = |path: &str| self.allows(path);
+        if let Some((hit, s)) = node_path(&v, "", &exempt) {
+            return Err(ConfigError::invalid(
+                format!("{at}{hit}"),
+                s,
+                "a node path (absolute, or with a '..' element) is refused in a NAD unless \
+                 nadPolicy.allowKeys names its key (docs/security.md)",
+            ));
+        }
         if stripped.len() == before {
             return Ok(conf.clone());
         }
@@ -266,22 +401,49 @@ impl NadPolicy {
     }
 
     /// The type checks alone (no meta plugin, `allowedTypes`), for configs
-    /// that already ran under another meta plugin (Multus's cache): they are
-    /// torn down with the keys they were set up with.
+    /// the node admin wrote (`confDir`, `clusterNetwork`, `defaultNetworks`)
+    /// and configs that already ran under another meta plugin (Multus's
+    /// cache): a meta plugin is never a delegate, whoever names it.
     pub fn check_types(&self, list: &NetConfList) -> Result<(), ConfigError> {
         for (i, p) in list.plugins.iter().enumerate() {
-            let v = p.to_value()?;
-            let Value::Object(obj) = &v else { continue };
-            for key in ["type", "ipam.type"] {
-                let mut hits = Vec::new();
-                find_paths(obj, key, "", &mut hits);
-                for (hit, t) in hits {
-                    let t = t.as_str().unwrap_or_default();
-                    self.check_type(&format!("plugins[{i}].{hit}"), t)?;
-                }
+            if let Value::Object(obj) = &p.to_value()? {
+                self.types(&format!("plugins[{i}]."), obj, false)?;
             }
         }
         Ok(())
+    }
+
+    /// Port mappings a pod's networks annotation asks for (`at` names the
+    /// selection): refused unless every host port is in `hostPorts`.
+    pub fn check_port_mappings(
+        &self,
+        at: &str,
+        mappings: &[PortMapping],
+    ) -> Result<(), ConfigError> {
+        for m in mappings {
+            if !self.host_ports.iter().any(|r| r.holds(m.host_port)) {
+                let allowed = match self.host_ports.is_empty() {
+                    true => "none: nadPolicy.hostPorts is not set".to_string(),
+                    false => format!("nadPolicy.hostPorts {:?}", self.host_ports_text()),
+                };
+                return Err(ConfigError::invalid(
+                    format!("{at} hostPort"),
+                    m.host_port,
+                    format!("node port not open to tenants (allowed: {allowed}; docs/security.md)"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn host_ports_text(&self) -> Vec<String> {
+        self.host_ports
+            .iter()
+            .map(|r| match r.first == r.last {
+                true => r.first.to_string(),
+                false => format!("{}-{}", r.first, r.last),
+            })
+            .collect()
     }
 
     /// Check every plugin of a NAD's config list; returns the list with
@@ -302,139 +464,21 @@ impl NadPolicy {
             };
             plugins.push(self.plugin(&at, p, device_backed, &mut stripped)?);
         }
+        // The list's own level: any key beyond the standard ones is handed to
+        // every plugin by nothing, but checked all the same.
+        let own = Value::Object(list.extra.clone());
+        let exempt = |path: &str| self.allows(path);
+        if let Some((hit, s)) = node_path(&own, "", &exempt) {
+            return Err(ConfigError::invalid(
+                hit,
+                s,
+                "a node path (absolute, or with a '..' element) is refused in a NAD unless \
+                 nadPolicy.allowKeys names its key (docs/security.md)",
+            ));
+        }
         Ok((NetConfList { plugins, ..list }, stripped))
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::netconf::NetworkConfig;
-    use serde_json::json;
-
-    fn list(v: Value) -> NetConfList {
-        NetworkConfig::from_value(v).unwrap().into_list()
-    }
-
-    fn bridge() -> Value {
-        json!({"cniVersion": "1.0.0", "name": "n", "type": "bridge",
-               "ipam": {"type": "host-local", "subnet": "10.1.0.0/24"}})
-    }
-
-    #[test]
-    fn ordinary_nads_pass_unchanged() {
-        let p = NadPolicy::default();
-        let l = list(bridge());
-        let (out, stripped) = p.apply(l.clone(), false).unwrap();
-        assert_eq!(out, l);
-        assert!(stripped.is_empty());
-    }
-
-    #[test]
-    fn meta_plugins_are_never_delegates() {
-        let mut p = NadPolicy::from_value(Some(
-            &json!({"allowedTypes": ["vfplex", "bridge", "host-local"]}),
-        ))
-        .unwrap();
-        p.own_names.push("my-meta".into());
-        for t in ["vfplex", "multus", "Multus-Shim", "my-meta"] {
-            let mut v = bridge();
-            v["type"] = json!(t);
-            let e = p.apply(list(v), false).unwrap_err().to_string();
-            assert!(e.contains("type") && e.contains("meta plugin"), "{e}");
-        }
-        let chain = json!({"cniVersion": "1.0.0", "name": "n",
-                           "plugins": [bridge(), {"type": "multus"}]});
-        let e = p.apply(list(chain), false).unwrap_err().to_string();
-        assert!(e.contains("plugins[1].type"), "{e}");
-        let mut v = bridge();
-        v["ipam"]["type"] = json!("vfplex");
-        assert!(p
-            .apply(list(v), false)
-            .unwrap_err()
-            .to_string()
-            .contains("ipam.type"));
-        // A Go plugin reads `IPAM` as `ipam`: every case variant is checked.
-        let mut v = bridge();
-        v["IPAM"] = json!({"type": "multus"});
-        assert!(p
-            .apply(list(v), false)
-            .unwrap_err()
-            .to_string()
-            .contains("IPAM.type"));
-    }
-
-    #[test]
-    fn allowed_types_cover_ipam_too() {
-        let p = NadPolicy::from_value(Some(&json!({"allowedTypes": ["bridge"]}))).unwrap();
-        let e = p.apply(list(bridge()), false).unwrap_err().to_string();
-        assert!(e.contains("ipam.type") && e.contains("host-local"), "{e}");
-        let p = NadPolicy::from_value(Some(&json!({"allowedTypes": ["bridge", "host-local"]})))
-            .unwrap();
-        assert!(p.apply(list(bridge()), false).is_ok());
-    }
-
-    #[test]
-    fn node_paths_are_refused_in_any_case_spelling() {
-        let p = NadPolicy::default();
-        for (key, val) in [
-            ("/ipam/dataDir", "/tmp/x"),
-            ("/ipam/DATADIR", "/tmp/x"),
-            ("/ipam/daemon\u{017F}ocketPath", "/tmp/x.sock"),
-            ("/\u{212A}ubeconfig", "/tmp/kc"),
-            ("/logFile", "/var/log/x.log"),
-            ("/log_file", "/var/log/x.log"),
-            ("/binDir", "/tmp"),
-            ("/dataDir", "/var/lib/x"),
-            ("/device", "eth0"),
-            ("/deviceID", "0000:01:10.0"),
-        ] {
-            let mut v = bridge();
-            let (parent, leaf) = key.rsplit_once('/').unwrap();
-            let target = if parent.is_empty() {
-                &mut v
-            } else {
-                v.pointer_mut(parent).unwrap()
-            };
-            target[leaf] = json!(val);
-            let e = p.apply(list(v), false).unwrap_err();
-            let msg = e.to_string();
-            assert!(
-                msg.contains(leaf) && msg.contains("nadPolicy"),
-                "{key}: {msg}"
-            );
-            assert!(msg.contains(val), "{key}: the value is named: {msg}");
-            assert_eq!(e.code(), crate::ErrorCode::InvalidNetworkConfig);
-        }
-        let mut v = bridge();
-        v["ipam"]["kubernetes"] = json!({"kubeconfig": "/tmp/kc"});
-        assert!(p.apply(list(v), false).is_err());
-    }
-
-    #[test]
-    fn device_keys_pass_only_on_device_backed_nads() {
-        let p = NadPolicy::default();
-        let mut v = bridge();
-        v["deviceID"] = json!("0000:01:10.0");
-        assert!(p.apply(list(v.clone()), false).is_err());
-        assert!(p.apply(list(v), true).is_ok());
-    }
-
-    #[test]
-    fn allow_and_strip() {
-        let p = NadPolicy::from_value(Some(
-            &json!({"allowKeys": ["ipam.dataDir"], "stripKeys": ["logFile"]}),
-        ))
-        .unwrap();
-        let mut v = bridge();
-        v["ipam"]["dataDir"] = json!("/var/lib/cni/networks2");
-        v["LogFile"] = json!("/var/log/x.log");
-        let (out, stripped) = p.apply(list(v), false).unwrap();
-        assert_eq!(stripped, vec!["LogFile".to_string()]);
-        let plugin = out.plugins[0].to_value().unwrap();
-        assert!(plugin.get("LogFile").is_none());
-        assert_eq!(plugin["ipam"]["dataDir"], "/var/lib/cni/networks2");
-        assert!(NadPolicy::from_value(Some(&json!({"stripKeys": ["a..b"]}))).is_err());
-        assert!(NadPolicy::from_value(Some(&json!({"unknown": 1}))).is_err());
-    }
-}
+mod tests;

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
+use crate::caseless;
 use crate::error::ConfigError;
 use crate::result::{CniResult, Dns};
 use crate::runtime_config::RuntimeConfig;
@@ -79,16 +80,67 @@ pub struct NetConf {
     pub extra: Map<String, Value>,
 }
 
+/// The keys libcni and vfplex read from a plugin's config, as spelled by the
+/// spec. A Go plugin reads any case spelling of them (crate::caseless); the
+/// typed view renames them to these so it reads the same.
+const PLUGIN_KEYS: &[&str] = &[
+    "cniVersion",
+    "cniVersions",
+    "name",
+    "type",
+    "capabilities",
+    "ipam",
+    "dns",
+    "args",
+    "runtimeConfig",
+    "prevResult",
+    "disableCheck",
+    "disableGC",
+];
+
+/// The keys of a list's own level.
+const LIST_KEYS: &[&str] = &[
+    "cniVersion",
+    "cniVersions",
+    "name",
+    "disableCheck",
+    "disableGC",
+    "loadOnlyInlinedPlugins",
+    "plugins",
+];
+
+/// Refuse keys a Go plugin would read as one (crate::caseless) and spell the
+/// standard keys — of the document, of each plugin of a list and `ipam.type`
+/// — as the spec does, so the typed view reads what a Go plugin reads.
+pub fn canonical(v: &mut Value, what: &str) -> Result<(), ConfigError> {
+    caseless::check_value(v, what)?;
+    let Value::Object(top) = v else {
+        return Ok(());
+    };
+    caseless::canonicalize_keys(top, LIST_KEYS);
+    let plugins: Vec<&mut Map<String, Value>> = match top.get_mut("plugins") {
+        Some(Value::Array(list)) => list.iter_mut().filter_map(Value::as_object_mut).collect(),
+        Some(_) => Vec::new(),
+        None => vec![top],
+    };
+    for p in plugins {
+        caseless::canonicalize_keys(p, PLUGIN_KEYS);
+        if let Some(Value::Object(ipam)) = p.get_mut("ipam") {
+            caseless::canonicalize_keys(ipam, &["type"]);
+        }
+    }
+    Ok(())
+}
+
 impl NetConf {
-    /// Parse a plugin config from stdin bytes and validate its standard keys.
+    /// Parse a plugin config from stdin bytes as a Go plugin reads them
+    /// (crate::caseless) and validate its standard keys.
     pub fn from_slice(bytes: &[u8]) -> Result<Self, ConfigError> {
-        let conf: NetConf =
-            serde_json::from_slice(bytes).map_err(|e| ConfigError::decode("network config", e))?;
-        conf.validate()?;
-        Ok(conf)
+        Self::from_value(caseless::decode(bytes, "network config")?)
     }
 
-    pub fn from_value(value: Value) -> Result<Self, ConfigError> {
+    pub fn from_value(mut value: Value) -> Result<Self, ConfigError> {
+        canonical(&mut value, "network config")?;
         let conf: NetConf =
             serde_json::from_value(value).map_err(|e| ConfigError::decode("network config", e))?;
         conf.validate()?;
@@ -257,12 +309,11 @@ pub enum NetworkConfig {
 impl NetworkConfig {
     /// A document with a `plugins` key is a list; anything else a single config.
     pub fn from_slice(bytes: &[u8]) -> Result<Self, ConfigError> {
-        let v: Value =
-            serde_json::from_slice(bytes).map_err(|e| ConfigError::decode("network config", e))?;
-        Self::from_value(v)
+        Self::from_value(caseless::decode(bytes, "network config")?)
     }
 
-    pub fn from_value(v: Value) -> Result<Self, ConfigError> {
+    pub fn from_value(mut v: Value) -> Result<Self, ConfigError> {
+        canonical(&mut v, "network config")?;
         if !v.is_object() {
             return Err(ConfigError::invalid(
                 "network config",

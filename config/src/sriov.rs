@@ -254,16 +254,30 @@ impl SriovConf {
             .map_err(|e| ConfigError::decode("sriov config", e))?;
         let runtime = conf.runtime_config()?;
 
-        let device_id = runtime
+        // sriov-cni takes runtimeConfig.deviceID over the top-level one. Both
+        // present and different: one of them is not kubelet's (a meta plugin
+        // writes kubelet's device into both), so neither is taken.
+        let runtime_id = runtime
             .device_id
             .as_deref()
             .map(|id| validate::pci_address("runtimeConfig.deviceID", id))
-            .or_else(|| {
-                raw.device_id
-                    .as_deref()
-                    .map(|id| validate::pci_address("deviceID", id))
-            })
             .transpose()?;
+        let top_id = raw
+            .device_id
+            .as_deref()
+            .map(|id| validate::pci_address("deviceID", id))
+            .transpose()?;
+        let device_id = match (runtime_id, top_id) {
+            (Some(r), Some(t)) if !r.eq_ignore_ascii_case(&t) => {
+                return Err(ConfigError::invalid(
+                    "deviceID",
+                    format!("{t} / runtimeConfig.deviceID {r}"),
+                    "the config names two different devices; the device is kubelet's, \
+                     given in one of them (or both, the same)",
+                ))
+            }
+            (r, t) => r.or(t),
+        };
 
         let vlan = vlan_config(raw.vlan, raw.vlan_qos, raw.vlan_proto.as_deref())?;
         let mac = raw

@@ -17,10 +17,10 @@ use vfplex_config::meta::MetaConf;
 use vfplex_config::runtime_config::POD_ANNOTATIONS_KEY;
 use vfplex_config::validate;
 
-use crate::add::Pod;
 use crate::delegate::Delegate;
 use crate::error::MetaError;
 use crate::networks::{assign_ifnames, checkpoint_devices, selection_runtime, Resolver};
+use crate::pod::Pod;
 use crate::Ctx;
 
 /// The runtime key a delegate reads its device-info file from.
@@ -110,6 +110,15 @@ fn selected(
     };
     let conf = resolver.nad_config(&nad)?;
     let network = format!("{ns}/{}", sel.name);
+    // Node ports are the admin's: none unless nadPolicy.hostPorts opens them.
+    ctx.conf
+        .nad_policy
+        .check_port_mappings("portMappings", &sel.port_mappings)
+        .map_err(|source| MetaError::BadSelection {
+            annotation: NETWORKS_ANNOTATION,
+            network: network.clone(),
+            source: Box::new(source),
+        })?;
     let resource = nad.resource_name().map(str::to_string);
     let device_id = match (&resource, &sel.device_id) {
         (Some(res), wanted) => {

@@ -6,11 +6,12 @@
 //! reverse with the cached result; CHECK in order.
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use vfplex_cni::exec::{delegate, Invocation};
-use vfplex_config::{CniResult, CniVersion, NetConfList};
+use vfplex_config::{caseless, CniResult, CniVersion, NetConfList};
 
 use crate::error::MetaError;
 
@@ -39,6 +40,14 @@ pub struct Delegate {
     pub result: Option<Value>,
 }
 
+/// Set in every delegate's environment: a `vfplex` started under it refuses
+/// at once (crate::Ctx::new), so no configuration makes the meta plugin run
+/// itself, directly or through a plugin between.
+pub const NESTED_ENV: &str = "VFPLEX_META_DELEGATE";
+
+/// What the meta plugin adds to its delegates' environment.
+pub const DELEGATE_ENV: &[(&str, &str)] = &[(NESTED_ENV, "1")];
+
 /// The per-call part of the environment.
 #[derive(Debug, Clone)]
 pub struct Call<'a> {
@@ -46,6 +55,8 @@ pub struct Call<'a> {
     pub netns: &'a str,
     pub args: &'a str,
     pub path: &'a [std::path::PathBuf],
+    /// Each delegate run's bound (`delegateTimeoutMs`).
+    pub timeout: Duration,
 }
 
 /// The owned values behind a [`Call`], built once per invocation.
@@ -55,6 +66,7 @@ pub struct CallEnv {
     pub netns: String,
     pub args: String,
     pub path: Vec<std::path::PathBuf>,
+    pub timeout: Duration,
 }
 
 impl CallEnv {
@@ -64,6 +76,23 @@ impl CallEnv {
             netns: &self.netns,
             args: &self.args,
             path: &self.path,
+            timeout: self.timeout,
+        }
+    }
+}
+
+impl Call<'_> {
+    /// The delegate invocation of `command` for interface `ifname`.
+    pub fn invocation<'a>(&'a self, command: &'a str, ifname: &'a str) -> Invocation<'a> {
+        Invocation {
+            command,
+            container_id: self.container_id,
+            netns: self.netns,
+            ifname,
+            args: self.args,
+            path: self.path,
+            env: DELEGATE_ENV,
+            timeout: self.timeout,
         }
     }
 }
@@ -88,29 +117,35 @@ impl Delegate {
             .filter(|(k, _)| conf.has_capability(k))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
+        // Every insertion first removes each spelling a Go plugin would read
+        // in its place: the delegate reads what is inserted here.
         if !runtime.is_empty() {
-            obj.insert("runtimeConfig".into(), Value::Object(runtime));
+            caseless::insert(obj, "runtimeConfig", Value::Object(runtime));
         }
         if let Some(id) = &self.device_id {
-            obj.insert("deviceID".into(), Value::String(id.clone()));
-            obj.insert("pciBusID".into(), Value::String(id.clone()));
+            caseless::insert(obj, "deviceID", Value::String(id.clone()));
+            caseless::insert(obj, "pciBusID", Value::String(id.clone()));
         }
         if let Some(extra) = &self.cni_args {
-            let args = obj
-                .entry("args")
-                .or_insert_with(|| Value::Object(Map::new()));
-            if let Some(args) = args.as_object_mut() {
-                let cni = args
-                    .entry("cni")
-                    .or_insert_with(|| Value::Object(Map::new()));
-                if let Some(cni) = cni.as_object_mut() {
-                    cni.extend(extra.clone());
-                }
+            let mut args = match caseless::get(obj, "args") {
+                Some(Value::Object(a)) => a.clone(),
+                _ => Map::new(),
+            };
+            let mut cni = match caseless::get(&args, "cni") {
+                Some(Value::Object(c)) => c.clone(),
+                _ => Map::new(),
+            };
+            for (k, v) in extra {
+                caseless::insert(&mut cni, k, v.clone());
             }
+            caseless::insert(&mut args, "cni", Value::Object(cni));
+            caseless::insert(obj, "args", Value::Object(args));
         }
         if let Some(p) = prev {
-            obj.insert("prevResult".into(), p.clone());
+            caseless::insert(obj, "prevResult", p.clone());
         }
+        // What the delegate gets has no two keys it would read as one.
+        caseless::check_value(&v, "delegate config")?;
         Ok((plugin, v.to_string().into_bytes()))
     }
 
@@ -122,14 +157,7 @@ impl Delegate {
         prev: Option<&Value>,
     ) -> Result<Vec<u8>, MetaError> {
         let (plugin, stdin) = self.plugin_stdin(index, prev)?;
-        let inv = Invocation {
-            command,
-            container_id: call.container_id,
-            netns: call.netns,
-            ifname: &self.ifname,
-            args: call.args,
-            path: call.path,
-        };
+        let inv = call.invocation(command, &self.ifname);
         delegate(&plugin, &inv, &stdin).map_err(|source| MetaError::Delegate {
             network: self.network.clone(),
             plugin,

@@ -52,6 +52,16 @@ pub enum MetaError {
         name: String,
         pod_ns: String,
     },
+    /// What a selection of the pod's annotation asks for and may not have.
+    #[error("{annotation}, network {network}: {source}")]
+    BadSelection {
+        annotation: &'static str,
+        network: String,
+        #[source]
+        source: Box<ConfigError>,
+    },
+    #[error("vfplex was started as a delegate of vfplex ({env} is set): a meta plugin never runs itself, whatever a config says")]
+    Nested { env: &'static str },
     #[error("network {network}: {reason}")]
     Network { network: String, reason: String },
     #[error("cannot read network config {}: {source}", path.display())]
@@ -131,7 +141,10 @@ impl MetaError {
     pub fn code(&self) -> ErrorCode {
         match self {
             MetaError::Config(c) => c.code(),
-            MetaError::BadNad { source, .. } => source.code(),
+            MetaError::BadNad { source, .. } | MetaError::BadSelection { source, .. } => {
+                source.code()
+            }
+            MetaError::Nested { .. } => ErrorCode::InvalidNetworkConfig,
             MetaError::Kube(KubeError::Unavailable { .. }) => ErrorCode::TryAgainLater,
             MetaError::NotReady(_) => ErrorCode::TryAgainLater,
             MetaError::NetNs(_) => ErrorCode::InvalidNetNs,

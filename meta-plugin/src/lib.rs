@@ -1,7 +1,8 @@
 //! vfplex meta plugin: attaches the cluster network and every network a pod
 //! asks for, each through its own delegate, and reports them on the pod.
 //! One file per verb (`add`, `del`, `maintenance` for CHECK/STATUS/GC);
-//! `networks` decides which networks, `delegate` runs them, `cache` remembers.
+//! `pod` says whose call it is, `networks` and `attachments` decide which
+//! networks, `delegate` runs them, `cache` remembers.
 
 pub mod add;
 pub mod attachments;
@@ -13,6 +14,7 @@ pub mod kube;
 pub mod maintenance;
 pub mod multus;
 pub mod networks;
+pub mod pod;
 pub mod podresources;
 pub mod status;
 
@@ -36,6 +38,13 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn new(req: &Request, needs_api: bool) -> Result<Ctx, MetaError> {
+        // Run by a vfplex, as its delegate (through whatever config): refuse
+        // before anything else, so nothing can make the meta plugin recurse.
+        if std::env::var_os(delegate::NESTED_ENV).is_some() {
+            return Err(MetaError::Nested {
+                env: delegate::NESTED_ENV,
+            });
+        }
         let mut conf = MetaConf::from_netconf(&req.conf)?;
         // Whatever this binary is called, and the type it was run as, are meta
         // plugins too: a NAD may not make us run ourselves with its keys.
@@ -70,7 +79,13 @@ impl Ctx {
                 .unwrap_or_default(),
             args: self.delegate_args(req),
             path: self.path.clone(),
+            timeout: self.delegate_timeout(),
         }
+    }
+
+    /// Each delegate run's bound.
+    pub fn delegate_timeout(&self) -> Duration {
+        Duration::from_millis(self.conf.delegate_timeout_ms)
     }
 
     /// CNI_ARGS for delegates: the caller's, with `IgnoreUnknown` so strict

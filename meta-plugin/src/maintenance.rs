@@ -110,6 +110,8 @@ fn forward(
             ifname: "",
             args: &args,
             path: &ctx.path,
+            env: crate::delegate::DELEGATE_ENV,
+            timeout: ctx.delegate_timeout(),
         };
         delegate(&plugin, &inv, v.to_string().as_bytes()).map_err(|source| {
             MetaError::Delegate {
@@ -212,6 +214,7 @@ fn gc_delegates(
         netns: &netns,
         args: &args,
         path: &ctx.path,
+        timeout: ctx.delegate_timeout(),
     };
     delegates.iter().rev().flat_map(|d| d.del(&call)).collect()
 }

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use vfplex_config::annotations::{self, NetworkSelectionElement};
 use vfplex_config::meta::MetaConf;
 use vfplex_config::nad::NetworkAttachmentDefinition;
-use vfplex_config::{validate, NetConfList, NetworkConfig};
+use vfplex_config::{caseless, validate, NetConfList, NetworkConfig};
 
 use crate::delegate::Delegate;
 use crate::error::MetaError;
@@ -81,10 +81,8 @@ impl Resolver<'_> {
         let Ok(bytes) = std::fs::read(&path) else {
             return Ok(None);
         };
-        let v: Value = serde_json::from_slice(&bytes).map_err(|source| MetaError::NadFile {
-            path: path.clone(),
-            source,
-        })?;
+        // Read as a Go delegate would read it (vfplex_config::caseless).
+        let v = caseless::decode(&bytes, "NAD file").map_err(bad)?;
         // A NAD object, or just its CNI config.
         let nad = if v.get("kind").is_some() {
             NetworkAttachmentDefinition::from_value(v).map_err(bad)?
@@ -102,7 +100,10 @@ impl Resolver<'_> {
 
     /// The NAD's CNI config: `spec.config` as the node's `nadPolicy` lets it
     /// through (keys it strips are logged), or the `confDir` file whose
-    /// network name is the NAD's name (node config, taken as it is).
+    /// network name is the NAD's name (node config: its keys are the admin's,
+    /// but it may not name a meta plugin — the meta plugin's own conflist is
+    /// in a confDir too, and a NAD named like its network would make it run
+    /// itself).
     pub fn nad_config(&self, nad: &NetworkAttachmentDefinition) -> Result<NetConfList, MetaError> {
         let ns = nad.metadata.namespace.as_deref().unwrap_or_default();
         let bad = |source| MetaError::bad_nad(ns, &nad.metadata.name, source);
@@ -136,11 +137,23 @@ impl Resolver<'_> {
         for f in config_files(Path::new(&self.conf.conf_dir)) {
             if let Ok(list) = read_config(&f) {
                 if list.name.as_deref() == Some(name) {
-                    return Ok(Some(list));
+                    return self.admin_config(&f, list).map(Some);
                 }
             }
         }
         Ok(None)
+    }
+
+    /// A config the node admin wrote, as a delegate: never a meta plugin.
+    fn admin_config(&self, path: &Path, list: NetConfList) -> Result<NetConfList, MetaError> {
+        self.conf
+            .nad_policy
+            .check_types(&list)
+            .map_err(|source| MetaError::BadConfig {
+                path: path.to_path_buf(),
+                source: Box::new(source),
+            })?;
+        Ok(list)
     }
 
     /// `clusterNetwork`/`defaultNetworks` values: a NAD in `multusNamespace`, a
@@ -157,10 +170,10 @@ impl Resolver<'_> {
                             network: value.into(),
                             reason: "no .conf/.conflist in the directory".into(),
                         })?;
-                let list = read_config(&first)?;
+                let list = self.admin_config(&first, read_config(&first)?)?;
                 return Ok((list.name.clone().unwrap_or_else(|| value.into()), list));
             }
-            let list = read_config(p)?;
+            let list = self.admin_config(p, read_config(p)?)?;
             return Ok((list.name.clone().unwrap_or_else(|| value.into()), list));
         }
         if validate::dns1123_label("network", value).is_ok() {
@@ -226,6 +239,10 @@ impl Resolver<'_> {
                 reason: "no clusterNetwork and no delegates".into(),
             })?;
         let list = NetworkConfig::from_value(first)?.into_list();
+        self.conf
+            .nad_policy
+            .check_types(&list)
+            .map_err(|e| e.within("delegates[0]."))?;
         Ok((list.name.clone().unwrap_or_else(|| "cluster".into()), list))
     }
 }

@@ -4,7 +4,9 @@
 
 use std::path::Path;
 
-use vfplex_cni::exec::{delegate, find_plugin, supported_versions, Invocation};
+use vfplex_cni::exec::{
+    delegate, find_plugin, supported_versions, Invocation, DEFAULT_DELEGATE_TIMEOUT,
+};
 use vfplex_cni::Request;
 use vfplex_config::{CniResult, CniVersion, ErrorCode};
 
@@ -74,6 +76,9 @@ fn run_with(
         ifname: &req.ifname,
         args: &args,
         path: &req.path,
+        env: &[],
+        // The config is the NAD's: the bound is the node's default.
+        timeout: DEFAULT_DELEGATE_TIMEOUT,
     };
     let stdout = delegate(plugin, &inv, stdin).map_err(|e| fail(e.to_string(), e.code()))?;
     if command != "ADD" {

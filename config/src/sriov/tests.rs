@@ -72,13 +72,29 @@ fn defaults_and_go_style_keys() {
 }
 
 #[test]
-fn runtime_device_id_wins() {
+fn runtime_device_id_and_top_level_one_must_agree() {
+    // Either alone is the device; both, the same device, as a meta plugin
+    // writes kubelet's.
+    let c = parse(json!({"runtimeConfig": {"deviceID": "0000:01:10.2"}})).unwrap();
+    assert_eq!(c.device_id.as_deref(), Some("0000:01:10.2"));
     let c = parse(json!({
-        "deviceID": "0000:01:10.0",
+        "deviceID": "0000:01:10.2",
         "runtimeConfig": {"deviceID": "0000:01:10.2"}
     }))
     .unwrap();
     assert_eq!(c.device_id.as_deref(), Some("0000:01:10.2"));
+    // Two devices: one of them is not kubelet's.
+    let e = parse(json!({
+        "deviceID": "0000:01:10.0",
+        "runtimeConfig": {"deviceID": "0000:01:10.2"}
+    }))
+    .unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("0000:01:10.0") && msg.contains("0000:01:10.2") && msg.contains("two"),
+        "{msg}"
+    );
+    assert_eq!(e.code(), crate::ErrorCode::InvalidNetworkConfig);
 }
 
 #[test]

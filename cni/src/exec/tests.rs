@@ -1,0 +1,139 @@
+//! Unit tests of running plugins: a clean environment, the CNI_PATH lookup,
+//! and bounded delegate calls that leave no process behind.
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+
+#[test]
+fn runs_with_a_clean_environment() {
+    let out = exec_plugin(
+        Path::new("/bin/sh"),
+        &[("ONLY", "this")],
+        b"echo $ONLY-$HOME; cat >/dev/null",
+    )
+    .unwrap();
+    assert!(out.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "this-\n");
+    let out = exec_plugin(Path::new("/bin/sh"), &[], b"exit 3").unwrap();
+    assert_eq!(out.exit_code, Some(3));
+    assert!(exec_plugin(Path::new("/nonexistent/plugin"), &[], b"").is_err());
+}
+
+#[test]
+fn finds_plain_names_only() {
+    let dirs = [PathBuf::from("/nonexistent"), PathBuf::from("/bin")];
+    assert_eq!(find_plugin("sh", &dirs), Some(PathBuf::from("/bin/sh")));
+    assert_eq!(find_plugin("../bin/sh", &dirs), None);
+    assert_eq!(find_plugin("no-such-plugin", &dirs), None);
+}
+
+/// Whether process `pid` still runs (a zombie does not).
+fn running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
+        .unwrap_or(false)
+}
+
+/// The pid a script wrote to `file`, once it is there.
+fn pid_in(file: &Path) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(p) = std::fs::read_to_string(file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+        {
+            return p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never written",
+            file.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Wait (up to a minute) until `pid` no longer runs.
+fn gone(pid: i32) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while running(pid) {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
+
+#[test]
+fn a_delegate_past_its_deadline_is_killed_with_everything_it_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let bg = dir.path().join("bg");
+    let script = format!(
+        "sleep 300 & echo $! >{}; echo started; sleep 300",
+        bg.display()
+    );
+    let limits = Limits {
+        timeout: Some(Duration::from_millis(500)),
+        own_group: true,
+    };
+    let out = exec_bounded(Path::new("/bin/sh"), &[], script.as_bytes(), limits).unwrap();
+    assert!(out.timed_out && !out.success());
+    assert_eq!(out.stdout, b"started\n", "what it printed before is kept");
+    let pid = pid_in(&bg);
+    assert!(gone(pid), "the background sleep {pid} outlived the call");
+}
+
+#[test]
+fn what_a_delegate_leaves_running_is_killed_when_it_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let bg = dir.path().join("bg");
+    // The background process holds stdout too: the call must not wait for it.
+    let script = format!("sleep 300 & echo $! >{}; echo '{{}}'", bg.display());
+    let limits = Limits {
+        timeout: Some(Duration::from_secs(120)),
+        own_group: true,
+    };
+    let out = exec_bounded(Path::new("/bin/sh"), &[], script.as_bytes(), limits).unwrap();
+    assert!(out.success(), "{out:?}");
+    assert_eq!(out.stdout, b"{}\n");
+    let pid = pid_in(&bg);
+    assert!(gone(pid), "the background sleep {pid} outlived the call");
+}
+
+#[test]
+fn a_delegate_in_its_callers_group_is_killed_alone() {
+    // Without a group of its own (a delegate's delegate), the deadline kills
+    // the plugin itself; its group belongs to the caller, who kills it.
+    let limits = Limits {
+        timeout: Some(Duration::from_millis(300)),
+        own_group: false,
+    };
+    let out = exec_bounded(Path::new("/bin/sh"), &[], b"exec sleep 300", limits).unwrap();
+    assert!(out.timed_out);
+    assert_eq!(out.exit_code, None, "killed by a signal");
+}
+
+#[test]
+fn a_group_leader_tells_its_children_so() {
+    let limits = Limits {
+        timeout: Some(Duration::from_secs(120)),
+        own_group: true,
+    };
+    let out = exec_bounded(
+        Path::new("/bin/sh"),
+        &[],
+        format!("echo ${GROUP_ENV}").as_bytes(),
+        limits,
+    )
+    .unwrap();
+    assert_eq!(out.stdout, b"1\n");
+    let out = exec_plugin(
+        Path::new("/bin/sh"),
+        &[],
+        format!("echo ${GROUP_ENV}").as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(out.stdout, b"\n");
+}
