@@ -6,11 +6,12 @@
 //! exact keys and then handed to a Go delegate can therefore mean something
 //! else to the delegate. This module is the one place that models it:
 //!
-//! - [`fold`] is the key folding of Go's decoder: ASCII case, plus the four
-//!   non-ASCII letters that fold onto ASCII ones (U+212A KELVIN SIGN and
-//!   U+017F LONG S in every Go version; U+0130 `İ` and U+0131 `ı` since Go
-//!   1.21, whose decoder folds with `ToUpper(ToLower(r))`). The model is the
-//!   union, so it matches whatever a plugin of any Go version matches.
+//! - [`fold`] is the key folding of Go's decoder: ASCII case, plus the two
+//!   non-ASCII letters it folds onto ASCII ones, U+212A KELVIN SIGN (k) and
+//!   U+017F LONG S (s). Not the dotted capital I (U+0130) nor the dotless
+//!   small i (U+0131), whose case mappings reach ASCII too: Go 1.19 and 1.23
+//!   both leave them alone, as the differential test (fuzz/tests/go_view.rs)
+//!   shows against the real decoder.
 //! - [`decode`] parses a document into the one value both sides agree on:
 //!   any object, at any depth, holding two keys that fold together (exact
 //!   duplicates included) is refused, naming both keys and where they are.
@@ -30,24 +31,30 @@ use serde_json::{Map, Value};
 use crate::error::ConfigError;
 
 /// One character as Go's decoder folds it when it compares a key with a
-/// field name. Outside ASCII and the four letters that fold onto ASCII, a
-/// character's one-character case mapping is used; where Rust's mapping is
-/// several characters (ß, ﬀ, Greek with iota subscript) it stays as it is —
-/// such keys never match an ASCII field name, which is all CNI plugins have.
+/// field name. Beyond ASCII only the Kelvin sign and the long s reach an
+/// ASCII letter; other characters fold by their one-character case mapping
+/// among themselves (where Rust's mapping is several characters — ß, ﬀ,
+/// Greek with iota subscript — the character stays as it is). Such keys
+/// never match an ASCII field name, which is all CNI plugins have; two of
+/// them in one object are refused all the same.
 pub fn fold_char(c: char) -> char {
     if c.is_ascii() {
         return c.to_ascii_uppercase();
     }
     match c {
-        // Lowercase: k. Every Go version.
+        // KELVIN SIGN: lowercase k.
         '\u{212A}' => 'K',
-        // Uppercase: S. Every Go version.
+        // LATIN SMALL LETTER LONG S: uppercase S.
         '\u{017F}' => 'S',
-        // Simple lowercase i, simple uppercase I: Go >= 1.21 folds both to I.
-        '\u{0130}' | '\u{0131}' => 'I',
         c => {
             let lower = single(c.to_lowercase()).unwrap_or(c);
-            single(lower.to_uppercase()).unwrap_or(lower)
+            let folded = single(lower.to_uppercase()).unwrap_or(lower);
+            // ı (U+0131) uppercases to I: Go does not match it to i.
+            if folded.is_ascii() {
+                c
+            } else {
+                folded
+            }
         }
     }
 }

@@ -38,7 +38,42 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("kubeconfig", kubeconfig),
     ("sysfs", sysfs),
     ("kubelet_rpc", kubelet_rpc),
+    ("go_view", go_view),
 ];
+
+pub mod go_view;
+
+/// vfplex's view of a document as a Go plugin reads it
+/// (`vfplex_config::caseless`): what `decode` accepts has no two keys Go
+/// reads as one and is what serde reads; and with `VFPLEX_GO_VIEW` naming
+/// the built `fuzz/go/decode.go` (scripts/fuzz.sh builds it), the model
+/// agrees with the real decoder on every input (`go_view::differ`).
+pub fn go_view(data: &[u8]) {
+    use vfplex_config::caseless;
+    if let Ok(v) = caseless::decode(data, "doc") {
+        assert!(
+            caseless::check_value(&v, "doc").is_ok(),
+            "accepted: no Go duplicate"
+        );
+        let serde: serde_json::Value =
+            serde_json::from_slice(data).expect("accepted by decode, so by serde");
+        assert_eq!(v, serde, "decode reads what serde reads");
+    }
+    static PEER: OnceLock<Option<std::sync::Mutex<go_view::Peer>>> = OnceLock::new();
+    let peer = PEER.get_or_init(|| {
+        let bin = std::env::var_os("VFPLEX_GO_VIEW")?;
+        let peer = go_view::Peer::start(Path::new(&bin)).expect("VFPLEX_GO_VIEW starts");
+        Some(std::sync::Mutex::new(peer))
+    });
+    if let Some(peer) = peer {
+        let mut peer = peer.lock().unwrap_or_else(|p| p.into_inner());
+        match go_view::differ(&mut peer, data) {
+            Ok(None) => {}
+            Ok(Some(d)) => panic!("the model of Go's decoder is wrong: {d}"),
+            Err(e) => panic!("the Go decoder peer failed: {e}"),
+        }
+    }
+}
 
 /// CNI configs and conflists; what parses must serialize and parse again.
 pub fn netconf(data: &[u8]) {

@@ -12,13 +12,20 @@ fn folds_as_go_does() {
         ("runtimeConfig", "RUNTIMECONFIG"),
         ("kubeconfig", "\u{212A}ubeconfig"),
         ("daemonSocketPath", "daemon\u{017F}ocketPath"),
-        ("logFile", "logF\u{0131}le"),
-        ("deviceID", "dev\u{0130}ceID"),
     ] {
         assert!(go_key_eq(a, b), "{a} ~ {b}");
         assert_eq!(fold(a), fold(b));
     }
-    for (a, b) in [("ipam", "ipam_"), ("type", "typ"), ("é", "e"), ("ß", "ss")] {
+    // Dotted and dotless i reach ASCII by case mapping, but Go's decoder
+    // does not match them to i (fuzz/tests/go_view.rs, Go 1.19 and 1.23).
+    for (a, b) in [
+        ("ipam", "ipam_"),
+        ("type", "typ"),
+        ("é", "e"),
+        ("ß", "ss"),
+        ("logFile", "logF\u{0131}le"),
+        ("deviceID", "dev\u{0130}ceID"),
+    ] {
         assert!(!go_key_eq(a, b), "{a} !~ {b}");
     }
 }

@@ -87,7 +87,7 @@ fn node_path_keys_are_refused_in_any_case_spelling() {
         ("/ipam/daemon\u{017F}ocketPath", "x.sock"),
         ("/ipam/resolvConf", "etc/resolv.conf"),
         ("/\u{212A}ubeconfig", "kc"),
-        ("/logF\u{0131}le", "x.log"),
+        ("/LOGFILE", "x.log"),
         ("/log_file", "x.log"),
         ("/binDir", "bin"),
         ("/dataDir", "x"),
