@@ -15,6 +15,15 @@ echo "==> building fuzz targets (stable toolchain, libFuzzer)" >&2
 # An explicit --target keeps RUSTFLAGS off build scripts and proc macros.
 host=$(rustc -vV | sed -n 's/^host: //p')
 cargo build --release --quiet -p vfplex-fuzz --features libfuzzer --bins --target "$host"
+# go_view compares vfplex's model of Go's JSON decoder with the real one
+# when the Go peer is built (fuzz/go/decode.go).
+if command -v go >/dev/null 2>&1; then
+    GOCACHE=$PWD/target/fuzz/gocache GOPATH=$PWD/target/fuzz/gopath GO111MODULE=off GOTOOLCHAIN=local \
+        go build -o target/fuzz/go-decode fuzz/go/decode.go
+    export VFPLEX_GO_VIEW=$PWD/target/fuzz/go-decode
+else
+    echo "fuzz: no Go here; go_view runs without its Go peer" >&2
+fi
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
     mapfile -t targets < <(ls fuzz/fuzz_targets | sed 's/\.rs$//')
