@@ -436,6 +436,23 @@ impl NadPolicy {
         Ok(())
     }
 
+    /// The `cni-args` a pod's networks annotation hands the delegate (as
+    /// `args.cni`): no node path among them unless `allowKeys` names
+    /// `args.cni.<key>`.
+    pub fn check_cni_args(&self, args: &Map<String, Value>) -> Result<(), ConfigError> {
+        let v = serde_json::json!({"args": {"cni": args}});
+        let exempt = |path: &str| self.allows(path);
+        match node_path(&v, "", &exempt) {
+            None => Ok(()),
+            Some((hit, s)) => Err(ConfigError::invalid(
+                format!("cni-args {}", hit.trim_start_matches("args.cni.")),
+                s,
+                "a node path (absolute, or with a '..' element) is refused in the networks \
+                 annotation unless nadPolicy.allowKeys names args.cni.<key> (docs/security.md)",
+            )),
+        }
+    }
+
     fn host_ports_text(&self) -> Vec<String> {
         self.host_ports
             .iter()

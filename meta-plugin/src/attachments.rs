@@ -110,10 +110,15 @@ fn selected(
     };
     let conf = resolver.nad_config(&nad)?;
     let network = format!("{ns}/{}", sel.name);
-    // Node ports are the admin's: none unless nadPolicy.hostPorts opens them.
-    ctx.conf
-        .nad_policy
+    // Node ports are the admin's (none unless nadPolicy.hostPorts opens
+    // them), and so are node paths, in cni-args too.
+    let policy = &ctx.conf.nad_policy;
+    policy
         .check_port_mappings("portMappings", &sel.port_mappings)
+        .and_then(|()| match &sel.cni_args {
+            Some(args) => policy.check_cni_args(args),
+            None => Ok(()),
+        })
         .map_err(|source| MetaError::BadSelection {
             annotation: NETWORKS_ANNOTATION,
             network: network.clone(),

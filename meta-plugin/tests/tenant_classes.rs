@@ -261,6 +261,28 @@ fn node_paths_from_a_nad_are_refused_whatever_the_key() {
             &[&format!("default/{nad}"), leaf, &value],
         ));
     }
+    // The annotation's cni-args reach the delegate as args.cni: no node path there either.
+    n.write_nad(
+        "default",
+        "plain",
+        &bridge_nad(&n, "plain", "10.68.1.0/24"),
+        None,
+    );
+    let ask = format!(
+        r#"[{{"name":"plain","cni-args":{{"resolvConf":"{}"}}}}]"#,
+        pipe.display()
+    );
+    failures.extend(refused(
+        &n,
+        "cni-args",
+        &meta_for(&n, &ask, json!({})),
+        &[
+            NETWORKS,
+            "default/plain",
+            "cni-args resolvConf",
+            "node path",
+        ],
+    ));
     assert!(failures.is_empty(), "{failures:#?}");
     assert!(holders(&pipe).is_empty(), "nobody opened the FIFO");
 }

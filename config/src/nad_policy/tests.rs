@@ -254,3 +254,18 @@ fn allow_and_strip() {
     assert!(NadPolicy::from_value(Some(&json!({"allowKeys": [""]}))).is_err());
     assert!(NadPolicy::from_value(Some(&json!({"unknown": 1}))).is_err());
 }
+
+#[test]
+fn node_paths_in_the_annotations_cni_args_are_refused() {
+    let p = NadPolicy::default();
+    let args = json!({"ips": ["10.1.0.5/24"], "note": "plain"});
+    assert!(p.check_cni_args(args.as_object().unwrap()).is_ok());
+    let args = json!({"config": {"file": "/etc/shadow"}});
+    let e = p.check_cni_args(args.as_object().unwrap()).unwrap_err();
+    assert!(
+        e.to_string().contains("config.file") && e.to_string().contains("/etc/shadow"),
+        "{e}"
+    );
+    let p = NadPolicy::from_value(Some(&json!({"allowKeys": ["args.cni.config.file"]}))).unwrap();
+    assert!(p.check_cni_args(args.as_object().unwrap()).is_ok());
+}
