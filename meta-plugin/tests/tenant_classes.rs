@@ -70,6 +70,18 @@ fn addresses(n: &Node, ifname: &str) -> Vec<String> {
         .collect()
 }
 
+/// Set the key a JSON pointer names (its parent must exist); returns the key.
+fn set_at<'a>(v: &mut Value, pointer: &'a str, value: Value) -> &'a str {
+    let (parent, leaf) = pointer.rsplit_once('/').unwrap();
+    let target = if parent.is_empty() {
+        v
+    } else {
+        v.pointer_mut(parent).unwrap()
+    };
+    target[leaf] = value;
+    leaf
+}
+
 /// A network's bridge NAD with host-local IPAM on `subnet`.
 fn bridge_nad(n: &Node, name: &str, subnet: &str) -> Value {
     n.bridge(name, "vfx", subnet, "1.0.0")
@@ -245,13 +257,7 @@ fn node_paths_from_a_nad_are_refused_whatever_the_key() {
         ("dotdot", "/statePath", "state/../../../../etc".to_string()),
     ] {
         let mut v = bridge_nad(&n, nad, "10.68.0.0/24");
-        let (parent, leaf) = pointer.rsplit_once('/').unwrap();
-        let target = if parent.is_empty() {
-            &mut v
-        } else {
-            v.pointer_mut(parent).unwrap()
-        };
-        target[leaf] = json!(value);
+        let leaf = set_at(&mut v, pointer, json!(value));
         n.write_nad("default", nad, &v, None);
         let c = meta_for(&n, nad, json!({}));
         failures.extend(refused(

@@ -15,6 +15,18 @@ fn bridge() -> Value {
            "ipam": {"type": "host-local", "subnet": "10.1.0.0/24"}})
 }
 
+/// Set the key a JSON pointer names (its parent must exist); returns the key.
+fn set_at<'a>(v: &mut Value, pointer: &'a str, value: Value) -> &'a str {
+    let (parent, leaf) = pointer.rsplit_once('/').unwrap();
+    let target = if parent.is_empty() {
+        v
+    } else {
+        v.pointer_mut(parent).unwrap()
+    };
+    target[leaf] = value;
+    leaf
+}
+
 fn refused(p: &NadPolicy, v: Value) -> String {
     let e = p.apply(list(v), false).unwrap_err();
     assert_eq!(e.code(), crate::ErrorCode::InvalidNetworkConfig, "{e}");
@@ -96,13 +108,7 @@ fn node_path_keys_are_refused_in_any_case_spelling() {
         ("/conditionsV4", "-s"),
     ] {
         let mut v = bridge();
-        let (parent, leaf) = key.rsplit_once('/').unwrap();
-        let target = if parent.is_empty() {
-            &mut v
-        } else {
-            v.pointer_mut(parent).unwrap()
-        };
-        target[leaf] = json!(val);
+        let leaf = set_at(&mut v, key, json!(val));
         let msg = refused(&p, v);
         assert!(
             msg.contains(leaf) && msg.contains("nadPolicy"),
@@ -124,14 +130,7 @@ fn any_node_path_value_is_refused_unless_its_key_is_allowed() {
         ("/nested", "a/../b"),
     ] {
         let mut v = bridge();
-        v.pointer_mut("/ipam").unwrap();
-        let (parent, leaf) = pointer.rsplit_once('/').unwrap();
-        let target = if parent.is_empty() {
-            &mut v
-        } else {
-            v.pointer_mut(parent).unwrap()
-        };
-        target[leaf] = json!(val);
+        let leaf = set_at(&mut v, pointer, json!(val));
         let msg = refused(&p, v);
         assert!(msg.contains(val) && msg.contains("node path"), "{msg}");
     }
