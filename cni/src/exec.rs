@@ -93,6 +93,9 @@ pub fn exec_bounded(
     if limits.own_group {
         cmd.process_group(0).env(GROUP_ENV, "1");
     }
+    if limits.timeout.is_some() {
+        die_with_caller(&mut cmd);
+    }
     let mut child = cmd.spawn()?;
     let started = Instant::now();
     let pid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
@@ -135,6 +138,28 @@ pub fn exec_bounded(
         stdout,
         timed_out,
     })
+}
+
+/// The delegate gets SIGKILL when the thread that started it goes away: a
+/// runtime that kills vfplex past its own deadline (libcni's SIGKILL) takes
+/// the delegate with it instead of leaving it to init.
+#[allow(unsafe_code)]
+fn die_with_caller(cmd: &mut Process) {
+    let caller = nix::unistd::getpid();
+    // SAFETY: the hook runs in the forked child before exec, where only
+    // async-signal-safe calls are allowed: it makes two system calls,
+    // prctl(PR_SET_PDEATHSIG) and getppid, and allocates nothing (the error
+    // is built from an errno).
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+            // The caller died between fork and prctl: nothing would signal us.
+            if nix::unistd::getppid() != caller {
+                return Err(io::Error::from_raw_os_error(nix::libc::ESRCH));
+            }
+            Ok(())
+        })
+    };
 }
 
 /// Time left until `deadline` (a long time without one).

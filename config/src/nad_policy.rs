@@ -79,6 +79,14 @@ pub const DEVICE_KEYS: &[&str] = &["deviceID", "pciBusID"];
 /// The plugin that maps node ports into the pod.
 pub const PORTMAP_TYPE: &str = "portmap";
 
+/// The keys a NAD's portmap may carry, where `hostPorts` lets it in at all:
+/// the others (`markMasqBit`, `externalSetMarkChain`, the conditions) shape
+/// rules every pod's port mappings share on the node.
+pub const PORTMAP_KEYS: &[&str] = &["type", "capabilities", "snat", "name", "cniVersion"];
+
+/// The most plugins a NAD's config list may chain.
+pub const MAX_NAD_PLUGINS: usize = 16;
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Raw {
@@ -363,6 +371,19 @@ impl NadPolicy {
             }
         }
         self.types(at, obj, true)?;
+        if conf.plugin_type() == PORTMAP_TYPE {
+            if let Some(k) = obj
+                .keys()
+                .find(|k| !PORTMAP_KEYS.iter().any(|p| go_key_eq(p, k)) && !self.allows(k))
+            {
+                return Err(ConfigError::invalid(
+                    format!("{at}{k}"),
+                    quoted(&obj[k.as_str()]),
+                    "a NAD's portmap may set only capabilities and snat: its other keys \
+                     shape node rules every pod shares (docs/security.md)",
+                ));
+            }
+        }
         let refused = self
             .refused_keys
             .iter()
@@ -470,6 +491,13 @@ impl NadPolicy {
         list: NetConfList,
         device_backed: bool,
     ) -> Result<(NetConfList, Vec<String>), ConfigError> {
+        if list.plugins.len() > MAX_NAD_PLUGINS {
+            return Err(ConfigError::invalid(
+                "plugins",
+                format!("{} plugins", list.plugins.len()),
+                format!("a NAD's config list holds at most {MAX_NAD_PLUGINS}"),
+            ));
+        }
         let mut stripped = Vec::new();
         let single = list.plugins.len() == 1;
         let mut plugins = Vec::with_capacity(list.plugins.len());

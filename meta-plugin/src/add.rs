@@ -44,18 +44,11 @@ pub fn add(ctx: &Ctx, req: &Request) -> Result<CniResult, MetaError> {
 
     if let Err((failed, e)) = attach_all(ctx, &call, &mut delegates) {
         // The failed delegate is DELed too (spec: a failed ADD is followed by DEL).
-        return Err(rollback(ctx, req, &call, &delegates, failed, e));
+        return Err(rollback(ctx, req, &delegates, failed, e));
     }
     vfplex_cni::crash::point(100);
     if let Err(e) = apply_default_route(netns.as_ref(), &delegates) {
-        return Err(rollback(
-            ctx,
-            req,
-            &call,
-            &delegates,
-            delegates.len() - 1,
-            e,
-        ));
+        return Err(rollback(ctx, req, &delegates, delegates.len() - 1, e));
     }
     entry.delegates = delegates.clone();
     cache::save(&ctx.conf.cni_dir, &entry)?;
@@ -146,11 +139,14 @@ fn attach_all(
 fn rollback(
     ctx: &Ctx,
     req: &Request,
-    call: &Call<'_>,
     delegates: &[Delegate],
     failed: usize,
     e: MetaError,
 ) -> MetaError {
+    // A budget of its own: an ADD that failed by running out of time must
+    // still be undone.
+    let env = ctx.call_env(req);
+    let call = &env.call();
     let attached = delegates.get(..=failed).unwrap_or(delegates);
     for d in attached.iter().rev() {
         for p in d.del(call) {

@@ -23,6 +23,9 @@ use crate::networks::{assign_ifnames, checkpoint_devices, selection_runtime, Res
 use crate::pod::Pod;
 use crate::Ctx;
 
+/// The most delegate runs (plugins of all the pod's networks) one ADD makes.
+pub const MAX_DELEGATE_RUNS: usize = 128;
+
 /// The runtime key a delegate reads its device-info file from.
 pub const DEVICE_INFO_KEY: &str = "CNIDeviceInfoFile";
 
@@ -55,6 +58,15 @@ pub fn plan(ctx: &Ctx, req: &Request, pod: &Pod) -> Result<Attachments, MetaErro
         requested.push(sel.interface.clone());
     }
     assign_ifnames(&mut delegates, &requested, &req.ifname)?;
+    // Bounded before anything runs: each run is bounded in time, their
+    // number too.
+    let runs: usize = delegates.iter().map(|d| d.conf.plugins.len()).sum();
+    if runs > MAX_DELEGATE_RUNS {
+        return Err(MetaError::TooManyRuns {
+            runs,
+            max: MAX_DELEGATE_RUNS,
+        });
+    }
     Ok(Attachments {
         delegates,
         resources,

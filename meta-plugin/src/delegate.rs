@@ -6,7 +6,7 @@
 //! reverse with the cached result; CHECK in order.
 
 use std::net::IpAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -48,6 +48,11 @@ pub const NESTED_ENV: &str = "VFPLEX_META_DELEGATE";
 /// What the meta plugin adds to its delegates' environment.
 pub const DELEGATE_ENV: &[(&str, &str)] = &[(NESTED_ENV, "1")];
 
+/// The time all delegate runs of one call (an ADD, its rollback, a DEL) may
+/// take together: under kubelet's 2-minute runtime request timeout, so the
+/// runtime never has to kill the meta plugin itself.
+pub const CALL_BUDGET: Duration = Duration::from_secs(100);
+
 /// The per-call part of the environment.
 #[derive(Debug, Clone)]
 pub struct Call<'a> {
@@ -57,6 +62,8 @@ pub struct Call<'a> {
     pub path: &'a [std::path::PathBuf],
     /// Each delegate run's bound (`delegateTimeoutMs`).
     pub timeout: Duration,
+    /// When the call's [`CALL_BUDGET`] ends.
+    pub deadline: Instant,
 }
 
 /// The owned values behind a [`Call`], built once per invocation.
@@ -70,6 +77,7 @@ pub struct CallEnv {
 }
 
 impl CallEnv {
+    /// A call whose [`CALL_BUDGET`] starts now.
     pub fn call(&self) -> Call<'_> {
         Call {
             container_id: &self.container_id,
@@ -77,14 +85,18 @@ impl CallEnv {
             args: &self.args,
             path: &self.path,
             timeout: self.timeout,
+            deadline: Instant::now() + CALL_BUDGET,
         }
     }
 }
 
 impl Call<'_> {
-    /// The delegate invocation of `command` for interface `ifname`.
-    pub fn invocation<'a>(&'a self, command: &'a str, ifname: &'a str) -> Invocation<'a> {
-        Invocation {
+    /// The delegate invocation of `command` for interface `ifname`, bounded
+    /// by `delegateTimeoutMs` and what is left of the call's budget; `None`
+    /// when nothing is left.
+    pub fn invocation<'a>(&'a self, command: &'a str, ifname: &'a str) -> Option<Invocation<'a>> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        (!left.is_zero()).then_some(Invocation {
             command,
             container_id: self.container_id,
             netns: self.netns,
@@ -92,8 +104,8 @@ impl Call<'_> {
             args: self.args,
             path: self.path,
             env: DELEGATE_ENV,
-            timeout: self.timeout,
-        }
+            timeout: self.timeout.min(left),
+        })
     }
 }
 
@@ -157,7 +169,13 @@ impl Delegate {
         prev: Option<&Value>,
     ) -> Result<Vec<u8>, MetaError> {
         let (plugin, stdin) = self.plugin_stdin(index, prev)?;
-        let inv = call.invocation(command, &self.ifname);
+        let inv = call
+            .invocation(command, &self.ifname)
+            .ok_or_else(|| MetaError::OutOfTime {
+                network: self.network.clone(),
+                plugin: plugin.clone(),
+                budget: CALL_BUDGET,
+            })?;
         delegate(&plugin, &inv, &stdin).map_err(|source| MetaError::Delegate {
             network: self.network.clone(),
             plugin,

@@ -60,6 +60,14 @@ pub enum MetaError {
         #[source]
         source: Box<ConfigError>,
     },
+    #[error("network {network}, delegate {plugin}: not run: the call's delegates used up its {budget:?} budget")]
+    OutOfTime {
+        network: String,
+        plugin: String,
+        budget: std::time::Duration,
+    },
+    #[error("the pod's networks need {runs} delegate runs, more than the {max} one call may make")]
+    TooManyRuns { runs: usize, max: usize },
     #[error("vfplex was started as a delegate of vfplex ({env} is set): a meta plugin never runs itself, whatever a config says")]
     Nested { env: &'static str },
     #[error("network {network}: {reason}")]
@@ -144,7 +152,10 @@ impl MetaError {
             MetaError::BadNad { source, .. } | MetaError::BadSelection { source, .. } => {
                 source.code()
             }
-            MetaError::Nested { .. } => ErrorCode::InvalidNetworkConfig,
+            MetaError::Nested { .. } | MetaError::TooManyRuns { .. } => {
+                ErrorCode::InvalidNetworkConfig
+            }
+            MetaError::OutOfTime { .. } => ErrorCode::TryAgainLater,
             MetaError::Kube(KubeError::Unavailable { .. }) => ErrorCode::TryAgainLater,
             MetaError::NotReady(_) => ErrorCode::TryAgainLater,
             MetaError::NetNs(_) => ErrorCode::InvalidNetNs,

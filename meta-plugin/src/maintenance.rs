@@ -215,6 +215,7 @@ fn gc_delegates(
         args: &args,
         path: &ctx.path,
         timeout: ctx.delegate_timeout(),
+        deadline: std::time::Instant::now() + crate::delegate::CALL_BUDGET,
     };
     delegates.iter().rev().flat_map(|d| d.del(&call)).collect()
 }

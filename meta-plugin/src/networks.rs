@@ -99,11 +99,11 @@ impl Resolver<'_> {
     }
 
     /// The NAD's CNI config: `spec.config` as the node's `nadPolicy` lets it
-    /// through (keys it strips are logged), or the `confDir` file whose
-    /// network name is the NAD's name (node config: its keys are the admin's,
-    /// but it may not name a meta plugin — the meta plugin's own conflist is
-    /// in a confDir too, and a NAD named like its network would make it run
-    /// itself).
+    /// through (keys it strips are logged), or — for a NAD in
+    /// `multusNamespace` only — the `confDir` file whose network name is the
+    /// NAD's name (node config: its keys are the admin's, but it may not name
+    /// a meta plugin — the meta plugin's own conflist is in a confDir too,
+    /// and a NAD named like its network would make it run itself).
     pub fn nad_config(&self, nad: &NetworkAttachmentDefinition) -> Result<NetConfList, MetaError> {
         let ns = nad.metadata.namespace.as_deref().unwrap_or_default();
         let bad = |source| MetaError::bad_nad(ns, &nad.metadata.name, source);
@@ -122,6 +122,23 @@ impl Resolver<'_> {
                 );
             }
             return Ok(list);
+        }
+        // The admin's configs in confDir are not every tenant's to pick: a
+        // host-device config moves a node NIC into whichever pod names it.
+        if ns != self.conf.multus_namespace {
+            return Err(MetaError::bad_nad(
+                ns,
+                &nad.metadata.name,
+                vfplex_config::ConfigError::invalid(
+                    "spec.config",
+                    "",
+                    format!(
+                        "a NAD without spec.config takes its config from confDir only in \
+                         multusNamespace ({}): confDir holds the node admin's configs",
+                        self.conf.multus_namespace
+                    ),
+                ),
+            ));
         }
         self.conf_by_name(&nad.metadata.name)?
             .ok_or_else(|| MetaError::Network {

@@ -375,27 +375,43 @@ fn a_delegate_that_does_not_answer_is_killed_and_nothing_is_left() {
 fn vfplex_never_runs_itself() {
     require_root();
     let n = Node::new();
-    let mut c = meta_for(&n, "multus-cni-network", json!({}));
+    let mut c = meta_for(&n, "kube-system/multus-cni-network", json!({}));
     // The meta plugin's own conflist, in the confDir it reads, as a node has
-    // it; a NAD without spec.config named like its network resolves there.
+    // it; a NAD without spec.config named like its network resolves there —
+    // in multusNamespace, the one namespace where a NAD may do that.
     let own = json!({"cniVersion": "1.0.0", "name": "multus-cni-network",
                      "plugins": [c.clone()]});
     std::fs::write(n.path("conf/00-vfplex.conflist"), own.to_string()).unwrap();
-    let nad = json!({
-        "apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
-        "metadata": {"name": "multus-cni-network", "namespace": "default"}, "spec": {}
-    });
-    std::fs::write(
-        n.path("nads/default/multus-cni-network.json"),
-        nad.to_string(),
-    )
-    .unwrap();
+    for ns in ["kube-system", "default"] {
+        let nad = json!({
+            "apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+            "metadata": {"name": "multus-cni-network", "namespace": ns}, "spec": {}
+        });
+        std::fs::write(
+            n.path(&format!("nads/{ns}/multus-cni-network.json")),
+            nad.to_string(),
+        )
+        .unwrap();
+    }
     let mut failures = refused(
         &n,
         "NAD resolving to the meta conflist",
         &c,
         &["00-vfplex.conflist", "type", "vfplex", "meta plugin"],
     );
+    // Outside multusNamespace a config-less NAD takes nothing from confDir:
+    // the admin's configs there (a host-device one would move a node NIC)
+    // are not every tenant's to pick.
+    failures.extend(refused(
+        &n,
+        "config-less NAD of a tenant",
+        &meta_for(&n, "multus-cni-network", json!({})),
+        &[
+            "default/multus-cni-network",
+            "spec.config",
+            "multusNamespace",
+        ],
+    ));
     // A clusterNetwork or defaultNetworks file naming a meta plugin.
     let file = n.path("conf/90-meta.conf");
     std::fs::write(
@@ -484,6 +500,22 @@ fn node_ports_are_the_admins() {
         &[NETWORKS, "default/plain", "hostPort", &port.to_string()],
     ));
     let open = json!({"nadPolicy": {"allowKeys": ["ipam.dataDir"], "hostPorts": ["30000-30089"]}});
+    // Even then a NAD's portmap sets only capabilities and snat: its other
+    // keys shape the node rules every pod's mappings share.
+    let mut marked = chain.clone();
+    marked["name"] = json!("marked");
+    marked["plugins"][1]["markMasqBit"] = json!(20);
+    n.write_nad("default", "marked", &marked, None);
+    failures.extend(refused(
+        &n,
+        "portmap's markMasqBit",
+        &meta_for(&n, &ask("marked", port), open.clone()),
+        &[
+            "default/marked",
+            "plugins[1].markMasqBit",
+            "capabilities and snat",
+        ],
+    ));
     failures.extend(refused(
         &n,
         "a port outside hostPorts",
@@ -502,4 +534,127 @@ fn node_ports_are_the_admins() {
     let (code, v) = n.cni_env("DEL", "ctr-ports", &c, &path);
     assert_eq!(code, Some(0), "{v}");
     assert!(nat_rules(port).is_empty(), "{:?}", nat_rules(port));
+}
+
+#[test]
+#[ignore = "needs root and the reference CNI plugins: scripts/test.sh runs it (--include-ignored)"]
+fn a_pod_cannot_make_one_call_run_without_bound() {
+    require_root();
+    let n = Node::new();
+    // 16 plugins, the most a NAD may chain; 8 attachments of it and the
+    // cluster network are 129 runs, one more than a call makes.
+    let mut plugins = vec![bridge_nad(&n, "wide", "10.71.0.0/24")];
+    plugins.extend((0..15).map(|_| json!({"type": "tuning"})));
+    n.write_nad(
+        "default",
+        "wide",
+        &json!({"cniVersion": "1.0.0", "name": "wide", "plugins": plugins}),
+        None,
+    );
+    let many = (1..=8)
+        .map(|i| format!("wide@w{i}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut failures = refused(
+        &n,
+        "129 runs",
+        &meta_for(&n, &many, json!({})),
+        &["129", "128"],
+    );
+    let mut wider = plugins.clone();
+    wider.push(json!({"type": "tuning"}));
+    n.write_nad(
+        "default",
+        "wider",
+        &json!({"cniVersion": "1.0.0", "name": "wider", "plugins": wider}),
+        None,
+    );
+    failures.extend(refused(
+        &n,
+        "17 plugins",
+        &meta_for(&n, "wider", json!({})),
+        &["default/wider", "17 plugins", "at most 16"],
+    ));
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[test]
+#[ignore = "needs root and the reference CNI plugins: scripts/test.sh runs it (--include-ignored)"]
+fn a_delegate_dies_with_a_vfplex_the_runtime_killed() {
+    require_root();
+    let n = Node::new();
+    // A delegate that hangs on ADD, holding a marker file open while it runs.
+    let bin = n.path("nodebin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let marker = n.path("hanging-add");
+    let hang = bin.join("hang");
+    std::fs::write(
+        &hang,
+        format!(
+            "#!/bin/sh\n[ \"$CNI_COMMAND\" = ADD ] || exit 0\nexec 3>{}\nexec sleep 300\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&hang, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    for p in ["bridge", "host-local"] {
+        std::os::unix::fs::symlink(Path::new(REF_PLUGINS).join(p), bin.join(p)).unwrap();
+    }
+    n.write_nad(
+        "default",
+        "hang",
+        &json!({"cniVersion": "1.0.0", "name": "hang", "type": "hang"}),
+        None,
+    );
+    let mut c = meta_for(&n, "hang", json!({}));
+    c["binDir"] = json!(bin);
+    let mut child = Command::new(bin_path())
+        .env_clear()
+        .envs([
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_CONTAINERID", "ctr-killed"),
+            ("CNI_NETNS", n.netns_path().as_str()),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_PATH", REF_PLUGINS),
+            (
+                "CNI_ARGS",
+                "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=pod-a;K8S_POD_UID=uid-a",
+            ),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), c.to_string().as_bytes()).unwrap();
+    assert!(
+        until(|| !holders(&marker).is_empty()),
+        "the hanging delegate never started"
+    );
+    // What libcni does when the runtime's deadline passes.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        until(|| holders(&marker).is_empty()),
+        "{:?} outlived the killed vfplex",
+        holders(&marker)
+    );
+    let (code, v) = n.cni("DEL", "ctr-killed", &c);
+    assert_eq!(code, Some(0), "{v}");
+}
+
+/// The vfplex under test.
+fn bin_path() -> std::path::PathBuf {
+    bin()
+}
+
+/// Whether `cond` holds within a minute (polled).
+fn until(cond: impl Fn() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !cond() {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    true
 }

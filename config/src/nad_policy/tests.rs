@@ -130,7 +130,7 @@ fn any_node_path_value_is_refused_unless_its_key_is_allowed() {
         ("/nested", "a/../b"),
     ] {
         let mut v = bridge();
-        let leaf = set_at(&mut v, pointer, json!(val));
+        set_at(&mut v, pointer, json!(val));
         let msg = refused(&p, v);
         assert!(msg.contains(val) && msg.contains("node path"), "{msg}");
     }
@@ -267,4 +267,41 @@ fn node_paths_in_the_annotations_cni_args_are_refused() {
     );
     let p = NadPolicy::from_value(Some(&json!({"allowKeys": ["args.cni.config.file"]}))).unwrap();
     assert!(p.check_cni_args(args.as_object().unwrap()).is_ok());
+}
+
+#[test]
+fn a_nad_chains_at_most_sixteen_plugins() {
+    let p = NadPolicy::default();
+    let mut plugins = vec![bridge()];
+    plugins.extend((0..15).map(|_| json!({"type": "tuning"})));
+    let chain =
+        |plugins: &Vec<Value>| json!({"cniVersion": "1.0.0", "name": "n", "plugins": plugins});
+    assert!(p.apply(list(chain(&plugins)), false).is_ok());
+    plugins.push(json!({"type": "tuning"}));
+    let msg = refused(&p, chain(&plugins));
+    assert!(
+        msg.contains("17 plugins") && msg.contains("at most 16"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_nads_portmap_sets_only_capabilities_and_snat() {
+    let p = NadPolicy::from_value(Some(&json!({"hostPorts": ["8080"]}))).unwrap();
+    let chain = |extra: Value| {
+        let mut pm =
+            json!({"type": "portmap", "capabilities": {"portMappings": true}, "snat": true});
+        for (k, v) in extra.as_object().unwrap() {
+            pm[k] = v.clone();
+        }
+        json!({"cniVersion": "1.0.0", "name": "n", "plugins": [bridge(), pm]})
+    };
+    assert!(p.apply(list(chain(json!({}))), false).is_ok());
+    for key in ["markMasqBit", "externalSetMarkChain", "backend"] {
+        let msg = refused(&p, chain(json!({key: 20})));
+        assert!(
+            msg.contains(key) && msg.contains("capabilities and snat"),
+            "{msg}"
+        );
+    }
 }
