@@ -11,7 +11,7 @@ use vfplex_config::CniResult;
 use crate::cache::{self, Entry};
 use crate::delegate::{Call, Delegate};
 use crate::error::MetaError;
-use crate::kube::KubeClient;
+use crate::kube::{EventDesc, KubeClient, PodRef};
 use crate::pod::{wait_ready, Pod};
 use crate::{attachments, status, Ctx};
 
@@ -65,33 +65,48 @@ pub fn add(ctx: &Ctx, req: &Request) -> Result<CniResult, MetaError> {
 }
 
 /// The pod's network-status annotation and an AddedInterface Event per
-/// attachment, as Multus writes them; a failure is logged, ADD stands.
+/// attachment, as Multus writes them, sent together (pipelined); a failure
+/// is logged, ADD stands.
 fn report(kube: &KubeClient, pod: &Pod, delegates: &[Delegate]) {
     let statuses = status::entries(delegates);
     let value = annotations::format_network_status(&statuses);
-    if let Err(e) = kube.annotate_pod(&pod.namespace, &pod.name, NETWORK_STATUS_ANNOTATION, &value)
-    {
+    let messages: Vec<String> = delegates
+        .iter()
+        .filter(|d| !d.master)
+        .map(|d| {
+            let ips: Vec<String> = statuses
+                .iter()
+                .filter(|s| {
+                    s.name == d.network && s.interface.as_deref() == Some(d.ifname.as_str())
+                })
+                .flat_map(|s| s.ips.clone())
+                .collect();
+            format!("Add {} {:?} from {}", d.ifname, ips, d.network)
+        })
+        .collect();
+    let events: Vec<EventDesc<'_>> = messages
+        .iter()
+        .map(|m| EventDesc {
+            kind: "Normal",
+            reason: "AddedInterface",
+            message: m,
+        })
+        .collect();
+    let who = PodRef {
+        ns: &pod.namespace,
+        name: &pod.name,
+        uid: &pod.uid,
+    };
+    let (patched, posted) = kube.report(&who, NETWORK_STATUS_ANNOTATION, &value, &events);
+    if let Err(e) = patched {
         tracing::warn!(
             "network-status of {}/{} not written: {e}",
             pod.namespace,
             pod.name
         );
     }
-    for d in delegates.iter().filter(|d| !d.master) {
-        let ips: Vec<String> = statuses
-            .iter()
-            .filter(|s| s.name == d.network && s.interface.as_deref() == Some(d.ifname.as_str()))
-            .flat_map(|s| s.ips.clone())
-            .collect();
-        let msg = format!("Add {} {:?} from {}", d.ifname, ips, d.network);
-        let _ = kube.event(
-            &pod.namespace,
-            &pod.name,
-            &pod.uid,
-            "Normal",
-            "AddedInterface",
-            &msg,
-        );
+    for e in posted.into_iter().filter_map(Result::err) {
+        tracing::warn!("event about {}/{} not posted: {e}", pod.namespace, pod.name);
     }
 }
 

@@ -39,17 +39,15 @@ pub struct Attachments {
 
 /// Every delegate of the pod, interface names assigned.
 pub fn plan(ctx: &Ctx, req: &Request, pod: &Pod) -> Result<Attachments, MetaError> {
-    let resolver = Resolver {
-        conf: &ctx.conf,
-        kube: ctx.kube.as_ref(),
-    };
-    let mut delegates = cluster(ctx, req, pod, &resolver)?;
-    let mut requested = vec![None; delegates.len()];
-    let mut resources = vec![None; delegates.len()];
+    let resolver = Resolver::new(&ctx.conf, ctx.kube.as_ref());
     let selections = match pod.annotations.get(NETWORKS_ANNOTATION) {
         Some(v) => annotations::parse_networks(v)?,
         None => Vec::new(),
     };
+    resolver.prefetch(nads_wanted(ctx, pod, &selections));
+    let mut delegates = cluster(ctx, req, pod, &resolver)?;
+    let mut requested = vec![None; delegates.len()];
+    let mut resources = vec![None; delegates.len()];
     let mut devices = None;
     for sel in selections {
         let (d, resource) = selected(ctx, pod, &resolver, &sel, &mut devices)?;
@@ -71,6 +69,38 @@ pub fn plan(ctx: &Ctx, req: &Request, pod: &Pod) -> Result<Attachments, MetaErro
         delegates,
         resources,
     })
+}
+
+/// The NADs the pod's annotations name and may use, to be read from the API
+/// server together: its default network's and its selections'. What does not
+/// parse or may not be used is left to the checks that refuse it.
+fn nads_wanted(
+    ctx: &Ctx,
+    pod: &Pod,
+    selections: &[NetworkSelectionElement],
+) -> Vec<(String, String)> {
+    let default = pod
+        .annotations
+        .get(annotations::DEFAULT_NETWORK_ANNOTATION)
+        .and_then(|v| annotations::parse_default_network(v).ok())
+        .map(|sel| {
+            let ns = sel
+                .namespace
+                .clone()
+                .unwrap_or_else(|| ctx.conf.multus_namespace.clone());
+            (ns, sel.name)
+        });
+    let selected = selections.iter().map(|sel| {
+        (
+            sel.namespace_or(&pod.namespace).to_string(),
+            sel.name.clone(),
+        )
+    });
+    default
+        .into_iter()
+        .chain(selected)
+        .filter(|(ns, _)| ctx.conf.may_use(&pod.namespace, ns))
+        .collect()
 }
 
 /// The cluster network (with kubelet's capability arguments) and, outside

@@ -106,10 +106,7 @@ fn del_derived(ctx: &Ctx, req: &Request, call: &Call<'_>) {
 
 /// DEL the cluster network as the config names it, problems logged.
 fn del_cluster_network(ctx: &Ctx, req: &Request, call: &Call<'_>) {
-    let resolver = Resolver {
-        conf: &ctx.conf,
-        kube: None,
-    };
+    let resolver = Resolver::new(&ctx.conf, None);
     match resolver.master("", &Default::default()) {
         Ok((network, conf)) => {
             let mut d = Delegate::empty_for(network, conf);

@@ -21,9 +21,9 @@ use serde_json::Value;
 #[doc(hidden)] // public for the fuzz target
 pub use transport::{parse_response, response_complete};
 
-use transport::Transport;
+use transport::{Request, Transport};
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum KubeError {
     #[error("kubeconfig {path}: {reason}")]
     Kubeconfig { path: String, reason: String },
@@ -64,7 +64,27 @@ impl KubeClient {
         path: &str,
         body: Option<(&str, &[u8])>,
     ) -> Result<Option<Value>, KubeError> {
-        let (status, body) = self.transport.request(method, path, body)?;
+        let answer = self.transport.request(method, path, body);
+        self.checked(method, path, answer)
+    }
+
+    /// Requests that do not depend on each other, pipelined; each answer
+    /// checked as [`Self::json`] checks one.
+    fn pipelined(&self, reqs: &[Request<'_>]) -> Vec<Result<Option<Value>, KubeError>> {
+        let answers = self.transport.pipeline(reqs);
+        reqs.iter()
+            .zip(answers)
+            .map(|(r, a)| self.checked(r.method, r.path, a))
+            .collect()
+    }
+
+    fn checked(
+        &self,
+        method: &str,
+        path: &str,
+        answer: Result<(u16, Vec<u8>), KubeError>,
+    ) -> Result<Option<Value>, KubeError> {
+        let (status, body) = answer?;
         match status {
             200..=299 => serde_json::from_slice(&body)
                 .map(Some)
@@ -93,13 +113,94 @@ impl KubeClient {
     }
 
     pub fn get_nad(&self, ns: &str, name: &str) -> Result<Option<Value>, KubeError> {
-        self.json(
-            "GET",
-            &format!(
-                "/apis/k8s.cni.cncf.io/v1/namespaces/{ns}/network-attachment-definitions/{name}"
-            ),
-            None,
-        )
+        self.json("GET", &nad_path(ns, name), None)
+    }
+
+    /// NADs by namespace and name, in as few round trips as the answers
+    /// allow: a namespace that several are wanted from is listed once from
+    /// the API server's watch cache (`resourceVersion=0`, no etcd read), the
+    /// others are GETs, all pipelined; a NAD the cached list lacks (created
+    /// a moment ago) is then read with a GET. `None` for a NAD not there.
+    pub fn nads(&self, wanted: &[(String, String)]) -> Vec<Result<Option<Value>, KubeError>> {
+        let mut per_ns: std::collections::BTreeMap<&str, usize> = Default::default();
+        for (ns, _) in wanted {
+            *per_ns.entry(ns.as_str()).or_default() += 1;
+        }
+        let listed: Vec<&str> = per_ns
+            .iter()
+            .filter(|(_, n)| **n > 1)
+            .map(|(ns, _)| *ns)
+            .collect();
+        let paths: Vec<String> = listed
+            .iter()
+            .map(|ns| format!("{}?resourceVersion=0", nads_path(ns)))
+            .chain(
+                wanted
+                    .iter()
+                    .filter(|(ns, _)| !listed.contains(&ns.as_str()))
+                    .map(|(ns, name)| nad_path(ns, name)),
+            )
+            .collect();
+        let reqs: Vec<Request<'_>> = paths
+            .iter()
+            .map(|p| Request {
+                method: "GET",
+                path: p,
+                body: None,
+            })
+            .collect();
+        let mut answers = self.pipelined(&reqs).into_iter();
+        let mut lists: std::collections::BTreeMap<&str, Result<Vec<Value>, KubeError>> =
+            Default::default();
+        for ns in &listed {
+            let items = answers.next().map(|a| {
+                a.map(|v| {
+                    v.and_then(|v| v.get("items").and_then(Value::as_array).cloned())
+                        .unwrap_or_default()
+                })
+            });
+            if let Some(items) = items {
+                lists.insert(ns, items);
+            }
+        }
+        let mut out = Vec::with_capacity(wanted.len());
+        let mut missing = Vec::new();
+        for (i, (ns, name)) in wanted.iter().enumerate() {
+            match lists.get(ns.as_str()) {
+                Some(Ok(items)) => {
+                    match items
+                        .iter()
+                        .find(|n| n["metadata"]["name"].as_str() == Some(name))
+                    {
+                        Some(nad) => out.push(Ok(Some(nad.clone()))),
+                        None => {
+                            missing.push(i);
+                            out.push(Ok(None));
+                        }
+                    }
+                }
+                Some(Err(e)) => out.push(Err(e.clone())),
+                None => out.push(answers.next().unwrap_or(Ok(None))),
+            }
+        }
+        if !missing.is_empty() {
+            let paths: Vec<String> = missing
+                .iter()
+                .map(|&i| nad_path(&wanted[i].0, &wanted[i].1))
+                .collect();
+            let reqs: Vec<Request<'_>> = paths
+                .iter()
+                .map(|p| Request {
+                    method: "GET",
+                    path: p,
+                    body: None,
+                })
+                .collect();
+            for (&i, a) in missing.iter().zip(self.pipelined(&reqs)) {
+                out[i] = a;
+            }
+        }
+        out
     }
 
     /// Merge-patch one annotation onto the pod, through its status subresource
@@ -114,12 +215,6 @@ impl KubeClient {
     ) -> Result<(), KubeError> {
         let path = format!("/api/v1/namespaces/{ns}/pods/{name}/status");
         let patch = serde_json::json!({"metadata": {"annotations": {key: value}}}).to_string();
-        let not_found = |method: &str| KubeError::Status {
-            method: method.into(),
-            path: path.clone(),
-            status: 404,
-            body: "not found".into(),
-        };
         match self.json(
             "PATCH",
             &path,
@@ -129,19 +224,76 @@ impl KubeClient {
             Ok(None)
             | Err(KubeError::Status {
                 status: 405 | 415, ..
-            }) => {
-                let mut pod = self.get_pod(ns, name)?.ok_or_else(|| not_found("GET"))?;
-                if !pod["metadata"]["annotations"].is_object() {
-                    pod["metadata"]["annotations"] = serde_json::json!({});
-                }
-                pod["metadata"]["annotations"][key] = Value::String(value.to_string());
-                let body = pod.to_string();
-                self.json("PUT", &path, Some(("application/json", body.as_bytes())))?
-                    .map(|_| ())
-                    .ok_or_else(|| not_found("PUT"))
-            }
+            }) => self.update_annotation(ns, name, key, value),
             Err(e) => Err(e),
         }
+    }
+
+    /// The annotation set by reading the pod and updating it whole.
+    fn update_annotation(
+        &self,
+        ns: &str,
+        name: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<(), KubeError> {
+        let path = format!("/api/v1/namespaces/{ns}/pods/{name}/status");
+        let not_found = |method: &str| KubeError::Status {
+            method: method.into(),
+            path: path.clone(),
+            status: 404,
+            body: "not found".into(),
+        };
+        let mut pod = self.get_pod(ns, name)?.ok_or_else(|| not_found("GET"))?;
+        if !pod["metadata"]["annotations"].is_object() {
+            pod["metadata"]["annotations"] = serde_json::json!({});
+        }
+        pod["metadata"]["annotations"][key] = Value::String(value.to_string());
+        let body = pod.to_string();
+        self.json("PUT", &path, Some(("application/json", body.as_bytes())))?
+            .map(|_| ())
+            .ok_or_else(|| not_found("PUT"))
+    }
+
+    /// The pod's network-status annotation and its Events, pipelined: the
+    /// patch's outcome (falling back to an update where the server takes no
+    /// PATCH, as [`Self::annotate_pod`]) and each Event's.
+    pub fn report(
+        &self,
+        pod: &PodRef<'_>,
+        key: &str,
+        value: &str,
+        events: &[EventDesc<'_>],
+    ) -> (Result<(), KubeError>, Vec<Result<(), KubeError>>) {
+        let status_path = format!("/api/v1/namespaces/{}/pods/{}/status", pod.ns, pod.name);
+        let events_path = format!("/api/v1/namespaces/{}/events", pod.ns);
+        let patch = serde_json::json!({"metadata": {"annotations": {key: value}}}).to_string();
+        let bodies: Vec<String> = events.iter().map(|e| event_body(pod, e)).collect();
+        let mut reqs = vec![Request {
+            method: "PATCH",
+            path: &status_path,
+            body: Some(("application/merge-patch+json", patch.as_bytes())),
+        }];
+        reqs.extend(bodies.iter().map(|b| Request {
+            method: "POST",
+            path: &events_path,
+            body: Some(("application/json", b.as_bytes())),
+        }));
+        let mut answers = self.pipelined(&reqs).into_iter();
+        let patched = match answers.next() {
+            Some(Ok(Some(_))) => Ok(()),
+            Some(
+                Ok(None)
+                | Err(KubeError::Status {
+                    status: 405 | 415, ..
+                }),
+            ) => self.update_annotation(pod.ns, pod.name, key, value),
+            Some(Err(e)) => Err(e),
+            None => Err(self
+                .transport
+                .unavailable("no answer to the status patch".into())),
+        };
+        (patched, answers.map(|a| a.map(|_| ())).collect())
     }
 
     /// A Kubernetes Event about the pod (best effort).
@@ -154,19 +306,14 @@ impl KubeClient {
         reason: &str,
         message: &str,
     ) -> Result<(), KubeError> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let body = serde_json::json!({
-            "apiVersion": "v1", "kind": "Event",
-            "metadata": {"generateName": format!("{pod}."), "namespace": ns},
-            "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": pod, "namespace": ns, "uid": uid},
-            "reason": reason, "message": message, "type": kind,
-            "source": {"component": "vfplex"},
-            "firstTimestamp": rfc3339(now), "lastTimestamp": rfc3339(now), "count": 1
-        })
-        .to_string();
+        let body = event_body(
+            &PodRef { ns, name: pod, uid },
+            &EventDesc {
+                kind,
+                reason,
+                message,
+            },
+        );
         self.json(
             "POST",
             &format!("/api/v1/namespaces/{ns}/events"),
@@ -174,6 +321,47 @@ impl KubeClient {
         )
         .map(|_| ())
     }
+}
+
+/// The pod an Event or a status is about.
+#[derive(Debug, Clone, Copy)]
+pub struct PodRef<'a> {
+    pub ns: &'a str,
+    pub name: &'a str,
+    pub uid: &'a str,
+}
+
+/// One Event: its type (Normal, Warning), reason and message.
+#[derive(Debug, Clone, Copy)]
+pub struct EventDesc<'a> {
+    pub kind: &'a str,
+    pub reason: &'a str,
+    pub message: &'a str,
+}
+
+fn event_body(pod: &PodRef<'_>, e: &EventDesc<'_>) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"generateName": format!("{}.", pod.name), "namespace": pod.ns},
+        "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": pod.name,
+                           "namespace": pod.ns, "uid": pod.uid},
+        "reason": e.reason, "message": e.message, "type": e.kind,
+        "source": {"component": "vfplex"},
+        "firstTimestamp": rfc3339(now), "lastTimestamp": rfc3339(now), "count": 1
+    })
+    .to_string()
+}
+
+fn nads_path(ns: &str) -> String {
+    format!("/apis/k8s.cni.cncf.io/v1/namespaces/{ns}/network-attachment-definitions")
+}
+
+fn nad_path(ns: &str, name: &str) -> String {
+    format!("{}/{name}", nads_path(ns))
 }
 
 fn rfc3339(secs: u64) -> String {

@@ -56,10 +56,7 @@ pub fn check(ctx: &Ctx, req: &Request) -> Result<(), MetaError> {
 
 /// The delegates the config names without a pod: cluster and default networks.
 fn configured(ctx: &Ctx) -> Result<Vec<Delegate>, MetaError> {
-    let resolver = Resolver {
-        conf: &ctx.conf,
-        kube: None,
-    };
+    let resolver = Resolver::new(&ctx.conf, None);
     let (n, c) = resolver.master("", &Default::default())?;
     let mut out = vec![Delegate::empty_for(n, c)];
     for dn in &ctx.conf.default_networks {

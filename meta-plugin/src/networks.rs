@@ -4,6 +4,7 @@
 //! `k8s.v1.cni.cncf.io/networks` annotation asks for. NADs come from the API
 //! server, or from `<nadDir>/<namespace>/<name>.json` on nodes without API access.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
@@ -15,14 +16,20 @@ use vfplex_config::{caseless, validate, NetConfList, NetworkConfig};
 
 use crate::delegate::Delegate;
 use crate::error::MetaError;
-use crate::kube::KubeClient;
+use crate::kube::{KubeClient, KubeError};
 
 /// Where NADs and configs are looked up.
 #[derive(Debug)]
 pub struct Resolver<'a> {
     pub conf: &'a MetaConf,
     pub kube: Option<&'a KubeClient>,
+    /// NADs read ahead from the API server (crate::attachments asks for all
+    /// of a pod's at once), taken on first use.
+    pub prefetched: RefCell<Prefetched>,
 }
+
+/// NADs read ahead, by namespace and name: the object, or none, or why not.
+pub type Prefetched = BTreeMap<(String, String), Result<Option<Value>, KubeError>>;
 
 fn read_config(path: &Path) -> Result<NetConfList, MetaError> {
     let bytes = std::fs::read(path).map_err(|source| MetaError::ReadConfig {
@@ -57,7 +64,37 @@ fn config_files(dir: &Path) -> Vec<std::path::PathBuf> {
     files
 }
 
-impl Resolver<'_> {
+impl<'a> Resolver<'a> {
+    /// A resolver with nothing read ahead.
+    pub fn new(conf: &'a MetaConf, kube: Option<&'a KubeClient>) -> Self {
+        Resolver {
+            conf,
+            kube,
+            prefetched: Default::default(),
+        }
+    }
+
+    /// Read NADs `ns/name` from the API server in as few round trips as it
+    /// allows, for [`Self::nad`] to take them from. Names that are not
+    /// Kubernetes names are left for `nad` to refuse.
+    pub fn prefetch(&self, wanted: Vec<(String, String)>) {
+        let Some(kube) = self.kube else { return };
+        let mut wanted = wanted;
+        wanted.retain(|(ns, name)| {
+            validate::dns1123_label("NAD namespace", ns).is_ok()
+                && validate::dns1123_label("NAD name", name).is_ok()
+        });
+        wanted.sort();
+        wanted.dedup();
+        if wanted.is_empty() {
+            return;
+        }
+        let got = kube.nads(&wanted);
+        self.prefetched
+            .borrow_mut()
+            .extend(wanted.into_iter().zip(got));
+    }
+
     /// A NAD by namespace and name.
     pub fn nad(
         &self,
@@ -68,7 +105,15 @@ impl Resolver<'_> {
         validate::dns1123_label("NAD name", name)?;
         let bad = |source| MetaError::bad_nad(ns, name, source);
         if let Some(kube) = self.kube {
-            return match kube.get_nad(ns, name)? {
+            let ahead = self
+                .prefetched
+                .borrow_mut()
+                .remove(&(ns.to_string(), name.to_string()));
+            let got = match ahead {
+                Some(got) => got?,
+                None => kube.get_nad(ns, name)?,
+            };
+            return match got {
                 Some(v) => Ok(Some(
                     NetworkAttachmentDefinition::from_value(v).map_err(bad)?,
                 )),

@@ -1,9 +1,13 @@
 //! HTTP/1.1 to one API server, plain or TLS: one connection per plugin call,
 //! kept alive and reused for each request of that call (a GET of the pod,
-//! GETs of its NADs, the status patch, the Events), with a bounded time per
-//! request so an API server that is down or slow gives CNI error 11 instead
-//! of a hang. A reused connection the server closed meanwhile is replaced
-//! once, before any answer was read.
+//! the NADs, the status patch, the Events), with a bounded time per request
+//! so an API server that is down or slow gives CNI error 11 instead of a
+//! hang. Requests that do not depend on each other's answers are pipelined:
+//! written back to back, their answers read after, in order (HTTP/1.1; the
+//! API server, Go's net/http, serves them one after another). A reused
+//! connection the server closed meanwhile is replaced once, before any
+//! answer was read; requests a server left unanswered (it closed after an
+//! answer) are sent again on a new connection.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -70,11 +74,22 @@ impl std::fmt::Debug for Transport {
     }
 }
 
-/// How an exchange went wrong: before any byte of the answer (a stale
-/// kept-alive connection can be replaced) or after.
-enum Failed {
-    Unanswered(String),
-    Answered(String),
+/// One request of a pipeline.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub body: Option<(&'a str, &'a [u8])>,
+}
+
+/// How an exchange ended, after the answers it read.
+enum End {
+    /// The connection can carry the next requests.
+    Open,
+    /// The server closed it (after `Connection: close`, or quietly).
+    Closed,
+    /// An I/O error, a timeout or a malformed stream.
+    Failed(String),
 }
 
 impl Transport {
@@ -92,7 +107,7 @@ impl Transport {
         self.opened.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    fn unavailable(&self, reason: String) -> KubeError {
+    pub fn unavailable(&self, reason: String) -> KubeError {
         KubeError::Unavailable {
             server: self.endpoint.server(),
             reason,
@@ -106,32 +121,84 @@ impl Transport {
         path: &str,
         body: Option<(&str, &[u8])>,
     ) -> Result<(u16, Vec<u8>), KubeError> {
+        let req = Request { method, path, body };
+        self.pipeline(&[req])
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| Err(self.unavailable(format!("{method} {path}: no answer"))))
+    }
+
+    /// Requests that do not depend on each other, pipelined on the kept
+    /// connection; an answer (or the reason there is none) for each, in
+    /// order. The deadline is one request's bound from now: the answers
+    /// come back to back.
+    pub fn pipeline(&self, reqs: &[Request<'_>]) -> Vec<Result<(u16, Vec<u8>), KubeError>> {
         let deadline = Instant::now() + self.timeout;
-        let bytes = self.encode(method, path, body);
         let mut slot = match self.conn.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        let reused = slot.is_some();
-        let mut stream = match slot.take() {
-            Some(s) => s,
-            None => self.connect(deadline)?,
+        let mut kept = slot.take();
+        let mut out: Vec<Result<(u16, Vec<u8>), KubeError>> = Vec::with_capacity(reqs.len());
+        // A server that closes after every answer needs a connection each.
+        let mut new_left = reqs.len() + 1;
+        let give_up = |out: &mut Vec<_>, why: &str| {
+            let rest = &reqs[out.len()..];
+            out.extend(rest.iter().map(|r| Err(self.failed(r, why))));
         };
-        let mut answer = exchange(&mut stream, &bytes, deadline);
-        if reused && matches!(answer, Err(Failed::Unanswered(_))) {
-            stream = self.connect(deadline)?;
-            answer = exchange(&mut stream, &bytes, deadline);
-        }
-        let (raw, keep) = answer.map_err(|f| match f {
-            Failed::Unanswered(e) | Failed::Answered(e) => {
-                self.unavailable(format!("{method} {path}: {e}"))
+        while out.len() < reqs.len() {
+            let rest = &reqs[out.len()..];
+            let (mut stream, reused) = match kept.take() {
+                Some(s) => (s, true),
+                None if new_left == 0 => {
+                    give_up(&mut out, "the server keeps closing the connection");
+                    break;
+                }
+                None => match self.connect(deadline) {
+                    Ok(s) => {
+                        new_left -= 1;
+                        (s, false)
+                    }
+                    Err(e) => {
+                        give_up(&mut out, &e.to_string());
+                        break;
+                    }
+                },
+            };
+            let bytes: Vec<u8> = rest
+                .iter()
+                .flat_map(|r| self.encode(r.method, r.path, r.body))
+                .collect();
+            let (answers, end) = exchange(&mut stream, &bytes, rest.len(), deadline);
+            let got = answers.len();
+            for (r, raw) in rest.iter().zip(answers) {
+                out.push(
+                    parse_response(&raw).ok_or_else(|| self.failed(r, "malformed HTTP response")),
+                );
             }
-        })?;
-        if keep {
-            *slot = Some(stream);
+            match end {
+                End::Open => *slot = Some(stream),
+                // Closed after some answers: the rest go again on a new
+                // connection (a server that says `Connection: close` serves
+                // nothing after it).
+                End::Closed if got > 0 || reused => {}
+                End::Closed => {
+                    give_up(&mut out, "connection closed without an answer");
+                    break;
+                }
+                // A kept connection the server had dropped: once more, new.
+                End::Failed(_) if got == 0 && reused => {}
+                End::Failed(e) => {
+                    give_up(&mut out, &e);
+                    break;
+                }
+            }
         }
-        parse_response(&raw)
-            .ok_or_else(|| self.unavailable(format!("{method} {path}: malformed HTTP response")))
+        out
+    }
+
+    fn failed(&self, r: &Request<'_>, why: &str) -> KubeError {
+        self.unavailable(format!("{} {}: {why}", r.method, r.path))
     }
 
     fn encode(&self, method: &str, path: &str, body: Option<(&str, &[u8])>) -> Vec<u8> {
@@ -181,56 +248,70 @@ impl Transport {
     }
 }
 
-/// Send a request and read the whole answer within the deadline; whether
-/// the connection can carry the next request too. A TLS peer that closes
-/// without close_notify after answering ends the answer too.
+/// Send `request` (one or several pipelined requests) and read up to
+/// `count` whole answers within the deadline, in order; how the connection
+/// ended. A TLS peer that closes without close_notify after answering ends
+/// the answer too.
 fn exchange(
     stream: &mut Stream,
     request: &[u8],
+    count: usize,
     deadline: Instant,
-) -> Result<(Vec<u8>, bool), Failed> {
+) -> (Vec<Vec<u8>>, End) {
     let left = || {
         deadline
             .saturating_duration_since(Instant::now())
             .max(Duration::from_millis(1))
     };
-    let io = |e: std::io::Error| Failed::Unanswered(e.to_string());
+    let mut answers = Vec::new();
     // Both before the first write: over TLS, writing a fresh connection's
     // first request runs the handshake, which reads the server's answer.
-    stream.tcp().set_write_timeout(Some(left())).map_err(io)?;
-    stream.tcp().set_read_timeout(Some(left())).map_err(io)?;
-    stream.write_all(request).map_err(io)?;
-    stream.flush().map_err(io)?;
+    let sent = stream
+        .tcp()
+        .set_write_timeout(Some(left()))
+        .and_then(|()| stream.tcp().set_read_timeout(Some(left())))
+        .and_then(|()| stream.write_all(request))
+        .and_then(|()| stream.flush());
+    if let Err(e) = sent {
+        return (answers, End::Failed(e.to_string()));
+    }
     let mut resp = Vec::new();
     let mut buf = [0u8; 16384];
     loop {
-        // Each read may wait what is left of the budget; the loop checks the deadline.
-        let failed = |e: String, resp: &[u8]| match resp.is_empty() {
-            true => Failed::Unanswered(e),
-            false => Failed::Answered(e),
-        };
-        stream
-            .tcp()
-            .set_read_timeout(Some(left()))
-            .map_err(|e| failed(e.to_string(), &resp))?;
-        match stream.read(&mut buf) {
-            Ok(0) if resp.is_empty() => return Err(Failed::Unanswered("connection closed".into())),
-            Ok(0) => return Ok((resp, false)),
-            Ok(n) => {
-                resp.extend_from_slice(&buf[..n]);
-                if response_complete(&resp) {
-                    let keep = !closes(&resp);
-                    return Ok((resp, keep));
-                }
+        // Whole answers off the front of what was read.
+        while let Some(n) = response_len(&resp) {
+            let rest = resp.split_off(n);
+            let answer = std::mem::replace(&mut resp, rest);
+            let close = closes(&answer);
+            answers.push(answer);
+            if close {
+                return (answers, End::Closed);
             }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !resp.is_empty() => {
-                return Ok((resp, false))
+            if answers.len() == count {
+                return (answers, End::Open);
             }
-            Err(e) => return Err(failed(e.to_string(), &resp)),
         }
         if Instant::now() >= deadline {
-            return Err(failed("no complete answer in time".into(), &resp));
+            return (answers, End::Failed("no complete answer in time".into()));
+        }
+        // Each read may wait what is left of the budget; the loop checks the deadline.
+        if let Err(e) = stream.tcp().set_read_timeout(Some(left())) {
+            return (answers, End::Failed(e.to_string()));
+        }
+        match stream.read(&mut buf) {
+            Ok(0) if resp.is_empty() => return (answers, End::Closed),
+            // An answer without a length, ended by the close.
+            Ok(0) => {
+                answers.push(resp);
+                return (answers, End::Closed);
+            }
+            Ok(n) => resp.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !resp.is_empty() => {
+                answers.push(resp);
+                return (answers, End::Closed);
+            }
+            Err(e) => return (answers, End::Failed(e.to_string())),
         }
     }
 }
@@ -251,20 +332,64 @@ fn closes(raw: &[u8]) -> bool {
 /// a chunked body through its last chunk.
 #[doc(hidden)] // public for the fuzz target
 pub fn response_complete(raw: &[u8]) -> bool {
-    let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return false;
-    };
+    response_len(raw).is_some()
+}
+
+/// The length of the whole response at the front of `raw` (more pipelined
+/// answers may follow it), once it is all there. A response without a
+/// length ends with the connection: not before.
+#[doc(hidden)] // public for the fuzz target
+pub fn response_len(raw: &[u8]) -> Option<usize> {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
-    let body = &raw[split + 4..];
+    let start = split + 4;
+    let body = &raw[start..];
+    // 1xx, 204 and 304 answers have no body.
+    let status: u16 = head.split_whitespace().nth(1)?.parse().ok()?;
+    if (100..200).contains(&status) || status == 204 || status == 304 {
+        return Some(start);
+    }
     for line in head.split("\r\n") {
-        if let Some(v) = line.strip_prefix("content-length:") {
-            return v.trim().parse::<usize>().is_ok_and(|n| body.len() >= n);
-        }
         if line.starts_with("transfer-encoding:") && line.contains("chunked") {
-            return parse_response(raw).is_some();
+            return chunked_len(body).map(|n| start + n);
         }
     }
-    false
+    for line in head.split("\r\n") {
+        if let Some(v) = line.strip_prefix("content-length:") {
+            let n: usize = v.trim().parse().ok()?;
+            return (body.len() >= n).then_some(start + n);
+        }
+    }
+    None
+}
+
+/// The length of a chunked body through its last chunk and trailers.
+fn chunked_len(body: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    loop {
+        let eol = body.get(at..)?.windows(2).position(|w| w == b"\r\n")?;
+        let size_hex = std::str::from_utf8(&body[at..at + eol])
+            .ok()?
+            .split(';')
+            .next()?
+            .trim();
+        let size = usize::from_str_radix(size_hex, 16).ok()?;
+        at += eol + 2;
+        if size == 0 {
+            // Trailers (usually none), then the empty line.
+            loop {
+                let eol = body.get(at..)?.windows(2).position(|w| w == b"\r\n")?;
+                at += eol + 2;
+                if eol == 0 {
+                    return Some(at);
+                }
+            }
+        }
+        at = at.checked_add(size)?.checked_add(2)?;
+        if body.len() < at {
+            return None;
+        }
+    }
 }
 
 /// Status code and body of an HTTP/1.1 response (Content-Length or chunked).

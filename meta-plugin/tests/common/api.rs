@@ -24,6 +24,9 @@ pub struct Req {
     pub status: u16,
     /// Which connection it came on (0, 1, ... in the order they were opened).
     pub conn: usize,
+    /// It was on the connection before the previous answer went out: the
+    /// client pipelined it (a client that waits for each answer cannot).
+    pub queued: bool,
 }
 
 /// Requests the server saw, in order.
@@ -67,6 +70,21 @@ fn answer(
     let json = || serde_json::from_str::<Value>(body).ok();
     match (method, path) {
         ("GET", POD) => (200, pod.to_string()),
+        // A LIST of a namespace's NADs (from the watch cache, as asked).
+        ("GET", p) if p.ends_with("/network-attachment-definitions?resourceVersion=0") => {
+            let dir = p.trim_end_matches("?resourceVersion=0");
+            let items: Vec<&Value> = nads
+                .iter()
+                .filter(|(n, _)| n.strip_prefix(dir).is_some_and(|r| r.starts_with('/')))
+                .map(|(_, v)| v)
+                .collect();
+            (
+                200,
+                serde_json::json!({"apiVersion": "k8s.cni.cncf.io/v1",
+                    "kind": "NetworkAttachmentDefinitionList", "items": items})
+                .to_string(),
+            )
+        }
         ("GET", p) => match nads.iter().find(|(n, _)| n == p) {
             Some((_, nad)) => (200, nad.to_string()),
             None => status(404, "not found"),
@@ -119,6 +137,17 @@ fn answer(
 /// `patch`: whether the server takes PATCH on pods/status (else 405, as a
 /// server that only implements status updates answers).
 pub fn api_server_with(pod: Value, nads: Vec<(String, Value)>, patch: bool) -> (u16, Seen) {
+    api_server_full(pod, nads, patch, Vec::new())
+}
+
+/// The same, with NADs its LISTs leave out (a watch cache a moment behind:
+/// a GET still finds them).
+pub fn api_server_full(
+    pod: Value,
+    nads: Vec<(String, Value)>,
+    patch: bool,
+    unlisted: Vec<String>,
+) -> (u16, Seen) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let seen: Seen = Arc::default();
@@ -126,18 +155,29 @@ pub fn api_server_with(pod: Value, nads: Vec<(String, Value)>, patch: bool) -> (
     std::thread::spawn(move || {
         for (conn, stream) in listener.incoming().enumerate() {
             let Ok(stream) = stream else { continue };
-            let (log, pod, nads) = (log.clone(), pod.clone(), nads.clone());
+            let (log, pod, nads, unlisted) =
+                (log.clone(), pod.clone(), nads.clone(), unlisted.clone());
             std::thread::spawn(move || {
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
                 let mut stream = stream;
+                let mut queued = false;
                 while let Some(mut req) = read_request(&mut reader) {
+                    req.queued = queued;
+                    let listed: Vec<(String, Value)> = match req.path.contains('?') {
+                        true => nads
+                            .iter()
+                            .filter(|(p, _)| !unlisted.contains(p))
+                            .cloned()
+                            .collect(),
+                        false => nads.clone(),
+                    };
                     let (code, resp) = answer(
                         &req.method,
                         &req.path,
                         &req.content_type,
                         &req.body,
                         &pod,
-                        &nads,
+                        &listed,
                         patch,
                     );
                     (req.status, req.conn) = (code, conn);
@@ -150,11 +190,22 @@ pub fn api_server_with(pod: Value, nads: Vec<(String, Value)>, patch: bool) -> (
                     if stream.write_all(msg.as_bytes()).is_err() {
                         break;
                     }
+                    // Anything already there was sent before this answer.
+                    queued = !reader.buffer().is_empty() || pending(reader.get_ref());
                 }
             });
         }
     });
     (port, seen)
+}
+
+/// Whether bytes wait on the socket, unread.
+fn pending(stream: &std::net::TcpStream) -> bool {
+    let mut b = [0u8; 1];
+    let _ = stream.set_nonblocking(true);
+    let waiting = stream.peek(&mut b).is_ok_and(|n| n > 0);
+    let _ = stream.set_nonblocking(false);
+    waiting
 }
 
 /// One request off a connection; `None` once the client closed it.
@@ -196,6 +247,7 @@ fn read_request(reader: &mut BufReader<std::net::TcpStream>) -> Option<Req> {
         body: String::from_utf8_lossy(&body).to_string(),
         status: 0,
         conn: 0,
+        queued: false,
     })
 }
 
