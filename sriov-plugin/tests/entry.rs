@@ -187,9 +187,16 @@ fn check_without_add_is_unknown_container() {
     );
 }
 
-/// Every file and link under `root`, with link targets: a fingerprint of the
-/// synthetic sysfs and the data dir.
-fn tree(root: &Path) -> Vec<(std::path::PathBuf, Option<std::path::PathBuf>)> {
+/// Every path under `root` with what is there: a symlink's target, a
+/// file's contents (a file rewritten in place is a change too), or nothing
+/// for a directory. A fingerprint of the synthetic sysfs and the data dir.
+type Fingerprint = Vec<(
+    std::path::PathBuf,
+    Option<std::path::PathBuf>,
+    Option<Vec<u8>>,
+)>;
+
+fn tree(root: &Path) -> Fingerprint {
     let mut out = Vec::new();
     let mut dirs = vec![root.to_path_buf()];
     while let Some(d) = dirs.pop() {
@@ -199,7 +206,8 @@ fn tree(root: &Path) -> Vec<(std::path::PathBuf, Option<std::path::PathBuf>)> {
             if ft.is_dir() {
                 dirs.push(p.clone());
             }
-            out.push((p.clone(), std::fs::read_link(&p).ok()));
+            let contents = ft.is_file().then(|| std::fs::read(&p).unwrap());
+            out.push((p.clone(), std::fs::read_link(&p).ok(), contents));
         }
     }
     out.sort();
