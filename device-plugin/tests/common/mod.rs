@@ -91,6 +91,11 @@ pub struct Setup {
     pub child: Child,
 }
 
+/// How long a test waits for something that should happen: generous, so
+/// that a loaded machine is never the reason a test fails; a test fails on
+/// what it waited for never coming, never on how long it took.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
 impl Setup {
     pub fn sysfs(&self) -> PathBuf {
         self.root.path().join("sys")
@@ -103,6 +108,22 @@ impl Setup {
     }
     pub fn config(&self) -> PathBuf {
         self.root.path().join("config.json")
+    }
+    /// What the daemon logged (its stderr).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.root.path().join("daemon.log")).unwrap_or_default()
+    }
+    /// Wait until the daemon has logged `needle` `n` times.
+    pub async fn logged(&self, needle: &str, n: usize) {
+        let deadline = Instant::now() + DEADLINE;
+        while self.log().matches(needle).count() < n {
+            assert!(
+                Instant::now() < deadline,
+                "the daemon never logged {needle:?} {n} times:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 
@@ -181,6 +202,7 @@ pub fn spawn(root: tempfile::TempDir, config: &str, extra: &[&str]) -> Setup {
         .arg(root.path().join("proc"))
         .args(extra)
         .stdout(Stdio::null())
+        .stderr(std::fs::File::create(root.path().join("daemon.log")).unwrap())
         .spawn()
         .unwrap();
     Setup { root, child }
@@ -191,7 +213,7 @@ pub async fn next(
     what: &str,
     f: impl Fn(&Event) -> bool,
 ) -> Event {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + DEADLINE;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(left, rx.recv()).await {
