@@ -256,6 +256,15 @@ fn hostile_names_get_an_error_and_change_nothing() {
             "deviceID".into(),
         ));
     }
+    // The PF itself (a tenant's try at taking or resetting it): refused,
+    // naming it, the PF's files as they were.
+    cases.push((
+        "ctr-1".into(),
+        "net1".into(),
+        conf(&e, "0000:01:00.0"),
+        7,
+        "0000:01:00.0".into(),
+    ));
     for (key, value, code, culprit) in [
         ("mac", json!("02:00:00:00:00:0g"), 7, "mac"),
         ("mac", json!("../../x"), 7, "mac"),
