@@ -49,6 +49,11 @@ impl Registration for TestKubelet {
         client.get_device_plugin_options(Empty {}).await?;
         let mut stream = client.list_and_watch(Empty {}).await?.into_inner();
         let (events, resource) = (self.events.clone(), req.resource_name.clone());
+        // Registered goes out before the first list can: `next` drops the
+        // events it was not waiting for, and a list that overtook its
+        // Registered was lost to a test waiting for Registered first (the
+        // churn test then waited for a list that had come and gone).
+        let _ = self.events.send(Event::Registered(req));
         tokio::spawn(async move {
             while let Some(Ok(update)) = stream.next().await {
                 if events
@@ -59,7 +64,6 @@ impl Registration for TestKubelet {
                 }
             }
         });
-        let _ = self.events.send(Event::Registered(req));
         Ok(Response::new(Empty {}))
     }
 }
@@ -131,6 +135,13 @@ impl Drop for Setup {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A failed test shows what the daemon said.
+        if std::thread::panicking() {
+            eprintln!(
+                "--- daemon log ---\n{}--- end of daemon log ---",
+                self.log()
+            );
+        }
     }
 }
 
