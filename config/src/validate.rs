@@ -384,6 +384,52 @@ mod tests {
         }
     }
 
+    /// Each limit is the last value accepted and the first refused.
+    #[test]
+    fn boundaries() {
+        // PCI device 0-0x1f, function 0-7.
+        pci_address("deviceID", "0000:01:1f.7").unwrap();
+        pci_address("deviceID", "0000:01:00.0").unwrap();
+        assert!(pci_address("deviceID", "0000:01:1f.8").is_err());
+        assert!(pci_address("deviceID", "0000:01:20.7").is_err());
+        // Names: DNS-1123 labels up to 63, subdomains up to 253, device IDs
+        // up to 253, container IDs up to 200, interface names up to 15,
+        // plugin types up to 255.
+        let a = |n: usize| "a".repeat(n);
+        dns1123_label("name", &a(63)).unwrap();
+        assert!(dns1123_label("name", &a(64)).is_err());
+        dns1123_subdomain("name", &a(253)).unwrap();
+        assert!(dns1123_subdomain("name", &a(254)).is_err());
+        device_id("deviceID", &a(253)).unwrap();
+        assert!(device_id("deviceID", &a(254)).is_err());
+        container_id("id", &a(CONTAINER_ID_MAX)).unwrap();
+        assert!(container_id("id", &a(CONTAINER_ID_MAX + 1)).is_err());
+        ifname("ifname", &a(IFNAME_MAX)).unwrap();
+        assert!(ifname("ifname", &a(IFNAME_MAX + 1)).is_err());
+        plugin_type("type", &a(255)).unwrap();
+        assert!(plugin_type("type", &a(256)).is_err());
+        // Prefix lengths up to the family's width.
+        assert_eq!(cidr("a", "10.0.0.1/32").unwrap().1, 32);
+        assert_eq!(cidr("a", "fd00::1/128").unwrap().1, 128);
+        assert!(cidr("a", "fd00::1/129").is_err());
+        assert!(cidr("a", "10.0.0.1/33").is_err());
+        // Hardware addresses of 6, 8 and 20 octets; 7 is none of them.
+        mac("mac", &["02"; 20].join(":")).unwrap();
+        mac("mac", &["02"; 8].join("-")).unwrap();
+        assert!(mac("mac", &["02"; 7].join(":")).is_err());
+        mac("mac", "0200.0000.0001.0002").unwrap();
+        assert!(mac("mac", "0200.0000.01").is_err());
+    }
+
+    #[test]
+    fn absolute_paths() {
+        absolute_path("dataDir", "/var/lib/cni/sriov").unwrap();
+        absolute_path("dataDir", "/a..b/c").unwrap();
+        for bad in ["var/lib", "", "/var/../etc", "/var/lib/..", "/var/\0x"] {
+            assert!(absolute_path("dataDir", bad).is_err(), "{bad:?}");
+        }
+    }
+
     #[test]
     fn macs() {
         assert_eq!(

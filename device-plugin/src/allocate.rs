@@ -3,6 +3,7 @@
 //! device specs for vfio (and vhost-net when asked), and — for the preferred
 //! allocation — which devices to pick.
 
+use std::cmp::Reverse;
 use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
@@ -140,11 +141,12 @@ pub fn preferred(
             .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
             .and_then(|(n, _)| *n)
     };
-    let rank = |n: Option<i64>| -> (u8, usize, Option<i64>) {
+    // Home first, then the other nodes, most available devices first.
+    let rank = |n: Option<i64>| -> (u8, Reverse<usize>, Option<i64>) {
         if n == home {
-            (0, 0, n)
+            (0, Reverse(0), n)
         } else {
-            (1, usize::MAX - per_node.get(&n).copied().unwrap_or(0), n)
+            (1, Reverse(per_node.get(&n).copied().unwrap_or(0)), n)
         }
     };
     let mut per_pf: BTreeMap<String, usize> = BTreeMap::new();
@@ -269,5 +271,75 @@ mod tests {
         // More than a node holds: the rest spills over.
         assert_eq!(preferred(&all, &[], 5, &devices).len(), 5);
         assert_eq!(preferred(&all, &[], 9, &devices).len(), 6);
+    }
+
+    /// The home node is the one with the most available devices, even when
+    /// its addresses sort last; on a tie, the lowest node number.
+    #[test]
+    fn preferred_home_is_the_node_with_the_most_devices() {
+        let devices: BTreeMap<_, _> = [
+            dev("0000:03:02.0", "0000:03:00.0", 0, None),
+            dev("0000:81:02.0", "0000:81:00.0", 1, None),
+            dev("0000:81:02.1", "0000:81:00.0", 1, None),
+            dev("0000:82:02.0", "0000:82:00.0", 1, None),
+        ]
+        .into();
+        let all: Vec<String> = devices.keys().cloned().collect();
+        assert_eq!(
+            preferred(&all, &[], 2, &devices),
+            vec!["0000:81:02.0", "0000:82:02.0"]
+        );
+        // A tie (two on each node): node 0.
+        let tie: Vec<String> = ["0000:03:02.0", "0000:81:02.0", "0000:81:02.1"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let mut devices = devices;
+        devices.insert(
+            "0000:04:02.0".into(),
+            dev("0000:04:02.0", "0000:04:00.0", 0, None).1,
+        );
+        let mut tie = tie;
+        tie.push("0000:04:02.0".into());
+        assert_eq!(
+            preferred(&tie, &[], 2, &devices),
+            vec!["0000:03:02.0", "0000:04:02.0"]
+        );
+    }
+
+    /// Past the home node, the other nodes in order of how many devices
+    /// they have, most first.
+    #[test]
+    fn preferred_spills_to_the_largest_other_node_first() {
+        let devices: BTreeMap<_, _> = [
+            dev("0000:03:02.0", "0000:03:00.0", 0, None),
+            dev("0000:10:02.0", "0000:10:00.0", 1, None),
+            dev("0000:90:02.0", "0000:90:00.0", 2, None),
+            dev("0000:90:02.1", "0000:90:00.0", 2, None),
+        ]
+        .into();
+        let all: Vec<String> = devices.keys().cloned().collect();
+        assert_eq!(
+            preferred(&all, &["0000:03:02.0".into()], 3, &devices),
+            vec!["0000:03:02.0", "0000:90:02.0", "0000:90:02.1"]
+        );
+    }
+
+    /// PF spreading counts the PFs the must-include devices already use:
+    /// the next pick comes from another PF even though a device of the
+    /// must-include one sorts first.
+    #[test]
+    fn preferred_spreads_past_the_pfs_of_must_include_devices() {
+        let devices: BTreeMap<_, _> = [
+            dev("0000:03:02.0", "0000:03:00.0", 0, None),
+            dev("0000:03:02.1", "0000:03:00.0", 0, None),
+            dev("0000:04:02.0", "0000:04:00.0", 0, None),
+        ]
+        .into();
+        let all: Vec<String> = devices.keys().cloned().collect();
+        assert_eq!(
+            preferred(&all, &["0000:03:02.0".into()], 2, &devices),
+            vec!["0000:03:02.0", "0000:04:02.0"]
+        );
     }
 }

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use tokio::net::UnixListener;
 use tokio::signal::unix::{signal, SignalKind};
@@ -85,22 +85,27 @@ pub fn endpoint_name(resource: &str) -> String {
     format!("vfplex-{}.sock", resource.replace('/', "_"))
 }
 
-pub fn load_config(
-    opts: &Options,
-) -> Result<(ResourceConfigList, Option<SystemTime>), DaemonError> {
-    let path = &opts.config_file;
-    let bytes = std::fs::read(path).map_err(|source| DaemonError::ReadConfig {
-        path: path.clone(),
+/// The config file's bytes.
+fn read_config(opts: &Options) -> Result<Vec<u8>, DaemonError> {
+    std::fs::read(&opts.config_file).map_err(|source| DaemonError::ReadConfig {
+        path: opts.config_file.clone(),
         source,
-    })?;
-    let cfg = ResourceConfigList::from_slice(&bytes, &opts.resource_prefix).map_err(|source| {
+    })
+}
+
+fn parse_config(opts: &Options, bytes: &[u8]) -> Result<ResourceConfigList, DaemonError> {
+    ResourceConfigList::from_slice(bytes, &opts.resource_prefix).map_err(|source| {
         DaemonError::Config {
-            path: path.clone(),
+            path: opts.config_file.clone(),
             source,
         }
-    })?;
-    let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
-    Ok((cfg, mtime))
+    })
+}
+
+/// The config, and the bytes it was read from (what a reload compares).
+pub fn load_config(opts: &Options) -> Result<(ResourceConfigList, Vec<u8>), DaemonError> {
+    let bytes = read_config(opts)?;
+    Ok((parse_config(opts, &bytes)?, bytes))
 }
 
 fn socket_identity(path: &Path) -> Option<(u64, u64)> {
@@ -441,16 +446,21 @@ impl Daemon {
                 .all(|r| r.registered_with == kubelet_id)
     }
 
-    async fn reload_config(&mut self, last: &mut Option<SystemTime>) {
-        let mtime = std::fs::metadata(&self.opts.config_file)
-            .and_then(|m| m.modified())
-            .ok();
-        if mtime == *last {
+    /// Apply the config file when its contents changed. Contents, not the
+    /// mtime: a file rewritten in place is empty or partial for a moment,
+    /// and any wake-up (a tick, a socket event) may read it then; the whole
+    /// file, written within the same timestamp tick, keeps the mtime that
+    /// read saw — keyed on the mtime, that change was never looked at again
+    /// (the churn test's reloads timed out under load this way).
+    async fn reload_config(&mut self, last: &mut Option<Vec<u8>>) {
+        let bytes = read_config(&self.opts);
+        let now = bytes.as_ref().ok().cloned();
+        if now == *last {
             return;
         }
-        *last = mtime;
-        match load_config(&self.opts) {
-            Ok((cfg, _)) => {
+        *last = now;
+        match bytes.and_then(|b| parse_config(&self.opts, &b)) {
+            Ok(cfg) => {
                 if cfg != self.config {
                     tracing::info!(
                         "config {} changed: applying it",
@@ -495,7 +505,7 @@ fn set_ready(file: Option<&Path>, ready: bool) {
 pub async fn run(
     opts: Options,
     config: ResourceConfigList,
-    mtime: Option<SystemTime>,
+    config_bytes: Vec<u8>,
 ) -> Result<(), DaemonError> {
     let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
@@ -544,7 +554,7 @@ pub async fn run(
     let mut tick = tokio::time::interval(tick_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_scan = Instant::now();
-    let mut last_mtime = mtime;
+    let mut last_config = Some(config_bytes);
     let mut was_ready = None;
     loop {
         let mut rescan = false;
@@ -555,7 +565,7 @@ pub async fn run(
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
         }
-        daemon.reload_config(&mut last_mtime).await;
+        daemon.reload_config(&mut last_config).await;
         if last_scan.elapsed() >= rescan_every {
             w.take();
             daemon.reconcile(None).await;

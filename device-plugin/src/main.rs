@@ -58,7 +58,7 @@ fn main() -> ExitCode {
         .with_target(false)
         .with_max_level(tracing::Level::INFO)
         .init();
-    let (config, mtime) = match daemon::load_config(&opts) {
+    let (config, config_bytes) = match daemon::load_config(&opts) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("vfplex-device-plugin: {e}");
@@ -85,7 +85,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(daemon::run(opts, config, mtime)) {
+    match rt.block_on(daemon::run(opts, config, config_bytes)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("vfplex-device-plugin: {e}");

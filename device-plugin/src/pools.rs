@@ -323,4 +323,129 @@ mod tests {
             "its only VF netdev carries the default route"
         );
     }
+
+    /// A netdev PCI device, as discovery shows one: Intel, class 02.
+    fn nic(pci: &str, netdev: &str) -> PciDevice {
+        PciDevice {
+            pci: pci.into(),
+            vendor: "8086".into(),
+            device: "1572".into(),
+            class: 0x020000,
+            driver: Some("i40e".into()),
+            netdev: Some(netdev.into()),
+            ..Default::default()
+        }
+    }
+
+    fn build_one(selectors: &str, devices: &[PciDevice]) -> Vec<String> {
+        let cfg = ResourceConfigList::from_slice(
+            format!(r#"{{"resourceList": [{{"resourceName": "p", "selectors": {selectors}}}]}}"#)
+                .as_bytes(),
+            "intel.com",
+        )
+        .unwrap();
+        build(&cfg, devices, &BTreeSet::new(), "intel.com")[0]
+            .devices
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// A PF that can do SR-IOV but has no VFs enabled is a device like any
+    /// other NIC; once it has VFs, its VFs are offered instead.
+    #[test]
+    fn a_pf_with_sriov_and_no_vfs_is_offered() {
+        let mut pf = nic("0000:05:00.0", "ens5f0");
+        pf.total_vfs = Some(64);
+        pf.num_vfs = Some(0);
+        assert_eq!(build_one("{}", &[pf.clone()]), ["0000:05:00.0"]);
+        assert_eq!(
+            ineligible(DeviceType::NetDevice, &pf, &BTreeSet::new()),
+            None
+        );
+        pf.num_vfs = Some(2);
+        assert!(build_one("{}", &[pf.clone()]).is_empty());
+        assert_eq!(
+            ineligible(DeviceType::NetDevice, &pf, &BTreeSet::new()),
+            Some("a PF with VFs: its VFs are offered, not the PF")
+        );
+    }
+
+    /// A pfNames entry without a VF range names a netdev that is no VF (a
+    /// PF without VFs, a plain NIC) by its own name, in any case; with a
+    /// range it names VFs only.
+    #[test]
+    fn pf_names_without_a_range_match_non_vfs_by_netdev() {
+        let plain = [nic("0000:05:00.0", "ens5f0"), nic("0000:06:00.0", "ens6f0")];
+        assert_eq!(
+            build_one(r#"{"pfNames": ["ENS5F0"]}"#, &plain),
+            ["0000:05:00.0"]
+        );
+        assert!(build_one(r#"{"pfNames": ["ens5f0#0-3"]}"#, &plain).is_empty());
+        assert!(build_one(r#"{"pfNames": ["ens7f0"]}"#, &plain).is_empty());
+        // rootDevices likewise, by the device's own address.
+        assert_eq!(
+            build_one(r#"{"rootDevices": ["0000:06:00.0"]}"#, &plain),
+            ["0000:06:00.0"]
+        );
+    }
+
+    /// acpiIndexes picks the devices whose firmware index is listed, and
+    /// no device without one.
+    #[test]
+    fn acpi_indexes_pick_the_listed_devices() {
+        let mut a = nic("0000:05:00.0", "eno1");
+        a.acpi_index = Some("101".into());
+        let mut b = nic("0000:06:00.0", "eno2");
+        b.acpi_index = Some("102".into());
+        let c = nic("0000:07:00.0", "eno3");
+        let all = [a, b, c];
+        assert_eq!(
+            build_one(r#"{"acpiIndexes": ["101"]}"#, &all),
+            ["0000:05:00.0"]
+        );
+        assert_eq!(
+            build_one(r#"{"acpiIndexes": ["102", "101"]}"#, &all),
+            ["0000:05:00.0", "0000:06:00.0"]
+        );
+        assert!(build_one(r#"{"acpiIndexes": ["103"]}"#, &all).is_empty());
+    }
+
+    /// `inventory` says why a device joins no pool of a type; each reason
+    /// is the one that applies.
+    #[test]
+    fn ineligible_says_why() {
+        let none = BTreeSet::new();
+        let mut qat = nic("0000:3d:00.0", "unused");
+        qat.class = 0x120000;
+        qat.netdev = None;
+        assert_eq!(
+            ineligible(DeviceType::NetDevice, &qat, &none),
+            Some("not a network device (PCI class 02)")
+        );
+        assert_eq!(ineligible(DeviceType::Accelerator, &qat, &none), None);
+        let vf = nic("0000:05:02.0", "ens5f0v0");
+        assert_eq!(ineligible(DeviceType::NetDevice, &vf, &none), None);
+        assert_eq!(
+            ineligible(DeviceType::Accelerator, &vf, &none),
+            Some("not an accelerator (PCI class 12)")
+        );
+        assert_eq!(
+            ineligible(DeviceType::AuxNetDevice, &vf, &none),
+            Some("auxiliary devices are not discovered")
+        );
+        let route: BTreeSet<String> = ["ens5f0v0".to_string(), "ens6f0".to_string()].into();
+        assert_eq!(
+            ineligible(DeviceType::NetDevice, &vf, &route),
+            Some("its netdev carries the host's default route")
+        );
+        // A PF without VFs carrying the default route: the route is why.
+        let mut pf = nic("0000:06:00.0", "ens6f0");
+        pf.total_vfs = Some(8);
+        pf.num_vfs = Some(0);
+        assert_eq!(
+            ineligible(DeviceType::NetDevice, &pf, &route),
+            Some("its netdev carries the host's default route")
+        );
+    }
 }

@@ -237,6 +237,29 @@ contains() {
     esac
 }
 
+# lacks HAYSTACK NEEDLE: for check; the absence of NEEDLE counts only when
+# HAYSTACK shows the command worked and listed something: an empty one fails
+# (a `grep` of nothing passes any absence check).
+lacks() {
+    [ -n "$1" ] || { echo "nothing to look in: the listing is empty"; return 1; }
+    case "$1" in
+    *"$2"*) echo "'$2' in: $1"; return 1 ;;
+    *) return 0 ;;
+    esac
+}
+
+# lab_none_in DIR PATTERN: DIR exists and lists (the command worked), and
+# none of its entries matches the shell PATTERN; names what is left.
+lab_none_in() {
+    [ -d "$1" ] || { echo "$1 is not a directory"; return 1; }
+    _l=$(ls -A "$1") || { echo "cannot list $1"; return 1; }
+    _left=
+    for _e in $_l; do
+        case "$_e" in $2) _left="$_left $_e" ;; esac
+    done
+    [ -z "$_left" ] || { echo "left in $1:$_left"; return 1; }
+}
+
 # measure NAME MILLISECONDS: a number for the report (never a pass/fail).
 measure() { say "MEASURE $SCENARIO $1 $2"; }
 

@@ -4,7 +4,7 @@
 # namespace was deleted; a VF held by a pod is refused to another; bad input
 # gets the right CNI error and leaves nothing behind.
 # requires: vf-netdevs
-plan 57
+plan 60
 PF=$(lab_first_pf)
 ip link set "$PF" up
 check create-4-vfs lab_create_vfs "$PF" 4
@@ -76,6 +76,17 @@ ip -n pod-c addr flush dev net1
 OUT=$(conf_c | cni sriov CHECK ctr-c /var/run/netns/pod-c net1)
 check check-c-sees-address-gone contains "$OUT" "lacks its address ${ADDR_C%/*}"
 ip -n pod-c addr add "$ADDR_C" dev net1
+# The PF's view drifts (an admin's `ip link set PF vf N`): CHECK reads the
+# kernel's VF info and names the attribute.
+ip link set "$PF" vf 2 vlan 100 qos 5
+OUT=$(conf_c | cni sriov CHECK ctr-c /var/run/netns/pod-c net1)
+check check-c-sees-qos-drift contains "$OUT" "vlan 100/qos 5 (want 100/2)"
+ip link set "$PF" vf 2 vlan 100 qos 2 spoofchk on
+OUT=$(conf_c | cni sriov CHECK ctr-c /var/run/netns/pod-c net1)
+check check-c-sees-spoofchk-drift contains "$OUT" "spoofchk true (want false)"
+ip link set "$PF" vf 2 spoofchk off
+OUT=$(conf_c | cni sriov CHECK ctr-c /var/run/netns/pod-c net1)
+check check-c-passes-again test $? -eq 0 -a -z "$OUT"
 ip -n pod-c link set net1 name vfchk
 ip -n pod-c link set vfchk netns 1
 OUT=$(conf_c | cni sriov CHECK ctr-c /var/run/netns/pod-c net1)
@@ -114,7 +125,7 @@ check a-mtu-restored test "$(cat /sys/class/net/$N0/mtu)" = 1500
 PFV0=$(ip link show "$PF" | grep "vf 0 ")
 check pf-vf0-trust-restored contains "$PFV0" "trust off"
 check pf-vf0-spoofchk-restored contains "$PFV0" "spoof checking on"
-check pf-vf0-rate-restored test -z "$(echo "$PFV0" | grep max_tx_rate)"
+check pf-vf0-rate-restored lacks "$PFV0" max_tx_rate
 check a-state-gone test ! -e "$DATA/ctr-a-net1"
 check a-record-gone test ! -e "$DATA/pci/$V0"
 OUT=$(conf "$V0" 02:00:00:00:0a:01 | cni sriov DEL ctr-a /var/run/netns/pod-a net1)
@@ -130,12 +141,12 @@ check b-name-restored lab_netdev_exists "$N1"
 check b-mac-restored test "$(cat /sys/class/net/$N1/address 2>/dev/null)" = "$M1"
 OUT=$(conf_c | cni sriov DEL ctr-c /var/run/netns/pod-c net1)
 check del-c test $? -eq 0 -a -z "$OUT"
-check pf-vf2-vlan-restored test -z "$(ip link show "$PF" | grep 'vf 2 ' | grep 'vlan 100')"
+check pf-vf2-vlan-restored lacks "$(ip link show "$PF" | grep 'vf 2 ')" "vlan 100"
 
 # --- no leftovers ----------------------------------------------------------
-check no-state-files sh -c "! ls $DATA/*-net* 2>/dev/null | grep -q ."
-check no-allocations sh -c "! ls $DATA/pci/0000* 2>/dev/null | grep -q ."
-check no-leases sh -c "! ls $SUBNET_STATE/10.* 2>/dev/null | grep -q ."
+check no-state-files lab_none_in "$DATA" '*-net*'
+check no-allocations lab_none_in "$DATA/pci" '0000*'
+check no-leases lab_none_in "$SUBNET_STATE" '10.*'
 ip netns del pod-a
 ip netns del pod-c
 lab_restore_vfs "$PF"

@@ -4,7 +4,7 @@
 # DPDK flag from its cache and takes the netdev path on DEL).
 # requires: vf-netdevs
 # boot: iommu
-plan 16
+plan 18
 PF=$(lab_first_pf)
 ip link set "$PF" up
 check create-2-vfs lab_create_vfs "$PF" 2
@@ -18,8 +18,10 @@ ip netns add dpdk-pod
 CONF=$(printf '{"cniVersion":"1.1.0","name":"sriov-dpdk","type":"sriov","deviceID":"%s","vlan":200,"vlanQoS":3,"mac":"02:00:00:00:0d:01","spoofchk":"on","trust":"off","ipam":{"type":"host-local","subnet":"10.58.0.0/24"}}' "$VF")
 R=$(echo "$CONF" | cni sriov ADD dpdk-1 /var/run/netns/dpdk-pod net1)
 check add-ok contains "$R" "\"pciID\":\"$VF\""
-check no-sandbox test -z "$(json_field "$R" sandbox)"
+check no-sandbox lacks "$R" '"sandbox"'
 check ip-returned contains "$R" "10.58.0."
+check result-mac contains "$R" '"mac":"02:00:00:00:0d:01"'
+check result-ip-interface contains "$R" '"interface":0'
 PFV=$(ip link show "$PF" | grep "vf 1 ")
 check pf-vlan contains "$PFV" "vlan 200, qos 3"
 check pf-mac contains "$PFV" "02:00:00:00:0d:01"
@@ -30,8 +32,8 @@ check check-passes test $? -eq 0 -a -z "$OUT"
 OUT=$(echo "$CONF" | cni sriov DEL dpdk-1 /var/run/netns/dpdk-pod net1)
 check del-ok test $? -eq 0 -a -z "$OUT"
 PFV=$(ip link show "$PF" | grep "vf 1 ")
-check pf-vlan-restored test -z "$(echo "$PFV" | grep 'vlan 200')"
-check pf-mac-restored test -z "$(echo "$PFV" | grep '02:00:00:00:0d:01')"
+check pf-vlan-restored lacks "$PFV" "vlan 200"
+check pf-mac-restored lacks "$PFV" "02:00:00:00:0d:01"
 check vf-still-vfio test "$(lab_driver_of "$VF")" = vfio-pci
 check state-gone test ! -e /var/lib/cni/sriov/dpdk-1-net1
 OUT=$(echo "$CONF" | cni sriov DEL dpdk-1 /var/run/netns/dpdk-pod net1)

@@ -1,7 +1,7 @@
 # 12-sriov-parallel: 4 pods ADD and DEL at the same time on VFs of one PF, three
 # rounds; every operation succeeds and nothing is left behind.
 # requires: vf-netdevs
-plan $((1 + 3 * (4 + 1 + 4) + 5))
+plan $((1 + 3 * (4 + 1 + 4) + 6))
 PF=$(lab_first_pf)
 ip link set "$PF" up
 check create-4-vfs lab_create_vfs "$PF" 4
@@ -33,9 +33,10 @@ while [ $round -le 3 ]; do
 done
 names_after=$(for v in 0 1 2 3; do lab_vf_netdev "$PF" $v; done | tr '\n' ' ')
 check names-restored test "$names_before" = "$names_after"
+check vfs-listed contains "$(ip link show "$PF")" "vf 3 "
 check no-vlans-left test "$(ip link show "$PF" | grep -c 'vlan 30[0-3]')" -eq 0
-check no-state-left test -z "$(ls /var/lib/cni/sriov | grep par-)"
-check no-allocations-left test -z "$(ls /var/lib/cni/sriov/pci | grep 0000)"
-check no-leases-left test -z "$(ls /var/lib/cni/networks/par-net 2>/dev/null | grep '^10\.')"
+check no-state-left lab_none_in /var/lib/cni/sriov 'par-*'
+check no-allocations-left lab_none_in /var/lib/cni/sriov/pci '0000*'
+check no-leases-left lab_none_in /var/lib/cni/networks/par-net '10.*'
 for v in 0 1 2 3; do ip netns del par-$v; done
 lab_restore_vfs "$PF"

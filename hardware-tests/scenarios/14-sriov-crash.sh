@@ -3,7 +3,7 @@
 # addresses applied — and the DEL that follows gives everything back: the VF's
 # name, MAC, MTU and PF-side attributes, the lease, the state and the record.
 # requires: vf-netdevs test-hooks
-plan $((1 + 6 * 10))
+plan $((1 + 6 * 11 + 5))
 PF=$(lab_first_pf)
 ip link set "$PF" up
 check create-2-vfs lab_create_vfs "$PF" 2
@@ -21,17 +21,24 @@ for step in 1 2 3 4 5 6; do
     unset VFPLEX_CRASH_AT
     # Died at this step (SIGABRT and the step's marker), not an early error.
     check "step$step-crashed" lab_crashed_at $rc /tmp/crash.err $step
+    # From step 2 on the PF holds the VF's rate: `ip` shows it (so its
+    # absence after DEL means restored, not unreadable).
+    if [ $step -ge 2 ]; then
+        check "step$step-rate-set" contains "$(ip link show "$PF" | grep "vf 0 ")" "max_tx_rate 50Mbps"
+    fi
     OUT=$(echo "$CONF" | cni sriov DEL "crash-$step" /var/run/netns/crash net1)
     check "step$step-del-ok" test $? -eq 0 -a -z "$OUT"
     check "step$step-name-back" lab_netdev_exists "$N"
     check "step$step-mac-back" test "$(cat /sys/class/net/$N/address 2>/dev/null)" = "$M"
     check "step$step-mtu-back" test "$(cat /sys/class/net/$N/mtu 2>/dev/null)" = 1500
     PFV=$(ip link show "$PF" | grep "vf 0 ")
-    check "step$step-vlan-gone" test -z "$(echo "$PFV" | grep 'vlan 300')"
+    check "step$step-vlan-gone" lacks "$PFV" "vlan 300"
+    check "step$step-rate-back" lacks "$PFV" "max_tx_rate"
     check "step$step-trust-off" contains "$PFV" "trust off"
     check "step$step-no-state" test ! -e "/var/lib/cni/sriov/crash-$step-net1"
     check "step$step-no-record" test ! -e "/var/lib/cni/sriov/pci/$V"
-    check "step$step-no-lease" test -z "$(ls /var/lib/cni/networks/crash-net 2>/dev/null | grep '^10\.')"
+    # (host-local's DEL makes its directory: it is there from step 1 on.)
+    check "step$step-no-lease" lab_none_in /var/lib/cni/networks/crash-net '10.*'
     ip netns del crash
 done
 lab_restore_vfs "$PF"

@@ -29,8 +29,8 @@ check four-representors test "$(reps | wc -l)" -eq 4
 for d in "$PF" $(reps); do
     say "NOTE $d phys_port_name=$(cat "/sys/class/net/$d/phys_port_name" 2>&1) phys_switch_id=$(cat "/sys/class/net/$d/phys_switch_id" 2>&1)"
 done
-# The uplink reports no representor port name (p0, or none at all).
-check uplink-not-a-representor sh -c "! grep -q vf /sys/class/net/$PF/phys_port_name 2>/dev/null"
+# The uplink names a physical port (p0), not a representor (pf0vfN).
+check uplink-not-a-representor grep -qx "p[0-9]*" "/sys/class/net/$PF/phys_port_name"
 REP2=
 for r in $(reps); do
     [ "$(cat "/sys/class/net/$r/phys_port_name")" = pf0vf2 ] && REP2=$r
@@ -53,8 +53,8 @@ check vf-attrs-on-uplink contains "$(ip link show zz-uplink | grep "vf 2 ")" "vl
 check representor-up contains "$(ip link show "$REP2")" ",UP"
 OUT=$(echo "$CONF" | cni sriov DEL sd-1 /var/run/netns/sd-pod net1)
 check del-ok test $? -eq 0 -a -z "$OUT"
-check representor-down-again sh -c "! ip link show $REP2 | grep -q ',UP'"
-check vlan-restored sh -c "! ip link show zz-uplink | grep 'vf 2 ' | grep -q 'vlan 77'"
+check representor-down-again lacks "$(ip link show "$REP2")" ",UP"
+check vlan-restored lacks "$(ip link show zz-uplink | grep 'vf 2 ')" "vlan 77"
 ip netns del sd-pod
 
 # The device plugin on the same tree: a switchdev pool, device-info naming
@@ -74,7 +74,7 @@ DPID=$!
 # All four VFs listed (Unhealthy: a netdevsim port without a peer has no
 # carrier, and a PF without carrier makes its VFs Unhealthy).
 check four-vfs-listed retry 100 sh -c "grep '^LIST intel.com/sd_vfs' /tmp/sd-kubelet.out | tail -1 | grep -o '0000:99:00\.[1-4]=' | wc -l | grep -qx 4"
-check no-representor-listed sh -c "! grep '^LIST intel.com/sd_vfs' /tmp/sd-kubelet.out | tail -1 | grep -q '$REP2'"
+check no-representor-listed lacks "$(grep '^LIST intel.com/sd_vfs' /tmp/sd-kubelet.out | tail -1)" "$REP2"
 vfplex-kubelet allocate "$DP/vfplex-intel.com_sd_vfs.sock" 0000:99:00.3 >/dev/null
 check devinfo-representor contains "$(cat /tmp/sd-devinfo/intel.com-sd_vfs-0000:99:00.3-device.json 2>/dev/null)" "\"representor-device\":\"$REP2\""
 kill -TERM $DPID

@@ -59,15 +59,15 @@ check del-ok test $? -eq 0 -a -z "$OUT"
 check netdev-back lab_netdev_exists "$N1"
 check mac-restored test "$(cat "/sys/class/net/$N1/address" 2>/dev/null)" = "$M1"
 check mtu-restored test "$(cat "/sys/class/net/$N1/mtu" 2>/dev/null)" = "$MTU1"
-check pod-empty test -z "$(ip -n sc-pod -o link show | grep -v ' lo:')"
+check pod-empty test "$(ip -n sc-pod -o link show | cut -d: -f2 | tr -d ' \n')" = lo
 L=$(vf_line 1)
-check vlan-cleared test -z "$(echo "$L" | grep 'vlan 100')"
+check vlan-cleared lacks "$L" "vlan 100"
 check admin-mac-restored contains "$L" "$A1"
 check spoofchk-on contains "$L" "spoof checking on"
 check trust-off contains "$L" "trust off"
 check cache-gone test ! -e "$DATA/sc-1-net1"
 check record-gone test ! -e "$DATA/pci/$V1"
-check lease-released test -z "$(ls /var/lib/cni/networks/sriov-mig/ 2>/dev/null | grep '^10\.59\.')"
+check lease-released lab_none_in /var/lib/cni/networks/sriov-mig '10.59.*'
 OUT=$(echo "$CONF1" | cni sriov DEL sc-1 /var/run/netns/sc-pod net1)
 check del-twice test $? -eq 0 -a -z "$OUT"
 
@@ -89,7 +89,7 @@ CONF2=$(conf "$V2" 200 02:11:22:33:44:66)
 OUT=$(echo "$CONF2" | cni sriov DEL sc-2 /var/run/netns/sc-pod net1)
 check dpdk-del-ok test $? -eq 0 -a -z "$OUT"
 L=$(vf_line 2)
-check dpdk-vlan-cleared test -z "$(echo "$L" | grep 'vlan 200')"
+check dpdk-vlan-cleared lacks "$L" "vlan 200"
 check dpdk-admin-mac-restored contains "$L" "$A2"
 check dpdk-trust-off contains "$L" "trust off"
 check dpdk-still-vfio test "$(lab_driver_of "$V2")" = vfio-pci

@@ -72,6 +72,6 @@ kill -TERM $DPID
 wait $DPID
 check sigterm-clean-exit test $? -eq 0
 check socket-removed test ! -e "$DP/vfplex-intel.com_lab_igb.sock"
-check devinfo-removed test -z "$(ls /var/run/k8s.cni.cncf.io/devinfo/dp/ 2>/dev/null)"
+check devinfo-removed lab_none_in /var/run/k8s.cni.cncf.io/devinfo/dp '*'
 kill $KPID 2>/dev/null
 lab_restore_vfs "$PF"

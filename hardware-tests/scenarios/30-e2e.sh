@@ -96,8 +96,8 @@ ip netns del pod-a
 ip netns del pod-b
 names_after=$(for v in 0 1 2 3; do lab_vf_netdev "$PF" $v; done | tr '\n' ' ')
 check vf-names-restored test "$names_before" = "$names_after"
-check vlan-removed test -z "$(ip link show "$PF" | grep 'vlan 100')"
-check no-meta-cache test -z "$(ls /var/lib/cni/multus 2>/dev/null | grep ctr-)"
+check vlan-removed lacks "$(ip link show "$PF" | grep 'vf ')" "vlan 100"
+check no-meta-cache lab_none_in /var/lib/cni/multus 'ctr-*'
 kill -TERM $DPID
 wait $DPID
 kill $KPID 2>/dev/null

@@ -78,6 +78,29 @@ fn netdev_checks_refuse_an_empty_name() {
     assert!(r.checks.iter().all(|c| !c.ok), "{:?}", r.checks);
 }
 
+/// An absence counts only when there was something to look in: `lacks`
+/// fails on an empty listing, `lab_none_in` on a missing directory; each
+/// fails on what is there and names it.
+#[test]
+fn absence_checks_need_a_listing() {
+    let body = r#"plan 8
+d=/tmp/harness-none.$$
+mkdir -p "$d" && touch "$d/lock" "$d/10.0.0.2"
+check_fails empty-listing "listing is empty" lacks "" "vlan 100"
+check_fails present "'vlan 100' in" lacks "vf 0 vlan 100, qos 2" "vlan 100"
+check absent lacks "vf 0 link/ether 02:00:00:00:00:01" "vlan 100"
+check_fails no-dir "is not a directory" lab_none_in "$d/missing" '10.*'
+check_fails left "left in $d: 10.0.0.2" lab_none_in "$d" '10.*'
+rm "$d/10.0.0.2"
+check none-left lab_none_in "$d" '10.*'
+check_fails a-file "is not a directory" lab_none_in "$d/lock" '*'
+rm -r "$d"
+check_fails gone "is not a directory" lab_none_in "$d" '*'
+"#;
+    let r = run("absence", body);
+    assert_eq!(r.scenario_failure("absence"), None, "{:?}", r.checks);
+}
+
 #[test]
 fn only_a_death_at_the_crash_point_counts_as_a_crash() {
     let body = r#"plan 3

@@ -93,9 +93,22 @@ fn short_form_and_default_networks() {
     assert!(n.leases().is_empty());
 }
 
+/// Whether host link `name` exists (a bridge the bridge plugin made stays
+/// after DEL: proof that its ADD ran).
+fn host_link(name: &str) -> bool {
+    std::process::Command::new("ip")
+        .args(["link", "show", name])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// A NAD that does not exist is found while the pod's delegates are worked
+/// out, before any of them runs: error 7 naming it, and no delegate ran
+/// (the bridge plugin would have made its bridge and host-local its
+/// reservation record, which outlive a DEL).
 #[test]
 #[ignore = "needs root and the reference CNI plugins: scripts/test.sh runs it (--include-ignored)"]
-fn unknown_nad_rolls_back_everything() {
+fn unknown_nad_is_refused_before_any_delegate_runs() {
     require_root();
     let n = Node::new();
     n.bridge_nad("default", "net-a", "vfa", "10.82.0.0/24");
@@ -105,8 +118,54 @@ fn unknown_nad_rolls_back_everything() {
     assert_eq!(code, Some(1));
     assert_eq!(v["code"], 7, "{v}");
     assert!(v["msg"].as_str().unwrap().contains("no-such-net"), "{v}");
+    assert!(
+        !host_link(&format!("vfc{}", n.tag)),
+        "the cluster network ran"
+    );
+    assert!(!host_link(&format!("vfa{}", n.tag)), "net-a ran");
+    assert!(!n.path("ipam/net-a").exists(), "net-a's IPAM ran");
     assert_eq!(n.links(), vec!["lo".to_string()]);
-    assert!(n.leases().is_empty());
+    assert!(!n.path("cni/ctr-3").exists());
+}
+
+/// The delegates before a failing one really ran — the cluster network and
+/// net-a made their bridges, interfaces and leases — and are all rolled back
+/// when the third network's plugin turns out not to exist: no interface, no
+/// lease, no cache entry; error 7 names the network and the plugin.
+#[test]
+#[ignore = "needs root and the reference CNI plugins: scripts/test.sh runs it (--include-ignored)"]
+fn unknown_nad_rolls_back_everything() {
+    require_root();
+    let n = Node::new();
+    n.bridge_nad("default", "net-a", "vfa", "10.82.0.0/24");
+    n.write_nad(
+        "default",
+        "unknown-plugin",
+        &json!({"cniVersion": "1.0.0", "name": "unknown-plugin", "type": "no-such-plugin"}),
+        None,
+    );
+    let mut conf = n.meta("1.0.0", json!({}));
+    conf["runtimeConfig"] = pod_annotations("net-a,unknown-plugin");
+    let (code, v) = n.cni("ADD", "ctr-3", &conf);
+    assert_eq!(code, Some(1), "{v}");
+    let msg = v["msg"].as_str().unwrap();
+    assert!(
+        msg.contains("unknown-plugin") && msg.contains("no-such-plugin"),
+        "{v}"
+    );
+    // Both delegates before it ran...
+    assert!(
+        host_link(&format!("vfc{}", n.tag)),
+        "the cluster network did not run"
+    );
+    assert!(host_link(&format!("vfa{}", n.tag)), "net-a did not run");
+    assert!(
+        n.path("ipam/net-a/last_reserved_ip.0").exists(),
+        "net-a took no lease"
+    );
+    // ...and nothing of theirs is left.
+    assert_eq!(n.links(), vec!["lo".to_string()]);
+    assert!(n.leases().is_empty(), "{:?}", n.leases());
     assert!(!n.path("cni/ctr-3").exists());
 }
 

@@ -146,6 +146,11 @@ fn netdev_out_of_pod(
     problems
 }
 
+/// No link on the host is called `name`.
+fn name_free(host: &mut dyn Rtnl, name: &str) -> bool {
+    matches!(host.link_by_name(name), Err(e) if e.is(nix::libc::ENODEV))
+}
+
 /// Move the VF netdev back from the pod namespace (or find it on the host) under
 /// its original name, and restore its MAC and MTU. Returns the problems met.
 pub fn return_netdev(
@@ -186,7 +191,9 @@ pub fn return_netdev(
     };
     let idx = link.header.index;
     let mut attrs = Vec::new();
-    if current != host_name && env.sysfs.pci_of_netdev(host_name).is_none() {
+    // Back under its own name unless the host took that name meanwhile —
+    // by any netdev: a veth has no PCI device that sysfs could tell it by.
+    if current != host_name && name_free(&mut *host, host_name) {
         attrs.push(LinkAttribute::IfName(host_name.to_string()));
     }
     if let Some(mac) = saved.orig_mac.as_deref().and_then(parse_mac) {

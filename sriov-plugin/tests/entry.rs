@@ -187,9 +187,16 @@ fn check_without_add_is_unknown_container() {
     );
 }
 
-/// Every file and link under `root`, with link targets: a fingerprint of the
-/// synthetic sysfs and the data dir.
-fn tree(root: &Path) -> Vec<(std::path::PathBuf, Option<std::path::PathBuf>)> {
+/// Every path under `root` with what is there: a symlink's target, a
+/// file's contents (a file rewritten in place is a change too), or nothing
+/// for a directory. A fingerprint of the synthetic sysfs and the data dir.
+type Fingerprint = Vec<(
+    std::path::PathBuf,
+    Option<std::path::PathBuf>,
+    Option<Vec<u8>>,
+)>;
+
+fn tree(root: &Path) -> Fingerprint {
     let mut out = Vec::new();
     let mut dirs = vec![root.to_path_buf()];
     while let Some(d) = dirs.pop() {
@@ -199,7 +206,8 @@ fn tree(root: &Path) -> Vec<(std::path::PathBuf, Option<std::path::PathBuf>)> {
             if ft.is_dir() {
                 dirs.push(p.clone());
             }
-            out.push((p.clone(), std::fs::read_link(&p).ok()));
+            let contents = ft.is_file().then(|| std::fs::read(&p).unwrap());
+            out.push((p.clone(), std::fs::read_link(&p).ok(), contents));
         }
     }
     out.sort();
@@ -248,6 +256,15 @@ fn hostile_names_get_an_error_and_change_nothing() {
             "deviceID".into(),
         ));
     }
+    // The PF itself (a tenant's try at taking or resetting it): refused,
+    // naming it, the PF's files as they were.
+    cases.push((
+        "ctr-1".into(),
+        "net1".into(),
+        conf(&e, "0000:01:00.0"),
+        7,
+        "0000:01:00.0".into(),
+    ));
     for (key, value, code, culprit) in [
         ("mac", json!("02:00:00:00:00:0g"), 7, "mac"),
         ("mac", json!("../../x"), 7, "mac"),

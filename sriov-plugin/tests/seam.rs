@@ -7,148 +7,15 @@
 //! real VFs in the lab (scenarios 10, 14).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+mod common;
 
-use vfplex_cni::netlink::fake::{FakeLink, FakeNet, FakeVf, HOST};
+use common::*;
+use vfplex_cni::netlink::fake::HOST;
 use vfplex_cni::netlink::{LinkExt, Namespaces};
-use vfplex_cni::sysfs::{fixture, Sysfs};
-use vfplex_cni::{CniArgs, Command, Plugin, Request};
+use vfplex_cni::{Command, Plugin};
 use vfplex_config::sriov::SriovConf;
 use vfplex_config::{CniVersion, ErrorCode, NetConf};
 use vfplex_sriov_plugin::vf::{Pf, VfPfState};
-use vfplex_sriov_plugin::SriovPlugin;
-
-/// The pod's namespace: any real netns file opens without privilege; the
-/// double calls it "pod".
-const POD: &str = "/proc/self/ns/net";
-const VF: &str = "0000:01:10.0";
-
-/// Every attribute sriov-cni knows, and an IPAM plugin.
-const FULL: &str = r#"{"cniVersion":"1.0.0","name":"sriov-net","type":"sriov",
-  "deviceID":"0000:01:10.0","vlan":100,"vlanQoS":3,"mac":"02:00:00:00:aa:01",
-  "spoofchk":"off","trust":"on","min_tx_rate":10,"max_tx_rate":100,
-  "link_state":"enable","mtu":9000,"ipam":{"type":"fake-ipam"}}"#;
-
-/// The fake IPAM plugin: records each call in the file `CALLS` of CNI_ARGS
-/// names, answers ADD with a lease. Written once: a script written while
-/// another test thread forks would fail to exec (ETXTBSY).
-fn ipam_dir() -> &'static Path {
-    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap().keep();
-        let ipam = dir.join("fake-ipam");
-        std::fs::write(
-            &ipam,
-            r#"#!/bin/sh
-calls=$(echo "$CNI_ARGS" | tr ';' '\n' | sed -n 's/^CALLS=//p')
-echo "$CNI_COMMAND" >> "$calls"
-case "$CNI_COMMAND" in
-ADD) echo '{"cniVersion":"1.0.0","ips":[{"address":"10.1.0.5/24","gateway":"10.1.0.1"}],"routes":[{"dst":"10.2.0.0/16"}]}' ;;
-VERSION) echo '{"cniVersion":"1.0.0","supportedVersions":["0.3.1","0.4.0","1.0.0","1.1.0"]}' ;;
-esac
-"#,
-        )
-        .unwrap();
-        std::fs::set_permissions(&ipam, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
-        dir
-    })
-}
-
-struct Node {
-    dir: tempfile::TempDir,
-    net: FakeNet,
-    plugin: SriovPlugin,
-}
-
-/// A PF with two igbvf VFs, in sysfs and in the double, as the kernel shows
-/// them: VF 0 with a VLAN and spoof check on (a PF-side state to restore).
-fn node() -> Node {
-    let dir = tempfile::tempdir().unwrap();
-    let sys = dir.path().join("sys");
-    fixture::pf_with_vfs(
-        &sys,
-        "0000:01:00.0",
-        "ens1f0",
-        &[
-            (VF, Some("ens1f0v0"), "igbvf"),
-            ("0000:01:10.2", Some("ens1f0v1"), "igbvf"),
-        ],
-    )
-    .unwrap();
-    let net = FakeNet::new();
-    let vf0 = FakeVf {
-        vlan: 5,
-        qos: 1,
-        proto: 0x8100,
-        spoofchk: true,
-        max_tx_rate: 50,
-        ..FakeVf::default()
-    };
-    net.add(FakeLink {
-        up: true,
-        vfs: vec![vf0, FakeVf::default()],
-        ..FakeLink::host("ens1f0", [0x52, 0x54, 0, 0, 0, 1])
-    });
-    net.add(FakeLink::host("ens1f0v0", [0x52, 0x54, 0, 0, 0x10, 0]));
-    net.add(FakeLink::host("ens1f0v1", [0x52, 0x54, 0, 0, 0x10, 2]));
-    net.add(FakeLink {
-        ns: "pod".into(),
-        up: true,
-        ..FakeLink::host("lo", [0; 6])
-    });
-    net.label(POD, "pod");
-    let plugin = SriovPlugin {
-        sysfs: Sysfs::new(sys),
-        state_dir: dir.path().join("state"),
-        net: Box::new(net.clone()),
-    };
-    Node { dir, net, plugin }
-}
-
-impl Node {
-    fn req(&self, command: Command, conf: &str) -> Request {
-        Request {
-            command,
-            container_id: "c0ffee".into(),
-            netns: Some(PathBuf::from(POD)),
-            ifname: "net1".into(),
-            args: CniArgs(vec![(
-                "CALLS".into(),
-                self.dir.path().join("calls").display().to_string(),
-            )]),
-            path: vec![ipam_dir().to_path_buf()],
-            conf: NetConf::from_slice(conf.as_bytes()).unwrap(),
-            stdin: conf.as_bytes().to_vec(),
-            version: "1.0.0".parse::<CniVersion>().unwrap(),
-        }
-    }
-
-    fn ipam_calls(&self) -> Vec<String> {
-        std::fs::read_to_string(self.dir.path().join("calls"))
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
-            .collect()
-    }
-
-    /// State files and allocation records left in the state directory.
-    fn state_files(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        for sub in ["", "pci"] {
-            for e in std::fs::read_dir(self.plugin.state_dir.join(sub))
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
-                if e.file_type().unwrap().is_file() {
-                    out.push(Path::new(sub).join(e.file_name()).display().to_string());
-                }
-            }
-        }
-        out
-    }
-}
 
 /// What ADD of [`FULL`] does, change by change.
 const ADD_LOG: &[&str] = &[
@@ -203,6 +70,10 @@ fn add_then_del_in_order_and_everything_back() {
     assert_eq!(r["interfaces"][0]["name"], "net1");
     assert_eq!(r["interfaces"][0]["pciID"], VF);
     assert_eq!(r["interfaces"][0]["sandbox"], POD);
+    assert_eq!(r["interfaces"][0]["mac"], "02:00:00:00:aa:01");
+    // The lease is the pod's interface's (interfaces[0]).
+    assert_eq!(r["ips"][0]["address"], "10.1.0.5/24");
+    assert_eq!(r["ips"][0]["interface"], 0, "{r}");
     assert_eq!(n.state_files().len(), 2, "{:?}", n.state_files());
 
     n.plugin.check(&n.req(Command::Check, FULL)).unwrap();
@@ -290,11 +161,23 @@ fn a_dpdk_vf_gets_its_pf_side_attributes_only() {
     std::fs::remove_file(dev.join("driver")).unwrap();
     std::fs::create_dir_all(sys.join("bus/pci/drivers/vfio-pci")).unwrap();
     std::os::unix::fs::symlink(sys.join("bus/pci/drivers/vfio-pci"), dev.join("driver")).unwrap();
-    let conf =
-        r#"{"cniVersion":"1.0.0","name":"dpdk","type":"sriov","deviceID":"0000:01:10.2","vlan":7}"#;
+    let conf = r#"{"cniVersion":"1.0.0","name":"dpdk","type":"sriov","deviceID":"0000:01:10.2",
+      "vlan":7,"mac":"02:00:00:00:dd:01"}"#;
     let before = n.net.links();
-    n.plugin.add(&n.req(Command::Add, conf)).unwrap();
-    assert_eq!(n.net.log(), ["host: set vf 1 vlan on ens1f0"]);
+    let r = n.plugin.add(&n.req(Command::Add, conf)).unwrap();
+    assert_eq!(
+        n.net.log(),
+        [
+            "host: set vf 1 vlan on ens1f0",
+            "host: set vf 1 mac on ens1f0"
+        ]
+    );
+    // No netdev to read it from: the result names the device and the MAC
+    // the PF gave it.
+    let r = r.to_value(CniVersion::LATEST).unwrap();
+    assert_eq!(r["interfaces"][0]["pciID"], "0000:01:10.2");
+    assert_eq!(r["interfaces"][0]["mac"], "02:00:00:00:dd:01", "{r}");
+    assert!(r["interfaces"][0].get("sandbox").is_none(), "{r}");
     n.plugin.del(&n.req(Command::Del, conf)).unwrap();
     assert_eq!(n.net.links(), before);
 }
@@ -347,5 +230,66 @@ fn every_attribute_applied_is_restored() {
         assert!(errors.is_empty(), "{extra}: {errors:?}");
         assert_eq!(n.net.links(), before, "{extra}");
         assert_eq!(pf.nl.link_by_name("ens1f0").unwrap().name(), Some("ens1f0"));
+    }
+}
+
+/// A PF-side attribute the NIC refuses is named with the reason a user can
+/// act on: the NIC lacks the attribute, the VLAN protocol, or took the rate
+/// as invalid; an EINVAL for anything but a rate gets no rate hint. A
+/// max-only rate is set (and named) as max_tx_rate.
+#[test]
+fn a_refused_attribute_is_named_with_its_reason() {
+    let cases = [
+        (
+            r#"{"trust":"on"}"#,
+            "set vf 0 trust",
+            nix::libc::EOPNOTSUPP,
+            Some("the NIC does not support this attribute"),
+        ),
+        (
+            r#"{"vlan":9,"vlanProto":"802.1ad"}"#,
+            "set vf 0 vlan",
+            nix::libc::EPROTONOSUPPORT,
+            Some("the NIC does not support this VLAN protocol"),
+        ),
+        (
+            r#"{"max_tx_rate":100}"#,
+            "set vf 0 max_tx_rate",
+            nix::libc::EINVAL,
+            Some("the NIC rejected the rate"),
+        ),
+        (
+            r#"{"min_tx_rate":10}"#,
+            "set vf 0 min_tx_rate",
+            nix::libc::EINVAL,
+            Some("the NIC rejected the rate"),
+        ),
+        (r#"{"vlan":9}"#, "set vf 0 vlan", nix::libc::EINVAL, None),
+    ];
+    for (extra, op, errno, hint) in cases {
+        let n = node();
+        let mut v: serde_json::Value = serde_json::from_str(
+            r#"{"cniVersion":"1.0.0","name":"n","type":"sriov","deviceID":"0000:01:10.0"}"#,
+        )
+        .unwrap();
+        for (k, x) in serde_json::from_str::<serde_json::Map<_, _>>(extra).unwrap() {
+            v[k] = x;
+        }
+        let conf = SriovConf::from_netconf(&NetConf::from_value(v).unwrap()).unwrap();
+        let mut host = n.net.host().unwrap();
+        let index = host.link_by_name("ens1f0").unwrap().header.index;
+        let mut pf = Pf {
+            nl: &mut *host,
+            index,
+            name: "ens1f0",
+            driver: "igb",
+        };
+        n.net.fail(op, errno);
+        let msg = pf.apply(0, &conf, None).unwrap_err().to_string();
+        assert!(msg.contains(&format!("{op} on ens1f0")), "{extra}: {msg}");
+        match hint {
+            Some(h) => assert!(msg.contains(h), "{extra}: {msg}"),
+            None => assert!(!msg.contains(" — "), "{extra}: no hint wanted: {msg}"),
+        }
     }
 }

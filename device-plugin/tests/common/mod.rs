@@ -49,6 +49,11 @@ impl Registration for TestKubelet {
         client.get_device_plugin_options(Empty {}).await?;
         let mut stream = client.list_and_watch(Empty {}).await?.into_inner();
         let (events, resource) = (self.events.clone(), req.resource_name.clone());
+        // Registered goes out before the first list can: `next` drops the
+        // events it was not waiting for, and a list that overtook its
+        // Registered was lost to a test waiting for Registered first (the
+        // churn test then waited for a list that had come and gone).
+        let _ = self.events.send(Event::Registered(req));
         tokio::spawn(async move {
             while let Some(Ok(update)) = stream.next().await {
                 if events
@@ -59,7 +64,6 @@ impl Registration for TestKubelet {
                 }
             }
         });
-        let _ = self.events.send(Event::Registered(req));
         Ok(Response::new(Empty {}))
     }
 }
@@ -91,6 +95,11 @@ pub struct Setup {
     pub child: Child,
 }
 
+/// How long a test waits for something that should happen: generous, so
+/// that a loaded machine is never the reason a test fails; a test fails on
+/// what it waited for never coming, never on how long it took.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
 impl Setup {
     pub fn sysfs(&self) -> PathBuf {
         self.root.path().join("sys")
@@ -104,12 +113,35 @@ impl Setup {
     pub fn config(&self) -> PathBuf {
         self.root.path().join("config.json")
     }
+    /// What the daemon logged (its stderr).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.root.path().join("daemon.log")).unwrap_or_default()
+    }
+    /// Wait until the daemon has logged `needle` `n` times.
+    pub async fn logged(&self, needle: &str, n: usize) {
+        let deadline = Instant::now() + DEADLINE;
+        while self.log().matches(needle).count() < n {
+            assert!(
+                Instant::now() < deadline,
+                "the daemon never logged {needle:?} {n} times:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
 
 impl Drop for Setup {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A failed test shows what the daemon said.
+        if std::thread::panicking() {
+            eprintln!(
+                "--- daemon log ---\n{}--- end of daemon log ---",
+                self.log()
+            );
+        }
     }
 }
 
@@ -181,6 +213,7 @@ pub fn spawn(root: tempfile::TempDir, config: &str, extra: &[&str]) -> Setup {
         .arg(root.path().join("proc"))
         .args(extra)
         .stdout(Stdio::null())
+        .stderr(std::fs::File::create(root.path().join("daemon.log")).unwrap())
         .spawn()
         .unwrap();
     Setup { root, child }
@@ -191,7 +224,7 @@ pub async fn next(
     what: &str,
     f: impl Fn(&Event) -> bool,
 ) -> Event {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + DEADLINE;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(left, rx.recv()).await {

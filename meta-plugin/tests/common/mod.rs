@@ -207,17 +207,36 @@ impl Drop for Node {
     }
 }
 
-/// Every file under `root`, sorted: a fingerprint of the node's test
-/// directories, to show that a refused call changed nothing.
-pub fn tree(root: &Path) -> Vec<PathBuf> {
+/// What a fingerprint holds for one path: a directory, a symlink's target,
+/// or a file's contents — a call that rewrote a file in place changed the
+/// node as much as one that added a file.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Entry {
+    Dir,
+    Link(PathBuf),
+    File(String),
+}
+
+/// Every path under `root` with what is there, sorted: a fingerprint of the
+/// node's test directories, to show that a refused call changed nothing.
+pub fn tree(root: &Path) -> Vec<(PathBuf, Entry)> {
     let mut out = Vec::new();
     let mut dirs = vec![root.to_path_buf()];
     while let Some(d) = dirs.pop() {
         for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            if e.path().is_dir() {
-                dirs.push(e.path());
-            }
-            out.push(e.path());
+            let p = e.path();
+            let ft = e.file_type().unwrap();
+            let entry = if ft.is_symlink() {
+                Entry::Link(std::fs::read_link(&p).unwrap())
+            } else if ft.is_dir() {
+                dirs.push(p.clone());
+                Entry::Dir
+            } else {
+                // Sockets and the like read as nothing.
+                let bytes = std::fs::read(&p).unwrap_or_default();
+                Entry::File(String::from_utf8_lossy(&bytes).into_owned())
+            };
+            out.push((p, entry));
         }
     }
     out.sort();
