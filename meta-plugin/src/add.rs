@@ -51,7 +51,7 @@ pub fn add(ctx: &Ctx, req: &Request) -> Result<CniResult, MetaError> {
         return Err(rollback(ctx, req, &delegates, delegates.len() - 1, e));
     }
     entry.delegates = delegates.clone();
-    cache::save(&ctx.conf.cni_dir, &entry)?;
+    cache::update(&ctx.conf.cni_dir, &entry)?;
     if let Some(kube) = &ctx.kube {
         report(kube, &pod, &delegates);
     }

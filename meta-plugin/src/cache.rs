@@ -35,15 +35,27 @@ pub fn path(dir: &str, container_id: &str) -> Result<PathBuf, MetaError> {
     Ok(Path::new(dir).join(container_id))
 }
 
-/// Write the entry durably (fsynced file and directory) before ADD goes on or
-/// returns: DEL after a crash or a power loss needs it. The directory must be
-/// root's alone, the file is created fresh and never through a symlink.
+/// Write the entry durably (fsynced file and directory) before ADD runs its
+/// first delegate: DEL after a crash or a power loss needs it. The directory
+/// must be root's alone, the file is created fresh and never through a
+/// symlink.
 pub fn save(dir: &str, e: &Entry) -> Result<(), MetaError> {
+    write(dir, e, true)
+}
+
+/// Record the results in the entry [`save`] made durable: atomically, but
+/// without waiting for the disk. A power loss that dropped them would drop
+/// the pod's namespace with them, and DEL needs only the entry.
+pub fn update(dir: &str, e: &Entry) -> Result<(), MetaError> {
+    write(dir, e, false)
+}
+
+fn write(dir: &str, e: &Entry, durable: bool) -> Result<(), MetaError> {
     validate::container_id("CNI_CONTAINERID", &e.container_id)?;
     let d = Path::new(dir);
     vfplex_cni::files::private_dir(d).map_err(|x| err(d, x))?;
     let data = serde_json::to_vec(e).map_err(|x| err(d, x))?;
-    vfplex_cni::files::write_atomic(d, &e.container_id, &data, true)
+    vfplex_cni::files::write_atomic(d, &e.container_id, &data, durable)
         .map_err(|x| err(&d.join(&e.container_id), x))
 }
 

@@ -39,6 +39,8 @@ pub fn api_server(pod: Value, nads: Vec<(String, Value)>) -> (u16, Seen) {
 const POD: &str = "/api/v1/namespaces/default/pods/pod-a";
 const POD_STATUS: &str = "/api/v1/namespaces/default/pods/pod-a/status";
 const EVENTS: &str = "/api/v1/namespaces/default/events";
+/// Kubernetes' protobuf encoding, what client-go sends core objects in.
+const PROTOBUF: &str = "application/vnd.kubernetes.protobuf";
 /// What the real API server takes as a PATCH body.
 const PATCH_TYPES: [&str; 3] = [
     "application/merge-patch+json",
@@ -68,6 +70,12 @@ fn answer(
     patch: bool,
 ) -> (u16, String) {
     let json = || serde_json::from_str::<Value>(body).ok();
+    // Query parameters a real server takes and that change nothing here
+    // (client-go adds `timeout=`); a NAD LIST keeps its `resourceVersion`.
+    let path = match path.split_once('?') {
+        Some((p, q)) if !q.contains("resourceVersion") => p,
+        _ => path,
+    };
     match (method, path) {
         ("GET", POD) => (200, pod.to_string()),
         // A LIST of a namespace's NADs (from the watch cache, as asked).
@@ -99,6 +107,10 @@ fn answer(
                 _ => status(422, "the patch is not a pod's metadata"),
             }
         }
+        // client-go (Multus) writes core objects as protobuf: taken as
+        // they are, the way a real server takes them (not decoded here).
+        ("PUT", POD_STATUS) if content_type == PROTOBUF => (200, pod.to_string()),
+        ("POST", EVENTS) if content_type == PROTOBUF => (201, "{}".to_string()),
         ("PUT", POD_STATUS) => {
             if content_type != "application/json" {
                 return status(415, "unsupported media type");
@@ -155,6 +167,9 @@ pub fn api_server_full(
     std::thread::spawn(move || {
         for (conn, stream) in listener.incoming().enumerate() {
             let Ok(stream) = stream else { continue };
+            // As Go's net/http (the API server) does: no Nagle, so answers
+            // written back to back are not held for the client's delayed ACK.
+            let _ = stream.set_nodelay(true);
             let (log, pod, nads, unlisted) =
                 (log.clone(), pod.clone(), nads.clone(), unlisted.clone());
             std::thread::spawn(move || {

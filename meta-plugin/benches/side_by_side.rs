@@ -1,0 +1,187 @@
+//! vfplex and Multus side by side, interleaved in one run: a pod's ADD and
+//! DEL with 3 bridge networks (the cluster network and 2 NADs), the pod and
+//! its NADs from the same loopback API stand-in, next to the same 3 bridge
+//! delegates exec'd directly. Per round: the delegates alone, then vfplex,
+//! then Multus (`MULTUS_BIN`, e.g. a v4.2.0 thin `multus` built from its
+//! source); each plugin's cost per operation is its time minus the round's
+//! direct time. Also the API requests each makes per pod (ADD and DEL), as
+//! the stand-in saw them. `cargo bench -p vfplex-meta-plugin --bench
+//! side_by_side` (root, containernetworking-plugins); scripts/bench.sh runs it
+//! when MULTUS_BIN is set. Numbers, never assertions.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::api::{api_server, kubeconfig, Seen};
+use common::*;
+use serde_json::{json, Value};
+use vfplex_cni::exec::exec_plugin;
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Median, p10 and p90 of `v`.
+fn row(name: &str, v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let at = |p: usize| v[(v.len() - 1) * p / 100];
+    println!(
+        "{name:<44} {:>7.2}ms {:>7.2}ms {:>7.2}ms",
+        at(50),
+        at(10),
+        at(90)
+    );
+    at(50)
+}
+
+/// The 3 delegates exec'd directly, `command` for each (DEL last first).
+fn direct(n: &Node, command: &str, confs: &[(Value, &str)], id: &str) -> Duration {
+    let netns = n.netns_path();
+    let mut list: Vec<&(Value, &str)> = confs.iter().collect();
+    if command == "DEL" {
+        list.reverse();
+    }
+    let t = Instant::now();
+    for (c, ifname) in list {
+        let env = [
+            ("CNI_COMMAND", command),
+            ("CNI_CONTAINERID", id),
+            ("CNI_NETNS", netns.as_str()),
+            ("CNI_IFNAME", *ifname),
+            ("CNI_PATH", REF_PLUGINS),
+            ("CNI_ARGS", "IgnoreUnknown=1"),
+        ];
+        let out = exec_plugin(
+            &Path::new(REF_PLUGINS).join("bridge"),
+            &env,
+            c.to_string().as_bytes(),
+        )
+        .unwrap();
+        assert!(out.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    }
+    t.elapsed()
+}
+
+/// One meta plugin binary's ADD and DEL of the pod, timed; the requests the
+/// API stand-in saw for them.
+fn meta_add_del(
+    n: &Node,
+    bin: &Path,
+    conf: &Value,
+    id: &str,
+    seen: &Seen,
+) -> (Duration, Duration, usize) {
+    let before = seen.lock().unwrap().len();
+    let netns = n.netns_path();
+    let run = |command: &str| {
+        let env = [
+            ("CNI_COMMAND", command),
+            ("CNI_CONTAINERID", id),
+            ("CNI_NETNS", netns.as_str()),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_PATH", REF_PLUGINS),
+            (
+                "CNI_ARGS",
+                "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=pod-a;K8S_POD_UID=uid-a",
+            ),
+        ];
+        let t = Instant::now();
+        let out = exec_plugin(bin, &env, conf.to_string().as_bytes()).unwrap();
+        let took = t.elapsed();
+        assert!(
+            out.success(),
+            "{} {command}: {}",
+            bin.display(),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        took
+    };
+    let add = run("ADD");
+    let del = run("DEL");
+    (add, del, seen.lock().unwrap().len() - before)
+}
+
+fn main() {
+    let Some(multus) = std::env::var_os("MULTUS_BIN").map(PathBuf::from) else {
+        eprintln!("side-by-side bench: MULTUS_BIN is not set; skipped");
+        return;
+    };
+    if !nix::unistd::getuid().is_root() || !Path::new(REF_PLUGINS).join("bridge").exists() {
+        eprintln!("side-by-side bench needs root and {REF_PLUGINS}; skipped");
+        return;
+    }
+    let rounds: usize = std::env::var("VFPLEX_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(25);
+    let n = Node::new();
+    let a = n.bridge("net-a", "vfa", "10.94.0.0/24", "1.0.0");
+    let b = n.bridge("net-b", "vfb", "10.95.0.0/24", "1.0.0");
+    let nad = |name: &str, conf: &Value| {
+        (
+            format!(
+                "/apis/k8s.cni.cncf.io/v1/namespaces/default/network-attachment-definitions/{name}"
+            ),
+            json!({"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+                   "metadata": {"name": name, "namespace": "default"},
+                   "spec": {"config": conf.to_string()}}),
+        )
+    };
+    let pod = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "pod-a", "namespace": "default", "uid": "uid-a",
+                     "annotations": {"k8s.v1.cni.cncf.io/networks": "net-a,net-b"}}});
+    let (port, seen) = api_server(pod, vec![nad("net-a", &a), nad("net-b", &b)]);
+    // One config both read: Multus's thin-plugin keys.
+    let mut conf = n.meta("1.0.0", json!({"kubeconfig": kubeconfig(&n, port)}));
+    conf.as_object_mut().unwrap().remove("nadDir");
+    let cluster: Value =
+        serde_json::from_slice(&std::fs::read(n.path("conf/10-cbr.conf")).unwrap()).unwrap();
+    let confs = [(cluster, "eth0"), (a, "net1"), (b, "net2")];
+    let ours = bin();
+    let (mut ours_add, mut ours_del, mut theirs_add, mut theirs_del) =
+        (vec![], vec![], vec![], vec![]);
+    let (mut ours_reqs, mut theirs_reqs) = (0, 0);
+    // Three warm-up rounds, not counted.
+    for i in 0..rounds + 3 {
+        let d_add = direct(&n, "ADD", &confs, &format!("d-{i}"));
+        let d_del = direct(&n, "DEL", &confs, &format!("d-{i}"));
+        let (v_add, v_del, v_reqs) = meta_add_del(&n, &ours, &conf, &format!("v-{i}"), &seen);
+        let (m_add, m_del, m_reqs) = meta_add_del(&n, &multus, &conf, &format!("m-{i}"), &seen);
+        if i >= 3 {
+            ours_add.push(ms(v_add) - ms(d_add));
+            ours_del.push(ms(v_del) - ms(d_del));
+            theirs_add.push(ms(m_add) - ms(d_add));
+            theirs_del.push(ms(m_del) - ms(d_del));
+            (ours_reqs, theirs_reqs) = (v_reqs, m_reqs);
+        }
+    }
+    println!(
+        "{:<44} {:>9} {:>9} {:>9}",
+        format!("side by side, {rounds} interleaved rounds"),
+        "median",
+        "p10",
+        "p90"
+    );
+    let oa = row("vfplex cost over the delegates, ADD", &mut ours_add);
+    let od = row("vfplex cost over the delegates, DEL", &mut ours_del);
+    let ta = row("Multus cost over the delegates, ADD", &mut theirs_add);
+    let td = row("Multus cost over the delegates, DEL", &mut theirs_del);
+    println!(
+        "{:<44} {:>8.2}x {:>8.2}x",
+        "Multus/vfplex cost, ADD and DEL",
+        ta / oa,
+        td / od
+    );
+    println!(
+        "{:<44} {:>9}",
+        "API requests per pod (ADD+DEL), vfplex", ours_reqs
+    );
+    println!(
+        "{:<44} {:>9}",
+        "API requests per pod (ADD+DEL), Multus", theirs_reqs
+    );
+}
