@@ -59,7 +59,7 @@ snapshot() {
     } >"$d/firewall"
     for k in $SYSCTLS; do
         if [ -r "/proc/sys/$k" ]; then echo "$k $(cat "/proc/sys/$k")"; fi
-    done >"$d/sysctls"
+    done | LC_ALL=C sort >"$d/sysctls"
     for p in $PATHS; do
         if [ -e "$p" ]; then find "$p" -xdev 2>/dev/null || true; fi
     done | LC_ALL=C sort >"$d/paths"
