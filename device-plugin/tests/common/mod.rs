@@ -49,6 +49,11 @@ impl Registration for TestKubelet {
         client.get_device_plugin_options(Empty {}).await?;
         let mut stream = client.list_and_watch(Empty {}).await?.into_inner();
         let (events, resource) = (self.events.clone(), req.resource_name.clone());
+        // Registered first, then the lists: a test waiting for the
+        // Registered events skips what comes before them, and a pool's first
+        // List sent ahead of its Registered was lost that way (the lists
+        // never change again: "timed out waiting for igb list", 1 in ~40).
+        let _ = self.events.send(Event::Registered(req));
         tokio::spawn(async move {
             while let Some(Ok(update)) = stream.next().await {
                 if events
@@ -59,7 +64,6 @@ impl Registration for TestKubelet {
                 }
             }
         });
-        let _ = self.events.send(Event::Registered(req));
         Ok(Response::new(Empty {}))
     }
 }
