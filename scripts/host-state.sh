@@ -21,10 +21,12 @@
 #   processes              qemu*, containerd*, kubelet, etcd*, kube-*, runc,
 #                          vfplex*, sriov — new ones still running
 #
-# A process, link or namespace someone else on the same machine started while
-# the tests ran shows up too: the check cannot tell whose it is (each process
-# is listed with its working directory to help).
+# A link or namespace someone else on the same machine made while the tests
+# ran shows up too: the check cannot tell whose it is. A process whose binary
+# or working directory is in another checkout of this project is listed as
+# not ours, and does not fail the check.
 set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
 
 # What the test command installs on purpose (scripts/lab-setup.sh,
 # scripts/k8s/kit.sh): the README lists the same.
@@ -68,6 +70,19 @@ snapshot() {
 
 left=()
 note() { left+=("$*"); }
+others=()
+
+# checkout_of PATH: the checkout of this project PATH is in, if any.
+checkout_of() {
+    local p=$1
+    while [ -n "$p" ] && [ "$p" != / ] && [ "$p" != . ]; do
+        if [ -f "$p/Cargo.lock" ] && [ -d "$p/hardware-tests" ]; then
+            echo "$p"
+            return
+        fi
+        p=$(dirname "$p")
+    done
+}
 
 # added FILE_BEFORE FILE_AFTER: lines only in the second.
 added() { LC_ALL=C comm -13 "$1" "$2"; }
@@ -112,8 +127,22 @@ compare() {
     while read -r pid comm; do
         [ -n "$pid" ] || continue
         kill -0 "$pid" 2>/dev/null || continue
-        note "process $pid $comm still running ($(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | cut -c1-120); cwd $(readlink "/proc/$pid/cwd" 2>/dev/null))"
+        local exe cwd other what
+        exe=$(readlink "/proc/$pid/exe" 2>/dev/null || true)
+        cwd=$(readlink "/proc/$pid/cwd" 2>/dev/null || true)
+        other=$(checkout_of "$exe")
+        [ -n "$other" ] || other=$(checkout_of "$cwd")
+        what="process $pid $comm ($(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | cut -c1-120); cwd $cwd)"
+        if [ -n "$other" ] && [ "$other" != "$repo" ]; then
+            others+=("$what: another checkout's ($other)")
+        else
+            note "$what still running"
+        fi
     done < <(added "$before/processes" "$after/processes")
+    if [ ${#others[@]} -gt 0 ]; then
+        echo "host-state: not counted, another checkout's:" >&2
+        printf 'host-state:   %s\n' "${others[@]}" >&2
+    fi
     if [ ${#left[@]} -gt 0 ]; then
         echo "host-state: the test command left the host changed (${#left[@]}):" >&2
         printf 'host-state:   %s\n' "${left[@]}" >&2

@@ -528,17 +528,21 @@ pub async fn run(
         devices: BTreeMap::new(),
         metrics,
     };
+    // The event sources first, then the first scan: a change between the two
+    // (a PF's carrier coming back after a sriov_numvfs reset) is then an
+    // event the loop reads again, instead of waiting for the 5-minute rescan
+    // (lab 20 once saw its VFs stay Unhealthy that way).
+    let mut w = crate::watch::start(
+        &daemon.opts.sysfs_root,
+        &daemon.opts.device_plugin_dir,
+        &daemon.opts.config_file,
+    );
     let started = Instant::now();
     daemon.reconcile(None).await;
     tracing::info!(
         "discovered and started {} pool(s) in {:?}",
         daemon.running.len(),
         started.elapsed()
-    );
-    let mut w = crate::watch::start(
-        &daemon.opts.sysfs_root,
-        &daemon.opts.device_plugin_dir,
-        &daemon.opts.config_file,
     );
     let (tick_every, rescan_every) = if w.complete {
         (SAFETY_TICK, SAFETY_RESCAN)
