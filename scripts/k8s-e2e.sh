@@ -12,14 +12,22 @@
 # cluster instead, see docs/e2e.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The e2e's own unit tests (the API retry helper against a stand-in server,
+# the manifests) need no cluster: they run wherever this does.
+cargo test --release --quiet -p vfplex-e2e --lib
 rc=0
 ./scripts/k8s/kit.sh || rc=$?
 case $rc in
 0) ;;
 3)
-    msg="k8s-e2e: SKIPPED: the Kubernetes kit cannot be built here (needs root and apt)"
-    [ -n "${CI:-}" ] && { echo "$msg; in CI that is a failure" >&2; exit 1; }
-    echo "$msg" >&2
+    why="the Kubernetes kit cannot be built here (needs root and apt)"
+    if [ -n "${VFPLEX_TEST_SUMMARY:-}" ]; then
+        mkdir -p "$VFPLEX_TEST_SUMMARY"
+        printf '{"part": "e2e", "ran": [], "failed": [], "skipped": [{"name": "every step", "why": "%s"}]}\n' "$why" \
+            >"$VFPLEX_TEST_SUMMARY/e2e.json"
+    fi
+    [ -n "${CI:-}" ] && { echo "k8s-e2e: SKIPPED: $why; in CI that is a failure" >&2; exit 1; }
+    echo "k8s-e2e: SKIPPED: $why" >&2
     exit 0
     ;;
 *) exit $rc ;;
@@ -57,4 +65,4 @@ trap cleanup EXIT
 ./scripts/k8s/node.sh down >/dev/null 2>&1 || true
 VFPLEX_K8S_IMAGES=$PWD/$img ./scripts/k8s/node.sh up
 export KUBECONFIG=$VFPLEX_K8S_STATE/admin.kubeconfig VFPLEX_E2E_LOCAL=1
-cargo test --release -p vfplex-e2e -- --nocapture
+cargo test --release -p vfplex-e2e --test cluster -- --nocapture

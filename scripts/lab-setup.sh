@@ -7,11 +7,18 @@
 #   - Debian's kernel image package, downloaded and extracted under the lab
 #     cache (never installed on the host), modules decompressed;
 #   - netdevsim.ko, built out of tree from Debian's linux-source of the same
-#     version against the same version's headers (installed on the host);
+#     version against the same version's headers — the headers packages
+#     (linux-headers-<kver>, its -common and the linux-kbuild-<abi> they
+#     depend on) downloaded with `apt-get download` and extracted under the
+#     cache like the image, never installed (Debian's headers package depends
+#     on the linux-image package: installing it would put a new kernel in
+#     /boot);
 #   - busybox-static and cpio for the initramfs, iproute2 for VF attributes
 #     (busybox ip cannot set them), the reference CNI plugins
 #     (containernetworking-plugins) as delegates and IPAM.
 #
+# Packages are installed only when missing (never upgraded: --no-upgrade);
+# what this may install on the host is listed in the README.
 # Cache: $VFPLEX_LAB_CACHE, default <repo>/target/lab.
 # Exit codes: 0 ready; 3 cannot run here (not root and things missing).
 set -euo pipefail
@@ -28,24 +35,40 @@ have_qemu_igb() {
         qemu-system-x86_64 -device help 2>/dev/null | grep -q '"igb"'
 }
 
+# dpkg_has PKG: the package is installed (whatever its version).
+dpkg_has() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }
+
+# install_missing [-t SUITE] PKG...: apt-get install the packages that are not
+# installed yet, and only those; one already installed is never upgraded
+# (--no-upgrade), whatever version the archive has.
+install_missing() {
+    local suite=() missing=() p
+    if [ "${1:-}" = -t ]; then
+        suite=(-t "$2")
+        shift 2
+    fi
+    for p in "$@"; do dpkg_has "$p" || missing+=("$p"); done
+    [ ${#missing[@]} -gt 0 ] || return 0
+    log "installing ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends --no-upgrade \
+        "${suite[@]}" "${missing[@]}" >/dev/null
+}
+
+# The host packages the lab needs (the README lists them).
+host_pkgs=(busybox-static cpio xz-utils iproute2 containernetworking-plugins)
+command -v openssl >/dev/null 2>&1 || host_pkgs+=(openssl)
 need_pkgs=()
-have_qemu_igb || need_pkgs+=(qemu)
-for bin in busybox cpio xz; do
-    command -v "$bin" >/dev/null 2>&1 || need_pkgs+=("$bin")
-done
-[ -x /usr/lib/cni/host-local ] || need_pkgs+=(cni-plugins)
-[ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || need_pkgs+=(iproute2)
-command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
+have_qemu_igb || need_pkgs+=(qemu-system-x86)
+for p in "${host_pkgs[@]}"; do dpkg_has "$p" || need_pkgs+=("$p"); done
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         log "missing: ${need_pkgs[*]}; not root, cannot install them"
         exit 3
     fi
-    export DEBIAN_FRONTEND=noninteractive
     # bookworm-backports from the same mirror and keyring as the main source.
     bp=/etc/apt/sources.list.d/vfplex-bookworm-backports.sources
-    if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    if ! have_qemu_igb && ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
         uri=$(awk '/^URIs:/ && !/security/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
         if [ -z "$uri" ]; then
             uri=$(awk '/^deb / && /bookworm/ && !/security/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
@@ -55,10 +78,12 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
         log "added bookworm-backports ($uri)"
     fi
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends busybox-static cpio xz-utils iproute2 \
-        containernetworking-plugins openssl >/dev/null
+    install_missing "${host_pkgs[@]}"
     if ! have_qemu_igb; then
-        apt-get install -y -qq --no-install-recommends -t bookworm-backports qemu-system-x86 >/dev/null
+        # bookworm's own QEMU 7.2 has no igb: the backports one, even over it.
+        log "installing qemu-system-x86 from bookworm-backports"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            -t bookworm-backports qemu-system-x86 >/dev/null
     fi
     have_qemu_igb || { log "QEMU has no igb device after install"; exit 1; }
 fi
@@ -135,24 +160,56 @@ fi
 kver=$(cat "$cache/kernel/version")
 
 # netdevsim: not built into Debian's kernel; out of tree from Debian's own
-# source of the same version, against the same version's headers
-# (docs/lab.md). Needs root the first time (the headers are installed).
+# source of the same version, against the same version's headers (docs/lab.md).
+# The headers are Debian's packages downloaded and extracted under the build
+# directory, never installed: linux-headers-<kver> depends on the
+# linux-image package, and installing it puts a kernel into /boot.
+# `make -C <extracted headers>` then needs only make and the headers'
+# compiler (gcc-12), installed when missing; the kbuild tools' libraries
+# likewise. Needs root the first time (apt).
 nsim=$cache/netdevsim/$kver/netdevsim.ko
 if [ ! -f "$nsim" ]; then
     if [ "$(id -u)" -ne 0 ]; then
         log "netdevsim.ko for $kver not built yet and not root; run as root once"
         exit 3
     fi
-    export DEBIAN_FRONTEND=noninteractive
-    log "building netdevsim for $kver (headers and linux-source-$kernel_series $pkgver)"
-    apt-get install -y -qq --no-install-recommends "linux-headers-$kver=$pkgver" make >/dev/null ||
-        { log "cannot install linux-headers-$kver=$pkgver"; exit 1; }
+    hdr_pkg=linux-headers-$kver
+    # What the headers package really depends on (its -common part and the
+    # linux-kbuild package with the build scripts and tools), from the archive.
+    deps=$(apt-cache show --no-all-versions "$hdr_pkg=$pkgver" 2>/dev/null | sed -n 's/^Depends: //p' | tr ',' '\n' |
+        awk '{print $1}')
+    common=$(echo "$deps" | grep -x "linux-headers-.*-common" | head -1 || true)
+    kbuild=$(echo "$deps" | grep -x "linux-kbuild-.*" | head -1 || true)
+    [ -n "$common" ] && [ -n "$kbuild" ] ||
+        { log "$hdr_pkg=$pkgver: cannot find its -common and linux-kbuild dependencies in: $(echo $deps)"; exit 1; }
+    # gcc-12: the compiler the headers name (CROSS_COMPILE=x86_64-linux-gnu-, gcc-12);
+    # binutils comes with it (objcopy reads the module's vermagic below).
+    build_pkgs=(make gcc-12)
+    # The kbuild tools' own run-time libraries (pahole is left out: BTF for the
+    # module is switched off below, the module loads the same without it).
+    for d in $(apt-cache show --no-all-versions "$kbuild=$pkgver" 2>/dev/null | sed -n 's/^Depends: //p' | tr ',' '\n' |
+        awk '{print $1}'); do
+        [ "$d" = pahole ] || build_pkgs+=("$d")
+    done
+    install_missing "${build_pkgs[@]}" || { log "cannot install ${build_pkgs[*]}"; exit 1; }
+    log "building netdevsim for $kver: $hdr_pkg, $common, $kbuild and linux-source-$kernel_series $pkgver, extracted"
     b=$cache/netdevsim.build
     rm -rf "$b"
-    mkdir -p "$b"
-    (cd "$b" && apt-get download -qq -o APT::Sandbox::User=root "linux-source-$kernel_series=$pkgver" >/dev/null) ||
-        { log "cannot download linux-source-$kernel_series=$pkgver: image, headers and source must be one version"; exit 1; }
-    dpkg-deb --fsys-tarfile "$b"/linux-source-*.deb | tar -x -C "$b" "./usr/src/linux-source-$kernel_series.tar.xz"
+    mkdir -p "$b/deb" "$b/root"
+    (cd "$b/deb" && apt-get download -qq -o APT::Sandbox::User=root \
+        "$hdr_pkg=$pkgver" "$common=$pkgver" "$kbuild=$pkgver" "linux-source-$kernel_series=$pkgver" >/dev/null) ||
+        { log "cannot download the headers and linux-source-$kernel_series $pkgver: image, headers and source must be one version"; exit 1; }
+    for d in "$b"/deb/linux-headers-*.deb "$b"/deb/linux-kbuild-*.deb; do dpkg-deb -x "$d" "$b/root"; done
+    hdr=$b/root/usr/src/$hdr_pkg
+    # The extracted tree names its other half by absolute path: the arch
+    # Makefile includes /usr/src/<common>/Makefile, and a few symlinks (e.g.
+    # lib/modules/<kver>/build) point into /usr. Point them into the tree.
+    sed -i "s#^include /usr/src/#include $b/root/usr/src/#" "$hdr/Makefile"
+    inc=$(sed -n 's/^include //p' "$hdr/Makefile")
+    [ -f "$inc" ] || { log "$hdr/Makefile includes $inc, which is not in the extracted tree"; exit 1; }
+    find "$b/root" -type l -lname '/*' | while read -r l; do ln -sfn "$b/root$(readlink "$l")" "$l"; done
+    [ -e "$hdr/scripts/Makefile.build" ] || { log "$hdr/scripts does not reach $kbuild's scripts"; exit 1; }
+    dpkg-deb --fsys-tarfile "$b"/deb/linux-source-*.deb | tar -x -C "$b" "./usr/src/linux-source-$kernel_series.tar.xz"
     tar -xJf "$b/usr/src/linux-source-$kernel_series.tar.xz" -C "$b" "linux-source-$kernel_series/drivers/net/netdevsim"
     src=$b/linux-source-$kernel_series/drivers/net/netdevsim
     # The objects Debian's config (BPF_SYSCALL, XFRM_OFFLOAD, PSAMPLE, MACSEC)
@@ -162,13 +219,17 @@ if [ ! -f "$nsim" ]; then
 obj-m += netdevsim.o
 netdevsim-objs := netdev.o dev.o ethtool.o fib.o bus.o health.o hwstats.o udp_tunnels.o bpf.o ipsec.o psample.o macsec.o
 MK
-    make -s -C "/usr/src/linux-headers-$kver" M="$src" CONFIG_NETDEVSIM=m modules >"$b/build.log" 2>&1 ||
-        { tail -20 "$b/build.log" >&2; log "netdevsim build failed"; exit 1; }
-    got=$(modinfo -F vermagic "$src/netdevsim.ko" | awk '{print $1}')
-    [ "$got" = "$kver" ] || { log "netdevsim.ko vermagic $got, kernel $kver"; exit 1; }
+    # CONFIG_DEBUG_INFO_BTF_MODULES off: module BTF needs pahole (not
+    # installed) and matters only to BPF tools; insmod does not look for it.
+    make -s -C "$hdr" M="$src" CONFIG_NETDEVSIM=m CONFIG_DEBUG_INFO_BTF_MODULES= modules >"$b/build.log" 2>&1 ||
+        { tail -20 "$b/build.log" >&2; log "netdevsim build failed (log $b/build.log)"; exit 1; }
+    # vermagic from the module's .modinfo (no kmod/modinfo needed on the host).
+    got=$(objcopy -O binary --only-section=.modinfo "$src/netdevsim.ko" /dev/stdout | tr '\0' '\n' |
+        sed -n 's/^vermagic=//p' | awk '{print $1}')
+    [ "$got" = "$kver" ] || { log "netdevsim.ko vermagic '$got', kernel $kver"; exit 1; }
     mkdir -p "$(dirname "$nsim")"
     cp "$src/netdevsim.ko" "$nsim.tmp" && mv "$nsim.tmp" "$nsim"
     rm -rf "$b"
-    log "netdevsim.ko ready for $kver"
+    log "netdevsim.ko ready for $kver (vermagic $got)"
 fi
 log "ready: $(qemu-system-x86_64 --version | head -1), kernel $kver ($pkgver), netdevsim built"

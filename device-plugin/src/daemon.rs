@@ -38,6 +38,11 @@ const SAFETY_RESCAN: Duration = Duration::from_secs(300);
 const POLL_TICK: Duration = Duration::from_millis(250);
 const POLL_RESCAN: Duration = Duration::from_secs(1);
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(5);
+/// A registration that failed while kubelet's socket is there is tried again
+/// this soon (doubling up to the safety tick), not only at the next tick:
+/// the socket file appears at kubelet's bind(), which wakes us, a moment
+/// before its listen(), and a Register sent in between is refused.
+const REGISTER_RETRY: Duration = Duration::from_millis(200);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -533,17 +538,21 @@ pub async fn run(
         devices: BTreeMap::new(),
         metrics,
     };
+    // The event sources first, then the first scan: a change between the two
+    // (a PF's carrier coming back after a sriov_numvfs reset) is then an
+    // event the loop reads again, instead of waiting for the 5-minute rescan
+    // (lab 20 once saw its VFs stay Unhealthy that way).
+    let mut w = crate::watch::start(
+        &daemon.opts.sysfs_root,
+        &daemon.opts.device_plugin_dir,
+        &daemon.opts.config_file,
+    );
     let started = Instant::now();
     daemon.reconcile(None).await;
     tracing::info!(
         "discovered and started {} pool(s) in {:?}",
         daemon.running.len(),
         started.elapsed()
-    );
-    let mut w = crate::watch::start(
-        &daemon.opts.sysfs_root,
-        &daemon.opts.device_plugin_dir,
-        &daemon.opts.config_file,
     );
     let (tick_every, rescan_every) = if w.complete {
         (SAFETY_TICK, SAFETY_RESCAN)
@@ -556,10 +565,13 @@ pub async fn run(
     let mut last_scan = Instant::now();
     let mut last_config = Some(config_bytes);
     let mut was_ready = None;
+    let mut register_retry: Option<Duration> = None;
     loop {
         let mut rescan = false;
+        let retry_in = register_retry.unwrap_or(tick_every);
         tokio::select! {
             _ = tick.tick() => {}
+            _ = tokio::time::sleep(retry_in), if register_retry.is_some() => {}
             Some(_) = w.devices.recv() => rescan = true,
             Some(_) = w.files.recv() => {}
             _ = sigterm.recv() => break,
@@ -578,6 +590,8 @@ pub async fn run(
             daemon.reconcile(only).await;
         }
         let ready = daemon.keep_registered().await;
+        register_retry = (!ready && daemon.opts.device_plugin_dir.join(KUBELET_SOCKET).exists())
+            .then(|| register_retry.map_or(REGISTER_RETRY, |d| (d * 2).min(tick_every)));
         if was_ready != Some(ready) {
             set_ready(daemon.opts.ready_file.as_deref(), ready);
             was_ready = Some(ready);

@@ -409,6 +409,23 @@ impl Discovery {
                 todo.insert(d.pci.clone());
             }
         }
+        // A PF's VFs as its directory lists them now, too: a VF the last pass
+        // read half-made (its directory there, its physfn link not yet) was
+        // no VF of this PF then, and the change that completed it may only
+        // have been seen on the PF (its virtfn link).
+        for pci in pcis {
+            for e in fs::read_dir(self.devices_dir().join(pci))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                if e.file_name().to_string_lossy().starts_with("virtfn") {
+                    if let Some(vf) = link_name(&e.path()) {
+                        todo.insert(vf);
+                    }
+                }
+            }
+        }
         let mut out = previous;
         let mut pfs = HashMap::new();
         for pci in todo {

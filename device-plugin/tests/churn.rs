@@ -124,15 +124,11 @@ async fn restarts_vf_changes_and_reloads_keep_the_lists_right() {
         }
         tokio::time::sleep(Duration::from_millis(50 * (round % 4))).await;
         stop = start_kubelet(&s.dp_dir(), tx.clone());
-        for _ in 0..2 {
-            next(&mut rx, "re-Register", |e| {
-                matches!(e, Event::Registered(_))
-            })
-            .await;
-        }
-        until_listed(
+        registered_and_listed(
             &mut rx,
-            &format!("list after restart {round}"),
+            &format!("both pools again and the igb list after restart {round}"),
+            2,
+            IGB,
             &["0000:01:10.0", "0000:01:10.2"],
         )
         .await;

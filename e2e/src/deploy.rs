@@ -5,13 +5,14 @@
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::DaemonSet;
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DynamicObject};
 use kube::core::GroupVersionKind;
 use kube::discovery::{self, Scope};
-use kube::Client;
+use kube::{Client, Resource};
 use serde_json::{json, Value};
 
-use crate::{kube_err, repo_root, wait_for, E2eError, Result};
+use crate::{api, kube_err, repo_root, wait_for, E2eError, Result};
 
 /// The manifests, in the order they must go in.
 pub const MANIFESTS: [&str; 4] = [
@@ -109,21 +110,14 @@ pub async fn apply(client: &Client, doc: &Value) -> Result<()> {
     let (ar, caps) = discovery::pinned_kind(client, &gvk)
         .await
         .map_err(kube_err(format!("{what}: discover")))?;
-    let api: Api<DynamicObject> = match caps.scope {
-        Scope::Namespaced => Api::namespaced_with(
-            client.clone(),
-            doc["metadata"]["namespace"].as_str().unwrap_or("default"),
+    let url = match caps.scope {
+        Scope::Namespaced => DynamicObject::url_path(
             &ar,
+            Some(doc["metadata"]["namespace"].as_str().unwrap_or("default")),
         ),
-        Scope::Cluster => Api::all_with(client.clone(), &ar),
+        Scope::Cluster => DynamicObject::url_path(&ar, None),
     };
-    api.patch(
-        name,
-        &PatchParams::apply("vfplex-e2e").force(),
-        &Patch::Apply(doc),
-    )
-    .await
-    .map_err(kube_err(what))?;
+    api::apply(client, &what, &url, name, doc).await?;
     Ok(())
 }
 
@@ -136,6 +130,34 @@ pub async fn apply_all(client: &Client, o: &Overrides) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Wait until the CustomResourceDefinition `name` is Established (its API
+/// serves objects).
+pub async fn wait_crd_established(client: &Client, name: &str, timeout: Duration) -> Result<()> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    wait_for(&format!("CRD {name} Established"), timeout, || {
+        let api = api.clone();
+        async move {
+            let crd = api.get(name).await.map_err(|e| e.to_string())?;
+            let conds = crd.status.and_then(|s| s.conditions).unwrap_or_default();
+            if conds
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+            {
+                Ok(())
+            } else {
+                Err(format!(
+                    "conditions {:?}",
+                    conds
+                        .iter()
+                        .map(|c| format!("{}={}", c.type_, c.status))
+                        .collect::<Vec<_>>()
+                ))
+            }
+        }
+    })
+    .await
 }
 
 /// Wait until the DaemonSet runs a Ready pod on every node it should.

@@ -5,6 +5,7 @@
 //! side: its files, its restarts. Every wait is bounded and says what it
 //! waited for.
 
+pub mod api;
 pub mod deploy;
 pub mod local;
 pub mod pods;
@@ -22,6 +23,10 @@ pub enum E2eError {
         #[source]
         source: kube::Error,
     },
+    /// The API server refused a write with an answer that does not say
+    /// "retry" (see [`api::verdict`]).
+    #[error("{what}: the API server answered {why}")]
+    Api { what: String, why: String },
     #[error("timed out after {secs} s waiting for {what}; last seen: {last}")]
     Timeout {
         what: String,

@@ -49,6 +49,58 @@ impl Local {
         crate::check(st.success(), || format!("node.sh {args:?}: {st}"))
     }
 
+    /// A component node.sh started (`containerd`, `kubelet`, ...): its pid,
+    /// from node.sh's pid file (the latest line for it), and when it started
+    /// (`/proc/<pid>/stat` field 22, clock ticks after boot) — `None` when it
+    /// is not running.
+    pub fn component(&self, name: &str) -> Option<(u32, u64)> {
+        let pids = std::fs::read_to_string(self.state.join("pids")).ok()?;
+        let pid: u32 = pids
+            .lines()
+            .rev()
+            .filter_map(|l| l.split_once(' '))
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, p)| p.trim().parse().ok())?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the command name (which may hold spaces) start at 3.
+        let started = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(22 - 3))
+            .and_then(|t| t.parse().ok())?;
+        Some((pid, started))
+    }
+
+    /// The container IDs the node's containerd runs as tasks with status
+    /// RUNNING (`ctr -n k8s.io tasks ls`).
+    pub fn running_tasks(&self) -> Result<Vec<String>> {
+        let kit = std::env::var_os("VFPLEX_K8S_KIT")
+            .map_or_else(|| repo_root().join("target/k8s"), PathBuf::from);
+        let sock = self.state.join("containerd/containerd.sock");
+        let out = Command::new(kit.join("bin/ctr"))
+            .arg("--address")
+            .arg(&sock)
+            .args(["-n", "k8s.io", "tasks", "ls"])
+            .output()
+            .map_err(|source| E2eError::Io {
+                what: "ctr tasks ls".into(),
+                source,
+            })?;
+        crate::check(out.status.success(), || {
+            format!(
+                "ctr tasks ls: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )
+        })?;
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .skip(1)
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.len() >= 3 && f[2] == "RUNNING").then(|| f[0].to_string())
+            })
+            .collect())
+    }
+
     /// The synthetic sysfs the device plugin discovers: one igb PF (`e2epf0`)
     /// with four igbvf VFs, 0000:81:10.0/.2/.4/.6.
     pub fn sysfs(&self) -> Result<PathBuf> {
@@ -179,12 +231,15 @@ pub fn checkpoint_devices(uid: &str, resource: &str) -> Vec<String> {
 }
 
 /// One CNI call of the node's installed `vfplex` with the node's meta config,
-/// as containerd makes it: exit code, stdout, how long it took.
+/// as containerd makes it: exit code, stdout, how long it took (a number to
+/// print, never a check). A call still running after `deadline` is killed
+/// and is an error naming what it waited for.
 pub fn cni(
     command: &str,
     container: &str,
     netns: &str,
     pod: (&str, &str),
+    deadline: Duration,
 ) -> Result<(Option<i32>, Value, Duration)> {
     let text = std::fs::read_to_string(CNI_CONF).map_err(|source| E2eError::Io {
         what: format!("read {CNI_CONF}"),
@@ -221,10 +276,33 @@ pub fn cni(
     if let Some(mut i) = child.stdin.take() {
         let _ = i.write_all(conf.to_string().as_bytes());
     }
-    let out = child.wait_with_output().map_err(|source| E2eError::Io {
-        what: "wait for vfplex".into(),
-        source,
-    })?;
-    let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    Ok((out.status.code(), v, started.elapsed()))
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if started.elapsed() < deadline => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(E2eError::Timeout {
+                    what: format!("vfplex {command} to return"),
+                    secs: deadline.as_secs(),
+                    last: "still running; killed".into(),
+                });
+            }
+            Err(source) => {
+                return Err(E2eError::Io {
+                    what: "wait for vfplex".into(),
+                    source,
+                })
+            }
+        }
+    };
+    let mut stdout = Vec::new();
+    if let Some(mut o) = child.stdout.take() {
+        let _ = std::io::Read::read_to_end(&mut o, &mut stdout);
+    }
+    let v = serde_json::from_slice(&stdout).unwrap_or(Value::Null);
+    Ok((status.code(), v, started.elapsed()))
 }

@@ -6,13 +6,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod};
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod, Secret, ServiceAccount};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams};
 use kube::core::{ApiResource, GroupVersionKind};
-use kube::Client;
+use kube::{Client, Resource};
 use serde_json::{json, Value};
 
-use crate::{check, kube_err, wait_for, E2eError, Result};
+use crate::{api, check, kube_err, wait_for, E2eError, Result};
 
 pub const NETWORKS: &str = "k8s.v1.cni.cncf.io/networks";
 pub const NETWORK_STATUS: &str = "k8s.v1.cni.cncf.io/network-status";
@@ -20,25 +20,98 @@ pub const RESOURCE_NAME: &str = "k8s.v1.cni.cncf.io/resourceName";
 
 /// The namespace (created if missing).
 pub async fn namespace(client: &Client, name: &str) -> Result<()> {
-    let ns: Namespace = serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}
-    }))
-    .map_err(|e| E2eError::Check(e.to_string()))?;
-    let api: Api<Namespace> = Api::all(client.clone());
-    api.patch(
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+    api::apply(
+        client,
+        &format!("namespace {name}"),
+        &Namespace::url_path(&(), None),
         name,
-        &PatchParams::apply("vfplex-e2e").force(),
-        &Patch::Apply(&ns),
+        &ns,
     )
-    .await
-    .map_err(kube_err(format!("namespace {name}")))?;
+    .await?;
     Ok(())
 }
 
-fn nad_api(client: &Client, ns: &str) -> Api<DynamicObject> {
+/// Wait until ServiceAccount `default` of `ns` has its API token: until then
+/// the ServiceAccount admission refuses every pod of `ns` ("No API token
+/// found for service account \"default\""). The controller-manager's token
+/// controller makes it, a little after the namespace.
+pub async fn wait_default_token(client: &Client, ns: &str, timeout: Duration) -> Result<()> {
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    wait_for(
+        &format!("the API token of ServiceAccount {ns}/default"),
+        timeout,
+        || {
+            let (sas, secrets) = (sas.clone(), secrets.clone());
+            async move {
+                let sa = sas
+                    .get_opt("default")
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .ok_or("no ServiceAccount default yet")?;
+                let uid = sa.metadata.uid.unwrap_or_default();
+                let tokens = secrets
+                    .list(&ListParams::default().fields("type=kubernetes.io/service-account-token"))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let for_default = |s: &Secret| {
+                    let a = s.metadata.annotations.clone().unwrap_or_default();
+                    a.get("kubernetes.io/service-account.name")
+                        .map(String::as_str)
+                        == Some("default")
+                        && a.get("kubernetes.io/service-account.uid") == Some(&uid)
+                };
+                if tokens.items.iter().any(for_default) {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{} token secrets in {ns}, none for default (uid {uid})",
+                        tokens.items.len()
+                    ))
+                }
+            }
+        },
+    )
+    .await
+}
+
+/// Wait until every node is Ready (and there is one).
+pub async fn wait_nodes_ready(client: &Client, timeout: Duration) -> Result<()> {
+    let api: Api<Node> = Api::all(client.clone());
+    wait_for("every node Ready", timeout, || {
+        let api = api.clone();
+        async move {
+            let nodes = api
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            let not_ready: Vec<String> = nodes
+                .items
+                .iter()
+                .filter(|n| {
+                    !n.status
+                        .as_ref()
+                        .and_then(|s| s.conditions.as_ref())
+                        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+                })
+                .map(|n| n.metadata.name.clone().unwrap_or_default())
+                .collect();
+            if nodes.items.is_empty() {
+                Err("no node registered".into())
+            } else if not_ready.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("not Ready: {not_ready:?}"))
+            }
+        }
+    })
+    .await
+}
+
+fn nad_resource() -> ApiResource {
     let gvk = GroupVersionKind::gvk("k8s.cni.cncf.io", "v1", "NetworkAttachmentDefinition");
-    let ar = ApiResource::from_gvk_with_plural(&gvk, "network-attachment-definitions");
-    Api::namespaced_with(client.clone(), ns, &ar)
+    ApiResource::from_gvk_with_plural(&gvk, "network-attachment-definitions")
 }
 
 /// A NAD `ns/name` with `config` (and a resourceName when given).
@@ -57,14 +130,14 @@ pub async fn nad(
     if let Some(r) = resource {
         obj["metadata"]["annotations"] = json!({ RESOURCE_NAME: r });
     }
-    nad_api(client, ns)
-        .patch(
-            name,
-            &PatchParams::apply("vfplex-e2e").force(),
-            &Patch::Apply(&obj),
-        )
-        .await
-        .map_err(kube_err(format!("NAD {ns}/{name}")))?;
+    api::apply(
+        client,
+        &format!("NAD {ns}/{name}"),
+        &DynamicObject::url_path(&nad_resource(), Some(ns)),
+        name,
+        &obj,
+    )
+    .await?;
     Ok(())
 }
 
@@ -89,11 +162,9 @@ pub async fn create_pod(
         pod["spec"]["containers"][0]["resources"] =
             json!({"requests": {r: n.to_string()}, "limits": {r: n.to_string()}});
     }
-    let pod: Pod = serde_json::from_value(pod).map_err(|e| E2eError::Check(e.to_string()))?;
-    Api::<Pod>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &pod)
-        .await
-        .map_err(kube_err(format!("create pod {ns}/{name}")))
+    let what = format!("create pod {ns}/{name}");
+    let created = api::create(client, &what, &Pod::url_path(&(), Some(ns)), &pod).await?;
+    api::into(&what, created)
 }
 
 /// Wait until the pod runs; returns it.
@@ -164,10 +235,15 @@ pub async fn events(client: &Client, ns: &str, name: &str, reason: &str) -> Resu
 
 /// Delete the pod and wait until it is gone.
 pub async fn delete_pod(client: &Client, ns: &str, name: &str, timeout: Duration) -> Result<()> {
+    api::delete(
+        client,
+        &format!("delete pod {ns}/{name}"),
+        &Pod::url_path(&(), Some(ns)),
+        name,
+        &DeleteParams::default().grace_period(1),
+    )
+    .await?;
     let api: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let _ = api
-        .delete(name, &DeleteParams::default().grace_period(1))
-        .await;
     wait_for(&format!("pod {ns}/{name} gone"), timeout, || {
         let api = api.clone();
         async move {
@@ -240,9 +316,14 @@ pub async fn delete_labeled(client: &Client, ns: &str, selector: &str) -> Result
     let mut n = 0;
     for p in list.items {
         let name = p.metadata.name.unwrap_or_default();
-        api.delete(&name, &DeleteParams::default().grace_period(1))
-            .await
-            .map_err(kube_err(format!("delete pod {ns}/{name}")))?;
+        api::delete(
+            client,
+            &format!("delete pod {ns}/{name}"),
+            &Pod::url_path(&(), Some(ns)),
+            &name,
+            &DeleteParams::default().grace_period(1),
+        )
+        .await?;
         n += 1;
     }
     Ok(n)

@@ -36,11 +36,8 @@ fi
 ip link set lo up
 
 # Wait for the PF netdevs the harness asked for.
-i=0
-while [ "$(lab_pfs | wc -w)" -lt "${LAB_PF_COUNT:-1}" ] && [ $i -lt 100 ]; do
-    sleep 0.1
-    i=$((i + 1))
-done
+pfs_up() { [ "$(lab_pfs | wc -w)" -ge "${LAB_PF_COUNT:-1}" ] || { echo "PFs so far: $(lab_pfs | tr '\n' ' ')"; return 1; }; }
+lab_wait 60 "${LAB_PF_COUNT:-1} PF netdev(s)" pfs_up || say "ERROR the PFs did not appear"
 say "BOOTED kernel=$(uname -r) pfs=$(lab_pfs | tr '\n' ' ')"
 for pf in $(lab_pfs); do
     say "PF name=$pf pci=$(lab_pci_of "$pf") totalvfs=$(cat /sys/class/net/$pf/device/sriov_totalvfs) driver=$(lab_driver_of "$(lab_pci_of "$pf")")"
@@ -66,11 +63,8 @@ done
 # The same PF-side scenarios (and the netdevsim-only ones) on a netdevsim
 # device: 1 port, its netdev is the PF; its VFs have no netdevs.
 if echo "1 1" >/sys/bus/netdevsim/new_device; then
-    i=0
-    while [ -z "$(ls /sys/bus/netdevsim/devices/netdevsim1/net 2>/dev/null)" ] && [ $i -lt 50 ]; do
-        sleep 0.1
-        i=$((i + 1))
-    done
+    nsim_net() { [ -n "$(ls /sys/bus/netdevsim/devices/netdevsim1/net 2>/dev/null)" ] || { echo "no netdev yet"; return 1; }; }
+    lab_wait 60 "netdevsim1's port netdev" nsim_net
     NSIM=$(ls /sys/bus/netdevsim/devices/netdevsim1/net | head -1)
     say "PF name=$NSIM pci=netdevsim1 totalvfs=- driver=netdevsim"
     for s in /lab/scenarios/*.sh; do

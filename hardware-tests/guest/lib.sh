@@ -50,6 +50,57 @@ lab_vf_netdev() {
     ls "/sys/bus/pci/devices/$(lab_vf_pci "$1" "$2")/net" 2>/dev/null | head -1
 }
 
+# Waiting: every wait is a condition checked every 0.1 s until a deadline in
+# seconds of wall time — generous, because a host busy with other work slows
+# the emulated guest down — never a sleep that decides anything. A wait that
+# gives up says what it waited for.
+
+# lab_until SECONDS CMD...: run CMD (quietly) until it succeeds, for at most
+# SECONDS of wall time; its last output is in $_until_out.
+lab_until() {
+    _until_end=$(($(date +%s) + $1))
+    shift
+    until _until_out=$("$@" 2>&1); do
+        [ "$(date +%s)" -lt "$_until_end" ] || return 1
+        sleep 0.1
+    done
+}
+
+# lab_wait SECONDS WHAT CMD...: wait until CMD succeeds; on giving up, print
+# (and, outside a check, report as a NOTE) what it waited for and CMD's last
+# output, and fail.
+lab_wait() {
+    _wait_secs=$1 _wait_what=$2
+    shift 2
+    lab_until "$_wait_secs" "$@" && return 0
+    say "NOTE ${SCENARIO:-setup}: gave up after ${_wait_secs} s waiting for $_wait_what: $(echo "$_until_out" | tr '\n' ' ' | cut -c1-200)"
+    return 1
+}
+
+# Conditions to wait for (each says what it saw when it is not so yet).
+# lab_vf_has_netdev PF I: VF I of PF has a netdev in this namespace.
+lab_vf_has_netdev() {
+    [ -n "$(lab_vf_netdev "$1" "$2")" ] || { echo "VF $2 of $1 has no netdev here"; return 1; }
+}
+# lab_carrier_in NETNS IFACE: IFACE in NETNS has carrier.
+lab_carrier_in() {
+    [ "$(ip netns exec "$1" cat "/sys/class/net/$2/carrier" 2>/dev/null)" = 1 ] ||
+        { echo "$2 in $1: no carrier"; return 1; }
+}
+# lab_socket PATH: a unix socket is at PATH.
+lab_socket() { [ -S "$1" ] || { echo "no socket at $1"; return 1; }; }
+# lab_absent PATH: nothing is at PATH (check first that it was there).
+lab_absent() { [ ! -e "$1" ] || { echo "$1 is still there"; return 1; }; }
+
+# lab_vf_netdevs_ready PF N: all of the first N VFs have a netdev.
+lab_vf_netdevs_ready() {
+    _v=0
+    while [ $_v -lt "$2" ]; do
+        [ -n "$(lab_vf_netdev "$1" $_v)" ] || { echo "VF $_v of $1 has no netdev yet"; return 1; }
+        _v=$((_v + 1))
+    done
+}
+
 # lab_create_vfs PF N: set sriov_numvfs to N (via 0, as the kernel requires) and
 # wait until every VF has its driver's netdev. Remembers the original count so
 # lab_restore_vfs can put the PF back as it was found.
@@ -58,25 +109,14 @@ lab_create_vfs() {
     [ -n "${LAB_ORIG_NUMVFS:-}" ] || LAB_ORIG_NUMVFS=$(cat "$f")
     echo 0 >"$f"
     echo "$n" >"$f" || return 1
-    i=0
     # Changing sriov_numvfs resets igb: the PF loses carrier for a moment, and
     # igb refuses VF rates (EINVAL) until its link speed is known again.
     if [ "$(cat "/sys/class/net/$pf/operstate" 2>/dev/null)" != down ]; then
-        lab_wait_carrier "$pf" 50 || true
+        lab_wait_carrier "$pf" || true
     fi
     # netdevsim VFs have no netdevs: nothing to wait for.
     [ "${LAB_NO_VF_NETDEVS:-0}" = 1 ] && return 0
-    while [ $i -lt 100 ]; do
-        ready=0 v=0
-        while [ $v -lt "$n" ]; do
-            [ -n "$(lab_vf_netdev "$pf" $v)" ] && ready=$((ready + 1))
-            v=$((v + 1))
-        done
-        [ $ready -eq "$n" ] && return 0
-        sleep 0.1
-        i=$((i + 1))
-    done
-    return 1
+    lab_wait 60 "$n VF netdevs of $pf" lab_vf_netdevs_ready "$pf" "$n"
 }
 
 lab_restore_vfs() {
@@ -129,44 +169,42 @@ lab_inventory() {
     done
 }
 
-# lab_wait_carrier IFACE [tenths]: the igb PF needs carrier before rates apply.
-lab_wait_carrier() {
-    i=0
-    while [ "$(cat "/sys/class/net/$1/carrier" 2>/dev/null)" != 1 ] && [ $i -lt "${2:-50}" ]; do
-        sleep 0.1
-        i=$((i + 1))
-    done
-    [ "$(cat "/sys/class/net/$1/carrier" 2>/dev/null)" = 1 ]
+# lab_has_carrier IFACE: the netdev has carrier.
+lab_has_carrier() {
+    [ "$(cat "/sys/class/net/$1/carrier" 2>/dev/null)" = 1 ] || { echo "$1: no carrier"; return 1; }
 }
 
-# lab_wait_healthy OUT RESOURCE N [TENTHS]: wait until the kubelet stand-in's
+# lab_wait_carrier IFACE [SECONDS]: the igb PF needs carrier before rates apply.
+lab_wait_carrier() { lab_wait "${2:-30}" "carrier on $1" lab_has_carrier "$1"; }
+
+# lab_wait_healthy OUT RESOURCE N [SECONDS]: wait until the kubelet stand-in's
 # latest list for RESOURCE (in its output file OUT) advertises N Healthy
 # devices; prints that list. igb quirk: a sriov_numvfs write resets the PF, so
 # its carrier drops for a moment after the VFs appear; VFs listed while it is
 # down are rightly Unhealthy and turn Healthy on the carrier event.
 lab_wait_healthy() {
-    i=0
+    _h_end=$(($(date +%s) + ${4:-30}))
     until L=$(grep "^LIST $2 " "$1" 2>/dev/null | tail -1)
         [ "$(echo "$L" | tr ' ' '\n' | grep -c '=Healthy$')" -eq "$3" ]; do
-        [ $i -ge "${4:-100}" ] && { echo "$L"; return 1; }
+        [ "$(date +%s)" -lt "$_h_end" ] || {
+            echo "gave up after ${4:-30} s waiting for $3 Healthy in $2's list; last: $L"
+            return 1
+        }
         sleep 0.1
-        i=$((i + 1))
     done
     echo "$L"
 }
 
-# retry TENTHS CMD...: run CMD until it succeeds, at most TENTHS times 0.1 s apart.
-# For NIC quirks with no event to wait for, e.g. igb refusing VF rates (EINVAL)
-# until the reset that follows a sriov_numvfs change has brought the link back.
+# retry SECONDS CMD...: run CMD every 0.1 s until it succeeds, for at most
+# SECONDS of wall time; on giving up, prints CMD's last output. For NIC quirks
+# with no event to wait for, e.g. igb refusing VF rates (EINVAL) until the
+# reset that follows a sriov_numvfs change has brought the link back.
 retry() {
-    n=$1
+    _r_secs=$1
     shift
-    i=1
-    until out=$("$@" 2>&1); do
-        [ $i -ge "$n" ] && { echo "$out"; return 1; }
-        sleep 0.1
-        i=$((i + 1))
-    done
+    lab_until "$_r_secs" "$@" && return 0
+    echo "gave up after ${_r_secs} s: $_until_out"
+    return 1
 }
 
 # plan N: the number of checks this scenario will report. The harness fails a

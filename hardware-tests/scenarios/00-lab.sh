@@ -36,22 +36,13 @@ ip -n lab-a addr add 10.56.0.10/24 dev net1
 ip -n lab-b addr add 10.56.0.11/24 dev net1
 ip -n lab-a link set net1 up
 ip -n lab-b link set net1 up
-i=0
-while [ "$(ip netns exec lab-a cat /sys/class/net/net1/carrier 2>/dev/null)" != 1 ] && [ $i -lt 100 ]; do
-    sleep 0.1
-    i=$((i + 1))
-done
+lab_wait 30 "net1's carrier in lab-a" lab_carrier_in lab-a net1
 check ping-vf-to-vf ip netns exec lab-a ping -c 3 -W 2 10.56.0.11
 
 # Deleting a namespace hands a physical netdev back to the host.
 ip netns del lab-a
 ip netns del lab-b
-i=0
-while [ -z "$(lab_vf_netdev "$PF" 3)" ] && [ $i -lt 100 ]; do
-    sleep 0.1
-    i=$((i + 1))
-done
-check vf-returns-on-netns-delete test -n "$(lab_vf_netdev "$PF" 3)"
+check vf-returns-on-netns-delete lab_wait 30 "VF 3's netdev back on the host" lab_vf_has_netdev "$PF" 3
 check restore-vfs lab_restore_vfs "$PF"
 check numvfs-as-found test "$(cat "$NUMVFS")" -eq "$AS_FOUND"
 echo 0 >"$NUMVFS"

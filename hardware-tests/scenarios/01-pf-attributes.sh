@@ -20,7 +20,7 @@ check readback-spoofchk contains "$vf0" "spoof checking on"
 check readback-trust contains "$vf0" "trust on"
 # igb computes the rate limit from the link speed: EINVAL while the PF's link
 # is still coming back from the reset that creating VFs causes.
-check set-vf1-rate retry 100 ip link set "$PF" vf 1 max_tx_rate 100
+check set-vf1-rate retry 30 ip link set "$PF" vf 1 max_tx_rate 100
 check readback-rate contains "$(ip link show "$PF" | grep "vf 1 ")" "max_tx_rate 100Mbps"
 if [ $IGB = 1 ]; then
     # igb has no per-VF link state.

@@ -8,7 +8,7 @@ plan 60
 PF=$(lab_first_pf)
 ip link set "$PF" up
 check create-4-vfs lab_create_vfs "$PF" 4
-lab_wait_carrier "$PF" 100 || true
+lab_wait_carrier "$PF" || true
 DATA=/var/lib/cni/sriov
 SUBNET_STATE=/var/lib/cni/networks/sriov-net
 
@@ -27,7 +27,7 @@ ip netns add pod-c
 
 # --- ADD with every attribute, read back ---------------------------------
 # igb takes VF rates only once the PF's link is back from the VF-creation reset.
-retry 100 ip link set "$PF" vf 3 max_tx_rate 100 >/dev/null
+retry 30 ip link set "$PF" vf 3 max_tx_rate 100 >/dev/null
 ip link set "$PF" vf 3 max_tx_rate 0
 
 RA=$(conf "$V0" 02:00:00:00:0a:01 | cni sriov ADD ctr-a /var/run/netns/pod-a net1)
@@ -53,8 +53,7 @@ check a-state-dir-0700 test "$(stat -c %a "$DATA")" = 700
 RB=$(conf "$V1" 02:00:00:00:0a:02 | cni sriov ADD ctr-b /var/run/netns/pod-b net1)
 check add-b-ok contains "$RB" '"interfaces":[{"name":"net1"'
 IPB=$(ip_of "$RB")
-i=0
-while [ "$(ip netns exec pod-a cat /sys/class/net/net1/carrier 2>/dev/null)" != 1 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+lab_wait 30 "net1's carrier in pod-a" lab_carrier_in pod-a net1
 check ping-a-to-b ip netns exec pod-a ping -c 3 -W 2 "$IPB"
 
 # --- VLAN and QoS land on the PF; a 1.1.0 config gets pciID and mtu back,
@@ -133,8 +132,7 @@ check del-a-again test $? -eq 0 -a -z "$OUT"
 
 # --- DEL after the namespace is gone ----------------------------------------
 ip netns del pod-b
-i=0
-while [ -z "$(lab_vf_netdev "$PF" 1)" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+lab_wait 30 "VF 1's netdev back on the host after pod-b went" lab_vf_has_netdev "$PF" 1
 OUT=$(conf "$V1" 02:00:00:00:0a:02 | cni sriov DEL ctr-b /var/run/netns/pod-b net1)
 check del-b-no-netns test $? -eq 0 -a -z "$OUT"
 check b-name-restored lab_netdev_exists "$N1"

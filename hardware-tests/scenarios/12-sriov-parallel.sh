@@ -5,7 +5,7 @@ plan $((1 + 3 * (4 + 1 + 4) + 6))
 PF=$(lab_first_pf)
 ip link set "$PF" up
 check create-4-vfs lab_create_vfs "$PF" 4
-retry 100 ip link set "$PF" vf 0 max_tx_rate 100 >/dev/null
+retry 30 ip link set "$PF" vf 0 max_tx_rate 100 >/dev/null
 ip link set "$PF" vf 0 max_tx_rate 0
 names_before=$(for v in 0 1 2 3; do lab_vf_netdev "$PF" $v; done | tr '\n' ' ')
 conf() {

@@ -7,7 +7,7 @@ plan $((1 + 6 * 11 + 5))
 PF=$(lab_first_pf)
 ip link set "$PF" up
 check create-2-vfs lab_create_vfs "$PF" 2
-retry 100 ip link set "$PF" vf 1 max_tx_rate 100 >/dev/null
+retry 30 ip link set "$PF" vf 1 max_tx_rate 100 >/dev/null
 ip link set "$PF" vf 1 max_tx_rate 0
 V=$(lab_vf_pci "$PF" 0)
 N=$(lab_vf_netdev "$PF" 0)

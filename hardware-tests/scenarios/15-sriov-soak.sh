@@ -11,7 +11,7 @@ LOOPS=$(cat "/sys/class/net/$PF/device/sriov_totalvfs")
 [ "$LOOPS" -gt 8 ] && LOOPS=8
 CYCLES=${SOAK_CYCLES:-20}
 check "create-$LOOPS-vfs" lab_create_vfs "$PF" "$LOOPS"
-retry 100 ip link set "$PF" vf 0 max_tx_rate 100 >/dev/null
+retry 30 ip link set "$PF" vf 0 max_tx_rate 100 >/dev/null
 ip link set "$PF" vf 0 max_tx_rate 0
 vfs=$(seq 0 $((LOOPS - 1)))
 names_before=$(for v in $vfs; do lab_vf_netdev "$PF" $v; done | tr '\n' ' ')

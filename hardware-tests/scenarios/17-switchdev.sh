@@ -23,8 +23,8 @@ reps() {
         [ "$n" != "$UPLINK" ] && [ -n "$sw" ] && [ "$(cat "$d/phys_switch_id" 2>/dev/null)" = "$sw" ] && echo "$n"
     done
 }
-i=0
-while [ "$(reps | wc -l)" -lt 4 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+reps_are() { [ "$(reps | wc -l)" -eq "$1" ] || { echo "$(reps | wc -l) representors: $(reps)"; return 1; }; }
+lab_wait 30 "four representors" reps_are 4
 check four-representors test "$(reps | wc -l)" -eq 4
 for d in "$PF" $(reps); do
     say "NOTE $d phys_port_name=$(cat "/sys/class/net/$d/phys_port_name" 2>&1) phys_switch_id=$(cat "/sys/class/net/$d/phys_switch_id" 2>&1)"
@@ -66,14 +66,13 @@ cat >/tmp/sd-pcidp.json <<CFG
 CFG
 vfplex-kubelet serve "$DP" >/tmp/sd-kubelet.out 2>&1 &
 KPID=$!
-i=0
-while [ ! -S "$DP/kubelet.sock" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+lab_wait 30 "the kubelet stand-in's socket" lab_socket "$DP/kubelet.sock"
 vfplex-device-plugin --config-file /tmp/sd-pcidp.json --sysfs-root /tmp/sd-sys --device-plugin-dir "$DP" \
     --devinfo-dir /tmp/sd-devinfo >/tmp/sd-dp.out 2>&1 &
 DPID=$!
 # All four VFs listed (Unhealthy: a netdevsim port without a peer has no
 # carrier, and a PF without carrier makes its VFs Unhealthy).
-check four-vfs-listed retry 100 sh -c "grep '^LIST intel.com/sd_vfs' /tmp/sd-kubelet.out | tail -1 | grep -o '0000:99:00\.[1-4]=' | wc -l | grep -qx 4"
+check four-vfs-listed retry 30 sh -c "grep '^LIST intel.com/sd_vfs' /tmp/sd-kubelet.out | tail -1 | grep -o '0000:99:00\.[1-4]=' | wc -l | grep -qx 4"
 check no-representor-listed lacks "$(grep '^LIST intel.com/sd_vfs' /tmp/sd-kubelet.out | tail -1)" "$REP2"
 vfplex-kubelet allocate "$DP/vfplex-intel.com_sd_vfs.sock" 0000:99:00.3 >/dev/null
 check devinfo-representor contains "$(cat /tmp/sd-devinfo/intel.com-sd_vfs-0000:99:00.3-device.json 2>/dev/null)" "\"representor-device\":\"$REP2\""

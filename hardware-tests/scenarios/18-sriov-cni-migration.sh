@@ -13,7 +13,7 @@ plan 22
 PF=$(lab_first_pf)
 ip link set "$PF" up
 check create-3-vfs lab_create_vfs "$PF" 3
-lab_wait_carrier "$PF" 100 || true
+lab_wait_carrier "$PF" || true
 DATA=/var/lib/cni/sriov
 mkdir -p "$DATA/pci"
 chmod 700 "$DATA" "$DATA/pci"
@@ -39,7 +39,7 @@ M1=$(cat "/sys/class/net/$N1/address"); MTU1=$(cat "/sys/class/net/$N1/mtu")
 A1=$(admin_mac 1)
 ip netns add sc-pod
 # What sriov-cni's ApplyVFConfig and SetupVF do.
-retry 100 ip link set "$PF" vf 1 vlan 100 qos 3
+retry 30 ip link set "$PF" vf 1 vlan 100 qos 3
 ip link set "$PF" vf 1 mac 02:11:22:33:44:55
 ip link set "$PF" vf 1 spoofchk off
 ip link set "$PF" vf 1 trust on

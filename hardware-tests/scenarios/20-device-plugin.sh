@@ -17,16 +17,14 @@ cat >/etc/pcidp/config.json <<CFG
 CFG
 vfplex-kubelet serve "$DP" >/tmp/kubelet.out 2>/tmp/kubelet.err &
 KPID=$!
-i=0
-while [ ! -S "$DP/kubelet.sock" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+lab_wait 30 "the kubelet stand-in's socket" lab_socket "$DP/kubelet.sock"
 vfplex-device-plugin --metrics-address 127.0.0.1:9808 >/tmp/dp.out 2>/tmp/dp.err &
 DPID=$!
-i=0
-while ! grep -q "^LIST intel.com/lab_igb" /tmp/kubelet.out 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+lab_wait 30 "a first list of intel.com/lab_igb" grep -q "^LIST intel.com/lab_igb" /tmp/kubelet.out
 check registered grep -q "^REGISTER intel.com/lab_igb vfplex-intel.com_lab_igb.sock" /tmp/kubelet.out
 # The VFs may first be listed Unhealthy while the PF's carrier is still coming
 # back from the sriov_numvfs reset; they must turn Healthy once it is up.
-L=$(lab_wait_healthy /tmp/kubelet.out intel.com/lab_igb 3 100)
+L=$(lab_wait_healthy /tmp/kubelet.out intel.com/lab_igb 3)
 say "LISTED $L (after $(grep -c "^LIST intel.com/lab_igb" /tmp/kubelet.out) lists, carrier $(cat /sys/class/net/$PF/carrier 2>/dev/null))"
 for v in 0 1 2; do
     check "vf$v-advertised-healthy" contains "$L" "$(lab_vf_pci "$PF" $v)=Healthy"
@@ -54,8 +52,8 @@ ip link set "$PF" down
 # ip returns once the kernel has taken the PF down (flags updated): from here
 # on the latency is the device plugin's (netlink event, rescan, ListAndWatch).
 t0b=$(now_us)
-i=0
-while ! grep "^LIST intel.com/lab_igb" /tmp/kubelet.out | tail -1 | grep -q Unhealthy && [ $i -lt 250 ]; do sleep 0.02; i=$((i + 1)); done
+lab_wait 30 "an Unhealthy list after the PF went down" \
+    sh -c 'grep "^LIST intel.com/lab_igb" /tmp/kubelet.out | tail -1 | grep -q Unhealthy'
 L=$(grep "^LIST intel.com/lab_igb" /tmp/kubelet.out | tail -1)
 check pf-down-unhealthy contains "$L" "$(lab_vf_pci "$PF" 1)=Unhealthy"
 # The first update after t0 that says Unhealthy (later ones follow as the VFs
@@ -67,7 +65,7 @@ measure pf_down_command_to_update_ms "$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf
 # timestamp itself forks under TCG): that reads as 0.
 measure health_to_update_ms "$(awk -v a="$t0b" -v b="$t1" 'BEGIN {d = (b - a) / 1000; printf "%.1f", d < 0 ? 0 : d}')"
 ip link set "$PF" up
-check pf-up-healthy-again lab_wait_healthy /tmp/kubelet.out intel.com/lab_igb 3 100
+check pf-up-healthy-again lab_wait_healthy /tmp/kubelet.out intel.com/lab_igb 3
 kill -TERM $DPID
 wait $DPID
 check sigterm-clean-exit test $? -eq 0

@@ -15,8 +15,7 @@ cat >/etc/pcidp/config.json <<CFG
 CFG
 vfplex-kubelet serve "$DP" >/tmp/churn-kubelet.out 2>/dev/null &
 KPID=$!
-i=0
-while [ ! -S "$DP/kubelet.sock" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+lab_wait 30 "the kubelet stand-in's socket" lab_socket "$DP/kubelet.sock"
 vfplex-device-plugin >/tmp/churn-dp.out 2>/tmp/churn-dp.err &
 DPID=$!
 
@@ -34,12 +33,9 @@ listed_exactly() {
     done
 }
 wait_listed() {
-    i=0
-    until listed_exactly "$1" "${2:-0}"; do
-        [ $i -ge 150 ] && { grep "^LIST" /tmp/churn-kubelet.out | tail -1; return 1; }
-        sleep 0.1
-        i=$((i + 1))
-    done
+    lab_until 30 listed_exactly "$1" "${2:-0}" && return 0
+    echo "gave up after 30 s waiting for exactly $1 VFs listed; last: $(grep "^LIST" /tmp/churn-kubelet.out | tail -1)"
+    return 1
 }
 # lines_now: how many lines kubelet's output has, to ask for news after it.
 lines_now() { wc -l </tmp/churn-kubelet.out; }
@@ -62,16 +58,12 @@ done
 # show up as news from the daemon, not as a line it wrote before the reload.
 mark=$(lines_now)
 sed -i 's/churn_igb/churn_tmp/' /etc/pcidp/config.json
-i=0
-while ! tail -n +$((mark + 1)) /tmp/churn-kubelet.out | grep -q "^REGISTER intel.com/churn_tmp" && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
-check config-reload-registers sh -c "tail -n +$((mark + 1)) /tmp/churn-kubelet.out | grep -q '^REGISTER intel.com/churn_tmp'"
-check config-reload-old-socket-gone retry 100 test ! -e "$DP/vfplex-intel.com_churn_igb.sock"
+check config-reload-registers retry 30 sh -c "tail -n +$((mark + 1)) /tmp/churn-kubelet.out | grep -q '^REGISTER intel.com/churn_tmp'"
+check config-reload-old-socket-gone lab_wait 30 "churn_igb's socket gone" lab_absent "$DP/vfplex-intel.com_churn_igb.sock"
 mark=$(lines_now)
 sed -i 's/churn_tmp/churn_igb/' /etc/pcidp/config.json
-i=0
-while [ -e "$DP/vfplex-intel.com_churn_tmp.sock" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
-check config-reload-back test ! -e "$DP/vfplex-intel.com_churn_tmp.sock"
-check config-reload-back-registers retry 100 sh -c "tail -n +$((mark + 1)) /tmp/churn-kubelet.out | grep -q '^REGISTER intel.com/churn_igb'"
+check config-reload-back lab_wait 30 "churn_tmp's socket gone" lab_absent "$DP/vfplex-intel.com_churn_tmp.sock"
+check config-reload-back-registers retry 30 sh -c "tail -n +$((mark + 1)) /tmp/churn-kubelet.out | grep -q '^REGISTER intel.com/churn_igb'"
 check listed-after-reload wait_listed 2 "$mark"
 check daemon-alive kill -0 $DPID
 kill -TERM $DPID

@@ -8,7 +8,7 @@ plan $((19 - 1 + 2))
 PF=$(lab_first_pf)
 ip link set "$PF" up
 check create-4-vfs lab_create_vfs "$PF" 4
-retry 100 ip link set "$PF" vf 3 max_tx_rate 100 >/dev/null
+retry 30 ip link set "$PF" vf 3 max_tx_rate 100 >/dev/null
 ip link set "$PF" vf 3 max_tx_rate 0
 names_before=$(for v in 0 1 2 3; do lab_vf_netdev "$PF" $v; done | tr '\n' ' ')
 DP=/var/lib/kubelet/device-plugins
@@ -19,13 +19,11 @@ cat >/etc/pcidp/config.json <<CFG
 CFG
 vfplex-kubelet serve "$DP" >/tmp/e2e-kubelet.out 2>&1 &
 KPID=$!
-i=0
-while [ ! -S "$DP/kubelet.sock" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+lab_wait 30 "the kubelet stand-in's socket" lab_socket "$DP/kubelet.sock"
 vfplex-device-plugin >/tmp/e2e-dp.out 2>&1 &
 DPID=$!
-i=0
-while ! grep -q "^LIST intel.com/lab_vfs" /tmp/e2e-kubelet.out && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
-check four-vfs-advertised lab_wait_healthy /tmp/e2e-kubelet.out intel.com/lab_vfs 4 100
+lab_wait 30 "a first list of intel.com/lab_vfs" grep -q "^LIST intel.com/lab_vfs" /tmp/e2e-kubelet.out
+check four-vfs-advertised lab_wait_healthy /tmp/e2e-kubelet.out intel.com/lab_vfs 4
 SOCK=$DP/vfplex-intel.com_lab_vfs.sock
 VF_A=$(lab_vf_pci "$PF" 1)
 VF_B=$(lab_vf_pci "$PF" 2)
@@ -70,8 +68,7 @@ check b-net1-is-vf-b test "$(ip netns exec pod-b readlink -f /sys/class/net/net1
 check pf-vlan-on-vf-a contains "$(ip link show "$PF" | grep "vf 1 ")" "vlan 100"
 IPB=$(ip -n pod-b -4 addr show net1 | awk '/inet / {print $2}' | cut -d/ -f1)
 say "NOTE pod-a net1 $(ip -n pod-a -4 addr show net1 | awk '/inet / {print $2}') pod-b net1 $IPB"
-i=0
-while [ "$(ip netns exec pod-a cat /sys/class/net/net1/carrier 2>/dev/null)" != 1 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+lab_wait 30 "net1's carrier in pod-a" lab_carrier_in pod-a net1
 check ping-a-to-b-over-vfs ip netns exec pod-a ping -c 3 -W 2 "$IPB"
 check ping-over-bridge ip netns exec pod-a ping -c 1 -W 2 "$(ip -n pod-b -4 addr show eth0 | awk '/inet / {print $2}' | cut -d/ -f1)"
 for pod in pod-a pod-b; do

@@ -53,10 +53,23 @@ pub struct Scenario {
 /// Every scenario in `hardware-tests/scenarios`, in name order; `VFPLEX_LAB_ONLY`
 /// (comma-separated substrings) narrows the set.
 pub fn scenarios() -> Vec<Scenario> {
-    let dir = assets::repo_root().join("hardware-tests/scenarios");
+    all_scenarios()
+        .into_iter()
+        .filter(|s| selected(&s.name))
+        .collect()
+}
+
+/// Whether `VFPLEX_LAB_ONLY` (unset: everything) selects scenario `name`.
+fn selected(name: &str) -> bool {
     let only: Vec<String> = std::env::var("VFPLEX_LAB_ONLY")
         .map(|s| s.split(',').map(str::to_string).collect())
         .unwrap_or_default();
+    only.is_empty() || only.iter().any(|o| name.contains(o.as_str()))
+}
+
+/// Every scenario in `hardware-tests/scenarios`, in name order, selected or not.
+pub fn all_scenarios() -> Vec<Scenario> {
+    let dir = assets::repo_root().join("hardware-tests/scenarios");
     let mut out: Vec<Scenario> = std::fs::read_dir(&dir)
         .map(|rd| rd.flatten().map(|e| e.path()).collect::<Vec<_>>())
         .unwrap_or_default()
@@ -64,9 +77,6 @@ pub fn scenarios() -> Vec<Scenario> {
         .filter(|p| p.extension().is_some_and(|e| e == "sh"))
         .filter_map(|path| {
             let name = path.file_stem()?.to_str()?.to_string();
-            if !only.is_empty() && !only.iter().any(|o| name.contains(o.as_str())) {
-                return None;
-            }
             let text = std::fs::read_to_string(&path).ok()?;
             let header = |key: &str, val: &str| {
                 text.lines()
@@ -156,13 +166,83 @@ fn guest_kernel_stalled(log: &Path) -> bool {
 
 static SUITE: OnceLock<Result<Report, String>> = OnceLock::new();
 
+/// What one suite run is expected to report, by name: in the guest, every
+/// scenario that does not need netdevsim on the igb PF, and every one that
+/// does not need VF netdevs again on netdevsim (`<name>@netdevsim`); on an
+/// operator's PF (`VFPLEX_LAB_PF`), those without netdevsim only. Each with
+/// why it will not run, if it will not.
+pub fn expected(all: &[Scenario], on_host_pf: bool) -> Vec<(String, Option<String>)> {
+    let mut out = Vec::new();
+    for s in all {
+        let unselected = (!selected(&s.name)).then(|| {
+            format!(
+                "not selected (VFPLEX_LAB_ONLY={})",
+                std::env::var("VFPLEX_LAB_ONLY").unwrap_or_default()
+            )
+        });
+        if !s.needs_netdevsim {
+            out.push((s.name.clone(), unselected.clone()));
+        }
+        if !s.needs_vf_netdevs {
+            let why = unselected.clone().or_else(|| {
+                on_host_pf
+                    .then(|| "netdevsim runs in the QEMU guest only, not on VFPLEX_LAB_PF".into())
+            });
+            out.push((format!("{}@netdevsim", s.name), why));
+        }
+    }
+    out
+}
+
+/// The lab's part of the test command's summary (`$VFPLEX_TEST_SUMMARY/lab.json`,
+/// when that directory is given): every expected scenario as ran, failed
+/// (with why) or skipped (with why). `result` is the suite's report, or why
+/// there is none (`UNAVAILABLE …`: the lab cannot run here).
+pub fn summary(result: &Result<Report, String>) -> serde_json::Value {
+    let on_host_pf = std::env::var_os("VFPLEX_LAB_PF").is_some();
+    let (mut ran, mut failed, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
+    for (name, not_run) in expected(&all_scenarios(), on_host_pf) {
+        let entry = |why: String| serde_json::json!({"name": name, "why": why});
+        if let Some(why) = not_run {
+            skipped.push(entry(why));
+            continue;
+        }
+        match result {
+            Err(why) if why.starts_with("UNAVAILABLE") => skipped.push(entry(why.clone())),
+            Err(why) => failed.push(entry(format!("the suite did not run: {why}"))),
+            Ok(report) => match report.scenario_failure(&name) {
+                None => ran.push(serde_json::json!(name)),
+                Some(why) => failed.push(entry(why)),
+            },
+        }
+    }
+    serde_json::json!({"part": "lab", "ran": ran, "failed": failed, "skipped": skipped})
+}
+
+/// Write a part of the test command's summary, when it asked for one.
+pub fn write_summary(file: &str, summary: &serde_json::Value) {
+    let Some(dir) = std::env::var_os("VFPLEX_TEST_SUMMARY") else {
+        return;
+    };
+    let path = Path::new(&dir).join(file);
+    if let Err(e) =
+        std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, summary.to_string()))
+    {
+        eprintln!("lab: cannot write the summary {}: {e}", path.display());
+    }
+}
+
 /// The suite's report, booting the lab on first use. `None` (after a loud
 /// message) when the lab cannot run here; in CI (`CI` set) that is a failure.
 pub fn suite() -> Option<&'static Report> {
-    let result = SUITE.get_or_init(|| match run_all() {
-        Ok(r) => Ok(r),
-        Err(LabError::Unavailable(why)) => Err(format!("UNAVAILABLE {why}")),
-        Err(e) => Err(e.to_string()),
+    let result = SUITE.get_or_init(|| {
+        let result = match run_all() {
+            Ok(r) => Ok(r),
+            Err(LabError::Unavailable(why)) => Err(format!("UNAVAILABLE {why}")),
+            Err(e) => Err(e.to_string()),
+        };
+        write_summary("lab.json", &summary(&result));
+        result
     });
     match result {
         Ok(r) => Some(r),
@@ -200,6 +280,60 @@ pub fn assert_scenario(scenario: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn scenario(name: &str, vf_netdevs: bool, netdevsim: bool) -> Scenario {
+        Scenario {
+            name: name.into(),
+            path: PathBuf::from(format!("{name}.sh")),
+            needs_vf_netdevs: vf_netdevs,
+            needs_iommu: false,
+            needs_second_pf: false,
+            needs_test_hooks: false,
+            needs_netdevsim: netdevsim,
+        }
+    }
+
+    #[test]
+    fn the_summary_expects_each_scenario_where_it_runs() {
+        let all = [
+            scenario("01-pf", false, false),
+            scenario("10-vf", true, false),
+            scenario("16-nsim", false, true),
+        ];
+        let names = |v: Vec<(String, Option<String>)>| {
+            v.into_iter()
+                .map(|(n, why)| format!("{n}{}", if why.is_some() { " (skipped)" } else { "" }))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(expected(&all, false)),
+            ["01-pf", "01-pf@netdevsim", "10-vf", "16-nsim@netdevsim"]
+        );
+        assert_eq!(
+            names(expected(&all, true)),
+            [
+                "01-pf",
+                "01-pf@netdevsim (skipped)",
+                "10-vf",
+                "16-nsim@netdevsim (skipped)"
+            ]
+        );
+        // The repository's scenarios: a lab that cannot run skips them all,
+        // with its reason; a report that lacks them fails them all.
+        let n = expected(&all_scenarios(), false).len();
+        assert!(n > 10, "{n}");
+        let s = summary(&Err("UNAVAILABLE no QEMU".into()));
+        assert_eq!(s["ran"].as_array().map(Vec::len), Some(0));
+        assert_eq!(s["skipped"].as_array().map(Vec::len), Some(n));
+        assert!(s["skipped"][0]["why"]
+            .as_str()
+            .is_some_and(|w| w.contains("no QEMU")));
+        let s = summary(&Ok(Report::default()));
+        assert_eq!(s["failed"].as_array().map(Vec::len), Some(n));
+        assert!(s["failed"][0]["why"]
+            .as_str()
+            .is_some_and(|w| w.contains("never started")));
+    }
 
     #[test]
     fn only_a_stalled_guest_kernel_is_booted_again() {

@@ -70,6 +70,24 @@ fn check_keeps_what_its_command_sets() {
 }
 
 #[test]
+fn waits_end_on_their_condition_or_say_what_they_waited_for() {
+    // The condition comes true while the wait runs (a background writer is
+    // the stimulus); then waits that give up, each naming what it waited for.
+    let body = r#"plan 4
+f=/tmp/harness-wait.$$
+rm -f "$f"
+(sleep 0.3; : >"$f") &
+check appears lab_wait 30 "the file" test -e "$f"
+check_fails gives-up "gave up after 1 s waiting for a file that never comes" lab_wait 1 "a file that never comes" test -e "$f.never"
+check_fails retry-gives-up "gave up after 1 s: still refused" retry 1 sh -c 'echo still refused; exit 1'
+check_fails carrier "gave up after 1 s waiting for carrier on nosuchif0" lab_wait_carrier nosuchif0 1
+rm -f "$f"
+"#;
+    let r = run("waits", body);
+    assert_eq!(r.scenario_failure("waits"), None, "{:?}", r.checks);
+}
+
+#[test]
 fn netdev_checks_refuse_an_empty_name() {
     let r = run(
         "empty",

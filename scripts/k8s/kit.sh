@@ -72,15 +72,21 @@ debs() {
 }
 
 kubernetes() {
-    command -v go >/dev/null || apt-get install -y -qq --no-install-recommends golang-go >/dev/null
-    command -v gcc >/dev/null || apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null
+    command -v go >/dev/null || apt-get install -y -qq --no-install-recommends --no-upgrade golang-go >/dev/null
+    command -v gcc >/dev/null || apt-get install -y -qq --no-install-recommends --no-upgrade gcc libc6-dev >/dev/null
     local src=$KIT/src orig=kubernetes_${K8S_DEB_VERSION%%-*}.orig.tar.gz
     if [ ! -f "$src/$orig" ]; then
         # `apt-get source` needs a deb-src line; added for this download only.
         local list=/etc/apt/sources.list.d/vfplex-k8s-kit-src.sources
         printf 'Types: deb-src\nURIs: http://deb.debian.org/debian\nSuites: bookworm\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' >"$list"
-        apt-get update -qq
-        (cd "$src" && apt-get source --download-only -qq "kubernetes=$K8S_DEB_VERSION") || { rm -f "$list"; exit 1; }
+        # Whatever happens, the source goes again (the test command's host
+        # check fails on an apt source left behind).
+        if ! { apt-get update -qq && (cd "$src" && apt-get source --download-only -qq "kubernetes=$K8S_DEB_VERSION"); }; then
+            rm -f "$list"
+            apt-get update -qq || true
+            log "cannot download the kubernetes source package $K8S_DEB_VERSION"
+            exit 1
+        fi
         rm -f "$list"
         apt-get update -qq
     fi
@@ -131,7 +137,7 @@ kubernetes() {
 }
 
 images() {
-    command -v gcc >/dev/null || apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null
+    command -v gcc >/dev/null || apt-get install -y -qq --no-install-recommends --no-upgrade gcc libc6-dev >/dev/null
     local w=$KIT/imgsrc bb=$KIT/debs/x/busybox-static/bin/busybox
     gcc -Os -static -o "$w/pause" "$here/scripts/k8s/pause.c"
     strip "$w/pause"

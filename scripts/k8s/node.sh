@@ -55,14 +55,31 @@ start() { # name cmd...
     setsid "$@" >"$LOG/$n.log" 2>&1 </dev/null &
     echo "$n $!" >>"$PIDS"
 }
-wait_for() { # what seconds cmd...
-    local what=$1 t=$2 i=0
-    shift 2
+# until_ok SECONDS CMD...: CMD polled every 0.25 s until it succeeds, for at
+# most SECONDS of wall time.
+until_ok() {
+    local end=$((SECONDS + $1))
+    shift
     until "$@" >/dev/null 2>&1; do
-        i=$((i + 1))
-        [ $i -ge $((t * 4)) ] && die "timeout waiting for $what"
+        [ $SECONDS -lt $end ] || return 1
         sleep 0.25
     done
+}
+wait_for() { # what seconds cmd...
+    local what=$1 t=$2
+    shift 2
+    until_ok "$t" "$@" || die "gave up after $t s waiting for $what"
+}
+# No container task RUNNING in the node's containerd (stopped ones are listed
+# until deleted).
+no_tasks() { ! "$BIN/ctr" --address "$SOCK" -n k8s.io tasks ls 2>/dev/null | awk 'NR > 1 && $3 == "RUNNING"' | grep -q .; }
+gone() { ! alive "$1"; }
+cgroups_empty() {
+    local f
+    for f in $(find /sys/fs/cgroup/*/kubepods -name cgroup.procs 2>/dev/null); do
+        [ -s "$f" ] && return 1
+    done
+    return 0
 }
 
 # The host's network interfaces (bridges the pods' networks made go at `down`).
@@ -270,8 +287,8 @@ restart() {
     local p
     p=$(pid_of "$1")
     alive "$p" && kill -TERM "$p"
-    for _ in $(seq 1 80); do alive "$p" || break; sleep 0.25; done
-    alive "$p" && kill -KILL "$p"
+    until_ok 20 gone "$p" || kill -KILL "$p" 2>/dev/null
+    until_ok 20 gone "$p" || die "restart: $1 (pid $p) did not exit"
     sed -i "/^$1 /d" "$PIDS"
     case $1 in
     kubelet) start_kubelet ;;
@@ -290,8 +307,12 @@ stop_one() {
     alive "$p" || return 0
     kill -CONT "$p" 2>/dev/null
     kill -TERM "$p"
-    for _ in $(seq 1 40); do alive "$p" || { say "stopped $1"; return 0; }; sleep 0.25; done
+    if until_ok 10 gone "$p"; then
+        say "stopped $1"
+        return 0
+    fi
     kill -KILL "$p" 2>/dev/null
+    until_ok 10 gone "$p" || say "WARNING: $1 (pid $p) survived SIGKILL"
     say "killed $1"
 }
 
@@ -300,18 +321,20 @@ down() {
     local ctr="$BIN/ctr --address $SOCK -n k8s.io"
     # 1. Pods go through CNI DEL while kubelet and containerd still run.
     if alive "$(pid_of kubelet)" && alive "$(pid_of kube-apiserver)"; then
+        # The workloads first, or their controllers make the pods again.
+        $KUBECTL delete daemonsets,deployments,replicasets --all --all-namespaces --wait=false >/dev/null 2>&1
         $KUBECTL delete pods --all --all-namespaces --grace-period=0 --force --wait=false >/dev/null 2>&1
-        for _ in $(seq 1 90); do [ -z "$($ctr tasks ls -q 2>/dev/null)" ] && break; sleep 1; done
+        until_ok 90 no_tasks || say "pods still running after 90 s; killing their tasks"
     fi
     stop_one kubelet
     if alive "$(pid_of containerd)"; then
         for t in $($ctr tasks ls -q 2>/dev/null); do $ctr tasks kill -s KILL "$t" >/dev/null 2>&1; done
-        sleep 1
+        until_ok 30 no_tasks || say "tasks still listed after SIGKILL: $($ctr tasks ls -q 2>/dev/null | tr '\n' ' ')"
         for c in $($ctr containers ls -q 2>/dev/null); do $ctr tasks delete -f "$c" >/dev/null 2>&1; done
     fi
     stop_one containerd
     for d in /proc/[0-9]*; do
-        if tr '\0' ' ' <"$d/cmdline" 2>/dev/null | grep -q -- "-address $SOCK "; then
+        if tr '\0' ' ' 2>/dev/null <"$d/cmdline" | grep -q -- "-address $SOCK "; then
             kill -KILL "${d#/proc/}" 2>/dev/null && say "killed shim ${d#/proc/}"
         fi
     done
@@ -332,7 +355,7 @@ down() {
     for f in $(find /sys/fs/cgroup/*/kubepods -name cgroup.procs 2>/dev/null); do
         for p in $(cat "$f" 2>/dev/null); do kill -KILL "$p" 2>/dev/null; done
     done
-    sleep 0.5
+    until_ok 30 cgroups_empty || say "processes still in the kubepods cgroups after 30 s"
     for c in /sys/fs/cgroup/*/kubepods; do [ -d "$c" ] && find "$c" -depth -type d -exec rmdir {} \; 2>/dev/null; done
     if [ -f "$STATE/sysctl.orig" ]; then
         while read -r k v; do

@@ -322,3 +322,41 @@ fn rdma_devices_of_an_mlx5_vf() {
             .unwrap();
     assert!(resp.devices.is_empty());
 }
+
+#[test]
+fn a_pf_change_rereads_the_vfs_it_lists_now() {
+    // A VF read half-made (its directory there, physfn not yet: no VF then),
+    // completed by changes only the PF's directory showed (its virtfn link):
+    // the pass for the PF must read it again. The device plugin's churn test
+    // lost 1 run in 9 this way ("VFs back" never listed).
+    let t = tree();
+    let r = t.path();
+    let d = Discovery::new(r, "/nonexistent");
+    let by_pci = |v: Vec<PciDevice>| {
+        v.into_iter()
+            .map(|d| (d.pci.clone(), d))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let vf = "0000:01:10.6";
+    fixture::device(
+        r,
+        &Dev {
+            pci: vf,
+            netdev: Some("ens1f0v3"),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let half = by_pci(d.refresh(by_pci(d.scan()), &BTreeSet::from([vf.to_string()])));
+    assert_eq!(half[vf].pf_pci, None, "no physfn yet: not a VF");
+    let devices = r.join("bus/pci/devices");
+    std::os::unix::fs::symlink(
+        devices.join("0000:01:00.0"),
+        devices.join(vf).join("physfn"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(devices.join(vf), devices.join("0000:01:00.0/virtfn3")).unwrap();
+    let now = by_pci(d.refresh(half, &BTreeSet::from(["0000:01:00.0".to_string()])));
+    assert_eq!(now[vf].pf_pci.as_deref(), Some("0000:01:00.0"));
+    assert_eq!(now[vf], by_pci(d.scan())[vf], "as a full scan reads it");
+}

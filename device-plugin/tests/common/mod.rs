@@ -238,3 +238,35 @@ pub async fn next(
 pub fn ids(devices: &[Device]) -> Vec<&str> {
     devices.iter().map(|d| d.id.as_str()).collect()
 }
+
+/// Wait until `n` pools have registered and the latest list of `resource`
+/// since it registered is `want` (device IDs; a list from before, e.g. to
+/// the previous kubelet, does not count), taking the events in whatever
+/// order they come:
+/// after a kubelet restart the pools may register in any order (one whose
+/// Register met the new kubelet before it listened tries again a moment
+/// later), and a pool's first list may come before another pool's
+/// Registered — waiting for the Registered events first skipped that list.
+pub async fn registered_and_listed(
+    rx: &mut mpsc::UnboundedReceiver<Event>,
+    what: &str,
+    n: usize,
+    resource: &str,
+    want: &[&str],
+) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (mut registered, mut ours, mut listed) = (0, false, false);
+    while registered < n || !listed {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, rx.recv()).await {
+            Ok(Some(Event::Registered(r))) => {
+                registered += 1;
+                ours |= r.resource_name == resource;
+            }
+            // The test kubelet sends a pool's Registered before its lists.
+            Ok(Some(Event::List(r, d))) if r == resource && ours => listed = ids(&d) == want,
+            Ok(Some(_)) => {}
+            _ => panic!("timed out waiting for {what}: {registered} of {n} registered, {resource} listed as wanted: {listed}"),
+        }
+    }
+}
