@@ -7,7 +7,7 @@
 // with one line: the doc is descended along path (each step a struct field:
 // the value the decoder delivered to it last), and for each field of the
 // object reached, how many of its keys the decoder delivered to that field and
-// the last value — or {"err": ...} where Go refuses the document.
+// the last value's JSON text — or {"err": ...} where Go refuses the document.
 package main
 
 import (
@@ -37,9 +37,11 @@ type request struct {
 	Fields []string `json:"fields"`
 }
 
+// field: the keys delivered, and the last one's value as its JSON text (a
+// string, so that numbers reach the other side digit for digit).
 type field struct {
-	N    int             `json:"n"`
-	Last json.RawMessage `json:"last,omitempty"`
+	N    int    `json:"n"`
+	Last string `json:"last,omitempty"`
 }
 
 type answer struct {
@@ -86,7 +88,7 @@ func serve(r request) answer {
 	}
 	out := answer{Fields: make([]field, len(cs))}
 	for i, c := range cs {
-		out.Fields[i] = field{N: c.n, Last: c.last}
+		out.Fields[i] = field{N: c.n, Last: string(c.last)}
 	}
 	return out
 }

@@ -207,7 +207,12 @@ impl Peer {
                 .iter()
                 .map(|f| {
                     let n = f["n"].as_u64().unwrap_or_default() as usize;
-                    (n, f.get("last").cloned())
+                    // The value's own text, parsed here as the model parsed
+                    // the document: the same digits give the same number.
+                    let last = f["last"]
+                        .as_str()
+                        .and_then(|t| serde_json::from_str(t).ok());
+                    (n, last)
                 })
                 .collect(),
         ))
@@ -246,10 +251,7 @@ pub fn differ(peer: &mut Peer, doc: &[u8]) -> io::Result<Option<String>> {
                     peer.version
                 )));
             }
-            let go_last: Option<Value> = last
-                .as_ref()
-                .and_then(|raw| serde_json::to_string(raw).ok())
-                .and_then(|s| serde_json::from_str(&s).ok());
+            let go_last: Option<Value> = last;
             if go_last != model_last.map(Tree::to_value) {
                 return Ok(Some(format!(
                     "{}: at {path:?}, field {name:?} is {go_last:?} to Go, {:?} to the model: {text}",
