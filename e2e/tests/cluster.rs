@@ -317,7 +317,9 @@ async fn pod_with_networks(client: &Client, local: Option<&Local>) -> Result<()>
             made.len(),
             made.join(", ")
         ));
-        check(!made.is_empty(), || "the audit log shows no request of vfplex".into())?;
+        check(!made.is_empty(), || {
+            "the audit log shows no request of vfplex".into()
+        })?;
     }
     Ok(())
 }
