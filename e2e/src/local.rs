@@ -35,6 +35,25 @@ impl Local {
         })
     }
 
+    /// The requests vfplex's ServiceAccount made of the API server so far,
+    /// from its audit log (node.sh logs that account's alone), as
+    /// `VERB /path?query` in order.
+    pub fn vfplex_requests(&self) -> Vec<String> {
+        std::fs::read_to_string(self.state.join("audit.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|e| e["stage"] == "ResponseComplete")
+            .map(|e| {
+                format!(
+                    "{} {}",
+                    e["verb"].as_str().unwrap_or_default(),
+                    e["requestURI"].as_str().unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+
     /// `node.sh ARGS` (restart kubelet, pause kube-apiserver, ...).
     pub fn node(&self, args: &[&str]) -> Result<()> {
         let st = Command::new("bash")

@@ -248,6 +248,7 @@ async fn pod_up(
 }
 
 async fn pod_with_networks(client: &Client, local: Option<&Local>) -> Result<()> {
+    let before = local.map(|l| l.vfplex_requests().len());
     let pod = pod_up(client, local, "e2e-a").await?;
     let events = wait_for("AddedInterface events", T, || async {
         let ev = pods::events(client, NS, "e2e-a", "AddedInterface")
@@ -303,6 +304,22 @@ async fn pod_with_networks(client: &Client, local: Option<&Local>) -> Result<()>
             }
         })
         .await?;
+    }
+    // What the pod's ADD and DEL cost the API server: vfplex's requests, from
+    // the audit log (the pod's two NADs from one namespace: one LIST; the
+    // pod's annotations from containerd: no pod GET; the status and the
+    // Events; DEL none).
+    if let (Some(l), Some(before)) = (local, before) {
+        let mut made = l.vfplex_requests().split_off(before);
+        made.retain(|r| r.contains(&format!("/namespaces/{NS}/")));
+        say(&format!(
+            "MEASURE api_requests_per_pod_two_nads {} ({})",
+            made.len(),
+            made.join(", ")
+        ));
+        check(!made.is_empty(), || {
+            "the audit log shows no request of vfplex".into()
+        })?;
     }
     Ok(())
 }

@@ -211,8 +211,21 @@ up() {
         --initial-cluster "node0=http://127.0.0.1:$((ETCD_PORT + 1))" --log-level warn
     wait_for etcd 30 "$BIN/etcdctl" --endpoints "http://127.0.0.1:$ETCD_PORT" endpoint health
 
+    # An audit log of what vfplex's ServiceAccount asks the API server (the
+    # e2e counts a pod's requests in it); everyone else's requests unlogged.
+    cat >"$STATE/audit-policy.yaml" <<'POLICY'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+- level: Metadata
+  users: ["system:serviceaccount:kube-system:vfplex"]
+- level: None
+POLICY
     say "kube-apiserver on 127.0.0.1:$APISERVER_PORT"
     start kube-apiserver "$BIN/kube-apiserver" \
+        --audit-policy-file="$STATE/audit-policy.yaml" --audit-log-path="$STATE/audit.log" \
+        --audit-log-format=json --audit-log-mode=blocking \
         --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$APISERVER_PORT" \
         --etcd-servers="http://127.0.0.1:$ETCD_PORT" --service-cluster-ip-range=10.96.0.0/24 --endpoint-reconciler-type=none \
         --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" --client-ca-file="$PKI/ca.crt" \

@@ -1,0 +1,196 @@
+//! The client against TLS servers: the kubeconfig's CA, and a server that
+//! never answers.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use base64::Engine;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use super::*;
+
+/// An https API server that accepts and never answers (stopped, or
+/// overloaded): the request ends at its bound with "unavailable" — also
+/// while the TLS handshake is waiting, before any request was written.
+#[test]
+fn a_tls_server_that_never_answers_is_unavailable_within_the_bound() {
+    let d = tempfile::tempdir().unwrap();
+    assert!(
+        make_certs(d.path()),
+        "no openssl 3 CLI to make test certificates"
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let _held: Vec<_> = listener.incoming().take(4).collect();
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    let ca = base64::engine::general_purpose::STANDARD
+        .encode(std::fs::read(d.path().join("ca.pem")).unwrap());
+    let kc = format!(
+        "current-context: c\nclusters:\n- name: k\n  cluster:\n    server: https://127.0.0.1:{port}\n    certificate-authority-data: {ca}\ncontexts:\n- name: c\n  context:\n    cluster: k\n"
+    );
+    std::fs::write(d.path().join("kc"), kc).unwrap();
+    let c = KubeClient::from_kubeconfig(&d.path().join("kc"), Duration::from_millis(300)).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(c.get_pod("default", "p"));
+    });
+    // A hang, not a speed: the bound is 300 ms, the wait 20 s.
+    let got = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the request hung past its bound");
+    assert!(matches!(got, Err(KubeError::Unavailable { .. })), "{got:?}");
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, in `dir`.
+fn make_certs(dir: &Path) -> bool {
+    let d = dir;
+    let openssl = |args: &[&str]| {
+        std::process::Command::new("openssl")
+            .current_dir(d)
+            .args(args)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let req = [
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+    ];
+    openssl(
+        &[
+            &req[..],
+            &[
+                "-subj",
+                "/CN=test-ca",
+                "-keyout",
+                "ca-key.pem",
+                "-out",
+                "ca.pem",
+            ],
+        ]
+        .concat(),
+    ) && openssl(
+        &[
+            &req[..],
+            &[
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+            ],
+            &[
+                "-addext",
+                "basicConstraints=critical,CA:FALSE",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca-key.pem",
+            ],
+            &["-keyout", "key.pem", "-out", "cert.pem"],
+        ]
+        .concat(),
+    )
+}
+
+/// A TLS server on loopback answering one GET per connection with a pod,
+/// for `conns` connections; its port.
+fn tls_server(dir: &Path, conns: usize) -> u16 {
+    use std::io::BufRead;
+    let d = dir;
+    let cert_pem = std::fs::read(d.join("cert.pem")).unwrap();
+    let key_pem = std::fs::read(d.join("key.pem")).unwrap();
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server_config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap(),
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(conns) {
+            let Ok(stream) = stream else { continue };
+            let conn = rustls::ServerConnection::new(server_config.clone()).unwrap();
+            let mut tls = rustls::StreamOwned::new(conn, stream);
+            let mut reader = std::io::BufReader::new(&mut tls);
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let body = r#"{"metadata":{"name":"p","uid":"u"}}"#;
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = tls.write_all(resp.as_bytes());
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
+        }
+    });
+    port
+}
+
+/// A TLS API server on loopback with a self-signed certificate (made with
+/// the openssl CLI), verified through certificate-authority-data.
+#[test]
+fn https_with_the_kubeconfig_ca() {
+    let d = tempfile::tempdir().unwrap();
+    if !make_certs(d.path()) {
+        // Debian's openssl is on every machine the suite runs on.
+        panic!("no openssl 3 CLI to make test certificates");
+    }
+    let port = tls_server(d.path(), 3);
+    let ca = base64::engine::general_purpose::STANDARD
+        .encode(std::fs::read(d.path().join("ca.pem")).unwrap());
+    let kc = format!(
+        "current-context: c\nclusters:\n- name: k\n  cluster:\n    server: https://127.0.0.1:{port}\n    certificate-authority-data: {ca}\ncontexts:\n- name: c\n  context:\n    cluster: k\n    user: u\nusers:\n- name: u\n  user:\n    token: t\n"
+    );
+    std::fs::write(d.path().join("kc"), kc).unwrap();
+    let c = KubeClient::from_kubeconfig(&d.path().join("kc"), Duration::from_secs(5)).unwrap();
+    let pod = c.get_pod("default", "p").unwrap().unwrap();
+    assert_eq!(pod["metadata"]["uid"], "u");
+    // The server closed that connection after answering: the next
+    // request finds it gone and opens another.
+    let pod = c.get_pod("default", "p").unwrap().unwrap();
+    assert_eq!(pod["metadata"]["name"], "p");
+    assert_eq!(c.connections_opened(), 2);
+    // The same server under a CA it was not signed by is refused.
+    let other = d.path().join("other.pem");
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=other",
+        ])
+        .arg("-keyout")
+        .arg(d.path().join("other-key.pem"))
+        .arg("-out")
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let ca2 = base64::engine::general_purpose::STANDARD.encode(std::fs::read(&other).unwrap());
+    let kc2 = std::fs::read_to_string(d.path().join("kc"))
+        .unwrap()
+        .replace(&ca, &ca2);
+    std::fs::write(d.path().join("kc2"), kc2).unwrap();
+    let c2 = KubeClient::from_kubeconfig(&d.path().join("kc2"), Duration::from_secs(5)).unwrap();
+    assert!(matches!(
+        c2.get_pod("default", "p"),
+        Err(KubeError::Unavailable { .. })
+    ));
+}
