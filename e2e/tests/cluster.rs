@@ -312,7 +312,7 @@ async fn pod_with_networks(client: &Client, local: Option<&Local>) -> Result<()>
     if let (Some(l), Some(before)) = (local, before) {
         let mut made = l.vfplex_requests().split_off(before);
         made.retain(|r| r.contains(&format!("/namespaces/{NS}/")));
-        say(&format!(
+        say(format!(
             "MEASURE api_requests_per_pod_two_nads {} ({})",
             made.len(),
             made.join(", ")
