@@ -12,8 +12,11 @@
 #     every VF of one PF in parallel ADD/DEL loops, PF link -> Unhealthy,
 #     an end-to-end pod ADD.
 # The meta plugin is measured as shipped: the static build of scripts/dist.sh.
-# MULTUS_BIN=/path/to/multus-shim-or-thin-binary adds Multus's overhead beside
-# ours in the same run (no Multus build can be fetched on the CI machines).
+# MULTUS_BIN=/path/to/multus-thin-binary adds Multus's overhead beside ours,
+# and vfplex and Multus interleaved in one run against one API stand-in (cost
+# per operation over the bare delegates, API requests per pod). Multus v4.2.0
+# builds from its source (it vendors its dependencies) with Debian's
+# golang-1.23-go: `go build -mod=vendor ./cmd/multus`.
 # Numbers only: the budgets in docs/benchmarks.md are goals, never assertions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,10 +50,13 @@ section dp ' (ms|MiB)$|not measured' cargo bench --quiet -p vfplex-device-plugin
 
 echo "==> meta plugin (real netns, reference bridge delegates; needs root)" >&2
 VFPLEX_BIN=$PWD/target/dist/vfplex section meta '(ms|MiB|/s|p90)$|not measured' \
-    cargo bench --quiet -p vfplex-meta-plugin
+    cargo bench --quiet -p vfplex-meta-plugin --bench overhead
 if [ -n "${MULTUS_BIN:-}" ]; then
     VFPLEX_BIN=$MULTUS_BIN VFPLEX_BENCH_OVERHEAD_ONLY=1 section multus 'own overhead' \
-        cargo bench --quiet -p vfplex-meta-plugin
+        cargo bench --quiet -p vfplex-meta-plugin --bench overhead
+    # vfplex and Multus interleaved in one run, one API stand-in.
+    VFPLEX_BIN=$PWD/target/dist/vfplex section side 'ms$|x$|requests' \
+        cargo bench --quiet -p vfplex-meta-plugin --bench side_by_side
 fi
 
 echo "==> lab (QEMU igb node, TCG: absolute times are inflated alike on both sides)" >&2
