@@ -357,7 +357,8 @@ pub fn response_len(raw: &[u8]) -> Option<usize> {
     for line in head.split("\r\n") {
         if let Some(v) = line.strip_prefix("content-length:") {
             let n: usize = v.trim().parse().ok()?;
-            return (body.len() >= n).then_some(start + n);
+            // Lazily: a length near usize::MAX must not overflow the sum.
+            return (body.len() >= n).then(|| start + n);
         }
     }
     None

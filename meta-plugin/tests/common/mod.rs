@@ -169,9 +169,49 @@ impl Node {
             ("CNI_ARGS", "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=pod-a;K8S_POD_UID=uid-a;K8S_POD_INFRA_CONTAINER_ID=x"),
         ];
         env.extend_from_slice(extra);
-        let out = exec_plugin(&bin(), &env, conf.to_string().as_bytes()).unwrap();
+        let out = exec_plugin(&self.runner(), &env, conf.to_string().as_bytes()).unwrap();
         let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
         (out.exit_code, v)
+    }
+
+    /// What runs `vfplex`: the binary, or a script that runs it inside the
+    /// node namespace [`Node::own_node_ns`] made.
+    fn runner(&self) -> PathBuf {
+        let wrapper = self.path("in-node-ns");
+        if wrapper.exists() {
+            wrapper
+        } else {
+            bin()
+        }
+    }
+
+    /// From now on run `vfplex` inside a network namespace of its own, as
+    /// if it were a node of its own: what its delegates set up on "the
+    /// host" (bridges, portmap's iptables rules) lives there and goes with it
+    /// when the node drops. Returns that namespace's name.
+    pub fn own_node_ns(&self) -> String {
+        let ns = format!("vfph-{}", self.tag);
+        let st = Command::new("ip")
+            .args(["netns", "add", &ns])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let ip = ["/usr/sbin/ip", "/sbin/ip", "/bin/ip"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("ip");
+        let wrapper = self.path("in-node-ns");
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\nexec {ip} netns exec {ns} {} \"$@\"\n",
+                bin().display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        ns
     }
 
     /// Interface names in the pod.
@@ -199,6 +239,11 @@ impl Drop for Node {
         let _ = Command::new("ip")
             .args(["netns", "del", &self.netns])
             .status();
+        if self.path("in-node-ns").exists() {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &format!("vfph-{}", self.tag)])
+                .status();
+        }
         for b in ["vfc", "vfa", "vfb", "vfd", "vfx"] {
             let _ = Command::new("ip")
                 .args(["link", "del", &format!("{b}{}", self.tag)])
