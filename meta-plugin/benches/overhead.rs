@@ -13,55 +13,14 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::api::{api_server, kubeconfig};
+use common::bench::{direct, ms, row};
 use common::soak::{parallel_loops, percentile_ms};
 use common::*;
 use serde_json::{json, Value};
 use vfplex_cni::exec::exec_plugin;
-
-fn direct(n: &Node, command: &str, confs: &[(Value, &str)], id: &str) {
-    let netns = n.netns_path();
-    let list: Vec<&(Value, &str)> = if command == "DEL" {
-        confs.iter().rev().collect()
-    } else {
-        confs.iter().collect()
-    };
-    for (c, ifname) in list {
-        let env = [
-            ("CNI_COMMAND", command),
-            ("CNI_CONTAINERID", id),
-            ("CNI_NETNS", netns.as_str()),
-            ("CNI_IFNAME", *ifname),
-            ("CNI_PATH", REF_PLUGINS),
-            ("CNI_ARGS", "IgnoreUnknown=1"),
-        ];
-        let out = exec_plugin(
-            &Path::new(REF_PLUGINS).join("bridge"),
-            &env,
-            c.to_string().as_bytes(),
-        )
-        .unwrap();
-        assert!(out.success(), "{}", String::from_utf8_lossy(&out.stdout));
-    }
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-/// One table row: median, p10 and p90 of `v` (ms; differences may be
-/// negative). No row when `v` is empty (a set-up the plugin cannot do).
-fn row(name: &str, v: &mut [f64]) {
-    if v.is_empty() {
-        return;
-    }
-    v.sort_by(f64::total_cmp);
-    let at = |p: usize| v[(v.len() - 1) * p / 100];
-    let (m, lo, hi) = (at(50), at(10), at(90));
-    println!("{name:<40} {m:>7.2}ms {lo:>7.2}ms {hi:>7.2}ms");
-}
 
 /// The highest `VmHWM` (peak resident set, KiB) the fake delegate read off its
 /// parent — `vfplex` itself, not the delegates or anything else this bench

@@ -17,54 +17,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::api::{api_server, kubeconfig, Seen};
+use common::bench::{direct, ms, row};
 use common::*;
 use serde_json::{json, Value};
 use vfplex_cni::exec::exec_plugin;
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-/// Median, p10 and p90 of `v`.
-fn row(name: &str, v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let at = |p: usize| v[(v.len() - 1) * p / 100];
-    println!(
-        "{name:<44} {:>7.2}ms {:>7.2}ms {:>7.2}ms",
-        at(50),
-        at(10),
-        at(90)
-    );
-    at(50)
-}
-
-/// The 3 delegates exec'd directly, `command` for each (DEL last first).
-fn direct(n: &Node, command: &str, confs: &[(Value, &str)], id: &str) -> Duration {
-    let netns = n.netns_path();
-    let mut list: Vec<&(Value, &str)> = confs.iter().collect();
-    if command == "DEL" {
-        list.reverse();
-    }
-    let t = Instant::now();
-    for (c, ifname) in list {
-        let env = [
-            ("CNI_COMMAND", command),
-            ("CNI_CONTAINERID", id),
-            ("CNI_NETNS", netns.as_str()),
-            ("CNI_IFNAME", *ifname),
-            ("CNI_PATH", REF_PLUGINS),
-            ("CNI_ARGS", "IgnoreUnknown=1"),
-        ];
-        let out = exec_plugin(
-            &Path::new(REF_PLUGINS).join("bridge"),
-            &env,
-            c.to_string().as_bytes(),
-        )
-        .unwrap();
-        assert!(out.success(), "{}", String::from_utf8_lossy(&out.stdout));
-    }
-    t.elapsed()
-}
 
 /// One meta plugin binary's ADD and DEL of the pod, timed; the requests the
 /// API stand-in saw for them.
@@ -147,8 +103,13 @@ fn main() {
     let (mut ours_reqs, mut theirs_reqs) = (0, 0);
     // Three warm-up rounds, not counted.
     for i in 0..rounds + 3 {
-        let d_add = direct(&n, "ADD", &confs, &format!("d-{i}"));
-        let d_del = direct(&n, "DEL", &confs, &format!("d-{i}"));
+        let id = format!("d-{i}");
+        let t = Instant::now();
+        direct(&n, "ADD", &confs, &id);
+        let d_add = t.elapsed();
+        let t = Instant::now();
+        direct(&n, "DEL", &confs, &id);
+        let d_del = t.elapsed();
         let (v_add, v_del, v_reqs) = meta_add_del(&n, &ours, &conf, &format!("v-{i}"), &seen);
         let (m_add, m_del, m_reqs) = meta_add_del(&n, &multus, &conf, &format!("m-{i}"), &seen);
         if i >= 3 {
@@ -166,10 +127,11 @@ fn main() {
         "p10",
         "p90"
     );
-    let oa = row("vfplex cost over the delegates, ADD", &mut ours_add);
-    let od = row("vfplex cost over the delegates, DEL", &mut ours_del);
-    let ta = row("Multus cost over the delegates, ADD", &mut theirs_add);
-    let td = row("Multus cost over the delegates, DEL", &mut theirs_del);
+    let median = |name: &str, v: &mut [f64]| row(name, v).unwrap_or(f64::NAN);
+    let oa = median("vfplex cost over the delegates, ADD", &mut ours_add);
+    let od = median("vfplex cost over the delegates, DEL", &mut ours_del);
+    let ta = median("Multus cost over the delegates, ADD", &mut theirs_add);
+    let td = median("Multus cost over the delegates, DEL", &mut theirs_del);
     println!(
         "{:<44} {:>8.2}x {:>8.2}x",
         "Multus/vfplex cost, ADD and DEL",

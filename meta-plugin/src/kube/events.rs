@@ -8,32 +8,6 @@ use super::transport::Request;
 use super::{KubeClient, KubeError};
 
 impl KubeClient {
-    /// Merge-patch one annotation onto the pod, through its status subresource
-    /// (what Multus's RBAC grants: pods/status). A server that takes no PATCH
-    /// there gets what Multus sends: the whole pod, updated (PUT).
-    pub fn annotate_pod(
-        &self,
-        ns: &str,
-        name: &str,
-        key: &str,
-        value: &str,
-    ) -> Result<(), KubeError> {
-        let path = format!("/api/v1/namespaces/{ns}/pods/{name}/status");
-        let patch = serde_json::json!({"metadata": {"annotations": {key: value}}}).to_string();
-        match self.json(
-            "PATCH",
-            &path,
-            Some(("application/merge-patch+json", patch.as_bytes())),
-        ) {
-            Ok(Some(_)) => Ok(()),
-            Ok(None)
-            | Err(KubeError::Status {
-                status: 405 | 415, ..
-            }) => self.update_annotation(ns, name, key, value),
-            Err(e) => Err(e),
-        }
-    }
-
     /// The annotation set by reading the pod and updating it whole.
     fn update_annotation(
         &self,
@@ -60,9 +34,11 @@ impl KubeClient {
             .ok_or_else(|| not_found("PUT"))
     }
 
-    /// The pod's network-status annotation and its Events, pipelined: the
-    /// patch's outcome (falling back to an update where the server takes no
-    /// PATCH, as [`Self::annotate_pod`]) and each Event's.
+    /// One annotation (the network-status) merge-patched onto the pod
+    /// through its status subresource (what Multus's RBAC grants:
+    /// pods/status), and the pod's Events, pipelined: the patch's outcome and
+    /// each Event's. A server that takes no PATCH there gets what Multus
+    /// sends: the whole pod, updated (PUT).
     pub fn report(
         &self,
         pod: &PodRef<'_>,

@@ -36,15 +36,7 @@ impl KubeClient {
                     .map(|(ns, name)| nad_path(ns, name)),
             )
             .collect();
-        let reqs: Vec<Request<'_>> = paths
-            .iter()
-            .map(|p| Request {
-                method: "GET",
-                path: p,
-                body: None,
-            })
-            .collect();
-        let mut answers = self.pipelined(&reqs).into_iter();
+        let mut answers = self.gets(&paths).into_iter();
         let mut lists: std::collections::BTreeMap<&str, Result<Vec<Value>, KubeError>> =
             Default::default();
         for ns in &listed {
@@ -83,19 +75,24 @@ impl KubeClient {
                 .iter()
                 .map(|&i| nad_path(&wanted[i].0, &wanted[i].1))
                 .collect();
-            let reqs: Vec<Request<'_>> = paths
-                .iter()
-                .map(|p| Request {
-                    method: "GET",
-                    path: p,
-                    body: None,
-                })
-                .collect();
-            for (&i, a) in missing.iter().zip(self.pipelined(&reqs)) {
+            for (&i, a) in missing.iter().zip(self.gets(&paths)) {
                 out[i] = a;
             }
         }
         out
+    }
+
+    /// GETs of `paths`, pipelined.
+    fn gets(&self, paths: &[String]) -> Vec<Result<Option<Value>, KubeError>> {
+        let reqs: Vec<Request<'_>> = paths
+            .iter()
+            .map(|p| Request {
+                method: "GET",
+                path: p,
+                body: None,
+            })
+            .collect();
+        self.pipelined(&reqs)
     }
 }
 

@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use vfplex_cni::exec::exec_plugin;
 
 pub mod api;
+pub mod bench;
 pub mod soak;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_vfplex");
