@@ -14,6 +14,7 @@ pub mod meta;
 pub mod nad;
 pub mod nad_policy;
 pub mod netconf;
+pub mod node_policy;
 pub mod result;
 pub mod runtime_config;
 pub mod sriov;

@@ -1,0 +1,12 @@
+//! vfplex-node-agent: configures a node's SR-IOV PFs as its policy declares
+//! (config/src/node_policy.rs), and tells the device plugin, through the
+//! state file, which PFs are ready to advertise.
+
+pub mod devlink;
+pub mod fake;
+pub mod holders;
+pub mod host;
+pub mod kernel;
+pub mod pass;
+pub mod reconcile;
+pub mod state;

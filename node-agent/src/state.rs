@@ -1,0 +1,83 @@
+//! The state file the device plugin reads (`/run/vfplex/node/state.json`):
+//! written whole and atomically (a fresh O_EXCL|O_NOFOLLOW temp file, 0644,
+//! fsync, rename), and only when it changes, so the device plugin wakes for
+//! a real change only.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use vfplex_config::node_policy::NodeState;
+
+/// Write `state` to `path` unless the file already says exactly that.
+/// Returns whether it wrote.
+pub fn write(path: &Path, state: &NodeState) -> std::io::Result<bool> {
+    let mut bytes = serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?;
+    bytes.push(b'\n');
+    if fs::read(path).is_ok_and(|old| old == bytes) {
+        return Ok(false);
+    }
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    fs::create_dir_all(dir)?;
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| std::io::Error::other(format!("{} names no file", path.display())))?;
+    let tmp = dir.join(format!(".{name}.{}", std::process::id()));
+    let _ = fs::remove_file(&tmp);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(&tmp)?;
+    let r = f.write_all(&bytes).and_then(|()| f.sync_all());
+    drop(f);
+    if let Err(e) = r.and_then(|()| fs::rename(&tmp, path)) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok(true)
+}
+
+/// The state file, if there is one to read.
+pub fn read(path: &Path) -> Option<NodeState> {
+    fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_only_a_change_and_never_through_a_link() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("node/state.json");
+        let mut s = NodeState::default();
+        assert!(write(&p, &s).unwrap());
+        assert!(
+            !write(&p, &s).unwrap(),
+            "the same state is not written again"
+        );
+        s.absent.push("ens9".into());
+        assert!(write(&p, &s).unwrap());
+        assert_eq!(read(&p), Some(s.clone()));
+        // A pod-planted link where the temp file goes is not followed.
+        let target = d.path().join("victim");
+        std::fs::write(&target, "keep").unwrap();
+        let tmp = p
+            .parent()
+            .unwrap()
+            .join(format!(".state.json.{}", std::process::id()));
+        std::os::unix::fs::symlink(&target, &tmp).unwrap();
+        s.absent.push("ens10".into());
+        assert!(write(&p, &s).unwrap());
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+    }
+}
