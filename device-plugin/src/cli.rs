@@ -30,6 +30,9 @@ pub struct Options {
     pub metrics_address: Option<std::net::SocketAddr>,
     /// `inventory`: the PCI ID database (default: the system's `pci.ids`).
     pub pci_ids: Option<PathBuf>,
+    /// The node agent's state file: a PF the node policy governs is
+    /// advertised only while it says the PF is as declared (crate::gate).
+    pub node_state: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -45,6 +48,7 @@ impl Default for Options {
             ready_file: None,
             metrics_address: None,
             pci_ids: None,
+            node_state: None,
         }
     }
 }
@@ -87,6 +91,8 @@ vfplex-device-plugin: kubelet device plugin for SR-IOV VF pools
   --metrics-address ADDR    serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9808)
   --pci-ids PATH            inventory: the PCI ID database (default /usr/share/misc/pci.ids,
                             /usr/share/hwdata/pci.ids)
+  --node-state PATH         the node agent's state file: advertise a PF the node policy
+                            governs only once it is as declared (nothing before the file exists)
   --check-config            validate the config, print the pools and exit
   --version, --help
 ";
@@ -130,6 +136,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Action, CliError
                 })?);
             }
             "pci-ids" => o.pci_ids = Some(value()?.into()),
+            "node-state" => o.node_state = Some(value()?.into()),
             "check-config" => o.check_config = true,
             "help" | "h" => return Ok(Action::Help),
             "version" => return Ok(Action::Version),
@@ -162,6 +169,7 @@ mod tests {
             "--device-plugin-dir=/tmp/dp",
             "--ready-file",
             "/run/vfplex/ready",
+            "--node-state=/run/vfplex/node/state.json",
         ])
         .unwrap() else {
             panic!()
@@ -171,6 +179,10 @@ mod tests {
         assert_eq!(o.sysfs_root, PathBuf::from("/tmp/sys"));
         assert_eq!(o.device_plugin_dir, PathBuf::from("/tmp/dp"));
         assert_eq!(o.ready_file, Some(PathBuf::from("/run/vfplex/ready")));
+        assert_eq!(
+            o.node_state,
+            Some(PathBuf::from("/run/vfplex/node/state.json"))
+        );
         assert!(matches!(
             p(&["--metrics-address", "localhost"]),
             Err(CliError::BadAddress { .. })

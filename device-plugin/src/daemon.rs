@@ -161,6 +161,7 @@ fn scan_pools(
     prefix: &str,
     had_driver: &mut std::collections::HashSet<String>,
     only: Option<(BTreeMap<String, PciDevice>, &BTreeSet<String>)>,
+    gate: Option<&crate::gate::Gate>,
 ) -> Scan {
     let mut devices = match only {
         Some((previous, pcis)) => discovery.refresh(previous, pcis),
@@ -173,7 +174,15 @@ fn scan_pools(
         d.had_driver = had_driver.contains(&d.pci);
     }
     let routes = discovery.default_route_netdevs();
-    let pools = pools::build(config, &devices, &routes, prefix);
+    let pools = match gate {
+        // Withheld devices stay in the scan (a pool keeps listing one it
+        // had, Unhealthy) but match no pool.
+        Some(g) => {
+            let allowed: Vec<PciDevice> = devices.iter().filter(|d| g.allows(d)).cloned().collect();
+            pools::build(config, &allowed, &routes, prefix)
+        }
+        None => pools::build(config, &devices, &routes, prefix),
+    };
     (
         pools,
         devices.into_iter().map(|d| (d.pci.clone(), d)).collect(),
@@ -260,6 +269,8 @@ struct Daemon {
     /// Every device as the last pass saw it.
     devices: BTreeMap<String, PciDevice>,
     metrics: Option<crate::metrics::MetricsHandle>,
+    /// `--node-state`: configure, then advertise.
+    gate: Option<crate::gate::Gate>,
 }
 
 impl Daemon {
@@ -274,6 +285,7 @@ impl Daemon {
         let discovery = self.discovery.clone();
         let config = self.config.clone();
         let prefix = self.opts.resource_prefix.clone();
+        let gate = self.gate.clone();
         let mut had_driver = std::mem::take(&mut self.had_driver);
         let previous = std::mem::take(&mut self.devices);
         let running: Vec<(String, Arc<PoolShared>)> = self
@@ -285,7 +297,14 @@ impl Daemon {
         let started = Instant::now();
         let joined = tokio::task::spawn_blocking(move || {
             let only = only.as_ref().map(|o| (previous, o));
-            let (pools, all) = scan_pools(&discovery, &config, &prefix, &mut had_driver, only);
+            let (pools, all) = scan_pools(
+                &discovery,
+                &config,
+                &prefix,
+                &mut had_driver,
+                only,
+                gate.as_ref(),
+            );
             let pass = publish(pools, all, &running);
             (pass, had_driver)
         })
@@ -529,6 +548,7 @@ pub async fn run(
         }
         None => None,
     };
+    let opts_gate = opts.node_state.as_deref().map(crate::gate::Gate::new);
     let mut daemon = Daemon {
         discovery: Discovery::new(&opts.sysfs_root, &opts.proc_root),
         opts,
@@ -537,6 +557,7 @@ pub async fn run(
         had_driver: Default::default(),
         devices: BTreeMap::new(),
         metrics,
+        gate: opts_gate,
     };
     // The event sources first, then the first scan: a change between the two
     // (a PF's carrier coming back after a sriov_numvfs reset) is then an
@@ -546,6 +567,7 @@ pub async fn run(
         &daemon.opts.sysfs_root,
         &daemon.opts.device_plugin_dir,
         &daemon.opts.config_file,
+        daemon.gate.as_ref().map(crate::gate::Gate::dir),
     );
     let started = Instant::now();
     daemon.reconcile(None).await;
@@ -578,7 +600,12 @@ pub async fn run(
             _ = sigint.recv() => break,
         }
         daemon.reload_config(&mut last_config).await;
-        if last_scan.elapsed() >= rescan_every {
+        if daemon.gate.as_mut().is_some_and(crate::gate::Gate::reload) {
+            tracing::info!("node state changed: applying it");
+            w.take();
+            daemon.reconcile(None).await;
+            last_scan = Instant::now();
+        } else if last_scan.elapsed() >= rescan_every {
             w.take();
             daemon.reconcile(None).await;
             last_scan = Instant::now();

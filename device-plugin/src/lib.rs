@@ -8,6 +8,7 @@ pub mod authority;
 pub mod cli;
 pub mod daemon;
 pub mod discovery;
+pub mod gate;
 pub mod inventory;
 pub mod kubelet;
 pub mod metrics;

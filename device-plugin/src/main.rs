@@ -37,6 +37,12 @@ fn main() -> ExitCode {
                     ids.as_ref().map(|(i, _)| i)
                 )
             );
+            if let Some(f) = &o.node_state {
+                print!(
+                    "{}",
+                    vfplex_device_plugin::gate::Gate::new(f).render(&d.scan())
+                );
+            }
             return ExitCode::SUCCESS;
         }
         Ok(Action::Help) => {

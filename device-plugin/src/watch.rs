@@ -102,7 +102,12 @@ fn send(tx: &mpsc::Sender<Wake>, w: Wake) -> bool {
 
 /// Start every event source for a daemon on `sysfs_root`, watching
 /// `dp_dir` and `config_file`.
-pub fn start(sysfs_root: &Path, dp_dir: &Path, config_file: &Path) -> Watchers {
+pub fn start(
+    sysfs_root: &Path,
+    dp_dir: &Path,
+    config_file: &Path,
+    node_state_dir: Option<PathBuf>,
+) -> Watchers {
     let (dev_tx, devices) = mpsc::channel(1);
     let (file_tx, files) = mpsc::channel(1);
     let pending = Arc::new(Mutex::new(Pending::default()));
@@ -121,7 +126,9 @@ pub fn start(sysfs_root: &Path, dp_dir: &Path, config_file: &Path) -> Watchers {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
         .to_path_buf();
-    complete &= file_events(vec![dp_dir.to_path_buf(), config_dir], file_tx);
+    let mut dirs = vec![dp_dir.to_path_buf(), config_dir];
+    dirs.extend(node_state_dir);
+    complete &= file_events(dirs, file_tx);
     Watchers {
         devices,
         files,

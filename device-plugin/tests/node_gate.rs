@@ -1,0 +1,87 @@
+//! Configure, then advertise (`--node-state`), against the test kubelet:
+//! before the node agent's state exists kubelet is shown no SR-IOV device;
+//! a PF as declared is advertised; one with a change pending keeps its
+//! members listed Unhealthy (the pods holding them keep them, no new pod
+//! gets one) and is advertised again once applied.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use tokio::sync::mpsc;
+use vfplex_config::node_policy::{NodeState, PfStatus, Phase};
+
+const IGB: &str = "intel.com/igb_vfs";
+
+fn state(phase: Phase) -> Vec<u8> {
+    let mut s = NodeState::default();
+    s.pfs.insert(
+        "0000:01:00.0".into(),
+        PfStatus {
+            pf: "ens1f0".into(),
+            pci_address: Some("0000:01:00.0".into()),
+            phase,
+            applied: vec![],
+            differs: vec![],
+            held_by: vec![],
+            error: None,
+        },
+    );
+    serde_json::to_vec(&s).unwrap()
+}
+
+/// As the agent writes it: a whole file renamed into place.
+fn install(dir: &std::path::Path, bytes: &[u8]) {
+    std::fs::create_dir_all(dir).unwrap();
+    let tmp = dir.join(".state.json.tmp");
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, dir.join("state.json")).unwrap();
+}
+
+fn health(e: &Event) -> Option<Vec<(String, String)>> {
+    match e {
+        Event::List(r, d) if r == IGB => {
+            Some(d.iter().map(|d| (d.id.clone(), d.health.clone())).collect())
+        }
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn governed_pfs_are_advertised_only_as_declared() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("node");
+    let file = dir.join("state.json");
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let _kubelet = start_kubelet(&root.path().join("device-plugins"), tx.clone());
+    let s = setup_with(root, &["--node-state", file.to_str().unwrap()]);
+    // No state yet: the pool registers, empty.
+    next(&mut rx, "an empty first list", |e| {
+        health(e).is_some_and(|h| h.is_empty())
+    })
+    .await;
+
+    install(&dir, &state(Phase::Applied));
+    next(&mut rx, "the PF's VFs, healthy", |e| {
+        health(e).is_some_and(|h| {
+            h == [
+                ("0000:01:10.0".to_string(), "Healthy".to_string()),
+                ("0000:01:10.2".to_string(), "Healthy".to_string()),
+            ]
+        })
+    })
+    .await;
+
+    install(&dir, &state(Phase::Pending));
+    next(&mut rx, "the PF's VFs, still listed, Unhealthy", |e| {
+        health(e).is_some_and(|h| h.len() == 2 && h.iter().all(|(_, s)| s == "Unhealthy"))
+    })
+    .await;
+
+    install(&dir, &state(Phase::Applied));
+    next(&mut rx, "healthy again once applied", |e| {
+        health(e).is_some_and(|h| h.len() == 2 && h.iter().all(|(_, s)| s == "Healthy"))
+    })
+    .await;
+    assert!(s.log().contains("node state changed"), "{}", s.log());
+}
