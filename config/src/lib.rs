@@ -10,6 +10,7 @@ pub mod device_info;
 pub mod device_plugin;
 pub mod error;
 pub mod gc;
+pub mod kubelet_checkpoint;
 pub mod meta;
 pub mod nad;
 pub mod nad_policy;

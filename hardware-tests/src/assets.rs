@@ -50,8 +50,13 @@ pub fn ensure_setup() -> Result<(), LabError> {
 }
 
 /// The project's binaries, from the profile this test binary was built with.
-pub const PROJECT_BINARIES: &[&str] =
-    &["sriov", "vfplex", "vfplex-device-plugin", "vfplex-kubelet"];
+pub const PROJECT_BINARIES: &[&str] = &[
+    "sriov",
+    "vfplex",
+    "vfplex-device-plugin",
+    "vfplex-kubelet",
+    "vfplex-node-agent",
+];
 
 /// Build the project's binaries in the current profile and return their
 /// directory; `test_hooks` adds the plugins' crash points (for crash scenarios).
@@ -65,6 +70,7 @@ pub fn build_project_binaries(test_hooks: bool) -> Result<PathBuf, LabError> {
         "vfplex-sriov-plugin",
         "vfplex-meta-plugin",
         "vfplex-device-plugin",
+        "vfplex-node-agent",
     ] {
         cmd.args(["-p", p]);
     }

@@ -83,6 +83,16 @@ fn lab_21_device_plugin_under_numvfs_and_kubelet_churn() {
 }
 
 #[test]
+fn lab_22_node_agent_configures_then_the_device_plugin_advertises() {
+    hardware_tests::assert_scenario("22-node-agent");
+}
+
+#[test]
+fn lab_23_node_agent_sets_switchdev_through_devlink() {
+    hardware_tests::assert_scenario("23-node-agent-switchdev@netdevsim");
+}
+
+#[test]
 fn lab_30_end_to_end_meta_sriov_device_plugin() {
     hardware_tests::assert_scenario("30-e2e");
 }

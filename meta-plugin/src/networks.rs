@@ -313,37 +313,11 @@ impl<'a> Resolver<'a> {
 /// fallback Multus uses when PodResources is not reachable).
 pub fn checkpoint_devices(path: &str, pod_uid: &str) -> BTreeMap<String, Vec<String>> {
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let Ok(bytes) = std::fs::read(path) else {
-        return out;
-    };
-    let Ok(v) = serde_json::from_slice::<Value>(&bytes) else {
-        return out;
-    };
-    for e in v["Data"]["PodDeviceEntries"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        if e["PodUID"].as_str() != Some(pod_uid) {
-            continue;
+    let bytes = std::fs::read(path).unwrap_or_default();
+    for e in vfplex_config::kubelet_checkpoint::entries(&bytes) {
+        if e.pod_uid == pod_uid {
+            out.entry(e.resource).or_default().extend(e.device_ids);
         }
-        let Some(res) = e["ResourceName"].as_str() else {
-            continue;
-        };
-        let ids: Vec<String> = match &e["DeviceIDs"] {
-            // {"<numa>": [ids]} since kubelet 1.20; a plain list before.
-            Value::Object(m) => m
-                .values()
-                .flat_map(|l| l.as_array().into_iter().flatten())
-                .filter_map(|s| s.as_str().map(str::to_string))
-                .collect(),
-            Value::Array(l) => l
-                .iter()
-                .filter_map(|s| s.as_str().map(str::to_string))
-                .collect(),
-            _ => Vec::new(),
-        };
-        out.entry(res.to_string()).or_default().extend(ids);
     }
     out
 }

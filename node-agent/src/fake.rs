@@ -19,8 +19,6 @@ pub struct FakePf {
     pub view: PfView,
     /// The kernel driver VFs of this PF get (igbvf, iavf, …).
     pub vf_driver: String,
-    /// `false`: a device without an eswitch (igb).
-    pub has_eswitch: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -58,7 +56,6 @@ impl FakeHost {
                     vfs: vec![],
                 },
                 vf_driver: "igbvf".into(),
-                has_eswitch: false,
             },
         );
         self
@@ -218,7 +215,8 @@ impl Host for FakeHost {
             .pfs
             .get_mut(pci)
             .ok_or_else(|| err(op.clone(), 19, "No such device"))?;
-        if !p.has_eswitch {
+        // `view.eswitch` None: a device without one (igb).
+        if p.view.eswitch.is_none() {
             return Err(err(op, EOPNOTSUPP, "Operation not supported"));
         }
         if p.view.num_vfs > 0 {

@@ -1,6 +1,8 @@
-//! Who holds a VF, from the two places that know: kubelet's PodResources
-//! (`List`: every device allocated to a running pod's container) and the
-//! sriov plugin's allocation records (`<dataDir>/pci/<pci>`: the attachment
+//! Who holds a VF, from the places that know: kubelet's PodResources
+//! (`List`: every device allocated to a running pod's container) — or, where
+//! kubelet serves no PodResources socket, its device checkpoint (which can
+//! keep a deleted pod's entry until the next allocation: a fallback only,
+//! it errs on the side of waiting) — and the sriov plugin's allocation records (`<dataDir>/pci/<pci>`: the attachment
 //! that has the VF in its namespace — a record whose namespace is gone holds
 //! nothing, as the sriov plugin itself judges).
 
@@ -12,13 +14,15 @@ use vfplex_kubelet_api::podresources::ListPodResourcesRequest;
 
 use crate::reconcile::Holders;
 
-pub const DEFAULT_POD_RESOURCES: &str = "/var/lib/kubelet/pod-resources/kubelet.sock";
+pub use vfplex_config::meta::{
+    DEFAULT_KUBELET_CHECKPOINT, DEFAULT_POD_RESOURCES_SOCKET as DEFAULT_POD_RESOURCES,
+};
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Holders from kubelet and the sriov plugin's records. Kubelet's socket
 /// missing means no kubelet runs (a node booting): nothing allocated. A
 /// socket that does not answer makes every VF possibly held.
-pub fn read(pod_resources: &Path, sriov_data_dir: &Path) -> Holders {
+pub fn read(pod_resources: &Path, checkpoint: &Path, sriov_data_dir: &Path) -> Holders {
     let mut h = Holders::default();
     if pod_resources.exists() {
         if let Err(e) = from_kubelet(pod_resources, &mut h) {
@@ -26,6 +30,13 @@ pub fn read(pod_resources: &Path, sriov_data_dir: &Path) -> Holders {
                 "kubelet's PodResources at {}: {e}",
                 pod_resources.display()
             ));
+        }
+    } else {
+        let bytes = std::fs::read(checkpoint).unwrap_or_default();
+        for e in vfplex_config::kubelet_checkpoint::entries(&bytes) {
+            for id in &e.device_ids {
+                h.hold(id, format!("pod uid {} ({})", e.pod_uid, e.resource));
+            }
         }
     }
     from_sriov_records(sriov_data_dir, &mut h);
@@ -125,10 +136,17 @@ mod tests {
         std::fs::write(pci.join("0000:01:10.0"), rec(&alive)).unwrap();
         std::fs::write(pci.join("0000:01:10.2"), rec(&d.path().join("gone"))).unwrap();
         std::fs::write(pci.join("0000:01:10.4"), alive.display().to_string()).unwrap();
-        let h = read(&d.path().join("no-kubelet.sock"), d.path());
+        let cp = d.path().join("checkpoint");
+        std::fs::write(
+            &cp,
+            r#"{"Data":{"PodDeviceEntries":[{"PodUID":"u-1","ContainerName":"c","ResourceName":"intel.com/x","DeviceIDs":{"0":["0000:01:10.6"]}}]}}"#,
+        )
+        .unwrap();
+        let h = read(&d.path().join("no-kubelet.sock"), &cp, d.path());
         assert_eq!(h.unknown, None);
         let held: Vec<_> = h.by_pci.keys().cloned().collect();
-        assert_eq!(held, ["0000:01:10.0", "0000:01:10.4"]);
+        assert_eq!(held, ["0000:01:10.0", "0000:01:10.4", "0000:01:10.6"]);
+        assert!(h.by_pci["0000:01:10.6"].contains("pod uid u-1 (intel.com/x)"));
         assert_eq!(
             h.by_pci["0000:01:10.0"].iter().next().map(String::as_str),
             Some("sandbox 0123456789ab (net1)")
@@ -140,7 +158,17 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let sock = d.path().join("kubelet.sock");
         std::fs::write(&sock, "").unwrap(); // there, but not a socket
-        let h = read(&sock, d.path());
+        let cp = d.path().join("checkpoint");
+        std::fs::write(
+            &cp,
+            r#"{"Data":{"PodDeviceEntries":[{"PodUID":"u","ResourceName":"r","DeviceIDs":["0000:01:10.0"]}]}}"#,
+        )
+        .unwrap();
+        let h = read(&sock, &cp, d.path());
+        assert!(
+            h.by_pci.is_empty(),
+            "with a PodResources socket, not the checkpoint"
+        );
         assert!(h.unknown.is_some_and(|u| u.contains("kubelet.sock")));
     }
 }

@@ -13,7 +13,7 @@ use vfplex_node_agent::{holders, kernel::Kernel, pass, state};
 
 const USAGE: &str =
     "usage: vfplex-node-agent [status] [--policy FILE] [--state FILE] [--sysfs-root DIR]
-         [--pod-resources SOCKET] [--sriov-data-dir DIR] [--interval SECONDS] [--once]
+         [--pod-resources SOCKET] [--kubelet-checkpoint FILE] [--sriov-data-dir DIR] [--interval SECONDS] [--once]
 ";
 /// While something is pending or failed, look again this soon.
 const UNSETTLED: Duration = Duration::from_secs(5);
@@ -25,6 +25,7 @@ struct Options {
     state: PathBuf,
     sysfs_root: PathBuf,
     pod_resources: PathBuf,
+    checkpoint: PathBuf,
     sriov_data_dir: PathBuf,
     interval: Duration,
     once: bool,
@@ -37,6 +38,7 @@ fn parse() -> Result<Options, String> {
         state: DEFAULT_STATE_FILE.into(),
         sysfs_root: "/sys".into(),
         pod_resources: holders::DEFAULT_POD_RESOURCES.into(),
+        checkpoint: holders::DEFAULT_KUBELET_CHECKPOINT.into(),
         sriov_data_dir: vfplex_config::sriov::DEFAULT_DATA_DIR.into(),
         interval: Duration::from_secs(60),
         once: false,
@@ -50,6 +52,7 @@ fn parse() -> Result<Options, String> {
             "state" => o.state = value(&a)?.into(),
             "sysfs-root" => o.sysfs_root = value(&a)?.into(),
             "pod-resources" => o.pod_resources = value(&a)?.into(),
+            "kubelet-checkpoint" => o.checkpoint = value(&a)?.into(),
             "sriov-data-dir" => o.sriov_data_dir = value(&a)?.into(),
             "interval" => {
                 let v = value(&a)?;
@@ -166,7 +169,7 @@ fn main() -> ExitCode {
         }
         let mut unsettled = true;
         if let Some((policy, _)) = &current {
-            let holders = holders::read(&o.pod_resources, &o.sriov_data_dir);
+            let holders = holders::read(&o.pod_resources, &o.checkpoint, &o.sriov_data_dir);
             let s = pass::pass(&mut kernel, policy, &holders);
             log_changes(&s);
             match state::write(&o.state, &s) {

@@ -225,6 +225,16 @@ fn apply(host: &mut dyn Host, view: &PfView, d: &Diff) -> Result<bool, HostError
     match d {
         Diff::LinkDown => host.set_up(pf_netdev(view)?).map(|()| false),
         Diff::PfMtu { want, .. } => host.set_mtu(pf_netdev(view)?, *want).map(|()| false),
+        // Nothing is touched for a device that has no eswitch to switch
+        // (igb: no devlink instance): setting VFs to 0 first would only
+        // lose them before the refusal.
+        Diff::Eswitch { have: None, want } => Err(HostError::new(
+            format!("PF {}", view.pci),
+            format!(
+                "eSwitchMode {}: the device has no eswitch (devlink reports none)",
+                want.as_str()
+            ),
+        )),
         Diff::Eswitch { want, .. } => {
             if view.num_vfs > 0 {
                 host.set_num_vfs(&view.pci, 0)?;

@@ -2,7 +2,7 @@
 //! write on a node already as declared, changes held back for VFs in use,
 //! and each device refusal reported.
 
-use vfplex_config::node_policy::{NodePolicy, PfStatus, Phase};
+use vfplex_config::node_policy::{EswitchMode, NodePolicy, PfStatus, Phase};
 use vfplex_node_agent::fake::FakeHost;
 use vfplex_node_agent::pass::pass;
 use vfplex_node_agent::reconcile::{reconcile, Holders};
@@ -186,7 +186,7 @@ fn externally_managed_only_compares() {
 #[test]
 fn switchdev_is_set_with_no_vfs_then_they_come_back() {
     let mut h = host();
-    h.pf_mut(PF).has_eswitch = true;
+    h.pf_mut(PF).view.eswitch = Some(EswitchMode::Legacy);
     run(
         &mut h,
         &policy(r#"{"pfs":[{"pfName":"ens1f0","numVfs":2}]}"#),
@@ -214,7 +214,7 @@ fn what_a_device_refuses_fails_that_pf_with_the_reason() {
     for (doc, want) in [
         (
             r#"{"pfs":[{"pfName":"ens1f0","numVfs":1,"eSwitchMode":"switchdev"}]}"#,
-            "devlink pci/0000:01:00.0 eswitch mode switchdev: Operation not supported",
+            "eSwitchMode switchdev: the device has no eswitch",
         ),
         (
             r#"{"pfs":[{"pfName":"ens1f0","numVfs":1,"vfGroups":[{"vfRange":"0","driver":"uio_pci_generic"}]}]}"#,
@@ -232,6 +232,13 @@ fn what_a_device_refuses_fails_that_pf_with_the_reason() {
         let mut h = host();
         let st = run(&mut h, &policy(doc), &Holders::default());
         assert_eq!(st.phase, Phase::Failed, "{doc}");
+        if doc.contains("switchdev") {
+            assert!(
+                !h.log.iter().any(|l| l.starts_with("numvfs")),
+                "{:?}",
+                h.log
+            );
+        }
         assert!(
             st.error.as_deref().is_some_and(|e| e.contains(want)),
             "{doc}: {:?}",
