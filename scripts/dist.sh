@@ -14,11 +14,12 @@ for pkg_bin in vfplex-meta-plugin:vfplex vfplex-sriov-plugin:sriov; do
     cargo rustc --quiet --profile dist -p "${pkg_bin%%:*}" --bin "${pkg_bin##*:}" -- \
         -C target-feature=+crt-static -C relocation-model=static
 done
-cargo build --quiet --profile dist -p vfplex-device-plugin --bins
+cargo build --quiet --profile dist -p vfplex-device-plugin -p vfplex-node-agent --bins
 for b in vfplex sriov; do
     ! readelf -lW "target/dist/$b" | grep -q 'INTERP' || {
         echo "dist.sh: target/dist/$b is not statically linked" >&2
         exit 1
     }
 done
-ls -l target/dist/vfplex target/dist/sriov target/dist/vfplex-device-plugin target/dist/vfplex-kubelet >&2
+ls -l target/dist/vfplex target/dist/sriov target/dist/vfplex-device-plugin target/dist/vfplex-kubelet \
+    target/dist/vfplex-node-agent >&2

@@ -36,13 +36,13 @@ esac
 # The binaries the workspace tests built (same features, so nothing is rebuilt;
 # the crash points in them fire only with VFPLEX_CRASH_AT, which nothing sets).
 cargo build --release --quiet --features vfplex-meta-plugin/test-hooks \
-    -p vfplex-meta-plugin -p vfplex-sriov-plugin -p vfplex-device-plugin --bins
+    -p vfplex-meta-plugin -p vfplex-sriov-plugin -p vfplex-device-plugin -p vfplex-node-agent --bins
 rel=target/release
 img=target/k8s-e2e/vfplex-image.tar
 mkdir -p "$(dirname "$img")"
 # The device plugin is linked against glibc: its libraries go into the image.
 libs=()
-for l in $(ldd "$rel/vfplex-device-plugin" "$rel/vfplex-kubelet" |
+for l in $(ldd "$rel/vfplex-device-plugin" "$rel/vfplex-kubelet" "$rel/vfplex-node-agent" |
     awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}' | sort -u); do
     libs+=(--file "$l=$(readlink -f "$l"):755")
 done
@@ -53,6 +53,7 @@ python3 scripts/k8s/mkimage.py "$img" ghcr.io/vfplex/vfplex:0.1.0 '["/usr/local/
     --file "/usr/local/lib/vfplex/vfplex=$rel/vfplex" --file "/usr/local/lib/vfplex/sriov=$rel/sriov" \
     --file "/usr/local/bin/vfplex-device-plugin=$rel/vfplex-device-plugin" \
     --file "/usr/local/bin/vfplex-kubelet=$rel/vfplex-kubelet" \
+    --file "/usr/local/bin/vfplex-node-agent=$rel/vfplex-node-agent" \
     --file "/usr/local/bin/vfplex-install=deploy/vfplex-install" \
     "${libs[@]}" >&2
 

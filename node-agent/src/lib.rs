@@ -9,4 +9,5 @@ pub mod host;
 pub mod kernel;
 pub mod pass;
 pub mod reconcile;
+pub mod report;
 pub mod state;

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use vfplex_config::node_policy::{NodePolicy, NodeState, DEFAULT_POLICY_FILE, DEFAULT_STATE_FILE};
-use vfplex_node_agent::{holders, kernel::Kernel, pass, state};
+use vfplex_node_agent::{holders, kernel::Kernel, pass, report::Reporter, state};
 
 const USAGE: &str =
     "usage: vfplex-node-agent [status] [--policy FILE] [--state FILE] [--sysfs-root DIR]
@@ -153,6 +153,31 @@ fn main() -> ExitCode {
         .with_target(false)
         .init();
     let mut kernel = Kernel::new(&o.sysfs_root);
+    // The Node object reports (crate::report); off with --once and when
+    // there is no node name or no credentials.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    let mut reporter = match (&rt, o.once) {
+        (Ok(rt), false) => match rt.block_on(Reporter::new(std::env::var("NODE_NAME").ok())) {
+            Ok(r) => {
+                tracing::info!(
+                    "reporting to the Node object ({})",
+                    vfplex_node_agent::report::ANNOTATION
+                );
+                Some(r)
+            }
+            Err(e) => {
+                tracing::info!("not reporting to the API: {e}");
+                None
+            }
+        },
+        (Err(e), false) => {
+            tracing::warn!("no runtime for API reports: {e}");
+            None
+        }
+        (_, true) => None,
+    };
     let mut current: Option<(NodePolicy, Vec<u8>)> = None;
     loop {
         let started = Instant::now();
@@ -182,6 +207,12 @@ fn main() -> ExitCode {
                 Err(e) => tracing::error!("cannot write {}: {e}", o.state.display()),
             }
             unsettled = pass::unsettled(&s);
+            if let (Some(r), Ok(rt)) = (reporter.as_mut(), &rt) {
+                if let Err(e) = rt.block_on(r.report(&s)) {
+                    tracing::warn!("{e}");
+                    unsettled = true; // try again soon
+                }
+            }
             if o.once {
                 print!("{}", render(&s));
                 return if unsettled {
