@@ -23,6 +23,15 @@ pub struct PciDevice {
     pub driver: Option<String>,
     pub numa_node: Option<i64>,
     pub iommu_group: Option<String>,
+    /// The IOMMU group is vfio's no-IOMMU one (its `name` is `vfio-noiommu`):
+    /// the container's node is `/dev/vfio/noiommu-<group>`.
+    pub vfio_noiommu: bool,
+    /// Bound to a UIO driver: its `uio/uioN` (the node is `/dev/uioN`).
+    pub uio: Option<String>,
+    /// A UIO device's own sysfs directory, symlinks resolved, relative to the
+    /// sysfs root (`devices/pci0000:00/0000:00:01.0/0000:01:10.0`): DPDK maps
+    /// its `resourceN` files and writes its `config` there.
+    pub sysfs_dir: Option<String>,
     /// For a VF: its PF's address, netdev and this VF's index.
     pub pf_pci: Option<String>,
     pub pf_name: Option<String>,
@@ -68,6 +77,25 @@ impl PciDevice {
     /// Bound to vfio-pci: containers get /dev/vfio/<group>.
     pub fn is_vfio(&self) -> bool {
         self.driver.as_deref() == Some("vfio-pci")
+    }
+
+    /// Bound to a UIO driver DPDK uses (uio_pci_generic, igb_uio) and
+    /// showing its uio device: containers get /dev/uioN.
+    pub fn uio_node(&self) -> Option<&str> {
+        matches!(self.driver.as_deref(), Some("uio_pci_generic" | "igb_uio"))
+            .then_some(self.uio.as_deref())
+            .flatten()
+    }
+
+    /// The vfio group's character device: `/dev/vfio/<group>`, or
+    /// `/dev/vfio/noiommu-<group>` for a no-IOMMU group.
+    pub fn vfio_group_node(&self) -> Option<String> {
+        let g = self.iommu_group.as_deref()?;
+        Some(if self.vfio_noiommu {
+            format!("/dev/vfio/noiommu-{g}")
+        } else {
+            format!("/dev/vfio/{g}")
+        })
     }
 
     /// Healthy unless its PF's link is down, or it lost the driver it had
@@ -358,6 +386,9 @@ impl Discovery {
                 .and_then(|n| n.parse().ok())
                 .filter(|n: &i64| *n >= 0),
             iommu_group: link_name(&dev.join("iommu_group")),
+            vfio_noiommu: read_trim(&dev.join("iommu_group/name")).as_deref()
+                == Some("vfio-noiommu"),
+            uio: entries(&dev.join("uio")).into_iter().next(),
             total_vfs: pf_attr("sriov_totalvfs").and_then(|n| n.parse().ok()),
             num_vfs: pf_attr("sriov_numvfs").and_then(|n| n.parse().ok()),
             acpi_index: pf_attr("acpi_index"),
@@ -390,7 +421,17 @@ impl Discovery {
             d.switchdev = !self.representors(&dev, n).is_empty();
         }
         d.netdev = netdev;
+        if d.uio.is_some() {
+            d.sysfs_dir = self.resolved(&dev);
+        }
         d
+    }
+
+    /// `dir` with symlinks resolved, relative to the (resolved) sysfs root.
+    fn resolved(&self, dir: &Path) -> Option<String> {
+        let root = fs::canonicalize(&self.sysfs).ok()?;
+        let real = fs::canonicalize(dir).ok()?;
+        real.strip_prefix(&root).ok()?.to_str().map(str::to_string)
     }
 
     /// The devices after a change to `pcis` only: those are read again (a
@@ -621,6 +662,30 @@ pub mod fixture {
         fs::create_dir_all(dev.join("infiniband_verbs").join(format!("uverbs{n}")))?;
         fs::create_dir_all(dev.join("infiniband_mad").join(format!("umad{n}")))?;
         fs::create_dir_all(dev.join("infiniband_mad").join(format!("issm{n}")))
+    }
+
+    /// Bind device `pci` to a UIO driver as the kernel shows it: its driver
+    /// link, `uio/<node>` with the node's `dev` numbers, `class/uio/<node>`.
+    pub fn uio(root: &Path, pci: &str, driver: &str, node: &str) -> std::io::Result<()> {
+        let dev = root.join("bus/pci/devices").join(pci);
+        let ddir = root.join("bus/pci/drivers").join(driver);
+        fs::create_dir_all(&ddir)?;
+        let _ = fs::remove_file(dev.join("driver"));
+        symlink(&ddir, dev.join("driver"))?;
+        let _ = fs::remove_dir_all(dev.join("net"));
+        let u = dev.join("uio").join(node);
+        fs::create_dir_all(&u)?;
+        fs::write(u.join("dev"), "243:0\n")?;
+        fs::create_dir_all(root.join("class/uio"))?;
+        symlink(&u, root.join("class/uio").join(node))
+    }
+
+    /// Make IOMMU group `group` vfio's no-IOMMU group (`name` vfio-noiommu).
+    pub fn noiommu_group(root: &Path, group: &str) -> std::io::Result<()> {
+        fs::write(
+            root.join("kernel/iommu_groups").join(group).join("name"),
+            "vfio-noiommu\n",
+        )
     }
 
     /// Set a netdev's operstate ("up", "down").
