@@ -42,6 +42,9 @@ pub struct Scenario {
     pub needs_vf_netdevs: bool,
     /// `# boot: iommu`
     pub needs_iommu: bool,
+    /// `# boot: noiommu`: a guest without an IOMMU, vfio in its unsafe
+    /// no-IOMMU mode; such scenarios run in a boot of their own.
+    pub needs_noiommu: bool,
     /// `# boot: second-pf`
     pub needs_second_pf: bool,
     /// `# requires: test-hooks`: the plugins' crash points.
@@ -86,7 +89,8 @@ pub fn all_scenarios() -> Vec<Scenario> {
             Some(Scenario {
                 name,
                 needs_vf_netdevs: header("requires", "vf-netdevs"),
-                needs_iommu: header("boot", "iommu"),
+                needs_iommu: header("boot", "iommu") && !header("boot", "noiommu"),
+                needs_noiommu: header("boot", "noiommu"),
                 needs_second_pf: header("boot", "second-pf"),
                 needs_test_hooks: header("requires", "test-hooks"),
                 needs_netdevsim: header("requires", "netdevsim"),
@@ -111,8 +115,9 @@ pub fn is_root() -> bool {
 }
 
 /// One boot for every scenario of this test binary: the options are the union of
-/// what the scenarios ask for. With `VFPLEX_LAB_PF` set, the scenarios run on
-/// that host NIC instead.
+/// what the scenarios ask for; the `# boot: noiommu` ones (an IOMMU-less guest)
+/// get a second boot, whose report is merged. With `VFPLEX_LAB_PF` set, the
+/// scenarios run on that host NIC instead.
 fn run_all() -> Result<Report, LabError> {
     if !is_root() {
         return Err(LabError::Unavailable(
@@ -123,14 +128,30 @@ fn run_all() -> Result<Report, LabError> {
     if let Ok(pf) = std::env::var("VFPLEX_LAB_PF") {
         return host::run_on_pf(&pf, &all);
     }
+    let (noiommu, all): (Vec<Scenario>, Vec<Scenario>) =
+        all.into_iter().partition(|s| s.needs_noiommu);
+    let mut report = if all.is_empty() {
+        Report::default()
+    } else {
+        boot_for(&all, false, "suite")?
+    };
+    if !noiommu.is_empty() {
+        report.merge(boot_for(&noiommu, true, "noiommu")?);
+    }
+    Ok(report)
+}
+
+/// One boot for `all`; `noiommu`: without an IOMMU, vfio in no-IOMMU mode.
+fn boot_for(all: &[Scenario], noiommu: bool, tag: &str) -> Result<Report, LabError> {
     let cfg = guest::GuestConfig {
         second_pf: all.iter().any(|s| s.needs_second_pf),
-        iommu: all.iter().any(|s| s.needs_iommu),
+        iommu: !noiommu && all.iter().any(|s| s.needs_iommu),
+        noiommu,
         test_hooks: all.iter().any(|s| s.needs_test_hooks),
         scenarios: all.iter().map(|s| s.path.clone()).collect(),
         ..Default::default()
     };
-    let report = match guest::boot(&cfg, "suite") {
+    let report = match guest::boot(&cfg, tag) {
         // TCG quirk: under host load the emulated CPUs can miss timer ticks
         // long enough for the guest kernel to report an RCU stall or a soft
         // lockup and never finish. That is the emulator, not vfplex: boot once
@@ -145,7 +166,7 @@ fn run_all() -> Result<Report, LabError> {
             );
             let kept = log.with_extension("stalled.log");
             let _ = std::fs::rename(&log, &kept);
-            guest::boot(&cfg, "suite")?
+            guest::boot(&cfg, tag)?
         }
         other => other?,
     };
@@ -257,11 +278,22 @@ pub fn suite() -> Option<&'static Report> {
     }
 }
 
+fn scenario_needs_noiommu(name: &str) -> bool {
+    all_scenarios()
+        .iter()
+        .any(|s| s.name == name && s.needs_noiommu)
+}
+
 /// Assert that `scenario` ran and every one of its checks passed.
 pub fn assert_scenario(scenario: &str) {
     let Some(report) = suite() else { return };
     if let Some(failure) = report.scenario_failure(scenario) {
-        let log = assets::cache_dir().join("logs/suite.log");
+        let boot = if scenario_needs_noiommu(scenario) {
+            "noiommu"
+        } else {
+            "suite"
+        };
+        let log = assets::cache_dir().join(format!("logs/{boot}.log"));
         panic!(
             "{failure}\nconsole log: {}\n{}",
             log.display(),
@@ -287,6 +319,7 @@ mod tests {
             path: PathBuf::from(format!("{name}.sh")),
             needs_vf_netdevs: vf_netdevs,
             needs_iommu: false,
+            needs_noiommu: false,
             needs_second_pf: false,
             needs_test_hooks: false,
             needs_netdevsim: netdevsim,

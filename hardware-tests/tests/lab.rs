@@ -83,6 +83,16 @@ fn lab_21_device_plugin_under_numvfs_and_kubelet_churn() {
 }
 
 #[test]
+fn lab_22_dpdk_uio_pci_generic_allocate_and_sriov() {
+    hardware_tests::assert_scenario("22-dpdk-uio");
+}
+
+#[test]
+fn lab_23_dpdk_vfio_noiommu_allocate_and_sriov() {
+    hardware_tests::assert_scenario("23-dpdk-vfio-noiommu");
+}
+
+#[test]
 fn lab_30_end_to_end_meta_sriov_device_plugin() {
     hardware_tests::assert_scenario("30-e2e");
 }

@@ -12,7 +12,8 @@
 //!                                     finds a pod's device IDs
 //!
 //! Output lines: `REGISTER <resource> <endpoint>`, `LIST <resource> <t_us>
-//! <id>=<health>[@numa] ...`, `ENV <k>=<v>`, `DEVICE <host> <container> <perm>`.
+//! <id>=<health>[@numa] ...`, `ENV <k>=<v>`, `DEVICE <host> <container> <perm>`,
+//! `MOUNT <host> <container> rw|ro`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -157,6 +158,14 @@ async fn allocate(sock: &Path, ids: Vec<String>) -> Result<(), String> {
             say(format!(
                 "DEVICE {} {} {}",
                 d.host_path, d.container_path, d.permissions
+            ));
+        }
+        for m in c.mounts {
+            say(format!(
+                "MOUNT {} {} {}",
+                m.host_path,
+                m.container_path,
+                if m.read_only { "ro" } else { "rw" }
             ));
         }
     }
