@@ -30,6 +30,11 @@ pub struct Options {
     pub metrics_address: Option<std::net::SocketAddr>,
     /// `inventory`: the PCI ID database (default: the system's `pci.ids`).
     pub pci_ids: Option<PathBuf>,
+    /// `--use-cdi`: write a CDI spec per pool and answer Allocate with CDI
+    /// device names instead of device specs and mounts.
+    pub use_cdi: bool,
+    /// Where CDI specs go (default `/var/run/cdi`).
+    pub cdi_dir: PathBuf,
 }
 
 impl Default for Options {
@@ -45,6 +50,8 @@ impl Default for Options {
             ready_file: None,
             metrics_address: None,
             pci_ids: None,
+            use_cdi: false,
+            cdi_dir: crate::cdi::DEFAULT_CDI_DIR.into(),
         }
     }
 }
@@ -87,6 +94,9 @@ vfplex-device-plugin: kubelet device plugin for SR-IOV VF pools
   --metrics-address ADDR    serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9808)
   --pci-ids PATH            inventory: the PCI ID database (default /usr/share/misc/pci.ids,
                             /usr/share/hwdata/pci.ids)
+  --use-cdi                 write a CDI spec per pool (--cdi-dir) and answer Allocate
+                            with CDI device names instead of device nodes and mounts
+  --cdi-dir PATH            CDI spec directory (default /var/run/cdi)
   --check-config            validate the config, print the pools and exit
   --version, --help
 ";
@@ -131,6 +141,8 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Action, CliError
             }
             "pci-ids" => o.pci_ids = Some(value()?.into()),
             "check-config" => o.check_config = true,
+            "use-cdi" => o.use_cdi = true,
+            "cdi-dir" => o.cdi_dir = value()?.into(),
             "help" | "h" => return Ok(Action::Help),
             "version" => return Ok(Action::Version),
             _ => return Err(CliError::UnknownFlag(arg)),
@@ -180,6 +192,11 @@ mod tests {
         };
         assert_eq!(o.metrics_address.map(|a| a.port()), Some(9808));
         assert_eq!(p(&[]).unwrap(), Action::Run(Options::default()));
+        let Action::Run(o) = p(&["-use-cdi", "--cdi-dir=/tmp/cdi"]).unwrap() else {
+            panic!()
+        };
+        assert!(o.use_cdi);
+        assert_eq!(o.cdi_dir, PathBuf::from("/tmp/cdi"));
         assert_eq!(p(&["--help"]).unwrap(), Action::Help);
         assert_eq!(p(&["--version"]).unwrap(), Action::Version);
         assert!(matches!(

@@ -82,6 +82,7 @@ impl Running {
         }
         let _ = std::fs::remove_file(&self.socket);
         self.shared.remove_device_info();
+        self.shared.remove_cdi_spec();
     }
 }
 
@@ -337,7 +338,9 @@ impl Daemon {
             devinfo_dir: self.opts.devinfo_dir.clone(),
             devices: tx,
             metrics: self.metrics.as_ref().map(|m| m.metrics.clone()),
+            cdi_dir: self.opts.use_cdi.then(|| self.opts.cdi_dir.clone()),
         });
+        shared.write_cdi_spec();
         let stop = serve(&self.opts.device_plugin_dir, &shared, &socket)?;
         tracing::info!(resource = %resource, socket = %socket.display(), devices = shared.devices.borrow().len(), "serving pool");
         Ok(Running {
@@ -368,6 +371,9 @@ impl Daemon {
         }
         for name in pass.changed {
             tracing::info!(resource = %name, "devices or health changed");
+            if let Some(r) = self.running.get(&name) {
+                r.shared.write_cdi_spec();
+            }
             if let Some(m) = &self.metrics {
                 m.metrics
                     .update_seconds
@@ -529,6 +535,11 @@ pub async fn run(
         }
         None => None,
     };
+    // Specs a previous run left for pools it served: each pool this run
+    // serves writes its own as it starts.
+    if opts.use_cdi {
+        crate::cdi::remove_stale(&opts.cdi_dir, &[]);
+    }
     let mut daemon = Daemon {
         discovery: Discovery::new(&opts.sysfs_root, &opts.proc_root),
         opts,
@@ -598,7 +609,7 @@ pub async fn run(
         }
     }
     set_ready(daemon.opts.ready_file.as_deref(), false);
-    tracing::info!("shutting down: removing sockets and device-info files");
+    tracing::info!("shutting down: removing sockets, device-info files and CDI specs");
     for r in daemon.running.values_mut() {
         r.shutdown();
     }

@@ -5,6 +5,7 @@
 pub mod allocate;
 pub mod api;
 pub mod authority;
+pub mod cdi;
 pub mod cli;
 pub mod daemon;
 pub mod discovery;
