@@ -55,7 +55,8 @@ install_missing() {
 }
 
 # The host packages the lab needs (the README lists them).
-host_pkgs=(busybox-static cpio xz-utils iproute2 containernetworking-plugins)
+# podman: the CDI consumer device-plugin/tests/cdi_podman.rs runs against.
+host_pkgs=(busybox-static cpio xz-utils iproute2 containernetworking-plugins podman)
 command -v openssl >/dev/null 2>&1 || host_pkgs+=(openssl)
 need_pkgs=()
 have_qemu_igb || need_pkgs+=(qemu-system-x86)

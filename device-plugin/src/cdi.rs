@@ -103,16 +103,23 @@ pub fn file_name(resource: &str) -> String {
 }
 
 /// One device's env in the spec: `PCIDEVICE_<PREFIX>_<NAME>_<ADDRESS>`
-/// (address upper-cased, `:` and `.` as `_`) = its address. Not the pool's
+/// (upper-cased, every character but letters and digits as `_`) = its address. Not the pool's
 /// `PCIDEVICE_<PREFIX>_<NAME>` list: Allocate sets that one for all of a
 /// container's devices, and a per-device value of the same name would
 /// replace it when the runtime applies the edits.
 fn device_env(config: &ResourceConfig, prefix: &str, pci: &str) -> String {
-    format!(
-        "{}_{}={pci}",
-        config.env_name(prefix),
-        pci.replace([':', '.'], "_").to_ascii_uppercase()
-    )
+    // A shell can name it: any other character (a prefix's `-`) as `_`.
+    let name: String = format!("{}_{pci}", config.env_name(prefix))
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{name}={pci}")
 }
 
 /// The spec of a pool with these devices: per device, the nodes and mounts
