@@ -9,6 +9,7 @@ use vfplex_config::device_plugin::{DEFAULT_CONFIG_FILE, DEFAULT_RESOURCE_PREFIX}
 pub const DEFAULT_SYSFS_ROOT: &str = "/sys";
 pub const DEFAULT_DEVICE_PLUGIN_DIR: &str = "/var/lib/kubelet/device-plugins";
 pub const DEFAULT_PROC_ROOT: &str = "/proc";
+pub const DEFAULT_POD_RESOURCES_SOCKET: &str = "/var/lib/kubelet/pod-resources/kubelet.sock";
 
 /// Parsed command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +36,8 @@ pub struct Options {
     pub use_cdi: bool,
     /// Where CDI specs go (default `/var/run/cdi`).
     pub cdi_dir: PathBuf,
+    /// kubelet's PodResources socket (the metrics' pod labels).
+    pub pod_resources_socket: PathBuf,
 }
 
 impl Default for Options {
@@ -52,6 +55,7 @@ impl Default for Options {
             pci_ids: None,
             use_cdi: false,
             cdi_dir: crate::cdi::DEFAULT_CDI_DIR.into(),
+            pod_resources_socket: DEFAULT_POD_RESOURCES_SOCKET.into(),
         }
     }
 }
@@ -92,6 +96,9 @@ vfplex-device-plugin: kubelet device plugin for SR-IOV VF pools
   --proc-root PATH          procfs, for the host's default route (default /proc)
   --ready-file PATH         exists while every pool is registered with kubelet
   --metrics-address ADDR    serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9808)
+  --pod-resources-socket PATH
+                            kubelet's PodResources socket, for the VF metrics' pod labels
+                            (default /var/lib/kubelet/pod-resources/kubelet.sock)
   --pci-ids PATH            inventory: the PCI ID database (default /usr/share/misc/pci.ids,
                             /usr/share/hwdata/pci.ids)
   --use-cdi                 write a CDI spec per pool (--cdi-dir) and answer Allocate
@@ -143,6 +150,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Action, CliError
             "check-config" => o.check_config = true,
             "use-cdi" => o.use_cdi = true,
             "cdi-dir" => o.cdi_dir = value()?.into(),
+            "pod-resources-socket" => o.pod_resources_socket = value()?.into(),
             "help" | "h" => return Ok(Action::Help),
             "version" => return Ok(Action::Version),
             _ => return Err(CliError::UnknownFlag(arg)),

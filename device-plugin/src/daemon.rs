@@ -38,6 +38,8 @@ const SAFETY_RESCAN: Duration = Duration::from_secs(300);
 const POLL_TICK: Duration = Duration::from_millis(250);
 const POLL_RESCAN: Duration = Duration::from_secs(1);
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a PodResources List may take.
+const HOLDERS_TIMEOUT: Duration = Duration::from_secs(5);
 /// A registration that failed while kubelet's socket is there is tried again
 /// this soon (doubling up to the safety tick), not only at the next tick:
 /// the socket file appears at kubelet's bind(), which wakes us, a moment
@@ -404,6 +406,36 @@ impl Daemon {
         }
     }
 
+    /// Metrics on: when kubelet's checkpoint changed since `seen` (an
+    /// allocation or a release), ask PodResources who holds which device.
+    /// No checkpoint (no kubelet yet): nobody holds anything. A failed ask
+    /// is logged and leaves the labels empty until the next change.
+    async fn refresh_holders(&mut self, seen: &mut Option<Option<(u64, u64, i64, i64)>>) {
+        let Some(m) = &self.metrics else { return };
+        let stamp = crate::podresources::checkpoint_stamp(m.checkpoint());
+        if seen.as_ref() == Some(&stamp) {
+            return;
+        }
+        *seen = Some(stamp);
+        if stamp.is_none() {
+            m.set_holders(Default::default());
+            return;
+        }
+        match crate::podresources::list(&self.opts.pod_resources_socket, HOLDERS_TIMEOUT).await {
+            Ok(h) => {
+                tracing::info!(
+                    devices = h.len(),
+                    "allocations changed: holders from PodResources"
+                );
+                m.set_holders(h);
+            }
+            Err(e) => {
+                tracing::warn!("pod labels of the VF metrics: {e}");
+                m.set_holders(Default::default());
+            }
+        }
+    }
+
     /// Re-serve pools whose socket vanished; register pools kubelet does not
     /// know. Whether every pool is now registered with the running kubelet.
     async fn keep_registered(&mut self) -> bool {
@@ -524,6 +556,7 @@ pub async fn run(
         Some(addr) => {
             let (m, handle) = crate::metrics::Metrics::new(
                 opts.device_plugin_dir.join("kubelet_internal_checkpoint"),
+                opts.sysfs_root.clone(),
             );
             crate::metrics::serve(addr, m)
                 .await
@@ -577,6 +610,9 @@ pub async fn run(
     let mut last_config = Some(config_bytes);
     let mut was_ready = None;
     let mut register_retry: Option<Duration> = None;
+    // kubelet's checkpoint as last seen: a change is an allocation or a
+    // release, and the metrics ask PodResources who holds what.
+    let mut holders_seen = None;
     loop {
         let mut rescan = false;
         let retry_in = register_retry.unwrap_or(tick_every);
@@ -607,6 +643,7 @@ pub async fn run(
             set_ready(daemon.opts.ready_file.as_deref(), ready);
             was_ready = Some(ready);
         }
+        daemon.refresh_holders(&mut holders_seen).await;
     }
     set_ready(daemon.opts.ready_file.as_deref(), false);
     tracing::info!("shutting down: removing sockets, device-info files and CDI specs");

@@ -13,6 +13,7 @@ pub mod inventory;
 pub mod kubelet;
 pub mod metrics;
 pub mod pciids;
+pub mod podresources;
 pub mod pools;
 pub mod service;
 pub mod watch;
