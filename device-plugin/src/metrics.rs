@@ -77,22 +77,22 @@ impl Metrics {
         let pass_seconds =
             Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(histogram);
         registry.register(
-            "allocate_seconds",
+            REGISTERED[0],
             "Allocate call latency",
             allocate_seconds.clone(),
         );
         registry.register(
-            "update_seconds",
+            REGISTERED[1],
             "time from a device event to the ListAndWatch update of the pool",
             update_seconds.clone(),
         );
         registry.register(
-            "sysfs_passes",
+            REGISTERED[2],
             "passes over sysfs (kind: full or touched)",
             passes.clone(),
         );
         registry.register(
-            "sysfs_pass_seconds",
+            REGISTERED[3],
             "duration of a pass over sysfs",
             pass_seconds.clone(),
         );
@@ -248,6 +248,54 @@ fn netdev_stat(sysfs: &std::path::Path, d: &PciDevice, name: &str) -> Option<u64
 #[derive(Debug)]
 struct PoolCollector(Arc<Snapshot>);
 
+/// The per-VF counters from the PF (`IFLA_VF_STATS`), in `Traffic`'s order.
+const VF_TRAFFIC: [(&str, &str); 6] = [
+    ("vf_rx_packets", "packets the VF received (PF's view)"),
+    ("vf_tx_packets", "packets the VF sent (PF's view)"),
+    ("vf_rx_bytes", "bytes the VF received (PF's view)"),
+    ("vf_tx_bytes", "bytes the VF sent (PF's view)"),
+    ("vf_rx_dropped", "received packets dropped for the VF"),
+    ("vf_tx_dropped", "sent packets dropped for the VF"),
+];
+
+/// The per-VF counters from the VF's netdev.
+const VF_ERRORS: [(&str, &str); 2] = [
+    (
+        "vf_rx_errors",
+        "receive errors of the VF's netdev (host namespace only)",
+    ),
+    (
+        "vf_tx_errors",
+        "transmit errors of the VF's netdev (host namespace only)",
+    ),
+];
+
+/// The pool gauges the collector exports.
+const POOL_GAUGES: [&str; 3] = [
+    "pool_devices",
+    "pool_healthy_devices",
+    "pool_allocated_devices",
+];
+
+/// The metrics registered in [`Metrics::new`].
+const REGISTERED: [&str; 4] = [
+    "allocate_seconds",
+    "update_seconds",
+    "sysfs_passes",
+    "sysfs_pass_seconds",
+];
+
+/// Every metric the daemon can export, without the `vfplex_device_plugin_`
+/// prefix and the `_total`, `_bucket`, `_sum` and `_count` suffixes: what the
+/// Grafana dashboard (`deploy/grafana/`) may query.
+pub fn metric_names() -> Vec<&'static str> {
+    let mut v: Vec<&'static str> = REGISTERED.to_vec();
+    v.extend(POOL_GAUGES);
+    v.extend(VF_TRAFFIC.iter().map(|(n, _)| *n));
+    v.extend(VF_ERRORS.iter().map(|(n, _)| *n));
+    v
+}
+
 fn gauge(
     e: &mut DescriptorEncoder,
     name: &str,
@@ -304,19 +352,19 @@ impl Collector for PoolCollector {
         }
         gauge(
             &mut e,
-            "pool_devices",
+            POOL_GAUGES[0],
             "devices in the pool (capacity)",
             &cap,
         )?;
         gauge(
             &mut e,
-            "pool_healthy_devices",
+            POOL_GAUGES[1],
             "healthy devices in the pool (allocatable)",
             &healthy,
         )?;
         gauge(
             &mut e,
-            "pool_allocated_devices",
+            POOL_GAUGES[2],
             "devices kubelet has allocated from the pool",
             &alloc,
         )?;
@@ -361,28 +409,10 @@ impl Collector for PoolCollector {
                 }
             }
         }
-        let names = [
-            ("vf_rx_packets", "packets the VF received (PF's view)"),
-            ("vf_tx_packets", "packets the VF sent (PF's view)"),
-            ("vf_rx_bytes", "bytes the VF received (PF's view)"),
-            ("vf_tx_bytes", "bytes the VF sent (PF's view)"),
-            ("vf_rx_dropped", "received packets dropped for the VF"),
-            ("vf_tx_dropped", "sent packets dropped for the VF"),
-        ];
-        for ((name, help), r) in names.iter().zip(rows.iter()) {
+        for ((name, help), r) in VF_TRAFFIC.iter().zip(rows.iter()) {
             counter(&mut e, name, help, r)?;
         }
-        let names = [
-            (
-                "vf_rx_errors",
-                "receive errors of the VF's netdev (host namespace only)",
-            ),
-            (
-                "vf_tx_errors",
-                "transmit errors of the VF's netdev (host namespace only)",
-            ),
-        ];
-        for ((name, help), r) in names.iter().zip(errors.iter()) {
+        for ((name, help), r) in VF_ERRORS.iter().zip(errors.iter()) {
             counter(&mut e, name, help, r)?;
         }
         Ok(())
