@@ -86,10 +86,30 @@ pub struct Mount {
     pub options: Vec<String>,
 }
 
-/// The pool's CDI kind: `<prefix>/<name>` (a resource prefix is a DNS
-/// subdomain and a resource name `[a-zA-Z0-9_-]+`, both valid CDI names).
+/// The pool's CDI kind: `<prefix>/<name>`.
 pub fn kind(resource: &str) -> &str {
     resource
+}
+
+/// Why `resource` cannot be a CDI kind, if it cannot. CDI's vendor (the
+/// resource prefix) and class (the resource name) must start with a letter
+/// and end with a letter or digit; a prefix like `1and1.com` or a name like
+/// `_pool` is a valid resource but no CDI kind.
+pub fn kind_error(resource: &str) -> Option<String> {
+    let (vendor, class) = resource.split_once('/')?;
+    let bad = |part: &str, what: &str| {
+        let ok = part.starts_with(|c: char| c.is_ascii_alphabetic())
+            && part.ends_with(|c: char| c.is_ascii_alphanumeric())
+            && part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        (!ok).then(|| {
+            format!(
+                "{resource}: {what} {part:?} must start with a letter and end with a letter or digit to be a CDI kind"
+            )
+        })
+    };
+    bad(vendor, "resource prefix").or_else(|| bad(class, "resource name"))
 }
 
 /// A device's qualified CDI name: `<prefix>/<name>=<pci address>`.
@@ -275,6 +295,21 @@ mod tests {
             device_name("intel.com/dpdk", "0000:01:10.4"),
             "intel.com/dpdk=0000:01:10.4"
         );
+    }
+
+    #[test]
+    fn kinds_cdi_refuses() {
+        assert_eq!(kind_error("intel.com/sriov_a"), None);
+        assert_eq!(kind_error("example.org/dpdk-1"), None);
+        for bad in [
+            "1and1.com/pool",
+            "intel.com/_pool",
+            "intel.com/pool-",
+            "intel.com/9x",
+        ] {
+            let e = kind_error(bad).unwrap_or_default();
+            assert!(e.contains("CDI kind") && e.starts_with(bad), "{bad}: {e}");
+        }
     }
 
     #[test]

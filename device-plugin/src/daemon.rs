@@ -340,7 +340,20 @@ impl Daemon {
             devinfo_dir: self.opts.devinfo_dir.clone(),
             devices: tx,
             metrics: self.metrics.as_ref().map(|m| m.metrics.clone()),
-            cdi_dir: self.opts.use_cdi.then(|| self.opts.cdi_dir.clone()),
+            // A pool whose name cannot be a CDI kind is served without CDI.
+            cdi_dir: self
+                .opts
+                .use_cdi
+                .then(|| self.opts.cdi_dir.clone())
+                .filter(|_| match crate::cdi::kind_error(&resource) {
+                    None => true,
+                    Some(e) => {
+                        tracing::error!(
+                            "{e}: serving the pool without CDI (device nodes in Allocate)"
+                        );
+                        false
+                    }
+                }),
         });
         shared.write_cdi_spec();
         let stop = serve(&self.opts.device_plugin_dir, &shared, &socket)?;

@@ -145,3 +145,26 @@ async fn without_the_flag_no_spec_and_device_nodes_as_before() {
     assert_eq!(nodes, ["/dev/vfio/vfio", "/dev/vfio/23"]);
     assert!(!cdi.exists());
 }
+
+/// A pool whose name cannot be a CDI kind (CDI classes start with a letter)
+/// is served without CDI: no spec, device nodes in Allocate, and it says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_no_cdi_kind_can_name_is_served_without_cdi() {
+    let root = tempfile::tempdir().unwrap();
+    let cdi = root.path().join("cdi");
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let _stop = start_kubelet(&root.path().join("device-plugins"), tx);
+    let cdi_arg = cdi.display().to_string();
+    let s = setup_config(
+        root,
+        r#"{"resourceList": [{"resourceName": "9dpdk", "selectors": {"drivers": ["vfio-pci"]}}]}"#,
+        &["--use-cdi", "--cdi-dir", &cdi_arg],
+    );
+    next(&mut rx, "registered", |e| matches!(e, Event::Registered(_))).await;
+    let c = allocate(&s.dp_dir(), "vfplex-intel.com_9dpdk.sock", "0000:01:10.4").await;
+    assert!(c.cdi_devices.is_empty());
+    let nodes: Vec<&str> = c.devices.iter().map(|d| d.host_path.as_str()).collect();
+    assert_eq!(nodes, ["/dev/vfio/vfio", "/dev/vfio/23"]);
+    assert!(!cdi.join("vfplex-intel.com_9dpdk.json").exists());
+    s.logged("must start with a letter", 1).await;
+}
