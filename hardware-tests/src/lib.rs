@@ -102,6 +102,20 @@ pub fn all_scenarios() -> Vec<Scenario> {
     out
 }
 
+/// Whether this host's vfio is in its no-IOMMU mode (`# boot: noiommu`
+/// scenarios run on an operator's PF only then).
+pub fn host_vfio_noiommu() -> bool {
+    std::fs::read_to_string("/sys/module/vfio/parameters/enable_unsafe_noiommu_mode")
+        .is_ok_and(|v| v.trim() == "Y")
+}
+
+/// Why `s` does not run on an operator's PF (`VFPLEX_LAB_PF`), if it does not.
+fn not_on_host_pf(s: &Scenario) -> Option<String> {
+    (s.needs_noiommu && !host_vfio_noiommu()).then(|| {
+        "needs vfio in no-IOMMU mode (enable_unsafe_noiommu_mode), which this host's is not".into()
+    })
+}
+
 /// Whether this process runs as root (the lab and netdevsim need it).
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
@@ -202,7 +216,10 @@ pub fn expected(all: &[Scenario], on_host_pf: bool) -> Vec<(String, Option<Strin
             )
         });
         if !s.needs_netdevsim {
-            out.push((s.name.clone(), unselected.clone()));
+            let why = unselected
+                .clone()
+                .or_else(|| on_host_pf.then(|| not_on_host_pf(s)).flatten());
+            out.push((s.name.clone(), why));
         }
         if !s.needs_vf_netdevs {
             let why = unselected.clone().or_else(|| {
@@ -287,6 +304,16 @@ fn scenario_needs_noiommu(name: &str) -> bool {
 /// Assert that `scenario` ran and every one of its checks passed.
 pub fn assert_scenario(scenario: &str) {
     let Some(report) = suite() else { return };
+    if std::env::var_os("VFPLEX_LAB_PF").is_some() {
+        if let Some(why) = all_scenarios()
+            .iter()
+            .find(|s| s.name == scenario)
+            .and_then(not_on_host_pf)
+        {
+            eprintln!("{scenario} skipped on VFPLEX_LAB_PF: {why}");
+            return;
+        }
+    }
     if let Some(failure) = report.scenario_failure(scenario) {
         let boot = if scenario_needs_noiommu(scenario) {
             "noiommu"
@@ -366,6 +393,28 @@ mod tests {
         assert!(s["failed"][0]["why"]
             .as_str()
             .is_some_and(|w| w.contains("never started")));
+    }
+
+    /// A `# boot: noiommu` scenario runs in the guest (its own boot), and
+    /// on an operator's PF only when the host's vfio is in no-IOMMU mode.
+    #[test]
+    fn a_noiommu_scenario_is_expected_where_it_can_run() {
+        let mut s = scenario("23-nm", true, false);
+        s.needs_noiommu = true;
+        let guest = expected(std::slice::from_ref(&s), false);
+        assert_eq!(guest, [("23-nm".to_string(), None)]);
+        let host = expected(std::slice::from_ref(&s), true);
+        if host_vfio_noiommu() {
+            assert_eq!(host, [("23-nm".to_string(), None)]);
+        } else {
+            assert!(
+                host[0]
+                    .1
+                    .as_deref()
+                    .is_some_and(|w| w.contains("no-IOMMU mode")),
+                "{host:?}"
+            );
+        }
     }
 
     #[test]
