@@ -642,6 +642,9 @@ pub async fn run(
             w.take();
             daemon.reconcile(None).await;
             last_scan = Instant::now();
+            // The safety net for the pod labels too (a PodResources ask
+            // that failed, an event missed): asked again with the rescan.
+            holders_seen = None;
         } else if rescan {
             let only = daemon.to_read(w.take());
             if only.is_none() {
