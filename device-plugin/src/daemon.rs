@@ -626,6 +626,7 @@ pub async fn run(
     // kubelet's checkpoint as last seen: a change is an allocation or a
     // release, and the metrics ask PodResources who holds what.
     let mut holders_seen = None;
+    let mut holders_asked = Instant::now();
     loop {
         let mut rescan = false;
         let retry_in = register_retry.unwrap_or(tick_every);
@@ -643,8 +644,12 @@ pub async fn run(
             daemon.reconcile(None).await;
             last_scan = Instant::now();
             // The safety net for the pod labels too (a PodResources ask
-            // that failed, an event missed): asked again with the rescan.
-            holders_seen = None;
+            // that failed, an event missed): asked again every 5 minutes,
+            // also when rescans poll every second.
+            if holders_asked.elapsed() >= SAFETY_RESCAN {
+                holders_seen = None;
+                holders_asked = Instant::now();
+            }
         } else if rescan {
             let only = daemon.to_read(w.take());
             if only.is_none() {
