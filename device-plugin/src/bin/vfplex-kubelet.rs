@@ -272,7 +272,13 @@ fn record(
         Some(list) => list.push(entry),
         None => return Err(format!("{}: not a kubelet checkpoint", path.display())),
     }
-    std::fs::write(path, doc.to_string()).map_err(|e| format!("{}: {e}", path.display()))
+    // Atomically, as kubelet writes it: a reader never sees half a file.
+    let (dir, name) = match (path.parent(), path.file_name().and_then(|n| n.to_str())) {
+        (Some(d), Some(n)) => (d, n),
+        _ => return Err(format!("{}: not a file path", path.display())),
+    };
+    vfplex_cni::files::write_atomic(dir, name, doc.to_string().as_bytes(), false)
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 async fn allocate(sock: &Path, ids: Vec<String>) -> Result<(), String> {
