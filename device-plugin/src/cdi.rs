@@ -11,13 +11,14 @@
 //! the workspace already has serde and serde_json.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Serialize;
 use vfplex_config::device_plugin::ResourceConfig;
 
 use crate::allocate;
 use crate::discovery::PciDevice;
+use crate::service::PublishError;
 
 /// The CDI version the specs declare: 0.5.0 is the first with `hostPath` on
 /// device nodes, and what container runtimes since 2023 read (podman 4.3,
@@ -26,23 +27,6 @@ pub const CDI_VERSION: &str = "0.5.0";
 
 /// The default CDI spec directory (one of the two every runtime reads).
 pub const DEFAULT_CDI_DIR: &str = "/var/run/cdi";
-
-/// Writing or removing a spec failed.
-#[derive(Debug, thiserror::Error)]
-pub enum CdiError {
-    #[error("CDI spec {}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("CDI spec {}: encoding: {source}", path.display())]
-    Encode {
-        path: PathBuf,
-        #[source]
-        source: serde_json::Error,
-    },
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -193,13 +177,13 @@ pub fn spec(
 }
 
 /// Write the pool's spec into `dir`, atomically.
-pub fn write(dir: &Path, resource: &str, spec: &Spec) -> Result<(), CdiError> {
+pub fn write(dir: &Path, resource: &str, spec: &Spec) -> Result<(), PublishError> {
     let path = dir.join(file_name(resource));
-    let data = serde_json::to_vec_pretty(spec).map_err(|source| CdiError::Encode {
+    let data = serde_json::to_vec_pretty(spec).map_err(|source| PublishError::Encode {
         path: path.clone(),
         source,
     })?;
-    let io = |source| CdiError::Io {
+    let io = |source| PublishError::Io {
         path: path.clone(),
         source,
     };
@@ -208,10 +192,12 @@ pub fn write(dir: &Path, resource: &str, spec: &Spec) -> Result<(), CdiError> {
 }
 
 /// Remove the pool's spec (gone already is fine).
-pub fn remove(dir: &Path, resource: &str) -> Result<(), CdiError> {
+pub fn remove(dir: &Path, resource: &str) -> Result<(), PublishError> {
     let path = dir.join(file_name(resource));
     match std::fs::remove_file(&path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(CdiError::Io { path, source: e }),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(PublishError::Io { path, source: e })
+        }
         _ => Ok(()),
     }
 }

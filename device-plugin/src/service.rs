@@ -23,13 +23,18 @@ use crate::api::{
 };
 use crate::discovery::PciDevice;
 
-/// Writing a device-info file failed.
+/// Writing or removing a file the daemon publishes for others (a
+/// device-info file, a CDI spec) failed; each names its file.
 #[derive(Debug, thiserror::Error)]
-pub enum DeviceInfoError {
+pub enum PublishError {
     #[error(transparent)]
     Name(#[from] vfplex_config::ConfigError),
-    #[error("encoding device-info: {0}")]
-    Encode(#[from] serde_json::Error),
+    #[error("encoding {}: {source}", path.display())]
+    Encode {
+        path: std::path::PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("{}: {source}", path.display())]
     Io {
         path: std::path::PathBuf,
@@ -74,7 +79,7 @@ impl PoolShared {
 
     /// The device-info file of one allocated VF (netDevice pools), written
     /// atomically (a fresh O_EXCL|O_NOFOLLOW temporary file, then a rename).
-    fn write_device_info(&self, d: &PciDevice) -> Result<(), DeviceInfoError> {
+    fn write_device_info(&self, d: &PciDevice) -> Result<(), PublishError> {
         let name = dp_file_name(&self.resource, &d.pci)?;
         let mut info = DeviceInfo::pci(&d.pci, d.pf_pci.as_deref());
         // switchdev mode: OVS/OVN hardware offload plugs the VF's representor.
@@ -82,9 +87,12 @@ impl PoolShared {
             p.representor_device.clone_from(&d.representor);
             p.rdma_device.clone_from(&d.rdma_device);
         }
-        let data = serde_json::to_vec(&info)?;
         let dir = &self.devinfo_dir;
-        let io = |source| DeviceInfoError::Io {
+        let data = serde_json::to_vec(&info).map_err(|source| PublishError::Encode {
+            path: dir.join(&name),
+            source,
+        })?;
+        let io = |source| PublishError::Io {
             path: dir.join(&name),
             source,
         };
