@@ -30,7 +30,7 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 
 # What the test command installs on purpose (scripts/lab-setup.sh,
 # scripts/go-setup.sh, scripts/k8s/kit.sh): the README lists the same.
-ALLOWED="busybox-static cpio xz-utils iproute2 containernetworking-plugins openssl qemu-system-x86
+ALLOWED="busybox-static cpio xz-utils iproute2 containernetworking-plugins openssl qemu-system-x86 podman
 make gcc-12 libc6 libelf1 libssl3 zlib1g golang-go golang-1.23-go gcc libc6-dev"
 PROC_RE='^(qemu|containerd|kubelet|etcd|kube-|runc|vfplex|sriov$)'
 PATHS="/opt/cni /etc/cni /var/lib/cni /var/lib/kubelet /run/netns /var/run/k8s.cni.cncf.io"

@@ -55,7 +55,8 @@ install_missing() {
 }
 
 # The host packages the lab needs (the README lists them).
-host_pkgs=(busybox-static cpio xz-utils iproute2 containernetworking-plugins)
+# podman: the CDI consumer device-plugin/tests/cdi_podman.rs runs against.
+host_pkgs=(busybox-static cpio xz-utils iproute2 containernetworking-plugins podman)
 command -v openssl >/dev/null 2>&1 || host_pkgs+=(openssl)
 need_pkgs=()
 have_qemu_igb || need_pkgs+=(qemu-system-x86)
@@ -91,7 +92,7 @@ fi
 # The modules the lab loads: NIC drivers, the vfio set (DPDK mode), what the
 # reference bridge plugin needs (bridge, veth), and psample for netdevsim.
 # Changing this list re-extracts.
-lab_modules="dca i2c-algo-bit igb igbvf vfio vfio_iommu_type1 vfio-pci-core vfio-pci irqbypass iommufd 8021q garp mrp stp llc bridge veth psample"
+lab_modules="dca i2c-algo-bit igb igbvf vfio vfio_iommu_type1 vfio-pci-core vfio-pci irqbypass iommufd uio uio_pci_generic 8021q garp mrp stp llc bridge veth psample"
 
 # One Debian kernel version for the image (the guest's kernel), the headers
 # and the source (netdevsim is built out of tree from them): the newest
@@ -167,8 +168,14 @@ kver=$(cat "$cache/kernel/version")
 # `make -C <extracted headers>` then needs only make and the headers'
 # compiler (gcc-12), installed when missing; the kbuild tools' libraries
 # likewise. Needs root the first time (apt).
+# vfio.ko with CONFIG_VFIO_NOIOMMU (Debian builds it without): the same
+# sources, same headers, the one option added; the guest booted without an
+# IOMMU loads it with enable_unsafe_noiommu_mode=1 (docs/lab.md). Only vfio.ko
+# changes: the types its exports carry do not depend on the option, so
+# Debian's vfio-pci-core and vfio-pci load against it.
 nsim=$cache/netdevsim/$kver/netdevsim.ko
-if [ ! -f "$nsim" ]; then
+vfio_nm=$cache/netdevsim/$kver/vfio-noiommu.ko
+if [ ! -f "$nsim" ] || [ ! -f "$vfio_nm" ]; then
     if [ "$(id -u)" -ne 0 ]; then
         log "netdevsim.ko for $kver not built yet and not root; run as root once"
         exit 3
@@ -229,7 +236,22 @@ MK
     [ "$got" = "$kver" ] || { log "netdevsim.ko vermagic '$got', kernel $kver"; exit 1; }
     mkdir -p "$(dirname "$nsim")"
     cp "$src/netdevsim.ko" "$nsim.tmp" && mv "$nsim.tmp" "$nsim"
+    tar -xJf "$b/usr/src/linux-source-$kernel_series.tar.xz" -C "$b" "linux-source-$kernel_series/drivers/vfio" \
+        "linux-source-$kernel_series/drivers/iommu"
+    vsrc=$b/linux-source-$kernel_series/drivers/vfio
+    # vfio.ko's own objects as Debian's config picks them (the Makefile's
+    # vfio-* lines), nothing else of the directory, and the option on.
+    { echo 'obj-m += vfio.o'; grep '^vfio-' "$vsrc/Makefile"; echo 'ccflags-y += -DCONFIG_VFIO_NOIOMMU=1'; } >"$vsrc/Makefile.lab"
+    mv "$vsrc/Makefile.lab" "$vsrc/Makefile"
+    make -s -C "$hdr" M="$vsrc" CONFIG_DEBUG_INFO_BTF_MODULES= modules >"$b/build-vfio.log" 2>&1 ||
+        { tail -20 "$b/build-vfio.log" >&2; log "vfio (noiommu) build failed (log $b/build-vfio.log)"; exit 1; }
+    got=$(objcopy -O binary --only-section=.modinfo "$vsrc/vfio.ko" /dev/stdout | tr '\0' '\n' |
+        sed -n 's/^vermagic=//p' | awk '{print $1}')
+    [ "$got" = "$kver" ] || { log "vfio.ko vermagic '$got', kernel $kver"; exit 1; }
+    objcopy -O binary --only-section=.modinfo "$vsrc/vfio.ko" /dev/stdout | tr '\0' '\n' |
+        grep -q '^parm=enable_unsafe_noiommu_mode' || { log "vfio.ko built without enable_unsafe_noiommu_mode"; exit 1; }
+    cp "$vsrc/vfio.ko" "$vfio_nm.tmp" && mv "$vfio_nm.tmp" "$vfio_nm"
     rm -rf "$b"
     log "netdevsim.ko ready for $kver (vermagic $got)"
 fi
-log "ready: $(qemu-system-x86_64 --version | head -1), kernel $kver ($pkgver), netdevsim built"
+log "ready: $(qemu-system-x86_64 --version | head -1), kernel $kver ($pkgver), netdevsim and vfio (noiommu) built"

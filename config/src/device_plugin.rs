@@ -4,6 +4,9 @@
 //! Parsing is strict where upstream is silent: a selector key that does not exist,
 //! or does not apply to the entry's `deviceType`, is an error naming the entry
 //! and the key, because upstream's silence widens the pool to every device.
+//! Upstream keys and device types this build cannot evaluate are refused the
+//! same way, each with its reason ([`REFUSED_SELECTORS`], [`REFUSED_DEVICE_TYPES`]):
+//! a pool that loads is a pool whose every key is evaluated.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::RangeInclusive;
@@ -17,6 +20,26 @@ use crate::validate;
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/pcidp/config.json";
 pub const DEFAULT_RESOURCE_PREFIX: &str = "intel.com";
 
+/// Upstream selector keys this build refuses, with why: each needs a source
+/// of facts vfplex does not read yet, and a selector that silently matched
+/// nothing (or, as upstream's unknown keys do, everything) would hide it.
+pub const REFUSED_SELECTORS: &[(&str, &str)] = &[
+    (
+        "ddpProfiles",
+        "DDP profiles (read upstream through devlink or ddptool) are not read yet",
+    ),
+    ("pKeys", "InfiniBand partition keys are not read yet"),
+    ("vdpaType", "vDPA devices are not supported yet"),
+    (
+        "auxTypes",
+        "auxiliary devices (subfunctions) are not supported yet",
+    ),
+];
+
+/// Upstream device types this build refuses, with why.
+pub const REFUSED_DEVICE_TYPES: &[(&str, &str)] =
+    &[("auxNetDevice", "subfunctions are not supported yet")];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum DeviceType {
     #[default]
@@ -24,8 +47,6 @@ pub enum DeviceType {
     NetDevice,
     #[serde(rename = "accelerator")]
     Accelerator,
-    #[serde(rename = "auxNetDevice")]
-    AuxNetDevice,
 }
 
 impl DeviceType {
@@ -41,11 +62,8 @@ impl DeviceType {
                 "pfNames",
                 "rootDevices",
                 "linkTypes",
-                "ddpProfiles",
                 "isRdma",
                 "needVhostNet",
-                "vdpaType",
-                "pKeys",
                 "eSwitchMode",
             ],
             DeviceType::Accelerator => &[
@@ -54,17 +72,6 @@ impl DeviceType {
                 "drivers",
                 "pciAddresses",
                 "acpiIndexes",
-            ],
-            DeviceType::AuxNetDevice => &[
-                "vendors",
-                "devices",
-                "drivers",
-                "auxTypes",
-                "pfNames",
-                "rootDevices",
-                "linkTypes",
-                "isRdma",
-                "needVhostNet",
             ],
         }
     }
@@ -175,18 +182,10 @@ pub struct Selector {
     pub root_devices: Vec<PfSelector>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub link_types: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub ddp_profiles: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub is_rdma: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub need_vhost_net: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub vdpa_type: Option<String>,
-    #[serde(rename = "pKeys", skip_serializing_if = "Vec::is_empty")]
-    pub p_keys: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub aux_types: Vec<String>,
     /// vfplex addition: `legacy` or `switchdev` — the eswitch mode of the
     /// VF's PF (switchdev: the PF has a representor per VF).
     #[serde(rename = "eSwitchMode", skip_serializing_if = "Option::is_none")]
@@ -237,6 +236,13 @@ impl Selector {
         let allowed = device_type.selector_keys();
         let mut s = Selector::default();
         for (key, val) in obj {
+            if let Some((_, why)) = REFUSED_SELECTORS.iter().find(|(k, _)| k == key) {
+                return Err(ConfigError::UnsupportedField {
+                    field: key.clone(),
+                    value: val.to_string(),
+                    reason: format!("{key}: {why}"),
+                });
+            }
             if !allowed.contains(&key.as_str()) {
                 return Err(ConfigError::UnsupportedField {
                     field: key.clone(),
@@ -276,20 +282,8 @@ impl Selector {
                         .collect::<Result<_, ConfigError>>()?
                 }
                 "linkTypes" => s.link_types = strings(key, val)?,
-                "ddpProfiles" => s.ddp_profiles = strings(key, val)?,
                 "isRdma" => s.is_rdma = Some(boolean(key, val)?),
                 "needVhostNet" => s.need_vhost_net = Some(boolean(key, val)?),
-                "vdpaType" => {
-                    let t = val
-                        .as_str()
-                        .ok_or_else(|| ConfigError::invalid(key, val, "must be a string"))?;
-                    if t != "vhost" && t != "virtio" {
-                        return Err(ConfigError::invalid(key, t, "must be vhost or virtio"));
-                    }
-                    s.vdpa_type = Some(t.to_string());
-                }
-                "pKeys" => s.p_keys = strings(key, val)?,
-                "auxTypes" => s.aux_types = strings(key, val)?,
                 "eSwitchMode" => {
                     let m = val
                         .as_str()
@@ -301,13 +295,6 @@ impl Selector {
                 }
                 _ => {}
             }
-        }
-        if s.vdpa_type.is_some() && s.is_rdma == Some(true) {
-            return Err(ConfigError::invalid(
-                "vdpaType",
-                "with isRdma",
-                "vdpaType and isRdma exclude each other",
-            ));
         }
         Ok(s)
     }
@@ -395,12 +382,19 @@ impl ResourceConfig {
         let device_type = match obj.get("deviceType") {
             None | Some(Value::Null) => DeviceType::NetDevice,
             Some(Value::String(s)) if s.is_empty() => DeviceType::NetDevice,
+            Some(Value::String(s)) if REFUSED_DEVICE_TYPES.iter().any(|(t, _)| t == s) => {
+                let why = REFUSED_DEVICE_TYPES
+                    .iter()
+                    .find(|(t, _)| t == s)
+                    .map_or("", |(_, w)| w);
+                return Err(ConfigError::UnsupportedField {
+                    field: "deviceType".into(),
+                    value: s.clone(),
+                    reason: format!("{s}: {why}"),
+                });
+            }
             Some(t) => serde_json::from_value(t.clone()).map_err(|_| {
-                ConfigError::invalid(
-                    "deviceType",
-                    t,
-                    "must be netDevice, accelerator or auxNetDevice",
-                )
+                ConfigError::invalid("deviceType", t, "must be netDevice or accelerator")
             })?,
         };
         let exclude_topology = match obj.get("excludeTopology") {

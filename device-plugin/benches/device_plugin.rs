@@ -335,6 +335,7 @@ fn main() {
             devinfo_dir: dir.path().join("devinfo"),
             devices: tx,
             metrics: None,
+            cdi_dir: None,
         });
         let listener = UnixListener::bind(&sock).unwrap();
         let svc = DevicePluginServer::new(PoolService {

@@ -1,7 +1,8 @@
 //! What a container gets for its devices (pure, so it is tested without gRPC):
 //! `PCIDEVICE_<PREFIX>_<NAME>` with the PCI addresses, its `_INFO` JSON companion,
-//! device specs for vfio (and vhost-net when asked), and — for the preferred
-//! allocation — which devices to pick.
+//! device specs for vfio (IOMMU or no-IOMMU groups) and UIO devices (with the
+//! device's sysfs directory, which DPDK writes), vhost-net when asked, and —
+//! for the preferred allocation — which devices to pick.
 
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
@@ -9,7 +10,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Map, Value};
 use vfplex_config::device_plugin::ResourceConfig;
 
-use crate::api::{ContainerAllocateResponse, DeviceSpec};
+use crate::api::{ContainerAllocateResponse, DeviceSpec, Mount};
 use crate::discovery::PciDevice;
 
 fn spec(path: &str) -> DeviceSpec {
@@ -42,6 +43,7 @@ pub fn container_response(
             specs.push(s);
         }
     };
+    let mut mounts: Vec<Mount> = Vec::new();
     let mut info = Map::new();
     let need_vhost = config
         .selectors
@@ -54,11 +56,26 @@ pub fn container_response(
             .ok_or_else(|| NotInPool { id: id.clone() })?;
         let mut entry = json!({"generic": {"deviceID": id}});
         if d.is_vfio() {
-            if let Some(g) = &d.iommu_group {
-                let group = format!("/dev/vfio/{g}");
+            if let Some(group) = d.vfio_group_node() {
                 add(spec("/dev/vfio/vfio"));
                 add(spec(&group));
                 entry["vfio"] = json!({"mount": "/dev/vfio/vfio", "dev-mount": group});
+            }
+        }
+        // UIO (uio_pci_generic, igb_uio): the node, and the device's sysfs
+        // directory read-write — a container's /sys is read-only, and DPDK
+        // opens the device's resourceN files and config for writing.
+        if let Some(node) = d.uio_node() {
+            let path = format!("/dev/{node}");
+            add(spec(&path));
+            entry["uio"] = json!({"mount": path});
+            if let Some(dir) = &d.sysfs_dir {
+                let dir = format!("/sys/{dir}");
+                mounts.push(Mount {
+                    container_path: dir.clone(),
+                    host_path: dir,
+                    read_only: false,
+                });
             }
         }
         // isRdma pools: the container needs the RDMA character devices of
@@ -97,6 +114,7 @@ pub fn container_response(
     envs.insert(format!("{env}_INFO"), Value::Object(info).to_string());
     Ok(ContainerAllocateResponse {
         envs,
+        mounts,
         devices: specs,
         ..Default::default()
     })
@@ -244,6 +262,51 @@ mod tests {
                 id: "0000:09:00.0".into()
             }
         );
+    }
+
+    /// A no-IOMMU vfio group's node is /dev/vfio/noiommu-<group>; a UIO
+    /// device gets /dev/uioN and its sysfs directory read-write.
+    #[test]
+    fn noiommu_vfio_and_uio_nodes() {
+        let (_, mut noiommu) = dev("0000:03:02.1", "0000:03:00.0", 0, Some("3"));
+        noiommu.vfio_noiommu = true;
+        let (_, mut uio) = dev("0000:03:02.2", "0000:03:00.0", 0, None);
+        uio.driver = Some("uio_pci_generic".into());
+        uio.uio = Some("uio1".into());
+        uio.sysfs_dir = Some("devices/pci0000:00/0000:00:01.0/0000:03:02.2".into());
+        // Bound back to a kernel driver, a stale uio entry means nothing.
+        let (_, mut stale) = dev("0000:03:02.3", "0000:03:00.0", 0, None);
+        stale.uio = Some("uio2".into());
+        let devices: BTreeMap<_, _> = [
+            ("0000:03:02.1".to_string(), noiommu),
+            ("0000:03:02.2".to_string(), uio),
+            ("0000:03:02.3".to_string(), stale),
+        ]
+        .into();
+        let ids: Vec<String> = devices.keys().cloned().collect();
+        let r = container_response(&cfg(""), "intel.com", &devices, &ids).unwrap();
+        let paths: Vec<&str> = r.devices.iter().map(|d| d.host_path.as_str()).collect();
+        assert_eq!(
+            paths,
+            vec!["/dev/vfio/vfio", "/dev/vfio/noiommu-3", "/dev/uio1"]
+        );
+        assert!(r.devices.iter().all(|d| d.container_path == d.host_path));
+        assert_eq!(
+            r.mounts,
+            vec![Mount {
+                container_path: "/sys/devices/pci0000:00/0000:00:01.0/0000:03:02.2".into(),
+                host_path: "/sys/devices/pci0000:00/0000:00:01.0/0000:03:02.2".into(),
+                read_only: false,
+            }]
+        );
+        let info: Value =
+            serde_json::from_str(&r.envs["PCIDEVICE_INTEL_COM_SRIOV_A_INFO"]).unwrap();
+        assert_eq!(
+            info["0000:03:02.1"]["vfio"]["dev-mount"],
+            "/dev/vfio/noiommu-3"
+        );
+        assert_eq!(info["0000:03:02.2"]["uio"]["mount"], "/dev/uio1");
+        assert!(info["0000:03:02.3"].get("uio").is_none(), "{info}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use vfplex_config::device_plugin::{DEFAULT_CONFIG_FILE, DEFAULT_RESOURCE_PREFIX}
 pub const DEFAULT_SYSFS_ROOT: &str = "/sys";
 pub const DEFAULT_DEVICE_PLUGIN_DIR: &str = "/var/lib/kubelet/device-plugins";
 pub const DEFAULT_PROC_ROOT: &str = "/proc";
+pub const DEFAULT_POD_RESOURCES_SOCKET: &str = "/var/lib/kubelet/pod-resources/kubelet.sock";
 
 /// Parsed command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +34,13 @@ pub struct Options {
     /// The node agent's state file: a PF the node policy governs is
     /// advertised only while it says the PF is as declared (crate::gate).
     pub node_state: Option<PathBuf>,
+    /// `--use-cdi`: write a CDI spec per pool and answer Allocate with CDI
+    /// device names instead of device specs and mounts.
+    pub use_cdi: bool,
+    /// Where CDI specs go (default `/var/run/cdi`).
+    pub cdi_dir: PathBuf,
+    /// kubelet's PodResources socket (the metrics' pod labels).
+    pub pod_resources_socket: PathBuf,
 }
 
 impl Default for Options {
@@ -49,6 +57,9 @@ impl Default for Options {
             metrics_address: None,
             pci_ids: None,
             node_state: None,
+            use_cdi: false,
+            cdi_dir: crate::cdi::DEFAULT_CDI_DIR.into(),
+            pod_resources_socket: DEFAULT_POD_RESOURCES_SOCKET.into(),
         }
     }
 }
@@ -89,10 +100,16 @@ vfplex-device-plugin: kubelet device plugin for SR-IOV VF pools
   --proc-root PATH          procfs, for the host's default route (default /proc)
   --ready-file PATH         exists while every pool is registered with kubelet
   --metrics-address ADDR    serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9808)
+  --pod-resources-socket PATH
+                            kubelet's PodResources socket, for the VF metrics' pod labels
+                            (default /var/lib/kubelet/pod-resources/kubelet.sock)
   --pci-ids PATH            inventory: the PCI ID database (default /usr/share/misc/pci.ids,
                             /usr/share/hwdata/pci.ids)
   --node-state PATH         the node agent's state file: advertise a PF the node policy
                             governs only once it is as declared (nothing before the file exists)
+  --use-cdi                 write a CDI spec per pool (--cdi-dir) and answer Allocate
+                            with CDI device names instead of device nodes and mounts
+  --cdi-dir PATH            CDI spec directory (default /var/run/cdi)
   --check-config            validate the config, print the pools and exit
   --version, --help
 ";
@@ -138,6 +155,9 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Action, CliError
             "pci-ids" => o.pci_ids = Some(value()?.into()),
             "node-state" => o.node_state = Some(value()?.into()),
             "check-config" => o.check_config = true,
+            "use-cdi" => o.use_cdi = true,
+            "cdi-dir" => o.cdi_dir = value()?.into(),
+            "pod-resources-socket" => o.pod_resources_socket = value()?.into(),
             "help" | "h" => return Ok(Action::Help),
             "version" => return Ok(Action::Version),
             _ => return Err(CliError::UnknownFlag(arg)),
@@ -192,6 +212,11 @@ mod tests {
         };
         assert_eq!(o.metrics_address.map(|a| a.port()), Some(9808));
         assert_eq!(p(&[]).unwrap(), Action::Run(Options::default()));
+        let Action::Run(o) = p(&["-use-cdi", "--cdi-dir=/tmp/cdi"]).unwrap() else {
+            panic!()
+        };
+        assert!(o.use_cdi);
+        assert_eq!(o.cdi_dir, PathBuf::from("/tmp/cdi"));
         assert_eq!(p(&["--help"]).unwrap(), Action::Help);
         assert_eq!(p(&["--version"]).unwrap(), Action::Version);
         assert!(matches!(

@@ -38,6 +38,8 @@ const SAFETY_RESCAN: Duration = Duration::from_secs(300);
 const POLL_TICK: Duration = Duration::from_millis(250);
 const POLL_RESCAN: Duration = Duration::from_secs(1);
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a PodResources List may take.
+const HOLDERS_TIMEOUT: Duration = Duration::from_secs(5);
 /// A registration that failed while kubelet's socket is there is tried again
 /// this soon (doubling up to the safety tick), not only at the next tick:
 /// the socket file appears at kubelet's bind(), which wakes us, a moment
@@ -82,6 +84,7 @@ impl Running {
         }
         let _ = std::fs::remove_file(&self.socket);
         self.shared.remove_device_info();
+        self.shared.remove_cdi_spec();
     }
 }
 
@@ -356,7 +359,22 @@ impl Daemon {
             devinfo_dir: self.opts.devinfo_dir.clone(),
             devices: tx,
             metrics: self.metrics.as_ref().map(|m| m.metrics.clone()),
+            // A pool whose name cannot be a CDI kind is served without CDI.
+            cdi_dir: self
+                .opts
+                .use_cdi
+                .then(|| self.opts.cdi_dir.clone())
+                .filter(|_| match crate::cdi::kind_error(&resource) {
+                    None => true,
+                    Some(e) => {
+                        tracing::error!(
+                            "{e}: serving the pool without CDI (device nodes in Allocate)"
+                        );
+                        false
+                    }
+                }),
         });
+        shared.write_cdi_spec();
         let stop = serve(&self.opts.device_plugin_dir, &shared, &socket)?;
         tracing::info!(resource = %resource, socket = %socket.display(), devices = shared.devices.borrow().len(), "serving pool");
         Ok(Running {
@@ -387,6 +405,9 @@ impl Daemon {
         }
         for name in pass.changed {
             tracing::info!(resource = %name, "devices or health changed");
+            if let Some(r) = self.running.get(&name) {
+                r.shared.write_cdi_spec();
+            }
             if let Some(m) = &self.metrics {
                 m.metrics
                     .update_seconds
@@ -414,6 +435,36 @@ impl Daemon {
                     })
                     .collect(),
             );
+        }
+    }
+
+    /// Metrics on: when kubelet's checkpoint changed since `seen` (an
+    /// allocation or a release), ask PodResources who holds which device.
+    /// No checkpoint (no kubelet yet): nobody holds anything. A failed ask
+    /// is logged and leaves the labels empty until the next change.
+    async fn refresh_holders(&mut self, seen: &mut Option<Option<(u64, u64, i64, i64)>>) {
+        let Some(m) = &self.metrics else { return };
+        let stamp = crate::podresources::checkpoint_stamp(m.checkpoint());
+        if seen.as_ref() == Some(&stamp) {
+            return;
+        }
+        *seen = Some(stamp);
+        if stamp.is_none() {
+            m.set_holders(Default::default());
+            return;
+        }
+        match crate::podresources::list(&self.opts.pod_resources_socket, HOLDERS_TIMEOUT).await {
+            Ok(h) => {
+                tracing::info!(
+                    devices = h.len(),
+                    "allocations changed: holders from PodResources"
+                );
+                m.set_holders(h);
+            }
+            Err(e) => {
+                tracing::warn!("pod labels of the VF metrics: {e}");
+                m.set_holders(Default::default());
+            }
         }
     }
 
@@ -537,6 +588,7 @@ pub async fn run(
         Some(addr) => {
             let (m, handle) = crate::metrics::Metrics::new(
                 opts.device_plugin_dir.join("kubelet_internal_checkpoint"),
+                opts.sysfs_root.clone(),
             );
             crate::metrics::serve(addr, m)
                 .await
@@ -548,6 +600,11 @@ pub async fn run(
         }
         None => None,
     };
+    // Specs a previous run left for pools it served: each pool this run
+    // serves writes its own as it starts.
+    if opts.use_cdi {
+        crate::cdi::remove_stale(&opts.cdi_dir, &[]);
+    }
     let opts_gate = opts.node_state.as_deref().map(crate::gate::Gate::new);
     let mut daemon = Daemon {
         discovery: Discovery::new(&opts.sysfs_root, &opts.proc_root),
@@ -588,6 +645,10 @@ pub async fn run(
     let mut last_config = Some(config_bytes);
     let mut was_ready = None;
     let mut register_retry: Option<Duration> = None;
+    // kubelet's checkpoint as last seen: a change is an allocation or a
+    // release, and the metrics ask PodResources who holds what.
+    let mut holders_seen = None;
+    let mut holders_asked = Instant::now();
     loop {
         let mut rescan = false;
         let retry_in = register_retry.unwrap_or(tick_every);
@@ -609,6 +670,13 @@ pub async fn run(
             w.take();
             daemon.reconcile(None).await;
             last_scan = Instant::now();
+            // The safety net for the pod labels too (a PodResources ask
+            // that failed, an event missed): asked again every 5 minutes,
+            // also when rescans poll every second.
+            if holders_asked.elapsed() >= SAFETY_RESCAN {
+                holders_seen = None;
+                holders_asked = Instant::now();
+            }
         } else if rescan {
             let only = daemon.to_read(w.take());
             if only.is_none() {
@@ -623,9 +691,10 @@ pub async fn run(
             set_ready(daemon.opts.ready_file.as_deref(), ready);
             was_ready = Some(ready);
         }
+        daemon.refresh_holders(&mut holders_seen).await;
     }
     set_ready(daemon.opts.ready_file.as_deref(), false);
-    tracing::info!("shutting down: removing sockets and device-info files");
+    tracing::info!("shutting down: removing sockets, device-info files and CDI specs");
     for r in daemon.running.values_mut() {
         r.shutdown();
     }

@@ -23,6 +23,15 @@ pub struct PciDevice {
     pub driver: Option<String>,
     pub numa_node: Option<i64>,
     pub iommu_group: Option<String>,
+    /// The IOMMU group is vfio's no-IOMMU one (its `name` is `vfio-noiommu`):
+    /// the container's node is `/dev/vfio/noiommu-<group>`.
+    pub vfio_noiommu: bool,
+    /// Bound to a UIO driver: its `uio/uioN` (the node is `/dev/uioN`).
+    pub uio: Option<String>,
+    /// A UIO device's own sysfs directory, symlinks resolved, relative to the
+    /// sysfs root (`devices/pci0000:00/0000:00:01.0/0000:01:10.0`): DPDK maps
+    /// its `resourceN` files and writes its `config` there.
+    pub sysfs_dir: Option<String>,
     /// For a VF: its PF's address, netdev and this VF's index.
     pub pf_pci: Option<String>,
     pub pf_name: Option<String>,
@@ -68,6 +77,25 @@ impl PciDevice {
     /// Bound to vfio-pci: containers get /dev/vfio/<group>.
     pub fn is_vfio(&self) -> bool {
         self.driver.as_deref() == Some("vfio-pci")
+    }
+
+    /// Bound to a UIO driver DPDK uses (uio_pci_generic, igb_uio) and
+    /// showing its uio device: containers get /dev/uioN.
+    pub fn uio_node(&self) -> Option<&str> {
+        matches!(self.driver.as_deref(), Some("uio_pci_generic" | "igb_uio"))
+            .then_some(self.uio.as_deref())
+            .flatten()
+    }
+
+    /// The vfio group's character device: `/dev/vfio/<group>`, or
+    /// `/dev/vfio/noiommu-<group>` for a no-IOMMU group.
+    pub fn vfio_group_node(&self) -> Option<String> {
+        let g = self.iommu_group.as_deref()?;
+        Some(if self.vfio_noiommu {
+            format!("/dev/vfio/noiommu-{g}")
+        } else {
+            format!("/dev/vfio/{g}")
+        })
     }
 
     /// Healthy unless its PF's link is down, or it lost the driver it had
@@ -358,6 +386,9 @@ impl Discovery {
                 .and_then(|n| n.parse().ok())
                 .filter(|n: &i64| *n >= 0),
             iommu_group: link_name(&dev.join("iommu_group")),
+            vfio_noiommu: read_trim(&dev.join("iommu_group/name")).as_deref()
+                == Some("vfio-noiommu"),
+            uio: entries(&dev.join("uio")).into_iter().next(),
             total_vfs: pf_attr("sriov_totalvfs").and_then(|n| n.parse().ok()),
             num_vfs: pf_attr("sriov_numvfs").and_then(|n| n.parse().ok()),
             acpi_index: pf_attr("acpi_index"),
@@ -390,7 +421,17 @@ impl Discovery {
             d.switchdev = !self.representors(&dev, n).is_empty();
         }
         d.netdev = netdev;
+        if d.uio.is_some() {
+            d.sysfs_dir = self.resolved(&dev);
+        }
         d
+    }
+
+    /// `dir` with symlinks resolved, relative to the (resolved) sysfs root.
+    fn resolved(&self, dir: &Path) -> Option<String> {
+        let root = fs::canonicalize(&self.sysfs).ok()?;
+        let real = fs::canonicalize(dir).ok()?;
+        real.strip_prefix(&root).ok()?.to_str().map(str::to_string)
     }
 
     /// The devices after a change to `pcis` only: those are read again (a
@@ -492,149 +533,8 @@ impl Discovery {
     }
 }
 
-/// Synthetic sysfs trees for tests: devices with vendor, class, driver, NUMA.
-pub mod fixture {
-    use std::fs;
-    use std::os::unix::fs::symlink;
-    use std::path::Path;
-
-    /// What to create.
-    #[derive(Debug, Clone)]
-    pub struct Dev<'a> {
-        pub pci: &'a str,
-        pub vendor: &'a str,
-        pub device: &'a str,
-        pub class: &'a str,
-        pub driver: Option<&'a str>,
-        pub numa: i64,
-        pub netdev: Option<&'a str>,
-        pub iommu_group: Option<&'a str>,
-    }
-
-    impl<'a> Dev<'a> {
-        /// An Intel 82576 PF (igb, device 0x10c9) with netdev `netdev`.
-        pub fn igb_pf(pci: &'a str, netdev: &'a str) -> Self {
-            Dev {
-                pci,
-                device: "0x10c9",
-                driver: Some("igb"),
-                netdev: Some(netdev),
-                ..Default::default()
-            }
-        }
-    }
-
-    impl Default for Dev<'_> {
-        fn default() -> Self {
-            Dev {
-                pci: "0000:00:00.0",
-                vendor: "0x8086",
-                device: "0x10ca",
-                class: "0x020000",
-                driver: Some("igbvf"),
-                numa: 0,
-                netdev: None,
-                iommu_group: None,
-            }
-        }
-    }
-
-    pub fn device(root: &Path, d: &Dev) -> std::io::Result<()> {
-        let dir = root.join("bus/pci/devices").join(d.pci);
-        fs::create_dir_all(&dir)?;
-        fs::write(dir.join("vendor"), format!("{}\n", d.vendor))?;
-        fs::write(dir.join("device"), format!("{}\n", d.device))?;
-        fs::write(dir.join("class"), format!("{}\n", d.class))?;
-        fs::write(dir.join("numa_node"), format!("{}\n", d.numa))?;
-        if let Some(drv) = d.driver {
-            let ddir = root.join("bus/pci/drivers").join(drv);
-            fs::create_dir_all(&ddir)?;
-            symlink(&ddir, dir.join("driver"))?;
-        }
-        if let Some(n) = d.netdev {
-            let ndir = dir.join("net").join(n);
-            fs::create_dir_all(&ndir)?;
-            fs::write(ndir.join("type"), "1\n")?;
-            fs::write(ndir.join("operstate"), "up\n")?;
-        }
-        if let Some(g) = d.iommu_group {
-            let gdir = root.join("kernel/iommu_groups").join(g);
-            fs::create_dir_all(&gdir)?;
-            symlink(&gdir, dir.join("iommu_group"))?;
-        }
-        Ok(())
-    }
-
-    /// A PF with `vfs` VFs (`(pci, netdev, driver)`), VF i as `virtfn<i>`.
-    pub fn pf(root: &Path, pf: &Dev, vfs: &[Dev]) -> std::io::Result<()> {
-        device(root, pf)?;
-        let pdir = root.join("bus/pci/devices").join(pf.pci);
-        fs::write(pdir.join("sriov_totalvfs"), "64\n")?;
-        fs::write(pdir.join("sriov_numvfs"), format!("{}\n", vfs.len()))?;
-        for (i, vf) in vfs.iter().enumerate() {
-            device(root, vf)?;
-            let vdir = root.join("bus/pci/devices").join(vf.pci);
-            symlink(&pdir, vdir.join("physfn"))?;
-            symlink(&vdir, pdir.join(format!("virtfn{i}")))?;
-        }
-        Ok(())
-    }
-
-    /// Put a PF's eswitch in switchdev mode: its uplink `uplink` gets
-    /// `phys_port_name` p0 and `switch_id`; each `(vf, name, beside_uplink)`
-    /// becomes VF `vf`'s representor — in the PF's `net/` directory (mlx5,
-    /// ice) or under a device of its own (netdevsim) — listed in `class/net`.
-    pub fn switchdev(
-        root: &Path,
-        pf_pci: &str,
-        uplink: &str,
-        switch_id: &str,
-        reps: &[(u32, &str, bool)],
-    ) -> std::io::Result<()> {
-        let pf_net = root.join("bus/pci/devices").join(pf_pci).join("net");
-        fs::write(pf_net.join(uplink).join("phys_port_name"), "p0\n")?;
-        fs::write(
-            pf_net.join(uplink).join("phys_switch_id"),
-            format!("{switch_id}\n"),
-        )?;
-        fs::create_dir_all(root.join("class/net"))?;
-        for (vf, name, beside) in reps {
-            let dir = if *beside {
-                pf_net.join(name)
-            } else {
-                root.join("devices/virtual/net").join(name)
-            };
-            fs::create_dir_all(&dir)?;
-            fs::write(dir.join("phys_port_name"), format!("pf0vf{vf}\n"))?;
-            fs::write(dir.join("phys_switch_id"), format!("{switch_id}\n"))?;
-            fs::write(dir.join("operstate"), "down\n")?;
-            symlink(&dir, root.join("class/net").join(name))?;
-        }
-        Ok(())
-    }
-
-    /// Make device `pci` an RDMA device as mlx5 shows one: `infiniband/<ib>`,
-    /// `infiniband_verbs/uverbs<n>`, `infiniband_mad/umad<n>` and `issm<n>`.
-    pub fn rdma(root: &Path, pci: &str, ib: &str, n: u32) -> std::io::Result<()> {
-        let dev = root.join("bus/pci/devices").join(pci);
-        fs::create_dir_all(dev.join("infiniband").join(ib))?;
-        fs::create_dir_all(dev.join("infiniband_verbs").join(format!("uverbs{n}")))?;
-        fs::create_dir_all(dev.join("infiniband_mad").join(format!("umad{n}")))?;
-        fs::create_dir_all(dev.join("infiniband_mad").join(format!("issm{n}")))
-    }
-
-    /// Set a netdev's operstate ("up", "down").
-    pub fn set_operstate(root: &Path, pci: &str, netdev: &str, state: &str) -> std::io::Result<()> {
-        fs::write(
-            root.join("bus/pci/devices")
-                .join(pci)
-                .join("net")
-                .join(netdev)
-                .join("operstate"),
-            format!("{state}\n"),
-        )
-    }
-}
+/// Synthetic sysfs trees for tests.
+pub mod fixture;
 
 #[cfg(test)]
 pub(crate) mod tests;

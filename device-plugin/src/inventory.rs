@@ -2,7 +2,9 @@
 //! with vendor and device names (the system's PCI ID database), driver, NUMA node, link
 //! type and eswitch mode, and which pool each would join under the given
 //! config — or, for every pool, why not (upstream's most asked question:
-//! "why is my resource 0?"). Reads sysfs only; changes nothing.
+//! "why is my resource 0?"). A config that does not load (a selector key or
+//! device type this build refuses, say) is explained at the top, and the
+//! devices are listed without pools. Reads sysfs only; changes nothing.
 
 use std::collections::BTreeSet;
 use std::fmt::Write;
@@ -56,16 +58,25 @@ fn verdict(
     }
 }
 
-/// The inventory as text.
+/// The inventory as text; `config` is the loaded config, or why it did not
+/// load (the daemon would not start on it).
 pub fn render(
     discovery: &Discovery,
-    config: Option<&ResourceConfigList>,
+    config: Result<&ResourceConfigList, &str>,
     prefix: &str,
     ids: Option<&PciIds>,
 ) -> String {
     let devices = discovery.scan();
     let routes = discovery.default_route_netdevs();
     let mut out = String::new();
+    if let Err(why) = config {
+        let _ = writeln!(
+            out,
+            "config not loaded (the daemon refuses it too): {why}\n\
+             devices are listed without pools\n"
+        );
+    }
+    let config = config.ok();
     let relevant = |d: &PciDevice| d.is_network() || d.is_accelerator();
     let pfs: Vec<&PciDevice> = devices
         .iter()
@@ -136,7 +147,7 @@ mod tests {
         )
         .unwrap();
         let ids = PciIds::parse(crate::pciids::tests::SAMPLE);
-        let text = render(&d, Some(&cfg), "intel.com", Some(&ids));
+        let text = render(&d, Ok(&cfg), "intel.com", Some(&ids));
         // The PCI ID database names the 82576 and its VF.
         assert!(text.contains("82576"), "{text}");
         assert!(text.contains("Intel Corporation"), "{text}");
@@ -153,5 +164,30 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("VFs 3/64"), "{text}");
+        assert!(!text.contains("config not loaded"), "{text}");
+    }
+
+    /// A config the daemon refuses: the inventory says why at the top and
+    /// lists the devices without pools.
+    #[test]
+    fn a_refused_config_is_explained() {
+        let t = crate::discovery::tests::tree();
+        let d = Discovery::new(t.path(), t.path().join("proc"));
+        let e = ResourceConfigList::from_slice(
+            br#"{"resourceList": [{"resourceName": "sf", "deviceType": "auxNetDevice",
+                 "selectors": {"pfNames": ["p0"]}}]}"#,
+            "intel.com",
+        )
+        .unwrap_err()
+        .to_string();
+        let text = render(&d, Err(&e), "intel.com", None);
+        let first = text.lines().next().unwrap_or_default();
+        assert!(first.starts_with("config not loaded"), "{text}");
+        assert!(
+            first.contains("auxNetDevice: subfunctions are not supported yet"),
+            "{text}"
+        );
+        assert!(text.contains("0000:01:10.0 ens1f0v0"), "{text}");
+        assert!(!text.contains("-> "), "{text}");
     }
 }

@@ -5,6 +5,7 @@
 pub mod allocate;
 pub mod api;
 pub mod authority;
+pub mod cdi;
 pub mod cli;
 pub mod daemon;
 pub mod discovery;
@@ -13,6 +14,7 @@ pub mod inventory;
 pub mod kubelet;
 pub mod metrics;
 pub mod pciids;
+pub mod podresources;
 pub mod pools;
 pub mod service;
 pub mod watch;

@@ -9,14 +9,10 @@ fn main() -> ExitCode {
     let opts = match cli::parse(std::env::args().skip(1)) {
         Ok(Action::Run(o)) => o,
         Ok(Action::Inventory(o)) => {
-            // Without a config, devices and names only, saying so.
-            let config = match daemon::load_config(&o) {
-                Ok((c, _)) => Some(c),
-                Err(e) => {
-                    eprintln!("vfplex-device-plugin: {e}; listing devices without pools");
-                    None
-                }
-            };
+            // Without a config, devices and names only, saying why at the top.
+            let config = daemon::load_config(&o)
+                .map(|(c, _)| c)
+                .map_err(|e| e.to_string());
             let ids = vfplex_device_plugin::pciids::PciIds::load(o.pci_ids.as_deref());
             if ids.is_none() {
                 eprintln!(
@@ -32,7 +28,7 @@ fn main() -> ExitCode {
                 "{}",
                 vfplex_device_plugin::inventory::render(
                     &d,
-                    config.as_ref(),
+                    config.as_ref().map_err(String::as_str),
                     &o.resource_prefix,
                     ids.as_ref().map(|(i, _)| i)
                 )

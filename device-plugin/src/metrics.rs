@@ -6,8 +6,12 @@
 //!   update, per pool; passes over sysfs (full or of the devices touched) and
 //!   their duration;
 //! - per VF, traffic from its PF's view (`IFLA_VF_STATS`: rx/tx packets,
-//!   bytes, dropped), labelled with pool, PF, VF index and PCI address — read
-//!   at scrape time, one netlink request per PF.
+//!   bytes, dropped), labelled with pool, PF, VF index and PCI address and
+//!   with the namespace, pod and container holding it (kubelet's
+//!   PodResources, asked on allocation changes: [`crate::podresources`]) —
+//!   read at scrape time, one netlink request per PF; rx/tx errors from the
+//!   VF's netdev statistics where the daemon sees the netdev (in the host's
+//!   namespace: not once it is in a pod, nor under a DPDK driver).
 //!
 //! The endpoint is `GET /metrics` (OpenMetrics text); everything else is 404.
 
@@ -49,14 +53,20 @@ pub struct Metrics {
 #[derive(Debug)]
 struct Snapshot {
     pools: Mutex<BTreeMap<String, Vec<PciDevice>>>,
+    /// Who holds each device, as PodResources last said.
+    holders: Mutex<crate::podresources::Holders>,
     checkpoint: PathBuf,
+    /// For the VF netdevs' statistics.
+    sysfs: PathBuf,
 }
 
 impl Metrics {
-    pub fn new(checkpoint: PathBuf) -> (Arc<Metrics>, MetricsHandle) {
+    pub fn new(checkpoint: PathBuf, sysfs: PathBuf) -> (Arc<Metrics>, MetricsHandle) {
         let snapshot = Arc::new(Snapshot {
             pools: Mutex::new(BTreeMap::new()),
+            holders: Mutex::new(BTreeMap::new()),
             checkpoint,
+            sysfs,
         });
         let mut registry = Registry::with_prefix("vfplex_device_plugin");
         let allocate_seconds =
@@ -67,22 +77,22 @@ impl Metrics {
         let pass_seconds =
             Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(histogram);
         registry.register(
-            "allocate_seconds",
+            REGISTERED[0],
             "Allocate call latency",
             allocate_seconds.clone(),
         );
         registry.register(
-            "update_seconds",
+            REGISTERED[1],
             "time from a device event to the ListAndWatch update of the pool",
             update_seconds.clone(),
         );
         registry.register(
-            "sysfs_passes",
+            REGISTERED[2],
             "passes over sysfs (kind: full or touched)",
             passes.clone(),
         );
         registry.register(
-            "sysfs_pass_seconds",
+            REGISTERED[3],
             "duration of a pass over sysfs",
             pass_seconds.clone(),
         );
@@ -126,6 +136,18 @@ impl MetricsHandle {
         if let Ok(mut p) = self.snapshot.pools.lock() {
             *p = pools;
         }
+    }
+
+    /// Who holds each device, as PodResources now says.
+    pub fn set_holders(&self, holders: crate::podresources::Holders) {
+        if let Ok(mut h) = self.snapshot.holders.lock() {
+            *h = holders;
+        }
+    }
+
+    /// kubelet's device checkpoint, whose changes are allocations.
+    pub fn checkpoint(&self) -> &std::path::Path {
+        &self.snapshot.checkpoint
     }
 }
 
@@ -208,8 +230,71 @@ fn vf_traffic(pf: &str) -> BTreeMap<u32, Traffic> {
     out
 }
 
+/// A counter of the VF's netdev (`statistics/<name>`), when the daemon sees
+/// the netdev: under the device's `net/` in sysfs, which lists only netdevs
+/// of the daemon's own network namespace.
+fn netdev_stat(sysfs: &std::path::Path, d: &PciDevice, name: &str) -> Option<u64> {
+    let netdev = d.netdev.as_deref()?;
+    let path = sysfs
+        .join("bus/pci/devices")
+        .join(&d.pci)
+        .join("net")
+        .join(netdev)
+        .join("statistics")
+        .join(name);
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
 #[derive(Debug)]
 struct PoolCollector(Arc<Snapshot>);
+
+/// The per-VF counters from the PF (`IFLA_VF_STATS`), in `Traffic`'s order.
+const VF_TRAFFIC: [(&str, &str); 6] = [
+    ("vf_rx_packets", "packets the VF received (PF's view)"),
+    ("vf_tx_packets", "packets the VF sent (PF's view)"),
+    ("vf_rx_bytes", "bytes the VF received (PF's view)"),
+    ("vf_tx_bytes", "bytes the VF sent (PF's view)"),
+    ("vf_rx_dropped", "received packets dropped for the VF"),
+    ("vf_tx_dropped", "sent packets dropped for the VF"),
+];
+
+/// The per-VF counters from the VF's netdev.
+const VF_ERRORS: [(&str, &str); 2] = [
+    (
+        "vf_rx_errors",
+        "receive errors of the VF's netdev (host namespace only)",
+    ),
+    (
+        "vf_tx_errors",
+        "transmit errors of the VF's netdev (host namespace only)",
+    ),
+];
+
+/// The pool gauges the collector exports.
+const POOL_GAUGES: [&str; 3] = [
+    "pool_devices",
+    "pool_healthy_devices",
+    "pool_allocated_devices",
+];
+
+/// The metrics registered in [`Metrics::new`].
+const REGISTERED: [&str; 4] = [
+    "allocate_seconds",
+    "update_seconds",
+    "sysfs_passes",
+    "sysfs_pass_seconds",
+];
+
+/// Every metric the daemon can export, without the `vfplex_device_plugin_`
+/// prefix and the `_total`, `_bucket`, `_sum` and `_count` suffixes: what the
+/// Grafana dashboard (`deploy/grafana/`) may query.
+pub fn metric_names() -> Vec<&'static str> {
+    let mut v: Vec<&'static str> = REGISTERED.to_vec();
+    v.extend(POOL_GAUGES);
+    v.extend(VF_TRAFFIC.iter().map(|(n, _)| *n));
+    v.extend(VF_ERRORS.iter().map(|(n, _)| *n));
+    v
+}
 
 fn gauge(
     e: &mut DescriptorEncoder,
@@ -247,6 +332,7 @@ fn counter(
 impl Collector for PoolCollector {
     fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
         let pools = self.0.pools.lock().map(|p| p.clone()).unwrap_or_default();
+        let holders = self.0.holders.lock().map(|h| h.clone()).unwrap_or_default();
         let allocated = allocated(&self.0.checkpoint);
         let (mut cap, mut healthy, mut alloc) = (Vec::new(), Vec::new(), Vec::new());
         let mut pfs: BTreeMap<String, Vec<(String, &PciDevice)>> = BTreeMap::new();
@@ -266,35 +352,48 @@ impl Collector for PoolCollector {
         }
         gauge(
             &mut e,
-            "pool_devices",
+            POOL_GAUGES[0],
             "devices in the pool (capacity)",
             &cap,
         )?;
         gauge(
             &mut e,
-            "pool_healthy_devices",
+            POOL_GAUGES[1],
             "healthy devices in the pool (allocatable)",
             &healthy,
         )?;
         gauge(
             &mut e,
-            "pool_allocated_devices",
+            POOL_GAUGES[2],
             "devices kubelet has allocated from the pool",
             &alloc,
         )?;
         let mut rows: [Vec<(Labels, u64)>; 6] = Default::default();
+        let mut errors: [Vec<(Labels, u64)>; 2] = Default::default();
         for (pf, vfs) in &pfs {
             let traffic = vf_traffic(pf);
             for (pool, d) in vfs {
-                let Some(t) = d.vf_index.and_then(|i| traffic.get(&u32::from(i))) else {
-                    continue;
-                };
+                let holder = holders
+                    .get(&(pool.clone(), d.pci.clone()))
+                    .cloned()
+                    .unwrap_or_default();
                 let l: Labels = vec![
                     ("pool", pool.clone()),
                     ("pf", pf.clone()),
                     ("vf", d.vf_index.map(|i| i.to_string()).unwrap_or_default()),
                     ("pci_address", d.pci.clone()),
+                    ("namespace", holder.namespace),
+                    ("pod", holder.pod),
+                    ("container", holder.container),
                 ];
+                for (i, name) in ["rx_errors", "tx_errors"].into_iter().enumerate() {
+                    if let Some(v) = netdev_stat(&self.0.sysfs, d, name) {
+                        errors[i].push((l.clone(), v));
+                    }
+                }
+                let Some(t) = d.vf_index.and_then(|i| traffic.get(&u32::from(i))) else {
+                    continue;
+                };
                 for (i, v) in [
                     t.rx_packets,
                     t.tx_packets,
@@ -310,15 +409,10 @@ impl Collector for PoolCollector {
                 }
             }
         }
-        let names = [
-            ("vf_rx_packets", "packets the VF received (PF's view)"),
-            ("vf_tx_packets", "packets the VF sent (PF's view)"),
-            ("vf_rx_bytes", "bytes the VF received (PF's view)"),
-            ("vf_tx_bytes", "bytes the VF sent (PF's view)"),
-            ("vf_rx_dropped", "received packets dropped for the VF"),
-            ("vf_tx_dropped", "sent packets dropped for the VF"),
-        ];
-        for ((name, help), r) in names.iter().zip(rows.iter()) {
+        for ((name, help), r) in VF_TRAFFIC.iter().zip(rows.iter()) {
+            counter(&mut e, name, help, r)?;
+        }
+        for ((name, help), r) in VF_ERRORS.iter().zip(errors.iter()) {
             counter(&mut e, name, help, r)?;
         }
         Ok(())

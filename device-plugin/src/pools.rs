@@ -18,26 +18,6 @@ pub struct Pool {
     pub devices: BTreeMap<String, PciDevice>,
 }
 
-/// Selector keys we cannot evaluate (no devlink DDP, no InfiniBand pkeys, no
-/// vDPA or auxiliary devices here): a selector using them matches nothing,
-/// rather than everything.
-pub fn unsupported_keys(s: &Selector) -> Vec<&'static str> {
-    let mut v = Vec::new();
-    if !s.ddp_profiles.is_empty() {
-        v.push("ddpProfiles");
-    }
-    if !s.p_keys.is_empty() {
-        v.push("pKeys");
-    }
-    if s.vdpa_type.is_some() {
-        v.push("vdpaType");
-    }
-    if !s.aux_types.is_empty() {
-        v.push("auxTypes");
-    }
-    v
-}
-
 fn any_or(list: &[String], f: impl Fn(&str) -> bool) -> bool {
     list.is_empty() || list.iter().any(|x| f(x))
 }
@@ -49,14 +29,8 @@ pub fn matches(s: &Selector, d: &PciDevice) -> bool {
 
 /// The first key of `s` that `d` does not pass, with what `d` has instead
 /// (for `inventory`: "why is my resource 0?").
+/// (Keys this build cannot evaluate never get here: the config refuses them.)
 pub fn mismatch(s: &Selector, d: &PciDevice) -> Option<String> {
-    let unsupported = unsupported_keys(s);
-    if !unsupported.is_empty() {
-        return Some(format!(
-            "selector key {} is not supported",
-            unsupported.join(", ")
-        ));
-    }
     let name_and_index = match (&d.pf_name, d.vf_index) {
         (Some(pf), Some(i)) => Some((pf.as_str(), Some(i))),
         _ => d.netdev.as_deref().map(|n| (n, None)),
@@ -142,7 +116,6 @@ pub fn ineligible(
         }
         DeviceType::NetDevice => "its netdev carries the host's default route",
         DeviceType::Accelerator => "not an accelerator (PCI class 12)",
-        DeviceType::AuxNetDevice => "auxiliary devices are not discovered",
     })
 }
 
@@ -180,8 +153,6 @@ fn eligible(t: DeviceType, d: &PciDevice, default_route: &BTreeSet<String>) -> b
                 && !d.netdev.as_ref().is_some_and(|n| default_route.contains(n))
         }
         DeviceType::Accelerator => d.is_accelerator(),
-        // Auxiliary (sub-function) devices are not discovered yet.
-        DeviceType::AuxNetDevice => false,
     }
 }
 
@@ -309,17 +280,15 @@ mod tests {
     }
 
     #[test]
-    fn default_route_netdev_and_unsupported_keys_match_nothing() {
+    fn default_route_netdev_is_never_offered() {
         let p = pools(
             r#"{"resourceList": [
-                {"resourceName": "ddp", "selectors": {"ddpProfiles": ["GTP"]}},
                 {"resourceName": "mlx", "selectors": {"vendors": ["15b3"]}}
             ]}"#,
             &["ens2f0v0"],
         );
-        assert!(p[0].devices.is_empty());
         assert!(
-            p[1].devices.is_empty(),
+            p[0].devices.is_empty(),
             "its only VF netdev carries the default route"
         );
     }
@@ -429,10 +398,6 @@ mod tests {
         assert_eq!(
             ineligible(DeviceType::Accelerator, &vf, &none),
             Some("not an accelerator (PCI class 12)")
-        );
-        assert_eq!(
-            ineligible(DeviceType::AuxNetDevice, &vf, &none),
-            Some("auxiliary devices are not discovered")
         );
         let route: BTreeSet<String> = ["ens5f0v0".to_string(), "ens6f0".to_string()].into();
         assert_eq!(

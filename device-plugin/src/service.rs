@@ -16,20 +16,25 @@ use vfplex_config::device_plugin::{DeviceType, ResourceConfig};
 use crate::allocate;
 use crate::api::device_plugin_server::DevicePlugin;
 use crate::api::{
-    AllocateRequest, AllocateResponse, ContainerPreferredAllocationResponse, Device,
+    AllocateRequest, AllocateResponse, CdiDevice, ContainerPreferredAllocationResponse, Device,
     DevicePluginOptions, Empty, ListAndWatchResponse, NumaNode, PreStartContainerRequest,
     PreStartContainerResponse, PreferredAllocationRequest, PreferredAllocationResponse,
     TopologyInfo, HEALTHY, UNHEALTHY,
 };
 use crate::discovery::PciDevice;
 
-/// Writing a device-info file failed.
+/// Writing or removing a file the daemon publishes for others (a
+/// device-info file, a CDI spec) failed; each names its file.
 #[derive(Debug, thiserror::Error)]
-pub enum DeviceInfoError {
+pub enum PublishError {
     #[error(transparent)]
     Name(#[from] vfplex_config::ConfigError),
-    #[error("encoding device-info: {0}")]
-    Encode(#[from] serde_json::Error),
+    #[error("encoding {}: {source}", path.display())]
+    Encode {
+        path: std::path::PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("{}: {source}", path.display())]
     Io {
         path: std::path::PathBuf,
@@ -50,6 +55,8 @@ pub struct PoolShared {
     pub devices: watch::Sender<BTreeMap<String, PciDevice>>,
     /// Where Allocate latency goes (`--metrics-address`).
     pub metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
+    /// `--use-cdi`: the CDI spec directory; Allocate then names CDI devices.
+    pub cdi_dir: Option<PathBuf>,
 }
 
 impl PoolShared {
@@ -72,7 +79,7 @@ impl PoolShared {
 
     /// The device-info file of one allocated VF (netDevice pools), written
     /// atomically (a fresh O_EXCL|O_NOFOLLOW temporary file, then a rename).
-    fn write_device_info(&self, d: &PciDevice) -> Result<(), DeviceInfoError> {
+    fn write_device_info(&self, d: &PciDevice) -> Result<(), PublishError> {
         let name = dp_file_name(&self.resource, &d.pci)?;
         let mut info = DeviceInfo::pci(&d.pci, d.pf_pci.as_deref());
         // switchdev mode: OVS/OVN hardware offload plugs the VF's representor.
@@ -80,14 +87,40 @@ impl PoolShared {
             p.representor_device.clone_from(&d.representor);
             p.rdma_device.clone_from(&d.rdma_device);
         }
-        let data = serde_json::to_vec(&info)?;
         let dir = &self.devinfo_dir;
-        let io = |source| DeviceInfoError::Io {
+        let data = serde_json::to_vec(&info).map_err(|source| PublishError::Encode {
+            path: dir.join(&name),
+            source,
+        })?;
+        let io = |source| PublishError::Io {
             path: dir.join(&name),
             source,
         };
         std::fs::create_dir_all(dir).map_err(io)?;
         vfplex_cni::files::write_atomic(dir, &name, &data, false).map_err(io)
+    }
+
+    /// `--use-cdi`: write the pool's CDI spec for its current devices.
+    pub fn write_cdi_spec(&self) {
+        let Some(dir) = &self.cdi_dir else { return };
+        let spec = crate::cdi::spec(
+            &self.config,
+            &self.resource,
+            &self.default_prefix,
+            &self.devices.borrow(),
+        );
+        if let Err(e) = crate::cdi::write(dir, &self.resource, &spec) {
+            tracing::error!(resource = %self.resource, "{e}");
+        }
+    }
+
+    /// `--use-cdi`: remove the pool's CDI spec (shutdown, pool removed).
+    pub fn remove_cdi_spec(&self) {
+        if let Some(dir) = &self.cdi_dir {
+            if let Err(e) = crate::cdi::remove(dir, &self.resource) {
+                tracing::warn!(resource = %self.resource, "{e}");
+            }
+        }
     }
 
     /// Remove this pool's device-info files (shutdown, pool removed).
@@ -184,7 +217,7 @@ impl DevicePlugin for PoolService {
         let devices = self.shared.devices.borrow();
         let mut container_responses = Vec::new();
         for c in req.into_inner().container_requests {
-            let resp = allocate::container_response(
+            let mut resp = allocate::container_response(
                 &self.shared.config,
                 &self.shared.default_prefix,
                 &devices,
@@ -204,6 +237,19 @@ impl DevicePlugin for PoolService {
                         })?;
                     }
                 }
+            }
+            // CDI: the runtime takes nodes and mounts from the pool's spec;
+            // the env (the pool's list of addresses, _INFO) stays here.
+            if self.shared.cdi_dir.is_some() {
+                resp.devices.clear();
+                resp.mounts.clear();
+                resp.cdi_devices = c
+                    .devices_ids
+                    .iter()
+                    .map(|id| CdiDevice {
+                        name: crate::cdi::device_name(&self.shared.resource, id),
+                    })
+                    .collect();
             }
             tracing::info!(resource = %self.shared.resource, devices = ?c.devices_ids, "allocated");
             container_responses.push(resp);

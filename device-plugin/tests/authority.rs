@@ -180,6 +180,7 @@ async fn allocates_then_list_and_watch_through_the_fix() {
         devinfo_dir: dir.path().join("devinfo"),
         devices: tx,
         metrics: None,
+        cdi_dir: None,
     });
     let sock = dir.path().join("pool.sock");
     let l = UnixListener::bind(&sock).unwrap();

@@ -33,6 +33,20 @@ if [ "${LAB_IOMMU:-0}" = 1 ]; then
         [ -f "/lib/modules/lab/$m.ko" ] && { insmod "/lib/modules/lab/$m.ko" || say "WARN insmod $m failed"; }
     done
 fi
+# No IOMMU: vfio built with VFIO_NOIOMMU (lab-setup), in its unsafe mode;
+# vfio-pci then gives a VF a no-IOMMU group and /dev/vfio/noiommu-<group>.
+if [ "${LAB_NOIOMMU:-0}" = 1 ]; then
+    insmod /lib/modules/lab/irqbypass.ko || say "ERROR insmod irqbypass failed"
+    [ -f /lib/modules/lab/iommufd.ko ] && { insmod /lib/modules/lab/iommufd.ko || say "ERROR insmod iommufd failed"; }
+    insmod /lib/modules/lab/vfio-noiommu.ko enable_unsafe_noiommu_mode=1 || say "ERROR insmod vfio (noiommu) failed"
+    for m in vfio-pci-core vfio-pci; do
+        insmod "/lib/modules/lab/$m.ko" || say "ERROR insmod $m failed"
+    done
+fi
+# UIO, for DPDK's uio_pci_generic path.
+for m in uio uio_pci_generic; do
+    insmod "/lib/modules/lab/$m.ko" || say "ERROR insmod $m failed"
+done
 ip link set lo up
 
 # Wait for the PF netdevs the harness asked for.

@@ -330,3 +330,44 @@ json_field() {
 
 # ip_of JSON: the first address (without prefix) in a CNI result.
 ip_of() { json_field "$1" address | cut -d/ -f1; }
+
+# lab_bind PCI DRIVER: rebind a device to DRIVER through driver_override and
+# drivers_probe (DRIVER empty: back to whatever the kernel picks).
+lab_bind() {
+    _dev=/sys/bus/pci/devices/$1
+    [ -e "$_dev/driver" ] && echo "$1" >"$_dev/driver/unbind"
+    echo "$2" >"$_dev/driver_override"
+    echo "$1" >/sys/bus/pci/drivers_probe
+}
+
+# lab_container_view ALLOCATE ROOT: what a container runtime makes of an
+# Allocate answer (vfplex-kubelet allocate's DEVICE and MOUNT lines) under
+# ROOT, as runc does: each device node created with the host node's type and
+# numbers (the host node must be a character device), each mount bound from
+# the host path. lab_container_unview ROOT undoes the mounts.
+lab_container_view() {
+    printf '%s\n' "$1" | while read -r _kind _host _cont _perm; do
+        case $_kind in
+        DEVICE)
+            [ -c "$_host" ] || { echo "host node $_host is not a character device"; exit 1; }
+            mkdir -p "$2$(dirname "$_cont")" &&
+                mknod "$2$_cont" c "$((0x$(stat -c %t "$_host")))" "$((0x$(stat -c %T "$_host")))" ||
+                { echo "mknod $2$_cont failed"; exit 1; } ;;
+        MOUNT)
+            [ -d "$_host" ] || { echo "mount source $_host is not a directory"; exit 1; }
+            mkdir -p "$2$_cont" && mount --bind "$_host" "$2$_cont" ||
+                { echo "bind $_host failed"; exit 1; } ;;
+        esac
+    done
+}
+lab_container_unview() {
+    grep " $1/" /proc/mounts | awk '{print $2}' | sort -r | while read -r _m; do umount "$_m"; done
+    rm -rf "$1"
+}
+
+# lab_same_node A B: two character devices with the same numbers.
+lab_same_node() {
+    [ -c "$1" ] && [ -c "$2" ] || { echo "$1 or $2 is not a character device"; return 1; }
+    [ "$(stat -c %t:%T "$1")" = "$(stat -c %t:%T "$2")" ] ||
+        { echo "$1 is $(stat -c %t:%T "$1"), $2 is $(stat -c %t:%T "$2")"; return 1; }
+}

@@ -4,9 +4,11 @@
 # link going down turns its VFs Unhealthy through ListAndWatch (netlink event).
 # Its metrics endpoint is scraped: pool gauges, Allocate latency, and each VF's
 # traffic counters from the PF's IFLA_VF_STATS on a real kernel (igb has no
-# ndo_get_vf_stats: the kernel sends the nest with zeros).
+# ndo_get_vf_stats: the kernel sends the nest with zeros), labelled with the
+# pod the stand-in kubelet allocated it to (its PodResources, asked when its
+# checkpoint changes), and the VF netdevs' error counters.
 # requires: vf-netdevs
-plan $((10 - 1 + 3 + 4 + 1))
+plan $((10 - 1 + 3 + 4 + 1 + 2))
 PF=$(lab_first_pf)
 ip link set "$PF" up
 check create-3-vfs lab_create_vfs "$PF" 3
@@ -15,7 +17,9 @@ mkdir -p /etc/pcidp
 cat >/etc/pcidp/config.json <<CFG
 {"resourceList": [{"resourceName": "lab_igb", "selectors": {"vendors": ["8086"], "devices": ["10ca"], "drivers": ["igbvf"], "pfNames": ["$PF"]}}]}
 CFG
-vfplex-kubelet serve "$DP" >/tmp/kubelet.out 2>/tmp/kubelet.err &
+# A stand-in of an earlier run may still be going away with its socket.
+rm -f "$DP/kubelet.sock" "$DP/kubelet_internal_checkpoint"
+vfplex-kubelet serve "$DP" --pod-resources /var/lib/kubelet/pod-resources/kubelet.sock >/tmp/kubelet.out 2>/tmp/kubelet.err &
 KPID=$!
 lab_wait 30 "the kubelet stand-in's socket" lab_socket "$DP/kubelet.sock"
 vfplex-device-plugin --metrics-address 127.0.0.1:9808 >/tmp/dp.out 2>/tmp/dp.err &
@@ -29,17 +33,25 @@ say "LISTED $L (after $(grep -c "^LIST intel.com/lab_igb" /tmp/kubelet.out) list
 for v in 0 1 2; do
     check "vf$v-advertised-healthy" contains "$L" "$(lab_vf_pci "$PF" $v)=Healthy"
 done
-A=$(vfplex-kubelet allocate "$DP/vfplex-intel.com_lab_igb.sock" "$(lab_vf_pci "$PF" 0)" "$(lab_vf_pci "$PF" 2)")
+A=$(vfplex-kubelet allocate "$DP/vfplex-intel.com_lab_igb.sock" "$(lab_vf_pci "$PF" 0)" "$(lab_vf_pci "$PF" 2)" \
+    --record "$DP/kubelet_internal_checkpoint" uid-lab-1 intel.com/lab_igb lab/pod-a app)
 check allocate-env contains "$A" "ENV PCIDEVICE_INTEL_COM_LAB_IGB=$(lab_vf_pci "$PF" 0),$(lab_vf_pci "$PF" 2)"
 check device-info-file test -f "/var/run/k8s.cni.cncf.io/devinfo/dp/intel.com-lab_igb-$(lab_vf_pci "$PF" 0)-device.json"
+# The pod labels come once the daemon has seen the checkpoint change and asked
+# PodResources (an event on kubelet's directory, then one List).
+held() { wget -qO- http://127.0.0.1:9808/metrics | grep -q "vf_rx_packets_total{.*vf=\"2\".*pod=\"pod-a\""; }
+lab_wait 30 "VF 2's metrics labelled with pod-a" held
 M=$(wget -qO- http://127.0.0.1:9808/metrics)
 P='{pool="intel.com/lab_igb"}'
 check metrics-pool-devices contains "$M" "vfplex_device_plugin_pool_devices$P 3"
 check metrics-allocate-latency contains "$M" "vfplex_device_plugin_allocate_seconds_count$P 1"
-for v in 1 2; do
-    check "metrics-vf$v-traffic" contains "$M" "vfplex_device_plugin_vf_rx_packets_total{pool=\"intel.com/lab_igb\",pf=\"$PF\",vf=\"$v\",pci_address=\"$(lab_vf_pci "$PF" $v)\"} "
-done
-printf '%s\n' "$M" | grep -E '_pool_|_allocate_seconds_(sum|count)|_passes_total|_total\{.*vf="1"|^# EOF' | sed 's/^/METRICS /'
+VFL() { echo "pool=\"intel.com/lab_igb\",pf=\"$PF\",vf=\"$1\",pci_address=\"$(lab_vf_pci "$PF" $1)\""; }
+check metrics-vf1-traffic contains "$M" "vfplex_device_plugin_vf_rx_packets_total{$(VFL 1),namespace=\"\",pod=\"\",container=\"\"} "
+check metrics-vf2-traffic-pod contains "$M" "vfplex_device_plugin_vf_rx_packets_total{$(VFL 2),namespace=\"lab\",pod=\"pod-a\",container=\"app\"} "
+check metrics-vf0-pod contains "$M" "vfplex_device_plugin_vf_tx_bytes_total{$(VFL 0),namespace=\"lab\",pod=\"pod-a\",container=\"app\"} "
+# VF 1's netdev is in the host's namespace: its error counters are there.
+check metrics-vf1-errors contains "$M" "vfplex_device_plugin_vf_rx_errors_total{$(VFL 1),namespace=\"\",pod=\"\",container=\"\"} "
+printf '%s\n' "$M" | grep -E '_pool_|_allocate_seconds_(sum|count)|_passes_total|_total\{.*vf="[12]"|^# EOF' | sed 's/^/METRICS /'
 # The inventory: every VF of the PF joins the pool (no pci.ids in the guest:
 # devices show by ID).
 I=$(vfplex-device-plugin inventory 2>/dev/null)

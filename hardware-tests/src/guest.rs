@@ -23,6 +23,9 @@ pub struct GuestConfig {
     pub second_pf: bool,
     /// An emulated Intel IOMMU, so VFs can be bound to vfio-pci.
     pub iommu: bool,
+    /// No IOMMU at all: vfio (built with VFIO_NOIOMMU by lab-setup) loaded
+    /// with `enable_unsafe_noiommu_mode=1`.
+    pub noiommu: bool,
     /// Scenario scripts to run, in order.
     pub scenarios: Vec<PathBuf>,
     pub timeout: Duration,
@@ -42,6 +45,7 @@ impl Default for GuestConfig {
         GuestConfig {
             second_pf: false,
             iommu: false,
+            noiommu: false,
             scenarios: Vec::new(),
             timeout: Duration::from_secs(timeout),
             memory_mib: 1024,
@@ -69,9 +73,10 @@ pub fn build_initramfs(cfg: &GuestConfig, bins: &Path, out: &Path) -> Result<(),
     a.file("/init", read(&root.join("init.sh"))?, 0o755);
     a.file("/lab/lib.sh", read(&root.join("lib.sh"))?, 0o644);
     let env = format!(
-        "LAB_PF_COUNT={}\nLAB_IOMMU={}\nCNI_PATH=/opt/cni/bin\n",
+        "LAB_PF_COUNT={}\nLAB_IOMMU={}\nLAB_NOIOMMU={}\nCNI_PATH=/opt/cni/bin\n",
         if cfg.second_pf { 2 } else { 1 },
-        u8::from(cfg.iommu)
+        u8::from(cfg.iommu),
+        u8::from(cfg.noiommu)
     );
     a.file("/lab/lab.env", env.into_bytes(), 0o644);
     for s in &cfg.scenarios {
@@ -96,6 +101,13 @@ pub fn build_initramfs(cfg: &GuestConfig, bins: &Path, out: &Path) -> Result<(),
         .join(kver.trim())
         .join("netdevsim.ko");
     a.file("/lib/modules/lab/netdevsim.ko", read(&nsim)?, 0o644);
+    if cfg.noiommu {
+        let vfio = cache
+            .join("netdevsim")
+            .join(kver.trim())
+            .join("vfio-noiommu.ko");
+        a.file("/lib/modules/lab/vfio-noiommu.ko", read(&vfio)?, 0o644);
+    }
     add_binary(&mut a, &host_program("ip")?, "/usr/sbin/ip")?;
     add_binary(&mut a, &host_program("devlink")?, "/usr/sbin/devlink")?;
     for p in CNI_PLUGINS {

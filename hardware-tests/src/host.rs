@@ -75,7 +75,10 @@ pub fn run_on_pf(pf: &str, scenarios: &[Scenario]) -> Result<Report, LabError> {
             "{pf} is not an SR-IOV capable PF (no sriov_totalvfs)"
         )));
     }
-    let all: Vec<&Scenario> = scenarios.iter().filter(|s| !s.needs_netdevsim).collect();
+    let all: Vec<&Scenario> = scenarios
+        .iter()
+        .filter(|s| !s.needs_netdevsim && (!s.needs_noiommu || crate::host_vfio_noiommu()))
+        .collect();
     run_scenarios(pf, &all, &[])
 }
 

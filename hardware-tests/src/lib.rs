@@ -42,6 +42,9 @@ pub struct Scenario {
     pub needs_vf_netdevs: bool,
     /// `# boot: iommu`
     pub needs_iommu: bool,
+    /// `# boot: noiommu`: a guest without an IOMMU, vfio in its unsafe
+    /// no-IOMMU mode; such scenarios run in a boot of their own.
+    pub needs_noiommu: bool,
     /// `# boot: second-pf`
     pub needs_second_pf: bool,
     /// `# requires: test-hooks`: the plugins' crash points.
@@ -86,7 +89,8 @@ pub fn all_scenarios() -> Vec<Scenario> {
             Some(Scenario {
                 name,
                 needs_vf_netdevs: header("requires", "vf-netdevs"),
-                needs_iommu: header("boot", "iommu"),
+                needs_iommu: header("boot", "iommu") && !header("boot", "noiommu"),
+                needs_noiommu: header("boot", "noiommu"),
                 needs_second_pf: header("boot", "second-pf"),
                 needs_test_hooks: header("requires", "test-hooks"),
                 needs_netdevsim: header("requires", "netdevsim"),
@@ -96,6 +100,20 @@ pub fn all_scenarios() -> Vec<Scenario> {
         .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
+}
+
+/// Whether this host's vfio is in its no-IOMMU mode (`# boot: noiommu`
+/// scenarios run on an operator's PF only then).
+pub fn host_vfio_noiommu() -> bool {
+    std::fs::read_to_string("/sys/module/vfio/parameters/enable_unsafe_noiommu_mode")
+        .is_ok_and(|v| v.trim() == "Y")
+}
+
+/// Why `s` does not run on an operator's PF (`VFPLEX_LAB_PF`), if it does not.
+fn not_on_host_pf(s: &Scenario) -> Option<String> {
+    (s.needs_noiommu && !host_vfio_noiommu()).then(|| {
+        "needs vfio in no-IOMMU mode (enable_unsafe_noiommu_mode), which this host's is not".into()
+    })
 }
 
 /// Whether this process runs as root (the lab and netdevsim need it).
@@ -111,8 +129,9 @@ pub fn is_root() -> bool {
 }
 
 /// One boot for every scenario of this test binary: the options are the union of
-/// what the scenarios ask for. With `VFPLEX_LAB_PF` set, the scenarios run on
-/// that host NIC instead.
+/// what the scenarios ask for; the `# boot: noiommu` ones (an IOMMU-less guest)
+/// get a second boot, whose report is merged. With `VFPLEX_LAB_PF` set, the
+/// scenarios run on that host NIC instead.
 fn run_all() -> Result<Report, LabError> {
     if !is_root() {
         return Err(LabError::Unavailable(
@@ -123,14 +142,30 @@ fn run_all() -> Result<Report, LabError> {
     if let Ok(pf) = std::env::var("VFPLEX_LAB_PF") {
         return host::run_on_pf(&pf, &all);
     }
+    let (noiommu, all): (Vec<Scenario>, Vec<Scenario>) =
+        all.into_iter().partition(|s| s.needs_noiommu);
+    let mut report = if all.is_empty() {
+        Report::default()
+    } else {
+        boot_for(&all, false, "suite")?
+    };
+    if !noiommu.is_empty() {
+        report.merge(boot_for(&noiommu, true, "noiommu")?);
+    }
+    Ok(report)
+}
+
+/// One boot for `all`; `noiommu`: without an IOMMU, vfio in no-IOMMU mode.
+fn boot_for(all: &[Scenario], noiommu: bool, tag: &str) -> Result<Report, LabError> {
     let cfg = guest::GuestConfig {
         second_pf: all.iter().any(|s| s.needs_second_pf),
-        iommu: all.iter().any(|s| s.needs_iommu),
+        iommu: !noiommu && all.iter().any(|s| s.needs_iommu),
+        noiommu,
         test_hooks: all.iter().any(|s| s.needs_test_hooks),
         scenarios: all.iter().map(|s| s.path.clone()).collect(),
         ..Default::default()
     };
-    let report = match guest::boot(&cfg, "suite") {
+    let report = match guest::boot(&cfg, tag) {
         // TCG quirk: under host load the emulated CPUs can miss timer ticks
         // long enough for the guest kernel to report an RCU stall or a soft
         // lockup and never finish. That is the emulator, not vfplex: boot once
@@ -145,7 +180,7 @@ fn run_all() -> Result<Report, LabError> {
             );
             let kept = log.with_extension("stalled.log");
             let _ = std::fs::rename(&log, &kept);
-            guest::boot(&cfg, "suite")?
+            guest::boot(&cfg, tag)?
         }
         other => other?,
     };
@@ -181,7 +216,10 @@ pub fn expected(all: &[Scenario], on_host_pf: bool) -> Vec<(String, Option<Strin
             )
         });
         if !s.needs_netdevsim {
-            out.push((s.name.clone(), unselected.clone()));
+            let why = unselected
+                .clone()
+                .or_else(|| on_host_pf.then(|| not_on_host_pf(s)).flatten());
+            out.push((s.name.clone(), why));
         }
         if !s.needs_vf_netdevs {
             let why = unselected.clone().or_else(|| {
@@ -257,11 +295,32 @@ pub fn suite() -> Option<&'static Report> {
     }
 }
 
+fn scenario_needs_noiommu(name: &str) -> bool {
+    all_scenarios()
+        .iter()
+        .any(|s| s.name == name && s.needs_noiommu)
+}
+
 /// Assert that `scenario` ran and every one of its checks passed.
 pub fn assert_scenario(scenario: &str) {
     let Some(report) = suite() else { return };
+    if std::env::var_os("VFPLEX_LAB_PF").is_some() {
+        if let Some(why) = all_scenarios()
+            .iter()
+            .find(|s| s.name == scenario)
+            .and_then(not_on_host_pf)
+        {
+            eprintln!("{scenario} skipped on VFPLEX_LAB_PF: {why}");
+            return;
+        }
+    }
     if let Some(failure) = report.scenario_failure(scenario) {
-        let log = assets::cache_dir().join("logs/suite.log");
+        let boot = if scenario_needs_noiommu(scenario) {
+            "noiommu"
+        } else {
+            "suite"
+        };
+        let log = assets::cache_dir().join(format!("logs/{boot}.log"));
         panic!(
             "{failure}\nconsole log: {}\n{}",
             log.display(),
@@ -287,6 +346,7 @@ mod tests {
             path: PathBuf::from(format!("{name}.sh")),
             needs_vf_netdevs: vf_netdevs,
             needs_iommu: false,
+            needs_noiommu: false,
             needs_second_pf: false,
             needs_test_hooks: false,
             needs_netdevsim: netdevsim,
@@ -333,6 +393,28 @@ mod tests {
         assert!(s["failed"][0]["why"]
             .as_str()
             .is_some_and(|w| w.contains("never started")));
+    }
+
+    /// A `# boot: noiommu` scenario runs in the guest (its own boot), and
+    /// on an operator's PF only when the host's vfio is in no-IOMMU mode.
+    #[test]
+    fn a_noiommu_scenario_is_expected_where_it_can_run() {
+        let mut s = scenario("23-nm", true, false);
+        s.needs_noiommu = true;
+        let guest = expected(std::slice::from_ref(&s), false);
+        assert_eq!(guest, [("23-nm".to_string(), None)]);
+        let host = expected(std::slice::from_ref(&s), true);
+        if host_vfio_noiommu() {
+            assert_eq!(host, [("23-nm".to_string(), None)]);
+        } else {
+            assert!(
+                host[0]
+                    .1
+                    .as_deref()
+                    .is_some_and(|w| w.contains("no-IOMMU mode")),
+                "{host:?}"
+            );
+        }
     }
 
     #[test]

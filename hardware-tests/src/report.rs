@@ -44,6 +44,23 @@ fn fields(rest: &str) -> BTreeMap<String, String> {
 }
 
 impl Report {
+    /// Take in the report of another boot (other scenarios): its checks,
+    /// plans, ends, measures, notes and errors join this one's. An error of
+    /// the other guest's own set-up stays attributed to no scenario — it
+    /// fails every scenario, as it would have in one boot.
+    pub fn merge(&mut self, other: Report) {
+        self.pfs.extend(other.pfs);
+        self.vfs.extend(other.vfs);
+        self.checks.extend(other.checks);
+        self.ended.extend(other.ended);
+        self.begun.extend(other.begun);
+        self.measures.extend(other.measures);
+        self.notes.extend(other.notes);
+        self.errors.extend(other.errors);
+        self.planned.extend(other.planned);
+        self.done = (self.done || self.begun.is_empty()) && other.done;
+    }
+
     /// Feed one console line; lines without the prefix are ignored. The prefix may
     /// follow kernel output on the same line, so it is searched, not anchored.
     pub fn feed(&mut self, line: &str) {

@@ -83,13 +83,23 @@ fn lab_21_device_plugin_under_numvfs_and_kubelet_churn() {
 }
 
 #[test]
-fn lab_22_node_agent_configures_then_the_device_plugin_advertises() {
-    hardware_tests::assert_scenario("22-node-agent");
+fn lab_22_dpdk_uio_pci_generic_allocate_and_sriov() {
+    hardware_tests::assert_scenario("22-dpdk-uio");
 }
 
 #[test]
-fn lab_23_node_agent_sets_switchdev_through_devlink() {
-    hardware_tests::assert_scenario("23-node-agent-switchdev@netdevsim");
+fn lab_23_dpdk_vfio_noiommu_allocate_and_sriov() {
+    hardware_tests::assert_scenario("23-dpdk-vfio-noiommu");
+}
+
+#[test]
+fn lab_24_node_agent_configures_then_the_device_plugin_advertises() {
+    hardware_tests::assert_scenario("24-node-agent");
+}
+
+#[test]
+fn lab_25_node_agent_sets_switchdev_through_devlink() {
+    hardware_tests::assert_scenario("25-node-agent-switchdev@netdevsim");
 }
 
 #[test]

@@ -151,35 +151,42 @@ fn a_rollback_that_fails_too_still_returns_the_original_error() {
     assert_eq!((vf.vlan, vf.spoofchk, vf.trust), (5, true, false));
 }
 
+/// Every userspace driver DPDK binds (vfio-pci, also in no-IOMMU mode,
+/// uio_pci_generic, igb_uio): the VF has no netdev, gets its PF-side
+/// attributes only, and DEL puts the PF side back.
 #[test]
 fn a_dpdk_vf_gets_its_pf_side_attributes_only() {
-    let n = node();
-    // VF 1 rebound to vfio-pci: no netdev in sysfs.
-    let sys = n.plugin.sysfs.root().to_path_buf();
-    let dev = sys.join("bus/pci/devices/0000:01:10.2");
-    std::fs::remove_dir_all(dev.join("net")).unwrap();
-    std::fs::remove_file(dev.join("driver")).unwrap();
-    std::fs::create_dir_all(sys.join("bus/pci/drivers/vfio-pci")).unwrap();
-    std::os::unix::fs::symlink(sys.join("bus/pci/drivers/vfio-pci"), dev.join("driver")).unwrap();
-    let conf = r#"{"cniVersion":"1.0.0","name":"dpdk","type":"sriov","deviceID":"0000:01:10.2",
-      "vlan":7,"mac":"02:00:00:00:dd:01"}"#;
-    let before = n.net.links();
-    let r = n.plugin.add(&n.req(Command::Add, conf)).unwrap();
-    assert_eq!(
-        n.net.log(),
-        [
-            "host: set vf 1 vlan on ens1f0",
-            "host: set vf 1 mac on ens1f0"
-        ]
-    );
-    // No netdev to read it from: the result names the device and the MAC
-    // the PF gave it.
-    let r = r.to_value(CniVersion::LATEST).unwrap();
-    assert_eq!(r["interfaces"][0]["pciID"], "0000:01:10.2");
-    assert_eq!(r["interfaces"][0]["mac"], "02:00:00:00:dd:01", "{r}");
-    assert!(r["interfaces"][0].get("sandbox").is_none(), "{r}");
-    n.plugin.del(&n.req(Command::Del, conf)).unwrap();
-    assert_eq!(n.net.links(), before);
+    for driver in ["vfio-pci", "uio_pci_generic", "igb_uio"] {
+        let n = node();
+        // VF 1 rebound to a userspace driver: no netdev in sysfs.
+        let sys = n.plugin.sysfs.root().to_path_buf();
+        let dev = sys.join("bus/pci/devices/0000:01:10.2");
+        std::fs::remove_dir_all(dev.join("net")).unwrap();
+        std::fs::remove_file(dev.join("driver")).unwrap();
+        let drv = sys.join("bus/pci/drivers").join(driver);
+        std::fs::create_dir_all(&drv).unwrap();
+        std::os::unix::fs::symlink(&drv, dev.join("driver")).unwrap();
+        let conf = r#"{"cniVersion":"1.0.0","name":"dpdk","type":"sriov","deviceID":"0000:01:10.2",
+          "vlan":7,"mac":"02:00:00:00:dd:01"}"#;
+        let before = n.net.links();
+        let r = n.plugin.add(&n.req(Command::Add, conf)).unwrap();
+        assert_eq!(
+            n.net.log(),
+            [
+                "host: set vf 1 vlan on ens1f0",
+                "host: set vf 1 mac on ens1f0"
+            ],
+            "{driver}"
+        );
+        // No netdev to read it from: the result names the device and the MAC
+        // the PF gave it.
+        let r = r.to_value(CniVersion::LATEST).unwrap();
+        assert_eq!(r["interfaces"][0]["pciID"], "0000:01:10.2", "{driver}");
+        assert_eq!(r["interfaces"][0]["mac"], "02:00:00:00:dd:01", "{r}");
+        assert!(r["interfaces"][0].get("sandbox").is_none(), "{r}");
+        n.plugin.del(&n.req(Command::Del, conf)).unwrap();
+        assert_eq!(n.net.links(), before, "{driver}");
+    }
 }
 
 /// For each attribute alone and all together: apply, then restore from the

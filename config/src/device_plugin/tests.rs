@@ -29,18 +29,16 @@ fn upstream_example_config() {
             {
                 "resourceName": "mlnx_rdma",
                 "selectors": [{"vendors": ["15b3"], "isRdma": true, "linkTypes": ["ether"],
-                               "ddpProfiles": ["GTPv1-U"], "pciAddresses": ["0000:3B:00.2"]},
-                              {"vdpaType": "vhost"}]
+                               "pciAddresses": ["0000:3B:00.2"]},
+                              {"needVhostNet": true}]
             },
             {"resourceName": "qat", "deviceType": "accelerator",
-             "selectors": {"vendors": ["8086"], "devices": ["37c9"]}},
-            {"resourceName": "sf", "deviceType": "auxNetDevice",
-             "selectors": {"auxTypes": ["sf"], "pfNames": ["p0"]}}
+             "selectors": {"vendors": ["8086"], "devices": ["37c9"]}}
         ]
     }))
     .unwrap();
     let pools = &cfg.resource_list;
-    assert_eq!(pools.len(), 5);
+    assert_eq!(pools.len(), 4);
     assert_eq!(pools[0].device_type, DeviceType::NetDevice);
     assert_eq!(pools[0].selectors[0].devices, vec!["154c", "10ed", "10ca"]);
     assert_eq!(
@@ -76,9 +74,8 @@ fn upstream_example_config() {
         "3e49019f"
     );
     assert_eq!(pools[2].selectors[0].pci_addresses, vec!["0000:3b:00.2"]);
-    assert_eq!(pools[2].selectors[1].vdpa_type.as_deref(), Some("vhost"));
+    assert_eq!(pools[2].selectors[1].need_vhost_net, Some(true));
     assert_eq!(pools[3].device_type, DeviceType::Accelerator);
-    assert_eq!(pools[4].selectors[0].aux_types, vec!["sf"]);
     // Serializing gives the upstream spelling back, VF ranges included.
     let v = serde_json::to_value(&cfg).unwrap();
     assert_eq!(
@@ -152,10 +149,6 @@ fn errors_name_entry_and_key() {
             "isRdma",
         ),
         (
-            json!({"resourceList": [{"resourceName": "a", "selectors": {"isRdma": true, "vdpaType": "vhost"}}]}),
-            "vdpaType",
-        ),
-        (
             json!({"resourceList": [{"resourceName": "a", "deviceType": "gpu", "selectors": {}}]}),
             "deviceType",
         ),
@@ -194,4 +187,47 @@ fn same_name_under_other_prefix_is_fine() {
         {"resourceName": "a", "resourcePrefix": "example.org", "selectors": {}}
     ]}))
     .unwrap();
+}
+
+/// Upstream keys and device types this build cannot evaluate are refused at
+/// load, naming the pool, the key and why — never a selector that silently
+/// matches nothing.
+#[test]
+fn unevaluable_selectors_and_device_types_are_refused_with_their_reason() {
+    for (key, value, why) in [
+        ("ddpProfiles", json!(["GTPv1-U"]), "DDP profiles"),
+        ("pKeys", json!(["0x7fff"]), "InfiniBand partition keys"),
+        (
+            "vdpaType",
+            json!("vhost"),
+            "vDPA devices are not supported yet",
+        ),
+        ("auxTypes", json!(["sf"]), "subfunctions"),
+    ] {
+        let doc = json!({"resourceList": [
+            {"resourceName": "ok", "selectors": {"vendors": ["8086"]}},
+            {"resourceName": "x", "selectors": [{"vendors": ["8086"]}, {key: value}]}
+        ]});
+        let e = parse(doc).unwrap_err();
+        assert!(
+            matches!(e, ConfigError::UnsupportedField { .. }),
+            "{key}: {e}"
+        );
+        let e = e.to_string();
+        assert!(
+            e.contains(&format!("resourceList[1] (x).selectors[1].{key}")),
+            "{e}"
+        );
+        assert!(e.contains(&format!("{key}: ")) && e.contains(why), "{e}");
+    }
+    let e = parse(json!({"resourceList": [
+        {"resourceName": "sf", "deviceType": "auxNetDevice", "selectors": {"pfNames": ["p0"]}}
+    ]}))
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("resourceList[0] (sf).deviceType"), "{e}");
+    assert!(
+        e.contains("auxNetDevice: subfunctions are not supported yet"),
+        "{e}"
+    );
 }

@@ -360,3 +360,42 @@ fn a_pf_change_rereads_the_vfs_it_lists_now() {
     assert_eq!(now[vf].pf_pci.as_deref(), Some("0000:01:00.0"));
     assert_eq!(now[vf], by_pci(d.scan())[vf], "as a full scan reads it");
 }
+
+/// DPDK drivers as the kernel shows them: a vfio no-IOMMU group (its `name`
+/// is vfio-noiommu) and a UIO device (`uio/uioN`, its sysfs directory
+/// resolved for the container's read-write mount).
+#[test]
+fn vfio_noiommu_groups_and_uio_devices() {
+    let t = tree();
+    let r = t.path();
+    fixture::noiommu_group(r, "42").unwrap();
+    fixture::uio(r, "0000:01:10.4", "uio_pci_generic", "uio0").unwrap();
+    let d = Discovery::new(r, "/nonexistent");
+    let vfio = d.device("0000:01:10.2");
+    assert!(vfio.vfio_noiommu);
+    assert_eq!(
+        vfio.vfio_group_node().as_deref(),
+        Some("/dev/vfio/noiommu-42")
+    );
+    assert_eq!(vfio.uio_node(), None);
+    let uio = d.device("0000:01:10.4");
+    assert_eq!(uio.driver.as_deref(), Some("uio_pci_generic"));
+    assert_eq!(uio.uio_node(), Some("uio0"));
+    assert_eq!(
+        uio.sysfs_dir.as_deref(),
+        Some("bus/pci/devices/0000:01:10.4")
+    );
+    assert!(uio.netdev.is_none() && uio.healthy());
+    // An IOMMU group of a real IOMMU, and a VF on a kernel driver.
+    let plain = tree();
+    let d = Discovery::new(plain.path(), "/nonexistent");
+    assert_eq!(
+        d.device("0000:01:10.2").vfio_group_node().as_deref(),
+        Some("/dev/vfio/42")
+    );
+    let kernel = d.device("0000:01:10.0");
+    assert_eq!(
+        (kernel.uio_node(), kernel.sysfs_dir.as_deref()),
+        (None, None)
+    );
+}

@@ -1,4 +1,4 @@
-# 23-node-agent-switchdev: the node agent puts netdevsim's eswitch in
+# 25-node-agent-switchdev: the node agent puts netdevsim's eswitch in
 # switchdev mode through devlink (VFs to 0 first, then the mode, then the VFs
 # again), the kernel gives a representor per VF; a second pass writes
 # nothing; a VF count the device refuses fails with the kernel's reason; back

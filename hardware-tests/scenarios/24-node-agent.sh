@@ -1,4 +1,4 @@
-# 22-node-agent: the node agent configures igb from its policy and the device
+# 24-node-agent: the node agent configures igb from its policy and the device
 # plugin advertises the PF only once it is as declared. From 2 VFs to 7 (all
 # igb offers): VFs 0-1 on vfio-pci, VF 5 with an admin MAC, VF 6 at MTU 2000,
 # the PF at MTU 9000 and up. Then the count changed while a VF is allocated
@@ -48,9 +48,13 @@ empty_list() { l=$(last_list "$1"); [ -n "$l" ] && ! printf '%s' "$l" | grep -q 
 none_healthy() { l=$(last_list "$1"); [ -n "$l" ] && ! printf '%s' "$l" | grep -q '=Healthy'; }
 all_seven() { healthy_n lab_igb 5 && healthy_n lab_dpdk 2; }
 state_applied() { grep -q '"phase": "applied"' "$STATE"; }
-vfplex-kubelet serve "$DP" >/tmp/kubelet.out 2>/tmp/kubelet.err &
+# The stand-in serves PodResources as kubelet does (from its checkpoint):
+# the agent asks it who holds a VF.
+vfplex-kubelet serve "$DP" --pod-resources /var/lib/kubelet/pod-resources/kubelet.sock \
+    >/tmp/kubelet.out 2>/tmp/kubelet.err &
 KPID=$!
 lab_wait 30 "the kubelet stand-in's socket" lab_socket "$DP/kubelet.sock"
+lab_wait 30 "the stand-in's PodResources socket" lab_socket /var/lib/kubelet/pod-resources/kubelet.sock
 vfplex-device-plugin --node-state "$STATE" >/tmp/dp.out 2>/tmp/dp.err &
 DPID=$!
 lab_wait 30 "a first list of intel.com/lab_igb" grep -q "^LIST intel.com/lab_igb" /tmp/kubelet.out
@@ -82,14 +86,14 @@ check second-pass-exit-0 test $? -eq 0
 check second-pass-writes-nothing lacks "$O" "applied"
 say "NOTE $(printf '%s' "$O" | head -3 | tr '\n' '|')"
 
-# VF 3 allocated by kubelet (its checkpoint, as kubelet writes it), then
+# VF 3 allocated by kubelet (PodResources names the pod), then
 # fewer VFs asked for: pending, the pod named, nothing written.
 vfplex-kubelet allocate "$DP/vfplex-intel.com_lab_igb.sock" "$(lab_vf_pci "$PF" 3)" \
-    --record "$CP" pod-uid-22 intel.com/lab_igb >/dev/null
+    --record "$CP" pod-uid-24 intel.com/lab_igb lab/vnf-0 app >/dev/null
 policy 5 "" 2 3
 O=$(agent --once 2>/tmp/once.err)
 check pending-exit-1 test $? -eq 1
-check pending-names-the-pod contains "$O" "held by  pod uid pod-uid-22 (intel.com/lab_igb)"
+check pending-names-the-pod contains "$O" "held by  pod lab/vnf-0 (intel.com/lab_igb)"
 check pending-names-the-change contains "$O" "numVfs 7 -> 5"
 check numvfs-untouched test "$(cat "$NUMVFS")" -eq 7
 lab_wait 30 "the pending PF's VFs listed Unhealthy" none_healthy lab_igb
