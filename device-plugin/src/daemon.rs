@@ -606,6 +606,9 @@ pub async fn run(
         crate::cdi::remove_stale(&opts.cdi_dir, &[]);
     }
     let opts_gate = opts.node_state.as_deref().map(crate::gate::Gate::new);
+    if let (Some(m), Some(g)) = (&metrics, &opts_gate) {
+        m.set_node_state(g.state().cloned());
+    }
     let mut daemon = Daemon {
         discovery: Discovery::new(&opts.sysfs_root, &opts.proc_root),
         opts,
@@ -663,6 +666,9 @@ pub async fn run(
         daemon.reload_config(&mut last_config).await;
         if daemon.gate.as_mut().is_some_and(crate::gate::Gate::reload) {
             tracing::info!("node state changed: applying it");
+            if let (Some(m), Some(g)) = (&daemon.metrics, &daemon.gate) {
+                m.set_node_state(g.state().cloned());
+            }
             w.take();
             daemon.reconcile(None).await;
             last_scan = Instant::now();

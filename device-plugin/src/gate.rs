@@ -55,6 +55,11 @@ impl Gate {
         true
     }
 
+    /// What the file says (`None`: no readable state yet).
+    pub fn state(&self) -> Option<&NodeState> {
+        self.state.as_ref()
+    }
+
     /// The file's directory, for the daemon's inotify watch.
     pub fn dir(&self) -> PathBuf {
         self.file

@@ -58,6 +58,8 @@ struct Snapshot {
     checkpoint: PathBuf,
     /// For the VF netdevs' statistics.
     sysfs: PathBuf,
+    /// The node agent's state (`--node-state`), as the daemon last read it.
+    node_state: Mutex<Option<vfplex_config::node_policy::NodeState>>,
 }
 
 impl Metrics {
@@ -67,6 +69,7 @@ impl Metrics {
             holders: Mutex::new(BTreeMap::new()),
             checkpoint,
             sysfs,
+            node_state: Mutex::new(None),
         });
         let mut registry = Registry::with_prefix("vfplex_device_plugin");
         let allocate_seconds =
@@ -145,6 +148,13 @@ impl MetricsHandle {
         }
     }
 
+    /// The node agent's state, as the daemon now reads it.
+    pub fn set_node_state(&self, state: Option<vfplex_config::node_policy::NodeState>) {
+        if let Ok(mut s) = self.snapshot.node_state.lock() {
+            *s = state;
+        }
+    }
+
     /// kubelet's device checkpoint, whose changes are allocations.
     pub fn checkpoint(&self) -> &std::path::Path {
         &self.snapshot.checkpoint
@@ -154,28 +164,9 @@ impl MetricsHandle {
 /// Allocated device IDs per resource, from kubelet's checkpoint.
 fn allocated(checkpoint: &std::path::Path) -> BTreeMap<String, usize> {
     let mut out = BTreeMap::new();
-    let Some(v) = std::fs::read(checkpoint)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-    else {
-        return out;
-    };
-    for e in v["Data"]["PodDeviceEntries"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        let Some(r) = e["ResourceName"].as_str() else {
-            continue;
-        };
-        let n = match &e["DeviceIDs"] {
-            serde_json::Value::Object(m) => {
-                m.values().filter_map(|l| l.as_array()).map(Vec::len).sum()
-            }
-            serde_json::Value::Array(l) => l.len(),
-            _ => 0,
-        };
-        *out.entry(r.to_string()).or_default() += n;
+    let bytes = std::fs::read(checkpoint).unwrap_or_default();
+    for e in vfplex_config::kubelet_checkpoint::entries(&bytes) {
+        *out.entry(e.resource).or_default() += e.device_ids.len();
     }
     out
 }
@@ -293,8 +284,12 @@ pub fn metric_names() -> Vec<&'static str> {
     v.extend(POOL_GAUGES);
     v.extend(VF_TRAFFIC.iter().map(|(n, _)| *n));
     v.extend(VF_ERRORS.iter().map(|(n, _)| *n));
+    v.push(NODE_POLICY_PHASE);
     v
 }
+
+/// With `--node-state`: each governed PF's phase (1 for the phase it is in).
+const NODE_POLICY_PHASE: &str = "node_policy_pf_phase";
 
 fn gauge(
     e: &mut DescriptorEncoder,
@@ -334,6 +329,32 @@ impl Collector for PoolCollector {
         let pools = self.0.pools.lock().map(|p| p.clone()).unwrap_or_default();
         let holders = self.0.holders.lock().map(|h| h.clone()).unwrap_or_default();
         let allocated = allocated(&self.0.checkpoint);
+        if let Some(state) = self.0.node_state.lock().ok().and_then(|s| s.clone()) {
+            let rows: Vec<(Labels, i64)> = state
+                .pfs
+                .iter()
+                .map(|(pci, st)| {
+                    let phase = serde_json::to_value(st.phase)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default();
+                    (
+                        vec![
+                            ("pf", st.pf.clone()),
+                            ("pci_address", pci.clone()),
+                            ("phase", phase),
+                        ],
+                        1,
+                    )
+                })
+                .collect();
+            gauge(
+                &mut e,
+                NODE_POLICY_PHASE,
+                "the node agent's phase of each PF the node policy governs (1 = current)",
+                &rows,
+            )?;
+        }
         let (mut cap, mut healthy, mut alloc) = (Vec::new(), Vec::new(), Vec::new());
         let mut pfs: BTreeMap<String, Vec<(String, &PciDevice)>> = BTreeMap::new();
         for (pool, devices) in &pools {

@@ -38,6 +38,20 @@ fn install(dir: &std::path::Path, bytes: &[u8]) {
     std::fs::rename(&tmp, dir.join("state.json")).unwrap();
 }
 
+/// GET /metrics.
+fn scrape(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
 fn health(e: &Event) -> Option<Vec<(String, String)>> {
     match e {
         Event::List(r, d) if r == IGB => {
@@ -54,7 +68,21 @@ async fn governed_pfs_are_advertised_only_as_declared() {
     let file = dir.join("state.json");
     let (tx, mut rx) = mpsc::unbounded_channel();
     let _kubelet = start_kubelet(&root.path().join("device-plugins"), tx.clone());
-    let s = setup_with(root, &["--node-state", file.to_str().unwrap()]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let s = setup_with(
+        root,
+        &[
+            "--node-state",
+            file.to_str().unwrap(),
+            "--metrics-address",
+            &addr,
+        ],
+    );
     // No state yet: the pool registers, empty.
     next(&mut rx, "an empty first list", |e| {
         health(e).is_some_and(|h| h.is_empty())
@@ -77,6 +105,12 @@ async fn governed_pfs_are_advertised_only_as_declared() {
         health(e).is_some_and(|h| h.len() == 2 && h.iter().all(|(_, s)| s == "Unhealthy"))
     })
     .await;
+
+    let m = scrape(port);
+    assert!(
+        m.contains(r#"vfplex_device_plugin_node_policy_pf_phase{pf="ens1f0",pci_address="0000:01:00.0",phase="pending"} 1"#),
+        "{m}"
+    );
 
     install(&dir, &state(Phase::Applied));
     next(&mut rx, "healthy again once applied", |e| {

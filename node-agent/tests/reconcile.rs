@@ -260,3 +260,41 @@ fn a_pass_keys_pfs_by_address_and_lists_the_absent() {
     assert_eq!(s.absent, ["ens9"]);
     assert_eq!(s.pfs.len(), 1);
 }
+
+#[test]
+fn counts_at_the_edges_take_one_write_each() {
+    // Every VF the device offers: allowed.
+    let mut h = host();
+    let st = run(
+        &mut h,
+        &policy(r#"{"pfs":[{"pfName":"ens1f0","numVfs":7,"linkUp":false}]}"#),
+        &Holders::default(),
+    );
+    assert_eq!(st.phase, Phase::Applied, "{st:?}");
+    assert_eq!(
+        h.log,
+        ["numvfs 0000:01:00.0 7"],
+        "from 0: no write of 0 first"
+    );
+    // Down to none: one write of 0, not two.
+    h.log.clear();
+    let st = run(
+        &mut h,
+        &policy(r#"{"pfs":[{"pfName":"ens1f0","numVfs":0,"linkUp":false}]}"#),
+        &Holders::default(),
+    );
+    assert_eq!(st.phase, Phase::Applied, "{st:?}");
+    assert_eq!(h.log, ["numvfs 0000:01:00.0 0"]);
+    // switchdev on a PF with no VFs: the mode alone.
+    h.log.clear();
+    h.pf_mut(PF).view.eswitch = Some(EswitchMode::Legacy);
+    let st = run(
+        &mut h,
+        &policy(
+            r#"{"pfs":[{"pfName":"ens1f0","numVfs":0,"linkUp":false,"eSwitchMode":"switchdev"}]}"#,
+        ),
+        &Holders::default(),
+    );
+    assert_eq!(st.phase, Phase::Applied, "{st:?}");
+    assert_eq!(h.log, ["eswitch 0000:01:00.0 switchdev"]);
+}
