@@ -91,16 +91,6 @@ enum Diff {
 }
 
 impl Diff {
-    fn stage(&self) -> u8 {
-        match self {
-            Diff::LinkDown | Diff::PfMtu { .. } => 1,
-            Diff::Eswitch { .. } => 2,
-            Diff::NumVfs { .. } => 3,
-            Diff::Driver { .. } => 4,
-            Diff::VfMtu { .. } | Diff::VfMac { .. } => 5,
-        }
-    }
-
     fn describe(&self) -> String {
         let n = |v: Option<u32>| v.map_or("?".into(), |v| v.to_string());
         match self {
@@ -147,7 +137,8 @@ fn is_userspace(driver: Option<&str>) -> bool {
     driver.is_some_and(|d| USERSPACE_DRIVERS.contains(&d))
 }
 
-/// Everything that differs, in the order it is applied.
+/// Everything that differs, in the order it is applied: pushed stage by
+/// stage (module doc), each VF's driver before its MTU and MAC.
 fn diffs(policy: &PfPolicy, view: &PfView) -> Vec<Diff> {
     let mut out = Vec::new();
     if policy.link_up && !view.up {
@@ -209,7 +200,6 @@ fn diffs(policy: &PfPolicy, view: &PfView) -> Vec<Diff> {
             }
         }
     }
-    out.sort_by_key(Diff::stage);
     out
 }
 

@@ -298,3 +298,29 @@ fn counts_at_the_edges_take_one_write_each() {
     assert_eq!(st.phase, Phase::Applied, "{st:?}");
     assert_eq!(h.log, ["eswitch 0000:01:00.0 switchdev"]);
 }
+
+#[test]
+fn a_vf_without_a_kernel_driver_goes_back_to_one() {
+    let mut h = host();
+    run(
+        &mut h,
+        &policy(
+            r#"{"pfs":[{"pfName":"ens1f0","numVfs":2,"linkUp":false,"vfGroups":[{"vfRange":"0","driver":"vfio-pci"}]}]}"#,
+        ),
+        &Holders::default(),
+    );
+    // VF 1 unbound by someone (or never probed: autoprobe off).
+    h.pf_mut(PF).view.vfs[1].driver = None;
+    h.log.clear();
+    // VF 0's group is gone from the policy: back to igbvf; VF 1 probed.
+    let st = run(
+        &mut h,
+        &policy(r#"{"pfs":[{"pfName":"ens1f0","numVfs":2,"linkUp":false}]}"#),
+        &Holders::default(),
+    );
+    assert_eq!(st.phase, Phase::Applied, "{st:?}");
+    assert_eq!(
+        h.log,
+        ["bind 0000:01:10.0 igbvf", "bind 0000:01:10.1 igbvf"]
+    );
+}
