@@ -76,6 +76,47 @@ pub async fn wait_default_token(client: &Client, ns: &str, timeout: Duration) ->
     .await
 }
 
+/// Wait until every node carries annotation `key` and each value passes
+/// `ok`; returns the values by node.
+pub async fn wait_node_annotation(
+    client: &Client,
+    key: &str,
+    ok: fn(&str) -> bool,
+    timeout: Duration,
+) -> Result<Vec<(String, String)>> {
+    let api: Api<Node> = Api::all(client.clone());
+    let what = format!("annotation {key} on every node");
+    wait_for(&what, timeout, || {
+        let api = api.clone();
+        async move {
+            let nodes = api
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut out = Vec::new();
+            for n in &nodes.items {
+                let name = n.metadata.name.clone().unwrap_or_default();
+                let v = n
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(key))
+                    .cloned()
+                    .ok_or_else(|| format!("node {name}: no {key}"))?;
+                if !ok(&v) {
+                    return Err(format!("node {name}: {key}={v}"));
+                }
+                out.push((name, v));
+            }
+            if out.is_empty() {
+                return Err("no nodes".into());
+            }
+            Ok(out)
+        }
+    })
+    .await
+}
+
 /// Wait until every node is Ready (and there is one).
 pub async fn wait_nodes_ready(client: &Client, timeout: Duration) -> Result<()> {
     let api: Api<Node> = Api::all(client.clone());
