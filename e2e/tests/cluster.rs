@@ -219,7 +219,7 @@ async fn deploy_all(client: &Client, local: Option<&Local>) -> Result<()> {
         T,
     )
     .await?;
-    say(&format!("node agent: {states:?}"));
+    say(format!("node agent: {states:?}"));
     if local.is_some() {
         let conf = std::fs::read_to_string(local::CNI_CONF).unwrap_or_default();
         check(conf.contains("\"kubeconfig\""), || {
@@ -494,17 +494,6 @@ async fn device_plugin_replaced(client: &Client, local: &Local) -> Result<()> {
     })
     .await?;
     deploy::wait_daemonset(client, "vfplex-device-plugin", T).await?;
-    // The node agent (a container of the device plugin's pod) reports each
-    // node through the API with its own token; the deployed policy is empty,
-    // so a node with no SR-IOV PF governed reads exactly this.
-    let states = pods::wait_node_annotation(
-        client,
-        "vfplex.io/sriov-node-state",
-        |v| v == r#"{"pfs":{},"absent":[]}"#,
-        T,
-    )
-    .await?;
-    say(&format!("node agent: {states:?}"));
     pods::wait_allocatable(client, RESOURCE, 4, T).await?;
     let still = local::checkpoint_devices(&uid, RESOURCE);
     check(still == held, || {
