@@ -136,6 +136,12 @@ mod tests {
         std::fs::write(pci.join("0000:01:10.0"), rec(&alive)).unwrap();
         std::fs::write(pci.join("0000:01:10.2"), rec(&d.path().join("gone"))).unwrap();
         std::fs::write(pci.join("0000:01:10.4"), alive.display().to_string()).unwrap();
+        // sriov-cni's bare record whose namespace is gone: holds nothing.
+        std::fs::write(
+            pci.join("0000:01:10.8"),
+            d.path().join("gone").display().to_string(),
+        )
+        .unwrap();
         let cp = d.path().join("checkpoint");
         std::fs::write(
             &cp,
