@@ -12,6 +12,7 @@ pub mod error;
 pub mod gc;
 pub mod meta;
 pub mod nad;
+pub mod nad_check;
 pub mod nad_policy;
 pub mod netconf;
 pub mod result;

@@ -1,0 +1,2 @@
+//! The `vfplex-webhook` binary.
+fn main() {}

@@ -1,0 +1,201 @@
+//! The pod mutation against NADs held in a map, its patch applied back to the
+//! pod as the API server applies it (RFC 6902 `add`).
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+use super::*;
+
+const RES_A: &str = "intel.com/vfs_a";
+const RES_B: &str = "intel.com/vfs_b";
+
+#[derive(Default)]
+struct Nads(BTreeMap<(String, String), Value>, std::sync::Mutex<usize>);
+
+impl Nads {
+    fn with(mut self, ns: &str, name: &str, resource: Option<&str>) -> Self {
+        let mut v = json!({"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+                           "metadata": {"name": name, "namespace": ns},
+                           "spec": {"config": "{\"cniVersion\":\"1.0.0\",\"type\":\"sriov\"}"}});
+        if let Some(r) = resource {
+            v["metadata"]["annotations"] = json!({"k8s.v1.cni.cncf.io/resourceName": r});
+        }
+        self.0.insert((ns.into(), name.into()), v);
+        self
+    }
+}
+
+impl NadSource for Nads {
+    async fn get(&self, ns: &str, name: &str) -> Result<Option<Value>, WebhookError> {
+        *self.1.lock().unwrap() += 1;
+        Ok(self.0.get(&(ns.to_string(), name.to_string())).cloned())
+    }
+}
+
+fn nads() -> Nads {
+    Nads::default()
+        .with("t", "a", Some(RES_A))
+        .with("t", "b", Some(RES_B))
+        .with("other", "a2", Some(RES_A))
+        .with("t", "plain", None)
+}
+
+fn pod(networks: Option<&str>, containers: Value) -> Value {
+    let mut p =
+        json!({"metadata": {"name": "p", "annotations": {}}, "spec": {"containers": containers}});
+    if let Some(n) = networks {
+        p["metadata"]["annotations"][NETWORKS_ANNOTATION] = json!(n);
+    }
+    p
+}
+
+fn one() -> Value {
+    json!([{"name": "c0", "image": "x"}])
+}
+
+/// RFC 6902 `add`, as the API server applies the webhook's patch.
+fn apply(mut doc: Value, ops: &[Value]) -> Value {
+    for op in ops {
+        assert_eq!(op["op"], "add");
+        let path = op["path"].as_str().unwrap();
+        let parts: Vec<String> = path[1..]
+            .split('/')
+            .map(|p| p.replace("~1", "/").replace("~0", "~"))
+            .collect();
+        let (last, parents) = parts.split_last().unwrap();
+        let mut at = &mut doc;
+        for p in parents {
+            at = match at {
+                Value::Array(a) => &mut a[p.parse::<usize>().unwrap()],
+                Value::Object(m) => m.get_mut(p).expect("parent exists, as RFC 6902 requires"),
+                _ => panic!("{path}"),
+            };
+        }
+        at.as_object_mut()
+            .expect("an object")
+            .insert(last.clone(), op["value"].clone());
+    }
+    doc
+}
+
+async fn mutate(p: &Value, n: &Nads) -> Result<Value, WebhookError> {
+    let need = needs(p, "t", n).await?;
+    Ok(apply(p.clone(), &patch(p, "t", &need)?))
+}
+
+fn res(p: &Value, i: usize) -> &Value {
+    &p["spec"]["containers"][i]["resources"]
+}
+
+#[tokio::test]
+async fn both_annotation_forms_give_the_same_requests() {
+    let n = nads();
+    let short = mutate(&pod(Some("a, b@net2, other/a2"), one()), &n)
+        .await
+        .unwrap();
+    let long = mutate(
+        &pod(
+            Some(r#"[{"name":"a"},{"name":"b","interface":"net2"},{"name":"a2","namespace":"other"}]"#),
+            one(),
+        ),
+        &n,
+    )
+    .await
+    .unwrap();
+    let want = json!({RES_A: "2", RES_B: "1"});
+    for p in [&short, &long] {
+        assert_eq!(res(p, 0)["requests"], want);
+        assert_eq!(res(p, 0)["limits"], want);
+    }
+}
+
+#[tokio::test]
+async fn a_nad_named_twice_counts_twice_and_is_read_once() {
+    let n = nads();
+    let p = mutate(&pod(Some("a,a,plain"), one()), &n).await.unwrap();
+    assert_eq!(res(&p, 0)["requests"], json!({RES_A: "2"}));
+    assert_eq!(*n.1.lock().unwrap(), 2, "a and plain, each read once");
+}
+
+#[tokio::test]
+async fn pods_without_networks_or_devices_are_untouched() {
+    let n = nads();
+    for p in [
+        pod(None, one()),
+        pod(Some(""), one()),
+        pod(Some("plain"), one()),
+    ] {
+        let need = needs(&p, "t", &n).await.unwrap();
+        assert!(patch(&p, "t", &need).unwrap().is_empty(), "{p}");
+    }
+    assert_eq!(
+        *n.1.lock().unwrap(),
+        1,
+        "no API read without a networks annotation"
+    );
+}
+
+#[tokio::test]
+async fn never_lowers_what_the_user_wrote_and_raises_what_is_short() {
+    let n = nads();
+    let c = json!([{"name": "c0", "resources": {
+        "requests": {RES_A: "5", "cpu": "100m"},
+        "limits": {RES_A: "5", RES_B: "1", "memory": "1Gi"}}}]);
+    let p = mutate(&pod(Some("a,b,b"), c), &n).await.unwrap();
+    assert_eq!(
+        res(&p, 0)["requests"],
+        json!({RES_A: "5", "cpu": "100m", RES_B: "2"})
+    );
+    assert_eq!(
+        res(&p, 0)["limits"],
+        json!({RES_A: "5", RES_B: "2", "memory": "1Gi"})
+    );
+    // Already enough (another spelling of the same count): no patch at all.
+    let c =
+        json!([{"name": "c0", "resources": {"requests": {RES_A: "2000m"}, "limits": {RES_A: 2}}}]);
+    let p = pod(Some("a,a"), c);
+    assert!(patch(&p, "t", &needs(&p, "t", &n).await.unwrap())
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn requests_only_or_limits_only_get_the_other_half() {
+    let n = nads();
+    let c = json!([{"name": "c0", "resources": {"requests": {"cpu": "1"}}}]);
+    let p = mutate(&pod(Some("a"), c), &n).await.unwrap();
+    assert_eq!(res(&p, 0)["requests"], json!({"cpu": "1", RES_A: "1"}));
+    assert_eq!(res(&p, 0)["limits"], json!({RES_A: "1"}));
+}
+
+#[tokio::test]
+async fn the_named_container_takes_the_requests() {
+    let n = nads();
+    let cs = json!([{"name": "side"}, {"name": "main"}]);
+    let mut p = pod(Some("a"), cs);
+    p["metadata"]["annotations"][RESOURCE_CONTAINER_ANNOTATION] = json!("main");
+    let out = mutate(&p, &n).await.unwrap();
+    assert_eq!(res(&out, 1)["requests"], json!({RES_A: "1"}));
+    assert!(res(&out, 0).is_null(), "the first container untouched");
+    p["metadata"]["annotations"][RESOURCE_CONTAINER_ANNOTATION] = json!("nope");
+    let e = mutate(&p, &n).await.unwrap_err();
+    assert!(e.to_string().contains("\"nope\""), "{e}");
+}
+
+#[tokio::test]
+async fn refusals_name_their_subject() {
+    let n = nads();
+    let e = mutate(&pod(Some("missing"), one()), &n).await.unwrap_err();
+    assert!(e.to_string().contains("t/missing"), "{e}");
+    let e = mutate(&pod(Some("[{\"name\": 1}]"), one()), &n)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains(NETWORKS_ANNOTATION), "{e}");
+    let e = mutate(&pod(Some("a"), json!([])), &n).await.unwrap_err();
+    assert!(e.to_string().contains("no container"), "{e}");
+    let c = json!([{"name": "c0", "resources": {"limits": {RES_A: "1.5"}}}]);
+    let e = mutate(&pod(Some("a"), c), &n).await.unwrap_err();
+    assert!(e.to_string().contains("limits[intel.com/vfs_a]"), "{e}");
+}
