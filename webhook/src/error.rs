@@ -14,7 +14,7 @@ pub enum WebhookError {
     BadSelection {
         pod: String,
         #[source]
-        source: ConfigError,
+        source: Box<ConfigError>,
     },
     /// A network the pod names has no NetworkAttachmentDefinition.
     #[error("pod {pod}: k8s.v1.cni.cncf.io/networks names NetworkAttachmentDefinition {ns}/{name}, which does not exist")]
@@ -30,7 +30,7 @@ pub enum WebhookError {
         ns: String,
         name: String,
         #[source]
-        source: ConfigError,
+        source: Box<ConfigError>,
     },
     /// The pod has no container to take the requests.
     #[error("pod {pod}: {why}")]

@@ -6,10 +6,13 @@
 //! into its own webhook configurations) or one cert-manager mounts.
 
 pub mod admit;
+pub mod certs;
+pub mod cluster;
 pub mod error;
 pub mod nads;
 pub mod pods;
 pub mod quantity;
 pub mod review;
+pub mod server;
 
 pub use error::WebhookError;

@@ -47,7 +47,7 @@ pub fn judge(object: &Value, ns: &str, rules: &NadRules) -> Result<Vec<String>, 
     let bad = |source| WebhookError::BadNad {
         ns: ns.to_string(),
         name: name.clone(),
-        source,
+        source: Box::new(source),
     };
     let nad = NetworkAttachmentDefinition::from_value(object).map_err(bad)?;
     match nad_check::judge(&nad, &rules.policy, &rules.multus_namespace).map_err(bad)? {

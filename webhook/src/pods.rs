@@ -53,7 +53,7 @@ pub async fn needs<S: NadSource>(
     let label = pod_label(pod, ns);
     let elements = parse_networks(value).map_err(|source| WebhookError::BadSelection {
         pod: label.clone(),
-        source,
+        source: Box::new(source),
     })?;
     // Each NAD read once, however often it is named.
     let mut seen: BTreeMap<(String, String), Option<String>> = BTreeMap::new();
@@ -72,7 +72,7 @@ pub async fn needs<S: NadSource>(
                 WebhookError::BadNad {
                     ns: key.0.clone(),
                     name: key.1.clone(),
-                    source,
+                    source: Box::new(source),
                 }
             })?;
             seen.insert(key.clone(), nad.resource_name().map(str::to_string));
