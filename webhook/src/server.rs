@@ -125,6 +125,14 @@ pub async fn handle<S: NadSource>(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),
     );
+    if !state.ready.load(Ordering::Relaxed) {
+        // Stopping: this connection is not to carry another request (one
+        // sent on it as it closes would fail at the API server).
+        r.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+    }
     r
 }
 
