@@ -218,6 +218,89 @@ pub fn devices(pod: &Pod, i: usize, resource: &str) -> (Option<String>, Option<S
     (q(r.requests), q(r.limits))
 }
 
+/// Wait until `want` devices of `resource` are free on some node: its
+/// allocatable less what its pods that have not ended ask for (a pod of an
+/// earlier test may still hold a VF; kubelet would fail a pod that asks for
+/// more than is free, with UnexpectedAdmissionError).
+pub async fn wait_free(
+    client: &Client,
+    resource: &str,
+    want: i64,
+    timeout: Duration,
+) -> Result<()> {
+    wait_for(
+        &format!("{want} x {resource} free"),
+        timeout,
+        || async move {
+            let alloc = crate::pods::allocatable(client, resource)
+                .await
+                .map_err(|e| e.to_string())?;
+            let pods = Api::<Pod>::all(client.clone())
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut used: std::collections::BTreeMap<String, i64> =
+                std::collections::BTreeMap::new();
+            for p in &pods.items {
+                let ended = p
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.phase.as_deref())
+                    .is_some_and(|ph| ph == "Succeeded" || ph == "Failed");
+                let node = p.spec.as_ref().and_then(|s| s.node_name.clone());
+                let (Some(node), false) = (node, ended) else {
+                    continue;
+                };
+                let n: i64 = (0..p.spec.as_ref().map_or(0, |s| s.containers.len()))
+                    .filter_map(|i| devices(p, i, resource).0)
+                    .filter_map(|q| q.parse::<i64>().ok())
+                    .sum();
+                *used.entry(node).or_insert(0) += n;
+            }
+            let free: Vec<(String, i64)> = alloc
+                .iter()
+                .map(|(n, a)| (n.clone(), a - used.get(n).copied().unwrap_or(0)))
+                .collect();
+            if free.iter().any(|(_, f)| *f >= want) {
+                Ok(())
+            } else {
+                Err(format!("free {free:?}"))
+            }
+        },
+    )
+    .await
+}
+
+/// Wait until pod `ns/name` runs; a pod that failed (kubelet refused it)
+/// ends the wait at once, with kubelet's reason.
+pub async fn running(client: &Client, ns: &str, name: &str, timeout: Duration) -> Result<Pod> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let failed = std::sync::Mutex::new(None);
+    let r = wait_for(&format!("pod {ns}/{name} Running"), timeout, || {
+        let (api, failed) = (api.clone(), &failed);
+        async move {
+            let p = api.get(name).await.map_err(|e| e.to_string())?;
+            let st = p.status.clone().unwrap_or_default();
+            match st.phase.as_deref() {
+                Some("Running") => Ok(p),
+                Some("Failed") => {
+                    let why = format!("pod {ns}/{name} Failed: {:?} {:?}", st.reason, st.message);
+                    if let Ok(mut f) = failed.lock() {
+                        *f = Some(why.clone());
+                    }
+                    Ok(p)
+                }
+                other => Err(format!("phase {other:?}")),
+            }
+        }
+    })
+    .await?;
+    match failed.lock().ok().and_then(|mut f| f.take()) {
+        Some(why) => Err(E2eError::Check(why)),
+        None => Ok(r),
+    }
+}
+
 /// The `p`-th percentile (0-100) of `v`, nearest rank.
 pub fn percentile(v: &[Duration], p: usize) -> Duration {
     let mut s = v.to_vec();

@@ -176,13 +176,15 @@ async fn deploy_all(client: &Client, l: &Local) -> Result<()> {
 }
 
 async fn two_devices(client: &Client, _l: &Local) -> Result<()> {
+    // The cluster test before this one may have left a pod holding a VF.
+    adm::wait_free(client, RESOURCE, 2, T).await?;
     let nets = r#"[{"name": "adm-a"}, {"name": "adm-b", "interface": "net2"}]"#;
     let created = pods::create_pod(client, NS, "adm-two", nets, None).await?;
     let asked = adm::devices(&created, 0, RESOURCE);
     check(asked == (Some("2".into()), Some("2".into())), || {
         format!("the webhook should have asked for 2 {RESOURCE}: requests/limits {asked:?}")
     })?;
-    let pod = pods::running(client, NS, "adm-two", T).await?;
+    let pod = adm::running(client, NS, "adm-two", T).await?;
     let st = pods::network_status(&pod);
     pods::status_entry(&st, &format!("{NS}/adm-a"), "net1", "10.71.0.")?;
     pods::status_entry(&st, &format!("{NS}/adm-b"), "net2", "10.72.0.")?;

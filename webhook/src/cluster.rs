@@ -55,6 +55,13 @@ impl ApiNads {
     }
 }
 
+impl ApiNads {
+    /// The NAD resource (group, version, plural).
+    pub fn resource(&self) -> &ApiResource {
+        &self.resource
+    }
+}
+
 impl NadSource for ApiNads {
     async fn get(&self, ns: &str, name: &str) -> Result<Option<Value>, WebhookError> {
         let what = format!("GET NetworkAttachmentDefinition {ns}/{name}");

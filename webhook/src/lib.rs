@@ -9,6 +9,7 @@ pub mod admit;
 pub mod certs;
 pub mod cluster;
 pub mod error;
+pub mod nadcache;
 pub mod nads;
 pub mod pods;
 pub mod quantity;

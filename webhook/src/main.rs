@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use vfplex_config::nad_policy::NadPolicy;
 use vfplex_webhook::certs::{self, certified_key};
 use vfplex_webhook::cluster::{self, ApiNads};
+use vfplex_webhook::nadcache::NadCache;
 use vfplex_webhook::nads::NadRules;
 use vfplex_webhook::server::{self, CertSlot, State};
 use vfplex_webhook::WebhookError;
@@ -133,7 +134,7 @@ async fn maintain(
     client: kube::Client,
     s: Arc<Settings>,
     slot: Arc<CertSlot>,
-    state: Arc<State<ApiNads>>,
+    state: Arc<State<Arc<NadCache>>>,
     mut current: Vec<u8>,
 ) {
     let names = certs::dns_names(&s.service, &s.namespace);
@@ -191,8 +192,11 @@ async fn run() -> Result<(), WebhookError> {
         }
     };
     let slot = Arc::new(CertSlot::new(certified_key(&first.0, &first.1)?));
+    // NADs from a watch; the API server asked directly until it has synced.
+    let cache = NadCache::new(ApiNads::new(client.clone()));
+    tokio::spawn(cache.clone().run(client.clone()));
     let state = Arc::new(State {
-        nads: ApiNads::new(client.clone()),
+        nads: cache,
         rules,
         ready: Default::default(),
     });
