@@ -112,7 +112,8 @@ type Step =
 async fn deploy_all(client: &Client, l: &Local) -> Result<()> {
     let o = deploy::Overrides {
         pool_config: Some(POOL.into()),
-        sysfs_root: Some(l.sysfs()?.display().to_string()),
+        // The cluster test's tree, when it ran first: its device plugin has it.
+        sysfs_root: Some(l.sysfs_kept()?.display().to_string()),
         api_server: Some("https://127.0.0.1:6443".into()),
         webhook_host_network: true,
     };
@@ -177,31 +178,14 @@ async fn deploy_all(client: &Client, l: &Local) -> Result<()> {
 
 async fn two_devices(client: &Client, _l: &Local) -> Result<()> {
     let nets = r#"[{"name": "adm-a"}, {"name": "adm-b", "interface": "net2"}]"#;
-    let mut attempt = 0;
-    let pod = loop {
-        attempt += 1;
-        // The cluster test before this one may have left a pod holding a VF.
-        adm::wait_free(client, RESOURCE, 2, T).await?;
-        let created = pods::create_pod(client, NS, "adm-two", nets, None).await?;
-        let asked = adm::devices(&created, 0, RESOURCE);
-        check(asked == (Some("2".into()), Some("2".into())), || {
-            format!("the webhook should have asked for 2 {RESOURCE}: requests/limits {asked:?}")
-        })?;
-        match adm::running(client, NS, "adm-two", T).await {
-            Ok(p) => break p,
-            // Seen right after the cluster test: kubelet's device manager
-            // had no device while the node status still said 4 (it is
-            // published every 10 s). kubelet's, not the webhook's: again.
-            Err(E2eError::Check(why))
-                if why.contains("UnexpectedAdmissionError") && attempt < 4 =>
-            {
-                say(format!("attempt {attempt}: {why}; again in 10 s"));
-                pods::delete_pod(client, NS, "adm-two", T).await?;
-                tokio::time::sleep(Duration::from_secs(10)).await;
-            }
-            Err(e) => return Err(e),
-        }
-    };
+    // The cluster test before this one may have left a pod holding a VF.
+    adm::wait_free(client, RESOURCE, 2, T).await?;
+    let created = pods::create_pod(client, NS, "adm-two", nets, None).await?;
+    let asked = adm::devices(&created, 0, RESOURCE);
+    check(asked == (Some("2".into()), Some("2".into())), || {
+        format!("the webhook should have asked for 2 {RESOURCE}: requests/limits {asked:?}")
+    })?;
+    let pod = adm::running(client, NS, "adm-two", T).await?;
     let st = pods::network_status(&pod);
     pods::status_entry(&st, &format!("{NS}/adm-a"), "net1", "10.71.0.")?;
     pods::status_entry(&st, &format!("{NS}/adm-b"), "net2", "10.72.0.")?;
