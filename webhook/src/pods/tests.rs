@@ -199,3 +199,65 @@ async fn refusals_name_their_subject() {
     let e = mutate(&pod(Some("a"), c), &n).await.unwrap_err();
     assert!(e.to_string().contains("limits[intel.com/vfs_a]"), "{e}");
 }
+
+mod properties {
+    //! For any requests and limits a user wrote (in any spelling of a whole
+    //! count) and any networks, the patched pod asks for exactly the most of
+    //! the three, in both halves: never less than the user wrote, never less
+    //! than the networks need.
+    use super::*;
+    use proptest::prelude::*;
+
+    fn spell(n: u64, how: u8) -> Value {
+        match how % 4 {
+            0 => json!(n.to_string()),
+            1 => json!(format!("{}m", n * 1000)),
+            2 => json!(n),
+            _ => json!(format!("{n}.0")),
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn never_lowers_and_always_covers(
+            req in proptest::option::of((0u64..6, any::<u8>())),
+            lim in proptest::option::of((0u64..6, any::<u8>())),
+            a in 0usize..4,
+            b in 0usize..3,
+        ) {
+            let mut resources = serde_json::Map::new();
+            if let Some((n, how)) = req {
+                resources.insert("requests".into(), json!({RES_A: spell(n, how)}));
+            }
+            if let Some((n, how)) = lim {
+                resources.insert("limits".into(), json!({RES_A: spell(n, how)}));
+            }
+            let c = json!([{"name": "c0", "resources": resources}]);
+            let nets: Vec<&str> = std::iter::repeat_n("a", a).chain(std::iter::repeat_n("b", b)).collect();
+            let p = pod((!nets.is_empty()).then(|| nets.join(",")).as_deref(), c);
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let out = rt.block_on(mutate(&p, &nads())).unwrap();
+            let want_a = [req.map(|r| r.0), lim.map(|l| l.0), Some(a as u64)].into_iter().flatten().max().unwrap_or(0);
+            let r = res(&out, 0);
+            let got = |field: &str, res: &str| r[field].get(res).map(|v| {
+                let t = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+                crate::quantity::whole(&t).unwrap()
+            });
+            if a > 0 {
+                // Needed: both halves raised to the most of the three.
+                prop_assert_eq!(got("requests", RES_A), Some(want_a));
+                prop_assert_eq!(got("limits", RES_A), Some(want_a));
+            } else {
+                // Not needed: exactly what the user wrote.
+                prop_assert_eq!(got("requests", RES_A), req.map(|r| r.0));
+                prop_assert_eq!(got("limits", RES_A), lim.map(|l| l.0));
+            }
+            if b > 0 {
+                prop_assert_eq!(got("requests", RES_B), Some(b as u64));
+                prop_assert_eq!(got("limits", RES_B), Some(b as u64));
+            } else {
+                prop_assert_eq!(got("requests", RES_B), None);
+            }
+        }
+    }
+}
