@@ -11,8 +11,13 @@ fn creates_or_updates(req: &AdmissionRequest) -> bool {
     matches!(req.operation.as_str(), "CREATE" | "UPDATE")
 }
 
-/// Pods (CREATE): their networks' device requests added.
-pub async fn mutate_pod<S: NadSource>(req: &AdmissionRequest, nads: &S) -> Verdict {
+/// Pods (CREATE): their networks' device requests added, and — with
+/// `podnetinfo` — the downward-API volume of their labels and annotations.
+pub async fn mutate_pod<S: NadSource>(
+    req: &AdmissionRequest,
+    nads: &S,
+    podnetinfo: bool,
+) -> Verdict {
     if req.kind.kind != "Pod" || req.operation != "CREATE" {
         return Verdict::allow();
     }
@@ -28,7 +33,11 @@ pub async fn mutate_pod<S: NadSource>(req: &AdmissionRequest, nads: &S) -> Verdi
         .unwrap_or("default");
     let result = async {
         let need = pods::needs(pod, ns, nads).await?;
-        pods::patch(pod, ns, &need)
+        let mut ops = pods::patch(pod, ns, &need)?;
+        if podnetinfo && !need.is_empty() {
+            ops.extend(pods::podnetinfo(pod, ns)?);
+        }
+        Ok(ops)
     };
     match result.await {
         Ok(patch) => {

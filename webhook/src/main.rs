@@ -28,6 +28,7 @@ struct Settings {
     multus_namespace: String,
     check_interval: Duration,
     drain: Duration,
+    podnetinfo: bool,
 }
 
 fn settings() -> Result<Settings, WebhookError> {
@@ -64,6 +65,8 @@ fn settings() -> Result<Settings, WebhookError> {
             .unwrap_or_else(|| vfplex_config::meta::DEFAULT_MULTUS_NAMESPACE.into()),
         check_interval: secs("--check-interval", "VFPLEX_WEBHOOK_CHECK_INTERVAL", 60)?,
         drain: secs("--drain-seconds", "VFPLEX_WEBHOOK_DRAIN", 3)?,
+        podnetinfo: args.iter().any(|a| a == "--podnetinfo")
+            || std::env::var("VFPLEX_WEBHOOK_PODNETINFO").is_ok_and(|v| v == "1" || v == "true"),
     })
 }
 
@@ -198,6 +201,7 @@ async fn run() -> Result<(), WebhookError> {
     let state = Arc::new(State {
         nads: cache,
         rules,
+        podnetinfo: s.podnetinfo,
         ready: Default::default(),
     });
     let listener = bind(&s.listen).await?;

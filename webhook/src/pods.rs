@@ -89,6 +89,66 @@ fn escape(s: &str) -> String {
     s.replace('~', "~0").replace('/', "~1")
 }
 
+/// The container that takes the requests: the one
+/// [`RESOURCE_CONTAINER_ANNOTATION`] names, else the first; its index.
+fn target_container<'a>(pod: &'a Value, label: &str) -> Result<(usize, &'a Value), WebhookError> {
+    let containers = pod["spec"]["containers"]
+        .as_array()
+        .filter(|c| !c.is_empty());
+    let Some(containers) = containers else {
+        return Err(WebhookError::NoContainer {
+            pod: label.to_string(),
+            why: "has no container to take its networks' device requests".into(),
+        });
+    };
+    let idx = match pod["metadata"]["annotations"][RESOURCE_CONTAINER_ANNOTATION].as_str() {
+        None => 0,
+        Some(name) => containers
+            .iter()
+            .position(|c| c["name"] == name)
+            .ok_or_else(|| WebhookError::NoContainer {
+                pod: label.to_string(),
+                why: format!("{RESOURCE_CONTAINER_ANNOTATION} names container {name:?}, which the pod does not have"),
+            })?,
+    };
+    Ok((idx, &containers[idx]))
+}
+
+/// The downward-API volume upstream's injector calls `podnetinfo`: the pod's
+/// labels and annotations (network-status among them, once written) as files
+/// under [`PODNETINFO_PATH`] in the container that takes the requests. Added
+/// only to a pod whose networks need devices, and only when the pod has no
+/// volume of that name and the container nothing mounted at that path.
+pub const PODNETINFO_VOLUME: &str = "podnetinfo";
+pub const PODNETINFO_PATH: &str = "/etc/podnetinfo";
+
+pub fn podnetinfo(pod: &Value, ns: &str) -> Result<Vec<Value>, WebhookError> {
+    let label = pod_label(pod, ns);
+    let (idx, c) = target_container(pod, &label)?;
+    let volumes = pod["spec"]["volumes"].as_array();
+    if volumes.is_some_and(|v| v.iter().any(|v| v["name"] == PODNETINFO_VOLUME))
+        || c["volumeMounts"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|m| m["mountPath"] == PODNETINFO_PATH))
+    {
+        return Ok(Vec::new());
+    }
+    let volume = json!({"name": PODNETINFO_VOLUME, "downwardAPI": {"items": [
+        {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
+        {"path": "annotations", "fieldRef": {"fieldPath": "metadata.annotations"}}]}});
+    let mount = json!({"name": PODNETINFO_VOLUME, "mountPath": PODNETINFO_PATH, "readOnly": true});
+    let mut ops = Vec::new();
+    match volumes {
+        Some(_) => ops.push(json!({"op": "add", "path": "/spec/volumes/-", "value": volume})),
+        None => ops.push(json!({"op": "add", "path": "/spec/volumes", "value": [volume]})),
+    }
+    match c["volumeMounts"].as_array() {
+        Some(_) => ops.push(json!({"op": "add", "path": format!("/spec/containers/{idx}/volumeMounts/-"), "value": mount})),
+        None => ops.push(json!({"op": "add", "path": format!("/spec/containers/{idx}/volumeMounts"), "value": [mount]})),
+    }
+    Ok(ops)
+}
+
 /// The JSONPatch that raises the chosen container's requests and limits to
 /// `need` (never lowering either); empty when nothing changes.
 pub fn patch(
@@ -100,26 +160,7 @@ pub fn patch(
         return Ok(Vec::new());
     }
     let label = pod_label(pod, ns);
-    let containers = pod["spec"]["containers"]
-        .as_array()
-        .filter(|c| !c.is_empty());
-    let Some(containers) = containers else {
-        return Err(WebhookError::NoContainer {
-            pod: label,
-            why: "has no container to take its networks' device requests".into(),
-        });
-    };
-    let idx = match pod["metadata"]["annotations"][RESOURCE_CONTAINER_ANNOTATION].as_str() {
-        None => 0,
-        Some(name) => containers
-            .iter()
-            .position(|c| c["name"] == name)
-            .ok_or_else(|| WebhookError::NoContainer {
-                pod: label.clone(),
-                why: format!("{RESOURCE_CONTAINER_ANNOTATION} names container {name:?}, which the pod does not have"),
-            })?,
-    };
-    let c = &containers[idx];
+    let (idx, c) = target_container(pod, &label)?;
     let cname = c["name"].as_str().unwrap_or_default().to_string();
     let base = format!("/spec/containers/{idx}/resources");
     let resources = &c["resources"];

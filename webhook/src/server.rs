@@ -78,6 +78,8 @@ pub fn tls_config(slot: Arc<CertSlot>) -> Result<Arc<ServerConfig>, WebhookError
 pub struct State<S> {
     pub nads: S,
     pub rules: NadRules,
+    /// Add the `podnetinfo` downward-API volume to pods with devices.
+    pub podnetinfo: bool,
     /// Ready: a certificate the API server trusts is served, and not stopping.
     pub ready: AtomicBool,
 }
@@ -114,7 +116,7 @@ pub async fn handle<S: NadSource>(
         Err(e) => return reply(StatusCode::BAD_REQUEST, format!("{e}\n")),
     };
     let verdict = match route.1.as_str() {
-        "/mutate-pods" => admit::mutate_pod(&request, &state.nads).await,
+        "/mutate-pods" => admit::mutate_pod(&request, &state.nads, state.podnetinfo).await,
         _ => admit::validate_nad(&request, &state.rules),
     };
     let out = review::response(&request.uid, &verdict).to_string();

@@ -54,6 +54,7 @@ async fn start(delay: Duration) -> Served {
     let state = Arc::new(State {
         nads: SlowNads { delay },
         rules: NadRules::default(),
+        podnetinfo: false,
         ready: true.into(),
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

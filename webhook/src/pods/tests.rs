@@ -73,9 +73,14 @@ fn apply(mut doc: Value, ops: &[Value]) -> Value {
                 _ => panic!("{path}"),
             };
         }
-        at.as_object_mut()
-            .expect("an object")
-            .insert(last.clone(), op["value"].clone());
+        match at {
+            Value::Array(a) if last == "-" => a.push(op["value"].clone()),
+            _ => {
+                at.as_object_mut()
+                    .expect("an object")
+                    .insert(last.clone(), op["value"].clone());
+            }
+        }
     }
     doc
 }
@@ -198,6 +203,68 @@ async fn refusals_name_their_subject() {
     let c = json!([{"name": "c0", "resources": {"limits": {RES_A: "1.5"}}}]);
     let e = mutate(&pod(Some("a"), c), &n).await.unwrap_err();
     assert!(e.to_string().contains("limits[intel.com/vfs_a]"), "{e}");
+}
+
+#[tokio::test]
+async fn podnetinfo_mounts_labels_and_annotations_once() {
+    let c = json!([{"name": "c0", "volumeMounts": [{"name": "data", "mountPath": "/data"}]}]);
+    let mut p = pod(Some("a"), c);
+    p["spec"]["volumes"] = json!([{"name": "data", "emptyDir": {}}]);
+    let ops = podnetinfo(&p, "t").unwrap();
+    let out = apply(p.clone(), &ops);
+    assert_eq!(out["spec"]["volumes"][1]["name"], PODNETINFO_VOLUME);
+    assert_eq!(
+        out["spec"]["volumes"][1]["downwardAPI"]["items"][1]["fieldRef"]["fieldPath"],
+        "metadata.annotations"
+    );
+    assert_eq!(
+        out["spec"]["containers"][0]["volumeMounts"][1]["mountPath"],
+        PODNETINFO_PATH
+    );
+    assert!(podnetinfo(&out, "t").unwrap().is_empty(), "never twice");
+    // A pod with neither volumes nor mounts gets both lists.
+    let p = pod(Some("a"), one());
+    let out = apply(p.clone(), &podnetinfo(&p, "t").unwrap());
+    assert_eq!(out["spec"]["volumes"][0]["name"], PODNETINFO_VOLUME);
+    assert_eq!(
+        out["spec"]["containers"][0]["volumeMounts"][0]["readOnly"],
+        true
+    );
+}
+
+#[tokio::test]
+async fn podnetinfo_only_when_asked_and_devices_are_needed() {
+    let n = nads();
+    let review = |nets: &str| -> crate::review::AdmissionRequest {
+        serde_json::from_value(
+            json!({"uid": "u", "kind": {"kind": "Pod"}, "namespace": "t",
+            "operation": "CREATE", "object": pod(Some(nets), one())}),
+        )
+        .unwrap()
+    };
+    let volumes = |v: crate::review::Verdict| match v {
+        crate::review::Verdict::Allow { patch, .. } => patch
+            .iter()
+            .filter(|op| {
+                op["path"]
+                    .as_str()
+                    .is_some_and(|p| p.starts_with("/spec/volumes"))
+            })
+            .count(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        volumes(crate::admit::mutate_pod(&review("a"), &n, true).await),
+        1
+    );
+    assert_eq!(
+        volumes(crate::admit::mutate_pod(&review("a"), &n, false).await),
+        0
+    );
+    assert_eq!(
+        volumes(crate::admit::mutate_pod(&review("plain"), &n, true).await),
+        0
+    );
 }
 
 mod properties {
