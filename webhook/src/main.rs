@@ -31,8 +31,46 @@ struct Settings {
     podnetinfo: bool,
 }
 
+/// The flags that take a value.
+const VALUE_FLAGS: &[&str] = &[
+    "--listen",
+    "--namespace",
+    "--service",
+    "--secret",
+    "--webhook-config",
+    "--cert-dir",
+    "--nad-policy",
+    "--multus-namespace",
+    "--check-interval",
+    "--drain-seconds",
+];
+
+/// Every argument a known flag (with its value), or the first that is not.
+fn check_args(args: &[String]) -> Result<(), WebhookError> {
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--podnetinfo" {
+            continue;
+        }
+        if !VALUE_FLAGS.contains(&a.as_str()) {
+            return Err(WebhookError::Setting {
+                name: a.clone(),
+                why: format!("unknown; the flags are {VALUE_FLAGS:?} (each with a value) and --podnetinfo (docs/admission.md)"),
+            });
+        }
+        if it.next().is_none() {
+            return Err(WebhookError::Setting {
+                name: a.clone(),
+                why: "needs a value".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn settings() -> Result<Settings, WebhookError> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    check_args(&args)?;
     let get = |flag: &str, env: &str| -> Option<String> {
         args.iter()
             .position(|a| a == flag)
@@ -257,5 +295,33 @@ fn main() -> std::process::ExitCode {
             tracing::error!("{e}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn only_known_flags_each_with_its_value() {
+        assert!(check_args(&args(&[
+            "--listen",
+            ":1",
+            "--podnetinfo",
+            "--drain-seconds",
+            "2"
+        ]))
+        .is_ok());
+        let e = check_args(&args(&["--lisen", ":1"])).map_err(|e| e.to_string());
+        assert!(e.as_ref().is_err_and(|e| e.contains("--lisen")), "{e:?}");
+        let e = check_args(&args(&["--secret"])).map_err(|e| e.to_string());
+        assert!(
+            e.as_ref().is_err_and(|e| e.contains("needs a value")),
+            "{e:?}"
+        );
     }
 }
