@@ -124,6 +124,21 @@ pub async fn wait_ready(client: &Client, timeout: Duration) -> Result<Vec<String
     .await
 }
 
+/// The caBundle of the mutating configuration's first webhook.
+pub async fn ca_bundle(client: &Client) -> Result<String> {
+    let mwc: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    let v = serde_json::to_value(
+        mwc.get(WEBHOOK)
+            .await
+            .map_err(kube_err(format!("GET {WEBHOOK}")))?,
+    )
+    .map_err(|e| E2eError::Check(format!("{WEBHOOK}: {e}")))?;
+    Ok(v["webhooks"][0]["clientConfig"]["caBundle"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string())
+}
+
 /// Scale the webhook Deployment to `n` replicas.
 pub async fn scale(client: &Client, n: i32) -> Result<()> {
     let deps: Api<Deployment> = Api::namespaced(client.clone(), WEBHOOK_NS);

@@ -236,6 +236,7 @@ impl Drop for StopOnDrop {
 
 async fn restart_under_load(client: &Client) -> Result<()> {
     let before = adm::wait_ready(client, T).await?;
+    let bundle = adm::ca_bundle(client).await?;
     let seen = Arc::new(Mutex::new(Seen::default()));
     let stop = Arc::new(AtomicBool::new(false));
     // The loaders stop however this step ends.
@@ -295,6 +296,11 @@ async fn restart_under_load(client: &Client) -> Result<()> {
         "webhook replaced: {before:?} -> {after:?} in {:.1?}",
         t.elapsed()
     ));
+    // The new replica serves the certificate kept in the Secret: the CA the
+    // API server trusts did not change.
+    check(adm::ca_bundle(client).await? == bundle, || {
+        "the replaced webhook made a new CA: its caBundle changed".into()
+    })?;
     let at_replace = count(&seen);
     wait_for("10 more pods admitted after the restart", T, || async {
         let n = count(&seen);
