@@ -26,6 +26,8 @@ case $rc in
         mkdir -p "$VFPLEX_TEST_SUMMARY"
         printf '{"part": "e2e", "ran": [], "failed": [], "skipped": [{"name": "every step", "why": "%s"}]}\n' "$why" \
             >"$VFPLEX_TEST_SUMMARY/e2e.json"
+        printf '{"part": "e2e admission", "ran": [], "failed": [], "skipped": [{"name": "every step", "why": "%s"}]}\n' "$why" \
+            >"$VFPLEX_TEST_SUMMARY/e2e-admission.json"
     fi
     [ -n "${CI:-}" ] && { echo "k8s-e2e: SKIPPED: $why; in CI that is a failure" >&2; exit 1; }
     echo "k8s-e2e: SKIPPED: $why" >&2

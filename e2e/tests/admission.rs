@@ -31,6 +31,15 @@ fn bridge(name: &str, bridge: &str, subnet: &str) -> Value {
            "ipam": {"type": "host-local", "subnet": subnet}})
 }
 
+const STEP_NAMES: [&str; 6] = [
+    "deploy/ and deploy/webhook.yaml applied, the webhook callable",
+    "a pod with two device-backed networks and no requests gets both devices and runs",
+    "a NAD the meta plugin would refuse is refused at create, the key named",
+    "the webhook replaced under a stream of creates: no admitted pod without its devices",
+    "no webhook replica: failurePolicy Fail in covered namespaces, admitted elsewhere",
+    "100 pod creates timed, with and without the webhook",
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admission_on_a_real_cluster() {
     let local = Local::from_env();
@@ -39,6 +48,11 @@ async fn admission_on_a_real_cluster() {
         if std::env::var_os("CI").is_some() {
             panic!("the admission e2e must run in CI, but it {why}");
         }
+        summary(
+            &[],
+            &[],
+            &STEP_NAMES.map(|n| (n.to_string(), format!("it {why}"))),
+        );
         eprintln!("\n======== ADMISSION E2E SKIPPED: it {why} ========\n");
         return;
     };
@@ -47,48 +61,41 @@ async fn admission_on_a_real_cluster() {
         .expect("a kube client from KUBECONFIG");
     let t0 = Instant::now();
     let steps: [(&str, Step); 6] = [
-        (
-            "deploy/ and deploy/webhook.yaml applied, the webhook callable",
-            |c, l| Box::pin(deploy_all(c, l)),
-        ),
-        (
-            "a pod with two device-backed networks and no requests gets both devices and runs",
-            |c, l| Box::pin(two_devices(c, l)),
-        ),
-        (
-            "a NAD the meta plugin would refuse is refused at create, the key named",
-            |c, _| Box::pin(refused_nads(c)),
-        ),
-        (
-            "the webhook replaced under a stream of creates: no admitted pod without its devices",
-            |c, _| Box::pin(restart_under_load(c)),
-        ),
-        (
-            "no webhook replica: failurePolicy Fail in covered namespaces, admitted elsewhere",
-            |c, _| Box::pin(webhook_down(c)),
-        ),
-        (
-            "100 pod creates timed, with and without the webhook",
-            |c, _| Box::pin(bench(c)),
-        ),
+        (STEP_NAMES[0], |c, l| Box::pin(deploy_all(c, l))),
+        (STEP_NAMES[1], |c, l| Box::pin(two_devices(c, l))),
+        (STEP_NAMES[2], |c, _| Box::pin(refused_nads(c))),
+        (STEP_NAMES[3], |c, _| Box::pin(restart_under_load(c))),
+        (STEP_NAMES[4], |c, _| Box::pin(webhook_down(c))),
+        (STEP_NAMES[5], |c, _| Box::pin(bench(c))),
     ];
     // The first step deploys; the others stand alone, so each runs and
     // every failure is reported, not only the first.
     let mut failed = Vec::new();
+    let mut ran = Vec::new();
     for (i, (what, step)) in steps.into_iter().enumerate() {
         let t = Instant::now();
         say(format!("{what} ..."));
         match step(&client, &local).await {
-            Ok(()) => say(format!("{what}: ok ({:.1?})", t.elapsed())),
+            Ok(()) => {
+                say(format!("{what}: ok ({:.1?})", t.elapsed()));
+                ran.push(what.to_string());
+            }
             Err(e) if i == 0 => {
+                let rest: Vec<(String, String)> = STEP_NAMES[1..]
+                    .iter()
+                    .map(|n| (n.to_string(), "not run: deploy failed".to_string()))
+                    .collect();
+                summary(&[], &[(what.to_string(), e.to_string())], &rest);
                 panic!("admission e2e failed after {:?}: {what}: {e}", t0.elapsed())
             }
             Err(e) => {
                 say(format!("{what}: FAILED: {e}"));
-                failed.push(format!("{what}: {e}"));
+                failed.push((what.to_string(), e.to_string()));
             }
         }
     }
+    summary(&ran, &failed, &[]);
+    let failed: Vec<String> = failed.iter().map(|(w, e)| format!("{w}: {e}")).collect();
     if !failed.is_empty() {
         panic!(
             "admission e2e: {} steps failed after {:?}:\n{}",
@@ -101,6 +108,26 @@ async fn admission_on_a_real_cluster() {
         "admission: all steps passed in {:.0?}",
         t0.elapsed()
     ));
+}
+
+/// When the test command asks (`VFPLEX_TEST_SUMMARY`, a directory), the
+/// steps as ran, failed and skipped, in `e2e-admission.json` there.
+fn summary(ran: &[String], failed: &[(String, String)], skipped: &[(String, String)]) {
+    let Some(dir) = std::env::var_os("VFPLEX_TEST_SUMMARY") else {
+        return;
+    };
+    let pairs = |v: &[(String, String)]| -> Vec<Value> {
+        v.iter()
+            .map(|(n, w)| json!({"name": n, "why": w}))
+            .collect()
+    };
+    let s = json!({"part": "e2e admission", "ran": ran, "failed": pairs(failed), "skipped": pairs(skipped)});
+    let path = std::path::Path::new(&dir).join("e2e-admission.json");
+    if let Err(e) =
+        std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, s.to_string()))
+    {
+        eprintln!("e2e: cannot write the summary {}: {e}", path.display());
+    }
 }
 
 type Step =
