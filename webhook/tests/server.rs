@@ -21,13 +21,16 @@ use vfplex_webhook::pods::NadSource;
 use vfplex_webhook::server::{self, CertSlot, State};
 use vfplex_webhook::WebhookError;
 
-/// One device-backed NAD, answered after `delay` (an API server under load).
+/// One device-backed NAD, answered after `delay` (an API server under load);
+/// `entered` is told when a look-up starts (the admission is in hand).
 struct SlowNads {
     delay: Duration,
+    entered: Arc<tokio::sync::Notify>,
 }
 
 impl NadSource for SlowNads {
     async fn get(&self, ns: &str, name: &str) -> Result<Option<Value>, WebhookError> {
+        self.entered.notify_one();
         tokio::time::sleep(self.delay).await;
         Ok(Some(
             json!({"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
@@ -43,6 +46,7 @@ struct Served {
     ca: String,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    entered: Arc<tokio::sync::Notify>,
 }
 
 async fn start(delay: Duration) -> Served {
@@ -51,8 +55,12 @@ async fn start(delay: Duration) -> Served {
     let slot = Arc::new(CertSlot::new(
         certs::certified_key(b.cert.as_bytes(), b.key.as_bytes()).unwrap(),
     ));
+    let entered = Arc::new(tokio::sync::Notify::new());
     let state = Arc::new(State {
-        nads: SlowNads { delay },
+        nads: SlowNads {
+            delay,
+            entered: entered.clone(),
+        },
         rules: NadRules::default(),
         podnetinfo: false,
         ready: true.into(),
@@ -71,6 +79,7 @@ async fn start(delay: Duration) -> Served {
         ca: b.ca_cert,
         stop,
         task,
+        entered,
     }
 }
 
@@ -164,7 +173,9 @@ async fn a_stop_answers_the_admission_in_hand_and_takes_no_new_one() {
         tokio::spawn(async move { post(&s, "/mutate-pods", &pod_review("in-hand")).await })
     };
     // The request is in the server (its NAD read under way) when the stop comes.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::timeout(Duration::from_secs(10), s.entered.notified())
+        .await
+        .expect("the admission reached the server");
     s.stop.send(true).unwrap();
     let (code, resp) = in_hand.await.unwrap();
     assert_eq!(code, 200, "the admission in hand is answered");
