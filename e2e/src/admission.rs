@@ -329,6 +329,20 @@ pub fn percentile(v: &[Duration], p: usize) -> Duration {
 /// The webhook's own time per admission (`took_us` of its log lines), from
 /// the kubelet's pod logs on this node, for `path`.
 pub fn logged_took(path: &str) -> Vec<Duration> {
+    logged(path, "took_us=")
+        .into_iter()
+        .map(Duration::from_micros)
+        .collect()
+}
+
+/// The connection each admission came on (`conn` of its log lines).
+pub fn logged_conns(path: &str) -> Vec<u64> {
+    logged(path, "conn=")
+}
+
+/// A numeric field of the webhook's admission log lines for `path`, in the
+/// order of the log.
+fn logged(path: &str, field: &str) -> Vec<u64> {
     let mut out = Vec::new();
     let Ok(dirs) = std::fs::read_dir("/var/log/pods") else {
         return out;
@@ -350,13 +364,13 @@ pub fn logged_took(path: &str) -> Vec<Duration> {
                 .lines()
                 .filter(|l| l.contains(&format!("path={path} ")))
             {
-                if let Some(us) = line
-                    .split("took_us=")
+                if let Some(n) = line
+                    .split(field)
                     .nth(1)
                     .and_then(|r| r.split_whitespace().next())
                     .and_then(|n| n.parse::<u64>().ok())
                 {
-                    out.push(Duration::from_micros(us));
+                    out.push(n);
                 }
             }
         }

@@ -518,5 +518,12 @@ async fn bench(client: &Client) -> Result<()> {
         )),
         Err(e) => say(format!("the webhook's own times not read: {e}")),
     }
+    // How many TLS connections the API server opened for those 100.
+    let conns = adm::logged_conns("/mutate-pods");
+    let last: std::collections::BTreeSet<u64> = conns.iter().rev().take(100).copied().collect();
+    say(format!(
+        "MEASURE admission_webhook_connections 100 creates: {} connections",
+        last.len()
+    ));
     Ok(())
 }

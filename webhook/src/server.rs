@@ -90,9 +90,11 @@ fn reply(code: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     r
 }
 
-/// One request.
+/// One request, on connection number `conn` (logged with each admission:
+/// how many TLS connections the API server opens shows in the log).
 pub async fn handle<S: NadSource>(
     state: &State<S>,
+    conn: u64,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let route = (req.method().clone(), req.uri().path().to_string());
@@ -121,7 +123,7 @@ pub async fn handle<S: NadSource>(
     };
     let out = review::response(&request.uid, &verdict).to_string();
     let allowed = matches!(verdict, review::Verdict::Allow { .. });
-    tracing::info!(path = %route.1, uid = %request.uid, allowed, took_us = t.elapsed().as_micros() as u64, "admission");
+    tracing::info!(path = %route.1, uid = %request.uid, allowed, conn, took_us = t.elapsed().as_micros() as u64, "admission");
     let mut r = reply(StatusCode::OK, out);
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,
@@ -155,6 +157,7 @@ pub async fn serve<S>(
 {
     let acceptor = TlsAcceptor::from(tls);
     let mut conns = JoinSet::new();
+    let mut serial: u64 = 0;
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -166,6 +169,8 @@ pub async fn serve<S>(
                         continue;
                     }
                 };
+                serial += 1;
+                let conn_id = serial;
                 let (acceptor, state, mut stop) = (acceptor.clone(), state.clone(), stop.clone());
                 conns.spawn(async move {
                     let Ok(Ok(tls)) = tokio::time::timeout(IO_TIMEOUT, acceptor.accept(tcp)).await else {
@@ -173,7 +178,7 @@ pub async fn serve<S>(
                     };
                     let svc = service_fn(move |req| {
                         let state = state.clone();
-                        async move { Ok::<_, Infallible>(handle(&state, req).await) }
+                        async move { Ok::<_, Infallible>(handle(&state, conn_id, req).await) }
                     });
                     let conn = http1::Builder::new()
                         .timer(TokioTimer::new())
