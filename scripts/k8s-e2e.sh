@@ -9,7 +9,8 @@
 #      host left as it was found — also when the e2e fails.
 # Where the kit cannot be built (not root, no apt) it says so and exits 0; in
 # CI (`CI` set) that is a failure. To run the same e2e against your own
-# cluster instead, see docs/e2e.md.
+# cluster instead, see docs/e2e.md. VFPLEX_E2E_ONLY=cluster or =admission runs
+# one test of the two.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The e2e's own unit tests (the API retry helper against a stand-in server,
@@ -25,6 +26,8 @@ case $rc in
         mkdir -p "$VFPLEX_TEST_SUMMARY"
         printf '{"part": "e2e", "ran": [], "failed": [], "skipped": [{"name": "every step", "why": "%s"}]}\n' "$why" \
             >"$VFPLEX_TEST_SUMMARY/e2e.json"
+        printf '{"part": "e2e admission", "ran": [], "failed": [], "skipped": [{"name": "every step", "why": "%s"}]}\n' "$why" \
+            >"$VFPLEX_TEST_SUMMARY/e2e-admission.json"
     fi
     [ -n "${CI:-}" ] && { echo "k8s-e2e: SKIPPED: $why; in CI that is a failure" >&2; exit 1; }
     echo "k8s-e2e: SKIPPED: $why" >&2
@@ -37,12 +40,15 @@ esac
 # the crash points in them fire only with VFPLEX_CRASH_AT, which nothing sets).
 cargo build --release --quiet --features vfplex-meta-plugin/test-hooks \
     -p vfplex-meta-plugin -p vfplex-sriov-plugin -p vfplex-device-plugin -p vfplex-node-agent --bins
+# Apart: the webhook's hyper has the server half, which would rebuild the
+# others' kube stack if built with them.
+cargo build --release --quiet -p vfplex-webhook --bins
 rel=target/release
 img=target/k8s-e2e/vfplex-image.tar
 mkdir -p "$(dirname "$img")"
 # The device plugin is linked against glibc: its libraries go into the image.
 libs=()
-for l in $(ldd "$rel/vfplex-device-plugin" "$rel/vfplex-kubelet" "$rel/vfplex-node-agent" |
+for l in $(ldd "$rel/vfplex-device-plugin" "$rel/vfplex-kubelet" "$rel/vfplex-node-agent" "$rel/vfplex-webhook" |
     awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}' | sort -u); do
     libs+=(--file "$l=$(readlink -f "$l"):755")
 done
@@ -54,6 +60,7 @@ python3 scripts/k8s/mkimage.py "$img" ghcr.io/vfplex/vfplex:0.1.0 '["/usr/local/
     --file "/usr/local/bin/vfplex-device-plugin=$rel/vfplex-device-plugin" \
     --file "/usr/local/bin/vfplex-kubelet=$rel/vfplex-kubelet" \
     --file "/usr/local/bin/vfplex-node-agent=$rel/vfplex-node-agent" \
+    --file "/usr/local/bin/vfplex-webhook=$rel/vfplex-webhook" \
     --file "/usr/local/bin/vfplex-install=deploy/vfplex-install" \
     "${libs[@]}" >&2
 
@@ -66,4 +73,9 @@ trap cleanup EXIT
 ./scripts/k8s/node.sh down >/dev/null 2>&1 || true
 VFPLEX_K8S_IMAGES=$PWD/$img ./scripts/k8s/node.sh up
 export KUBECONFIG=$VFPLEX_K8S_STATE/admin.kubeconfig VFPLEX_E2E_LOCAL=1
-cargo test --release -p vfplex-e2e --test cluster -- --nocapture
+# VFPLEX_E2E_ONLY=cluster|admission runs one of the two (default: both).
+only=${VFPLEX_E2E_ONLY:-}
+[ "$only" = admission ] || cargo test --release -p vfplex-e2e --test cluster -- --nocapture
+# Admission after the rest: its webhook (failurePolicy Fail) would otherwise
+# sit in front of every pod the steps above create.
+[ "$only" = cluster ] || cargo test --release -p vfplex-e2e --test admission -- --nocapture

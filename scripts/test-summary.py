@@ -4,9 +4,10 @@
 Usage: test-summary.py SUMMARY_DIR FAILED_PHASE HOST_OK TOTAL_SECONDS PHASE...
 where each PHASE is "name|seconds|status" as scripts/test.sh records it.
 Reads the parts' own summaries in SUMMARY_DIR (lab.json from hardware-tests,
-e2e.json from the e2e, lab-host-netdevsim.json, marked optional) and the
-phases' logs (NAME.log). Prints one line; exits 0 when every part ran, 2 when
-a part (not an optional one) was skipped, 1 when something failed.
+e2e.json and e2e-admission.json from the e2e, lab-host-netdevsim.json, marked
+optional) and the phases' logs (NAME.log). Prints one line; exits 0 when every
+part ran, 2 when a part (not an optional one) was skipped, 1 when something
+failed.
 """
 
 import json
@@ -72,7 +73,8 @@ def main():
     elif "determinism" in phases:
         said.append("determinism FAILED")
 
-    for part, file, unit in (("lab", "lab.json", "scenarios"), ("e2e", "e2e.json", "steps")):
+    for part, file, unit in (("lab", "lab.json", "scenarios"), ("e2e", "e2e.json", "steps"),
+                             ("e2e", "e2e-admission.json", "admission steps")):
         if part not in phases:
             continue
         s = part_json(d, file)

@@ -13,6 +13,7 @@ pub mod gc;
 pub mod kubelet_checkpoint;
 pub mod meta;
 pub mod nad;
+pub mod nad_check;
 pub mod nad_policy;
 pub mod netconf;
 pub mod node_policy;

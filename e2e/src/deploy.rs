@@ -22,6 +22,10 @@ pub const MANIFESTS: [&str; 4] = [
     "deploy/vfplex-daemonset.yaml",
 ];
 
+/// The admission webhook: applied by the admission e2e only (its
+/// failurePolicy Fail would stand in front of every pod the other steps make).
+pub const WEBHOOK_MANIFEST: &str = "deploy/webhook.yaml";
+
 /// Every YAML document of a manifest file.
 pub fn documents(path: &str) -> Result<Vec<Value>> {
     let file = repo_root().join(path);
@@ -42,6 +46,11 @@ pub struct Overrides {
     pub sysfs_root: Option<String>,
     /// The API server as the installer should write it (VFPLEX_API_SERVER).
     pub api_server: Option<String>,
+    /// The webhook on the host network, one replica, talking to `api_server`:
+    /// without kube-proxy a pod cannot reach the API server on the host's
+    /// loopback (the API server reaches the webhook at its endpoint, the
+    /// node's address, by --enable-aggregator-routing).
+    pub webhook_host_network: bool,
 }
 
 fn container_mut(doc: &mut Value) -> Option<&mut Value> {
@@ -83,6 +92,24 @@ pub fn adjust(doc: &mut Value, o: &Overrides) {
                     env.push(json!({"name": "VFPLEX_API_SERVER", "value": server}));
                     // A short interval: the restart scenarios wait on it.
                     env.push(json!({"name": "VFPLEX_INSTALL_INTERVAL", "value": "5"}));
+                }
+            }
+        }
+        (Some("Deployment"), "vfplex-webhook") if o.webhook_host_network => {
+            doc["spec"]["replicas"] = json!(1);
+            if let Some(spec) = doc.pointer_mut("/spec/template/spec") {
+                spec["hostNetwork"] = json!(true);
+                spec["dnsPolicy"] = json!("ClusterFirstWithHostNet");
+            }
+            let host_port = o
+                .api_server
+                .as_deref()
+                .and_then(|s| s.strip_prefix("https://"))
+                .and_then(|s| s.rsplit_once(':'));
+            if let (Some((host, port)), Some(c)) = (host_port, container_mut(doc)) {
+                if let Some(env) = c["env"].as_array_mut() {
+                    env.push(json!({"name": "KUBERNETES_SERVICE_HOST", "value": host}));
+                    env.push(json!({"name": "KUBERNETES_SERVICE_PORT", "value": port}));
                 }
             }
         }
@@ -196,9 +223,10 @@ mod tests {
             pool_config: Some("{}".into()),
             sysfs_root: Some("/tmp/sys".into()),
             api_server: Some("https://127.0.0.1:6443".into()),
+            webhook_host_network: true,
         };
         let mut kinds = Vec::new();
-        for m in MANIFESTS {
+        for m in MANIFESTS.iter().chain([&WEBHOOK_MANIFEST]) {
             for mut d in documents(m).expect("parses") {
                 adjust(&mut d, &o);
                 kinds.push(d["kind"].as_str().unwrap_or_default().to_string());
@@ -212,6 +240,14 @@ mod tests {
                     let env = d.pointer("/spec/template/spec/containers/0/env").cloned();
                     assert!(env.is_some_and(|e| e.to_string().contains("VFPLEX_API_SERVER")));
                 }
+                if d["metadata"]["name"] == "vfplex-webhook" && d["kind"] == "Deployment" {
+                    assert_eq!(
+                        d.pointer("/spec/template/spec/hostNetwork"),
+                        Some(&json!(true))
+                    );
+                    let env = d.pointer("/spec/template/spec/containers/0/env").cloned();
+                    assert!(env.is_some_and(|e| e.to_string().contains("\"127.0.0.1\"")));
+                }
             }
         }
         for k in [
@@ -219,6 +255,9 @@ mod tests {
             "ClusterRole",
             "ConfigMap",
             "DaemonSet",
+            "Deployment",
+            "MutatingWebhookConfiguration",
+            "ValidatingWebhookConfiguration",
         ] {
             assert!(kinds.iter().any(|x| x == k), "{k} in {kinds:?}");
         }

@@ -5,6 +5,7 @@
 //! side: its files, its restarts. Every wait is bounded and says what it
 //! waited for.
 
+pub mod admission;
 pub mod api;
 pub mod deploy;
 pub mod local;

@@ -120,6 +120,17 @@ impl Local {
             .collect())
     }
 
+    /// [`Local::sysfs`], made only if it is not there yet: a device plugin
+    /// already running has it bind-mounted, and a tree made anew in its place
+    /// is one that plugin never sees (its mount keeps the removed directory).
+    pub fn sysfs_kept(&self) -> Result<PathBuf> {
+        let root = self.state.join("e2e-sys");
+        if root.join("bus/pci/devices/0000:81:00.0").is_dir() {
+            return Ok(root);
+        }
+        self.sysfs()
+    }
+
     /// The synthetic sysfs the device plugin discovers: one igb PF (`e2epf0`)
     /// with four igbvf VFs, 0000:81:10.0/.2/.4/.6.
     pub fn sysfs(&self) -> Result<PathBuf> {

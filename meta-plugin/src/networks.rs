@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use vfplex_config::annotations::{self, NetworkSelectionElement};
 use vfplex_config::meta::MetaConf;
 use vfplex_config::nad::NetworkAttachmentDefinition;
+use vfplex_config::nad_check::{self, NadConfig};
 use vfplex_config::{caseless, validate, NetConfList, NetworkConfig};
 
 use crate::delegate::Delegate;
@@ -152,38 +153,21 @@ impl<'a> Resolver<'a> {
     pub fn nad_config(&self, nad: &NetworkAttachmentDefinition) -> Result<NetConfList, MetaError> {
         let ns = nad.metadata.namespace.as_deref().unwrap_or_default();
         let bad = |source| MetaError::bad_nad(ns, &nad.metadata.name, source);
-        let cfg = nad.cni_config().map_err(bad)?;
-        if let Some(cfg) = cfg {
-            let (list, stripped) = self
-                .conf
-                .nad_policy
-                .apply(cfg.into_list(), nad.resource_name().is_some())
-                .map_err(bad)?;
-            if !stripped.is_empty() {
-                tracing::warn!(
-                    "NetworkAttachmentDefinition {ns}/{}: nadPolicy stripped {}",
-                    nad.metadata.name,
-                    stripped.join(", ")
-                );
+        // Judged by the code the admission webhook runs (vfplex_config::nad_check).
+        match nad_check::judge(nad, &self.conf.nad_policy, &self.conf.multus_namespace)
+            .map_err(bad)?
+        {
+            NadConfig::Spec { list, stripped } => {
+                if !stripped.is_empty() {
+                    tracing::warn!(
+                        "NetworkAttachmentDefinition {ns}/{}: nadPolicy stripped {}",
+                        nad.metadata.name,
+                        stripped.join(", ")
+                    );
+                }
+                return Ok(list);
             }
-            return Ok(list);
-        }
-        // The admin's configs in confDir are not every tenant's to pick: a
-        // host-device config moves a node NIC into whichever pod names it.
-        if ns != self.conf.multus_namespace {
-            return Err(MetaError::bad_nad(
-                ns,
-                &nad.metadata.name,
-                vfplex_config::ConfigError::invalid(
-                    "spec.config",
-                    "",
-                    format!(
-                        "a NAD without spec.config takes its config from confDir only in \
-                         multusNamespace ({}): confDir holds the node admin's configs",
-                        self.conf.multus_namespace
-                    ),
-                ),
-            ));
+            NadConfig::ConfDir => {}
         }
         self.conf_by_name(&nad.metadata.name)?
             .ok_or_else(|| MetaError::Network {

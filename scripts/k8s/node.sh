@@ -223,6 +223,8 @@ rules:
 - level: None
 POLICY
     say "kube-apiserver on 127.0.0.1:$APISERVER_PORT"
+    # --enable-aggregator-routing: the API server calls a webhook Service at
+    # its endpoints' IPs, not its ClusterIP (there is no kube-proxy here).
     start kube-apiserver "$BIN/kube-apiserver" \
         --audit-policy-file="$STATE/audit-policy.yaml" --audit-log-path="$STATE/audit.log" \
         --audit-log-format=json --audit-log-mode=blocking \
@@ -234,7 +236,8 @@ POLICY
         --service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key" \
         --service-account-issuer=https://kubernetes.default.svc.cluster.local \
         --authorization-mode=Node,RBAC --enable-admission-plugins=NodeRestriction,ServiceAccount \
-        --allow-privileged=true --profiling=false --v=1
+        --allow-privileged=true --profiling=false --v=1 \
+        --enable-aggregator-routing=true
     wait_for "API server /readyz" 90 $KUBECTL get --raw /readyz
 
     say "kube-controller-manager and kube-scheduler"
