@@ -261,6 +261,8 @@ pub enum Phase {
     Differs,
     /// A change waits for the pods that hold its VFs.
     Pending,
+    /// Being changed now: withdrawn from kubelet until it is as declared.
+    Applying,
     /// The agent tried and the device refused (the error says what).
     Failed,
     /// No such PF on this node.

@@ -631,6 +631,9 @@ pub async fn run(
     );
     let started = Instant::now();
     daemon.reconcile(None).await;
+    if let Some(g) = &daemon.gate {
+        g.acknowledge();
+    }
     tracing::info!(
         "discovered and started {} pool(s) in {:?}",
         daemon.running.len(),
@@ -671,6 +674,9 @@ pub async fn run(
             }
             w.take();
             daemon.reconcile(None).await;
+            if let Some(g) = &daemon.gate {
+                g.acknowledge();
+            }
             last_scan = Instant::now();
         } else if last_scan.elapsed() >= rescan_every {
             w.take();

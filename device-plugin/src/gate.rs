@@ -55,6 +55,33 @@ impl Gate {
         true
     }
 
+    /// Tell the agent this state is in force: its bytes, echoed to
+    /// `advertised.json` beside it once the pools it allows are published.
+    /// The agent waits for that before it disturbs a PF it withdrew.
+    pub fn acknowledge(&self) {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let Some(bytes) = &self.bytes else { return };
+        let dir = self.dir();
+        let tmp = dir.join(format!(".advertised.{}", std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        let r = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(bytes))
+            .and_then(|()| std::fs::rename(&tmp, dir.join("advertised.json")));
+        if let Err(e) = r {
+            let _ = std::fs::remove_file(&tmp);
+            tracing::warn!(
+                "cannot acknowledge the node state in {}: {e}",
+                dir.display()
+            );
+        }
+    }
+
     /// What the file says (`None`: no readable state yet).
     pub fn state(&self) -> Option<&NodeState> {
         self.state.as_ref()

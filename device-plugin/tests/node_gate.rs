@@ -106,6 +106,16 @@ async fn governed_pfs_are_advertised_only_as_declared() {
     })
     .await;
 
+    // The state in force is echoed back for the agent.
+    let want = state(Phase::Pending);
+    let t = std::time::Instant::now();
+    while std::fs::read(dir.join("advertised.json")).ok() != Some(want.clone()) {
+        assert!(
+            t.elapsed() < DEADLINE,
+            "no advertised.json echoing the pending state"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     let m = scrape(port);
     assert!(
         m.contains(r#"vfplex_device_plugin_node_policy_pf_phase{pf="ens1f0",pci_address="0000:01:00.0",phase="pending"} 1"#),

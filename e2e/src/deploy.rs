@@ -70,6 +70,26 @@ pub fn adjust(doc: &mut Value, o: &Overrides) {
             }
         }
         (Some("DaemonSet"), "vfplex-device-plugin") => {
+            // The kit runs no kube-proxy: the node agent's in-cluster
+            // config reaches the API server where the installer's does.
+            if let Some((host, port)) = o
+                .api_server
+                .as_deref()
+                .and_then(|s| s.strip_prefix("https://"))
+                .and_then(|s| s.rsplit_once(':'))
+            {
+                if let Some(cs) = doc
+                    .pointer_mut("/spec/template/spec/containers")
+                    .and_then(Value::as_array_mut)
+                {
+                    for c in cs.iter_mut().filter(|c| c["name"] == "node-agent") {
+                        if let Some(env) = c["env"].as_array_mut() {
+                            env.push(json!({"name": "KUBERNETES_SERVICE_HOST", "value": host}));
+                            env.push(json!({"name": "KUBERNETES_SERVICE_PORT", "value": port}));
+                        }
+                    }
+                }
+            }
             if let Some(root) = &o.sysfs_root {
                 if let Some(c) = container_mut(doc) {
                     if let Some(cmd) = c["command"].as_array_mut() {

@@ -142,8 +142,8 @@ impl Host for FakeHost {
             .vf_mut(vf_pci)
             .ok_or_else(|| err(op, 19, "no such VF"))?;
         let d = driver.map_or(vf_driver, str::to_string);
-        vf.netdev = (!crate::reconcile::USERSPACE_DRIVERS.contains(&d.as_str()))
-            .then(|| format!("vf{}", vf.index));
+        vf.netdev =
+            (!crate::reconcile::is_userspace(Some(d.as_str()))).then(|| format!("vf{}", vf.index));
         vf.mtu = vf.netdev.as_ref().map(|_| 1500);
         vf.driver = Some(d.clone());
         self.log.push(format!("bind {vf_pci} {d}"));

@@ -86,6 +86,15 @@ struct Record {
     netns: Option<String>,
 }
 
+/// A record's namespace is gone only when the agent can see where it was
+/// and it is not there: a directory the agent does not see (the host's
+/// `/var/run/netns` not mounted into its container) proves nothing, and
+/// the VF counts as held.
+fn gone(netns: &str) -> bool {
+    let p = Path::new(netns);
+    !p.exists() && p.parent().is_some_and(Path::is_dir)
+}
+
 fn from_sriov_records(dir: &Path, h: &mut Holders) {
     let Ok(entries) = std::fs::read_dir(dir.join("pci")) else {
         return;
@@ -103,12 +112,12 @@ fn from_sriov_records(dir: &Path, h: &mut Holders) {
         let Ok(r) = serde_json::from_slice::<Record>(&bytes) else {
             // sriov-cni's records are a bare netns path: held while it exists.
             let netns = String::from_utf8_lossy(&bytes).trim().to_string();
-            if !netns.is_empty() && Path::new(&netns).exists() {
+            if !netns.is_empty() && !gone(&netns) {
                 h.hold(&pci, format!("sriov-cni attachment in {netns}"));
             }
             continue;
         };
-        if r.netns.as_deref().is_some_and(|n| !Path::new(n).exists()) {
+        if r.netns.as_deref().is_some_and(gone) {
             continue;
         }
         let id: String = r.container_id.chars().take(12).collect();
@@ -135,6 +144,8 @@ mod tests {
         };
         std::fs::write(pci.join("0000:01:10.0"), rec(&alive)).unwrap();
         std::fs::write(pci.join("0000:01:10.2"), rec(&d.path().join("gone"))).unwrap();
+        // A namespace in a directory the agent cannot see: held.
+        std::fs::write(pci.join("0000:01:11.0"), rec(&d.path().join("unseen/ns"))).unwrap();
         std::fs::write(pci.join("0000:01:10.4"), alive.display().to_string()).unwrap();
         // sriov-cni's bare record whose namespace is gone: holds nothing.
         std::fs::write(
@@ -151,7 +162,15 @@ mod tests {
         let h = read(&d.path().join("no-kubelet.sock"), &cp, d.path());
         assert_eq!(h.unknown, None);
         let held: Vec<_> = h.by_pci.keys().cloned().collect();
-        assert_eq!(held, ["0000:01:10.0", "0000:01:10.4", "0000:01:10.6"]);
+        assert_eq!(
+            held,
+            [
+                "0000:01:10.0",
+                "0000:01:10.4",
+                "0000:01:10.6",
+                "0000:01:11.0"
+            ]
+        );
         assert!(h.by_pci["0000:01:10.6"].contains("pod uid u-1 (intel.com/x)"));
         assert_eq!(
             h.by_pci["0000:01:10.0"].iter().next().map(String::as_str),

@@ -13,7 +13,7 @@ use vfplex_config::node_policy::{EswitchMode, PfPolicy};
 use vfplex_config::validate;
 
 use crate::host::{Host, HostError, PfView, VfView};
-use crate::reconcile::USERSPACE_DRIVERS;
+use crate::reconcile::is_userspace;
 
 /// How long a VF count change or a bind may take to show in sysfs. Both are
 /// synchronous in the kernel (probe runs inside the write); this is a bound
@@ -278,7 +278,7 @@ impl Host for Kernel {
                 let vdev = root.pci_device(&vf);
                 match link_name(&vdev.join("driver")) {
                     None => false,
-                    Some(d) if USERSPACE_DRIVERS.contains(&d.as_str()) => true,
+                    Some(d) if is_userspace(Some(d.as_str())) => true,
                     Some(_) => !nic || !entries(&vdev.join("net")).is_empty(),
                 }
             })
@@ -309,7 +309,7 @@ impl Host for Kernel {
         let probed = self.write(&self.sysfs.root().join("bus/pci/drivers_probe"), vf_pci);
         let bound = |now: Option<&str>| match driver {
             Some(d) => now == Some(d),
-            None => now.is_some_and(|d| !USERSPACE_DRIVERS.contains(&d)),
+            None => now.is_some_and(|d| !is_userspace(Some(d))),
         };
         // A probe the driver deferred (-EPROBE_DEFER: a VF right after
         // sriov_numvfs, while the PF resets) completes a moment later from

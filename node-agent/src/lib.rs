@@ -7,6 +7,7 @@ pub mod fake;
 pub mod holders;
 pub mod host;
 pub mod kernel;
+pub mod live;
 pub mod pass;
 pub mod reconcile;
 pub mod report;

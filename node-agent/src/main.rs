@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use vfplex_config::node_policy::{NodePolicy, NodeState, DEFAULT_POLICY_FILE, DEFAULT_STATE_FILE};
+use vfplex_node_agent::live::Live;
 use vfplex_node_agent::{holders, kernel::Kernel, pass, report::Reporter, state};
 
 const USAGE: &str =
@@ -179,6 +180,15 @@ fn main() -> ExitCode {
         (_, true) => None,
     };
     let mut current: Option<(NodePolicy, Vec<u8>)> = None;
+    let mut live = Live {
+        pod_resources: o.pod_resources.clone(),
+        checkpoint: o.checkpoint.clone(),
+        sriov_data_dir: o.sriov_data_dir.clone(),
+        state_file: o.state.clone(),
+        // The agent's container restarted alone: what it last published.
+        last: state::read(&o.state).unwrap_or_default(),
+    };
+    let mut resolved = pass::Resolved::new();
     loop {
         let started = Instant::now();
         match load(&o.policy) {
@@ -194,19 +204,22 @@ fn main() -> ExitCode {
         }
         let mut unsettled = true;
         if let Some((policy, _)) = &current {
-            let holders = holders::read(&o.pod_resources, &o.checkpoint, &o.sriov_data_dir);
-            let s = pass::pass(&mut kernel, policy, &holders);
-            log_changes(&s);
+            let s = pass::pass(&mut kernel, policy, &mut live, &mut resolved);
             match state::write(&o.state, &s) {
-                Ok(true) => tracing::info!(
-                    "state written in {:?}: {}",
-                    started.elapsed(),
-                    render(&s).trim_end().replace('\n', " | ")
-                ),
+                // Logged when it changes, not at every pass of a long wait.
+                Ok(true) => {
+                    log_changes(&s);
+                    tracing::info!(
+                        "state written in {:?}: {}",
+                        started.elapsed(),
+                        render(&s).trim_end().replace('\n', " | ")
+                    );
+                }
                 Ok(false) => {}
                 Err(e) => tracing::error!("cannot write {}: {e}", o.state.display()),
             }
             unsettled = pass::unsettled(&s);
+            live.last = s.clone();
             if let (Some(r), Ok(rt)) = (reporter.as_mut(), &rt) {
                 if let Err(e) = rt.block_on(r.report(&s)) {
                     tracing::warn!("{e}");

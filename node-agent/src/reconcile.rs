@@ -22,9 +22,10 @@ use crate::host::{Host, HostError, PfView, VfView};
 /// Drivers that take a VF away from the kernel's network stack.
 pub const USERSPACE_DRIVERS: &[&str] = &["vfio-pci", "uio_pci_generic", "igb_uio"];
 
-/// At most this many apply/re-read rounds per PF and pass: each round fixes
-/// at least one stage, so a PF needs five; a device that accepts a write and
-/// keeps its old value stops here, `Failed`, instead of looping.
+/// At most this many apply/re-read rounds per PF and pass: a round ends at
+/// an eswitch or VF count change (the VFs are read again), so a PF needs at
+/// most five; a device that accepts a write and keeps its old value stops
+/// here, `Failed`, instead of looping.
 const MAX_ROUNDS: usize = 8;
 
 /// Who holds which VF: kubelet's allocations (PodResources) and the sriov
@@ -42,6 +43,11 @@ impl Holders {
             .entry(pci.to_ascii_lowercase())
             .or_default()
             .insert(who.into());
+    }
+
+    /// Whether anyone (or an unreadable source) may hold VF `pci`.
+    pub fn holds(&self, pci: &str) -> bool {
+        self.unknown.is_some() || self.by_pci.contains_key(pci)
     }
 
     /// Who holds any of `vfs` (or why nobody can tell).
@@ -120,6 +126,23 @@ impl Diff {
         }
     }
 
+    /// Whether writing this can disturb a VF a pod is given meanwhile: the
+    /// PF is withdrawn from kubelet first (crate::pass's `withdraw`).
+    fn disrupts(&self) -> bool {
+        !matches!(self, Diff::LinkDown | Diff::VfMtu { .. })
+            && !matches!(self, Diff::PfMtu { have, want } if have.is_none_or(|h| h < *want))
+    }
+
+    /// Whether it concerns the whole PF (a pod holding any VF blocks it);
+    /// otherwise one VF (only that VF's holder blocks it, and the PF stays
+    /// advertised meanwhile).
+    fn pf_wide(&self) -> bool {
+        matches!(
+            self,
+            Diff::LinkDown | Diff::PfMtu { .. } | Diff::Eswitch { .. } | Diff::NumVfs { .. }
+        )
+    }
+
     /// Who must let go before this can be written (empty: nobody).
     fn blocked_by(&self, pf: &PfView, holders: &Holders) -> Vec<String> {
         match self {
@@ -133,13 +156,15 @@ impl Diff {
     }
 }
 
-fn is_userspace(driver: Option<&str>) -> bool {
-    driver.is_some_and(|d| USERSPACE_DRIVERS.contains(&d))
+/// vfio-pci, uio_pci_generic, igb_uio, and the vendors' vfio variants
+/// (mlx5_vfio_pci, ice_vfio_pci, …), none of which gives a netdev.
+pub fn is_userspace(driver: Option<&str>) -> bool {
+    driver.is_some_and(|d| USERSPACE_DRIVERS.contains(&d) || d.ends_with("_vfio_pci"))
 }
 
 /// Everything that differs, in the order it is applied: pushed stage by
 /// stage (module doc), each VF's driver before its MTU and MAC.
-fn diffs(policy: &PfPolicy, view: &PfView) -> Vec<Diff> {
+fn diffs(policy: &PfPolicy, view: &PfView, holders: &Holders) -> Vec<Diff> {
     let mut out = Vec::new();
     if policy.link_up && !view.up {
         out.push(Diff::LinkDown);
@@ -192,7 +217,9 @@ fn diffs(policy: &PfPolicy, view: &PfView) -> Vec<Diff> {
             }
         }
         if let Some(want) = &g.mac {
-            if vf.admin_mac.as_deref() != Some(want.as_str()) {
+            // A held VF's admin MAC is its pod's (the sriov plugin sets the
+            // one the pod asked for, and puts this one back on DEL).
+            if vf.admin_mac.as_deref() != Some(want.as_str()) && !holders.holds(&vf.pci) {
                 out.push(Diff::VfMac {
                     vf: vf.clone(),
                     want: want.clone(),
@@ -209,8 +236,8 @@ fn pf_netdev(view: &PfView) -> Result<&str, HostError> {
         .ok_or_else(|| HostError::new(format!("PF {}", view.pci), "has no network interface"))
 }
 
-/// Write one difference. A structural change (eswitch, VF count, driver)
-/// returns `true`: the PF is read again before anything else.
+/// Write one difference. A structural change (eswitch, VF count) returns
+/// `true`: the PF is read again before anything else.
 fn apply(host: &mut dyn Host, view: &PfView, d: &Diff) -> Result<bool, HostError> {
     match d {
         Diff::LinkDown => host.set_up(pf_netdev(view)?).map(|()| false),
@@ -238,7 +265,8 @@ fn apply(host: &mut dyn Host, view: &PfView, d: &Diff) -> Result<bool, HostError
             }
             host.set_num_vfs(&view.pci, *want).map(|()| true)
         }
-        Diff::Driver { vf, want } => host.bind(&vf.pci, want.as_deref()).map(|()| true),
+        // One VF's bind changes no other VF: the round goes on.
+        Diff::Driver { vf, want } => host.bind(&vf.pci, want.as_deref()).map(|()| false),
         Diff::VfMtu { netdev, want, .. } => host.set_mtu(netdev, *want).map(|()| false),
         Diff::VfMac { vf, want } => host
             .set_vf_mac(pf_netdev(view)?, vf.index, want)
@@ -259,7 +287,17 @@ fn status(policy: &PfPolicy, pci: Option<&str>, phase: Phase) -> PfStatus {
 }
 
 /// Bring one PF to its policy (or, externally managed, only compare).
-pub fn reconcile(host: &mut dyn Host, policy: &PfPolicy, holders: &Holders) -> PfStatus {
+///
+/// Before its first write that could disturb a VF, the PF is withdrawn:
+/// `withdraw(pci)` has the device plugin stop offering its VFs and answers
+/// who holds them now; the pass goes on with that answer, so a pod kubelet
+/// gave a VF in the meantime blocks the change like any other holder.
+pub fn reconcile(
+    host: &mut dyn Host,
+    policy: &PfPolicy,
+    holders: &Holders,
+    withdraw: &mut dyn FnMut(&str) -> Holders,
+) -> PfStatus {
     let pci = match host.resolve(policy) {
         Ok(Some(pci)) => pci,
         Ok(None) => return status(policy, None, Phase::Absent),
@@ -270,7 +308,7 @@ pub fn reconcile(host: &mut dyn Host, policy: &PfPolicy, holders: &Holders) -> P
         }
     };
     let mut st = status(policy, Some(&pci), Phase::Failed);
-    match run(host, policy, holders, &pci, &mut st) {
+    match run(host, policy, holders, withdraw, &pci, &mut st) {
         Ok(phase) => st.phase = phase,
         Err(e) => {
             st.phase = Phase::Failed;
@@ -284,9 +322,11 @@ fn run(
     host: &mut dyn Host,
     policy: &PfPolicy,
     holders: &Holders,
+    withdraw: &mut dyn FnMut(&str) -> Holders,
     pci: &str,
     st: &mut PfStatus,
 ) -> Result<Phase, HostError> {
+    let mut fresh: Option<Holders> = None;
     let mut view = host.pf(pci)?;
     if policy.num_vfs > view.total_vfs {
         return Err(HostError::new(
@@ -298,7 +338,10 @@ fn run(
         ));
     }
     if policy.externally_managed {
-        st.differs = diffs(policy, &view).iter().map(Diff::describe).collect();
+        st.differs = diffs(policy, &view, holders)
+            .iter()
+            .map(Diff::describe)
+            .collect();
         return Ok(if st.differs.is_empty() {
             Phase::Verified
         } else {
@@ -307,9 +350,21 @@ fn run(
     }
     for _ in 0..MAX_ROUNDS {
         let mut wrote = false;
-        for d in diffs(policy, &view) {
-            if !d.blocked_by(&view, holders).is_empty() {
+        for d in diffs(policy, &view, fresh.as_ref().unwrap_or(holders)) {
+            if !d
+                .blocked_by(&view, fresh.as_ref().unwrap_or(holders))
+                .is_empty()
+            {
                 continue;
+            }
+            if d.disrupts() && fresh.is_none() {
+                // Withdrawn from here on; holders as of now decide.
+                let now = withdraw(pci);
+                let blocked = !d.blocked_by(&view, &now).is_empty();
+                fresh = Some(now);
+                if blocked {
+                    continue;
+                }
             }
             let structural = apply(host, &view, &d)?;
             st.applied.push(d.describe());
@@ -323,15 +378,28 @@ fn run(
         }
         view = host.pf(pci)?;
     }
-    let left = diffs(policy, &view);
-    let mut held = BTreeSet::new();
+    let holders = fresh.as_ref().unwrap_or(holders);
+    let left = diffs(policy, &view, holders);
+    let (mut pf_held, mut vf_held) = (BTreeSet::new(), BTreeSet::new());
     for d in &left {
-        held.extend(d.blocked_by(&view, holders));
+        let who = d.blocked_by(&view, holders);
+        if d.pf_wide() {
+            pf_held.extend(who);
+        } else {
+            vf_held.extend(who);
+        }
     }
     st.differs = left.iter().map(Diff::describe).collect();
-    if !held.is_empty() {
-        st.held_by = held.into_iter().collect();
+    if !pf_held.is_empty() {
+        pf_held.extend(vf_held);
+        st.held_by = pf_held.into_iter().collect();
         return Ok(Phase::Pending);
+    }
+    if !vf_held.is_empty() {
+        // Only VFs in use differ: the PF stays advertised (the held VFs are
+        // their pods'); each is changed once its pod lets go.
+        st.held_by = vf_held.into_iter().collect();
+        return Ok(Phase::Applied);
     }
     if !left.is_empty() {
         return Err(HostError::new(

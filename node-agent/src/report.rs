@@ -94,6 +94,7 @@ impl Reporter {
                 Phase::Verified => ("Normal", "SriovVerified"),
                 Phase::Differs => ("Warning", "SriovDiffers"),
                 Phase::Pending => ("Warning", "SriovPending"),
+                Phase::Applying => ("Normal", "SriovApplying"),
                 Phase::Failed => ("Warning", "SriovFailed"),
                 Phase::Absent => ("Normal", "SriovAbsent"),
             };

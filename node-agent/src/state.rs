@@ -13,8 +13,7 @@ use vfplex_config::node_policy::NodeState;
 /// Write `state` to `path` unless the file already says exactly that.
 /// Returns whether it wrote.
 pub fn write(path: &Path, state: &NodeState) -> std::io::Result<bool> {
-    let mut bytes = serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?;
-    bytes.push(b'\n');
+    let bytes = encode(state)?;
     if fs::read(path).is_ok_and(|old| old == bytes) {
         return Ok(false);
     }
@@ -43,6 +42,17 @@ pub fn write(path: &Path, state: &NodeState) -> std::io::Result<bool> {
     }
     Ok(true)
 }
+
+/// The file's bytes for `state`: what the device plugin echoes back in
+/// [`ADVERTISED`] once it has published the pools that state allows.
+pub fn encode(state: &NodeState) -> std::io::Result<Vec<u8>> {
+    let mut bytes = serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+/// Beside the state file: the state the device plugin has acted on.
+pub const ADVERTISED: &str = "advertised.json";
 
 /// The state file, if there is one to read.
 pub fn read(path: &Path) -> Option<NodeState> {

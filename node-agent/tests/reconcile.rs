@@ -20,7 +20,32 @@ fn host() -> FakeHost {
 }
 
 fn run(h: &mut FakeHost, p: &NodePolicy, holders: &Holders) -> PfStatus {
-    reconcile(h, &p.pfs[0], holders)
+    let same = holders.clone();
+    reconcile(h, &p.pfs[0], holders, &mut |_| same.clone())
+}
+
+/// A node for `pass`: fixed holders, withdrawals counted.
+struct Node {
+    holders: Holders,
+    withdrawn: Vec<String>,
+}
+
+impl vfplex_node_agent::pass::Node for Node {
+    fn holders(&mut self) -> Holders {
+        self.holders.clone()
+    }
+    fn withdraw(&mut self, pci: &str, status: PfStatus) -> Holders {
+        assert_eq!(status.phase, Phase::Applying);
+        self.withdrawn.push(pci.to_string());
+        self.holders.clone()
+    }
+}
+
+fn node() -> Node {
+    Node {
+        holders: Holders::default(),
+        withdrawn: vec![],
+    }
 }
 
 const FULL: &str = r#"{"pfs":[{"pfName":"ens1f0","numVfs":4,"mtu":9000,
@@ -130,7 +155,11 @@ fn a_vf_in_use_keeps_its_driver_while_the_others_change() {
         ),
         &held,
     );
-    assert_eq!(st.phase, Phase::Pending);
+    assert_eq!(
+        st.phase,
+        Phase::Applied,
+        "one VF in use does not withhold its PF: {st:?}"
+    );
     assert_eq!(
         h.log,
         [
@@ -141,6 +170,13 @@ fn a_vf_in_use_keeps_its_driver_while_the_others_change() {
         "raising the PF MTU and the free VFs' drivers go ahead"
     );
     assert_eq!(st.held_by, ["sandbox 0123456789ab (net1)"]);
+    assert!(
+        vfplex_node_agent::pass::unsettled(&vfplex_config::node_policy::NodeState {
+            pfs: [(PF.to_string(), st.clone())].into(),
+            absent: vec![]
+        }),
+        "looked at again soon"
+    );
 }
 
 #[test]
@@ -254,7 +290,8 @@ fn a_pass_keys_pfs_by_address_and_lists_the_absent() {
     let s = pass(
         &mut h,
         &policy(r#"{"pfs":[{"pfName":"ens1f0","numVfs":1},{"pfName":"ens9","numVfs":1}]}"#),
-        &Holders::default(),
+        &mut node(),
+        &mut Default::default(),
     );
     assert_eq!(s.advertise(PF), Some(true));
     assert_eq!(s.absent, ["ens9"]);
@@ -323,4 +360,128 @@ fn a_vf_without_a_kernel_driver_goes_back_to_one() {
         h.log,
         ["bind 0000:01:10.0 igbvf", "bind 0000:01:10.1 igbvf"]
     );
+}
+
+#[test]
+fn a_pf_is_withdrawn_before_the_first_write_that_can_disturb_a_vf() {
+    let mut h = host();
+    let mut calls = 0;
+    let p = policy(r#"{"pfs":[{"pfName":"ens1f0","numVfs":2,"mtu":9000}]}"#);
+    let st = reconcile(&mut h, &p.pfs[0], &Holders::default(), &mut |pci| {
+        calls += 1;
+        assert_eq!(pci, PF);
+        Holders::default()
+    });
+    assert_eq!(st.phase, Phase::Applied);
+    assert_eq!(calls, 1, "once per pass, before the VF count");
+    // Harmless changes alone (link up, a higher MTU): no withdrawal.
+    h.pf_mut(PF).view.up = false;
+    let p = policy(r#"{"pfs":[{"pfName":"ens1f0","numVfs":2,"mtu":9100}]}"#);
+    let mut calls = 0;
+    let st = reconcile(&mut h, &p.pfs[0], &Holders::default(), &mut |_| {
+        calls += 1;
+        Holders::default()
+    });
+    assert_eq!(st.phase, Phase::Applied);
+    assert_eq!(calls, 0);
+}
+
+#[test]
+fn a_vf_given_to_a_pod_while_the_pf_is_withdrawn_blocks_the_change() {
+    let mut h = host();
+    run(
+        &mut h,
+        &policy(r#"{"pfs":[{"pfName":"ens1f0","numVfs":3,"linkUp":false}]}"#),
+        &Holders::default(),
+    );
+    h.log.clear();
+    // Free at the start of the pass; kubelet gave VF 1 away before the
+    // device plugin withdrew the PF.
+    let p = policy(r#"{"pfs":[{"pfName":"ens1f0","numVfs":5,"linkUp":false}]}"#);
+    let st = reconcile(&mut h, &p.pfs[0], &Holders::default(), &mut |_| {
+        let mut now = Holders::default();
+        now.hold("0000:01:10.1", "pod late/comer (intel.com/x)");
+        now
+    });
+    assert_eq!(st.phase, Phase::Pending, "{st:?}");
+    assert_eq!(st.held_by, ["pod late/comer (intel.com/x)"]);
+    assert!(h.log.is_empty(), "{:?}", h.log);
+}
+
+#[test]
+fn a_held_vfs_admin_mac_is_its_pods() {
+    let mut h = host();
+    let p = policy(
+        r#"{"pfs":[{"pfName":"ens1f0","numVfs":2,"linkUp":false,"vfGroups":[{"vfRange":"1","mac":"02:00:00:00:00:11"}]}]}"#,
+    );
+    run(&mut h, &p, &Holders::default());
+    // The pod's sriov ADD gave VF 1 the MAC it asked for.
+    h.pf_mut(PF).view.vfs[1].admin_mac = Some("02:aa:bb:cc:dd:ee".into());
+    h.log.clear();
+    let mut held = Holders::default();
+    held.hold("0000:01:10.1", "pod a/b (intel.com/x)");
+    let st = run(&mut h, &p, &held);
+    assert_eq!(st.phase, Phase::Applied, "{st:?}");
+    assert!(
+        st.differs.is_empty() && h.log.is_empty(),
+        "{st:?} {:?}",
+        h.log
+    );
+}
+
+#[test]
+fn sixteen_binds_take_one_pass() {
+    let mut h = FakeHost::default().with_pf(PF, "ens1f0", 16);
+    h.drivers.insert("vfio-pci".into());
+    let st = run(
+        &mut h,
+        &policy(
+            r#"{"pfs":[{"pfName":"ens1f0","numVfs":16,"linkUp":false,"vfGroups":[{"vfRange":"0-15","driver":"vfio-pci"}]}]}"#,
+        ),
+        &Holders::default(),
+    );
+    assert_eq!(st.phase, Phase::Applied, "{st:?}");
+    assert_eq!(h.log.iter().filter(|l| l.starts_with("bind")).count(), 16);
+}
+
+#[test]
+fn a_pf_named_twice_is_changed_once() {
+    let mut h = host();
+    let mut n = node();
+    let s = pass(
+        &mut h,
+        &policy(
+            r#"{"pfs":[{"pfName":"ens1f0","numVfs":2},{"pciAddress":"0000:01:00.0","numVfs":4}]}"#,
+        ),
+        &mut n,
+        &mut Default::default(),
+    );
+    assert_eq!(s.pfs[PF].phase, Phase::Applied);
+    let dup = s.pfs.values().find(|p| p.pf == "0000:01:00.0").unwrap();
+    assert_eq!(dup.phase, Phase::Failed);
+    assert!(dup
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("the same PF as the entry for ens1f0"));
+    let log = h.log.clone();
+    assert_eq!(h.pf_mut(PF).view.num_vfs, 2, "{log:?}");
+}
+
+#[test]
+fn a_governed_pf_whose_name_stops_resolving_stays_withheld() {
+    let mut h = host();
+    let mut resolved = Default::default();
+    let p = policy(r#"{"pfs":[{"pfName":"ens1f0","numVfs":2}]}"#);
+    let s = pass(&mut h, &p, &mut node(), &mut resolved);
+    assert_eq!(s.advertise(PF), Some(true));
+    // udev renamed the uplink (mlx5 after switchdev, say).
+    h.pf_mut(PF).view.netdev = Some("ens1f0np0".into());
+    let s = pass(&mut h, &p, &mut node(), &mut resolved);
+    assert_eq!(s.advertise(PF), Some(false), "{s:?}");
+    assert!(s.pfs[PF]
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("no longer names a device"));
 }
