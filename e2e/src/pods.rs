@@ -76,37 +76,43 @@ pub async fn wait_default_token(client: &Client, ns: &str, timeout: Duration) ->
     .await
 }
 
-/// Wait until every node carries annotation `key` and each value passes
-/// `ok`; returns the values by node.
-pub async fn wait_node_annotation(
+/// Wait until every node has an Event (namespace `default`, where node
+/// Events go) with `reason` whose message passes `ok`; returns one message
+/// per node.
+pub async fn wait_node_event(
     client: &Client,
-    key: &str,
+    reason: &str,
     ok: fn(&str) -> bool,
     timeout: Duration,
 ) -> Result<Vec<(String, String)>> {
-    let api: Api<Node> = Api::all(client.clone());
-    let what = format!("annotation {key} on every node");
+    let nodes: Api<Node> = Api::all(client.clone());
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let what = format!("a {reason} event for every node");
     wait_for(&what, timeout, || {
-        let api = api.clone();
+        let (nodes, events) = (nodes.clone(), events.clone());
         async move {
-            let nodes = api
+            let list = nodes
                 .list(&ListParams::default())
                 .await
                 .map_err(|e| e.to_string())?;
             let mut out = Vec::new();
-            for n in &nodes.items {
+            for n in &list.items {
                 let name = n.metadata.name.clone().unwrap_or_default();
-                let v = n
-                    .metadata
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get(key))
-                    .cloned()
-                    .ok_or_else(|| format!("node {name}: no {key}"))?;
-                if !ok(&v) {
-                    return Err(format!("node {name}: {key}={v}"));
-                }
-                out.push((name, v));
+                let evs = events
+                    .list(&ListParams::default().fields(&format!("involvedObject.name={name}")))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let msgs: Vec<String> = evs
+                    .items
+                    .into_iter()
+                    .filter(|e| e.reason.as_deref() == Some(reason))
+                    .filter_map(|e| e.message)
+                    .collect();
+                let m = msgs
+                    .iter()
+                    .find(|m| ok(m))
+                    .ok_or_else(|| format!("node {name}: {reason} events {msgs:?}"))?;
+                out.push((name, m.clone()));
             }
             if out.is_empty() {
                 return Err("no nodes".into());

@@ -210,11 +210,12 @@ async fn deploy_all(client: &Client, local: Option<&Local>) -> Result<()> {
     deploy::wait_daemonset(client, "vfplex", T).await?;
     deploy::wait_daemonset(client, "vfplex-device-plugin", T).await?;
     // The node agent (a container of the device plugin's pod) reports each
-    // node through the API with its own token; the deployed policy is empty,
-    // so a node with no SR-IOV PF governed reads exactly this.
-    let states = pods::wait_node_annotation(
+    // node through the API with its own token and RBAC (Events only); the
+    // deployed policy is empty, so a node with no SR-IOV PF governed reads
+    // exactly this.
+    let states = pods::wait_node_event(
         client,
-        "vfplex.io/sriov-node-state",
+        "SriovNodeState",
         |v| v == r#"{"pfs":{},"absent":[]}"#,
         T,
     )

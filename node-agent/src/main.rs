@@ -14,7 +14,7 @@ use vfplex_node_agent::{holders, kernel::Kernel, pass, report::Reporter, state};
 
 const USAGE: &str =
     "usage: vfplex-node-agent [status] [--policy FILE] [--state FILE] [--sysfs-root DIR]
-         [--pod-resources SOCKET] [--kubelet-checkpoint FILE] [--sriov-data-dir DIR] [--interval SECONDS] [--once]
+         [--pod-resources SOCKET] [--kubelet-checkpoint FILE] [--sriov-data-dir DIR] [--interval SECONDS] [--once] [--annotate-node]
 ";
 /// While something is pending or failed, look again this soon.
 const UNSETTLED: Duration = Duration::from_secs(5);
@@ -30,6 +30,7 @@ struct Options {
     sriov_data_dir: PathBuf,
     interval: Duration,
     once: bool,
+    annotate_node: bool,
 }
 
 fn parse() -> Result<Options, String> {
@@ -43,6 +44,7 @@ fn parse() -> Result<Options, String> {
         sriov_data_dir: vfplex_config::sriov::DEFAULT_DATA_DIR.into(),
         interval: Duration::from_secs(60),
         once: false,
+        annotate_node: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -65,6 +67,7 @@ fn parse() -> Result<Options, String> {
                 o.interval = Duration::from_secs(s);
             }
             "once" => o.once = true,
+            "annotate-node" => o.annotate_node = true,
             "help" | "h" => return Err(String::new()),
             _ => return Err(format!("unknown argument {a:?}")),
         }
@@ -160,11 +163,14 @@ fn main() -> ExitCode {
         .enable_all()
         .build();
     let mut reporter = match (&rt, o.once) {
-        (Ok(rt), false) => match rt.block_on(Reporter::new(std::env::var("NODE_NAME").ok())) {
+        (Ok(rt), false) => match rt.block_on(Reporter::new(
+            std::env::var("NODE_NAME").ok(),
+            o.annotate_node,
+        )) {
             Ok(r) => {
                 tracing::info!(
-                    "reporting to the Node object ({})",
-                    vfplex_node_agent::report::ANNOTATION
+                    "reporting to the Node object (Events{})",
+                    if o.annotate_node { ", annotation" } else { "" }
                 );
                 Some(r)
             }

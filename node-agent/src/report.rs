@@ -1,7 +1,10 @@
-//! The node's SR-IOV state on its Node object, for `kubectl`: the annotation
-//! `vfplex.io/sriov-node-state` (each PF's phase, what differs, who holds
-//! it) patched when the state changes, and one Event per PF whose phase
-//! changed (`SriovApplied`, `SriovPending`, `SriovFailed`, …). The agent's
+//! The node's SR-IOV state on its Node object, for `kubectl describe node`:
+//! an Event `SriovNodeState` with the whole state (each PF's phase, what
+//! differs, who holds it) whenever it changes, and one Event per PF whose
+//! phase changed (`SriovApplied`, `SriovPending`, `SriovFailed`, …). With
+//! `--annotate-node` the same summary also goes into the annotation
+//! `vfplex.io/sriov-node-state` — which needs `nodes: patch`, a right RBAC
+//! cannot narrow to one node, so it is off by default (docs/node-agent.md). The agent's
 //! own credentials (in-cluster service account, or `KUBECONFIG`) and
 //! `NODE_NAME` (the downward API) say where; without them the agent works
 //! and reports only in its state file and log. A report that fails is
@@ -42,6 +45,8 @@ pub fn annotation(state: &NodeState) -> String {
 pub struct Reporter {
     client: Client,
     node: String,
+    /// Patch the Node's annotation too (needs `nodes: patch`).
+    annotate: bool,
     /// Each PF's phase as last reported.
     last: BTreeMap<String, Phase>,
     last_annotation: Option<String>,
@@ -58,7 +63,7 @@ impl std::fmt::Debug for Reporter {
 impl Reporter {
     /// `None` (with the reason) when there is no node name or no API
     /// credentials: reporting is then off.
-    pub async fn new(node: Option<String>) -> Result<Reporter, String> {
+    pub async fn new(node: Option<String>, annotate: bool) -> Result<Reporter, String> {
         let node = node
             .filter(|n| vfplex_config::validate::dns1123_subdomain("NODE_NAME", n).is_ok())
             .ok_or("NODE_NAME is not set (or not a node name)")?;
@@ -68,6 +73,7 @@ impl Reporter {
         Ok(Reporter {
             client,
             node,
+            annotate,
             last: BTreeMap::new(),
             last_annotation: None,
         })
@@ -77,12 +83,15 @@ impl Reporter {
     pub async fn report(&mut self, state: &NodeState) -> Result<(), String> {
         let value = annotation(state);
         if self.last_annotation.as_deref() != Some(value.as_str()) {
-            let nodes: Api<Node> = Api::all(self.client.clone());
-            let patch = serde_json::json!({"metadata": {"annotations": {ANNOTATION: value}}});
-            nodes
-                .patch(&self.node, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-                .map_err(|e| format!("patch node {}: {e}", self.node))?;
+            if self.annotate {
+                let nodes: Api<Node> = Api::all(self.client.clone());
+                let patch = serde_json::json!({"metadata": {"annotations": {ANNOTATION: value}}});
+                nodes
+                    .patch(&self.node, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map_err(|e| format!("patch node {}: {e}", self.node))?;
+            }
+            self.event("Normal", "SriovNodeState", &value).await?;
             self.last_annotation = Some(value);
         }
         for (pci, st) in &state.pfs {
