@@ -123,6 +123,59 @@ pub async fn wait_node_event(
     .await
 }
 
+/// The logs of `container` in the pods `selector` picks (for a failure's
+/// report; errors become text).
+pub async fn container_logs(client: &Client, ns: &str, selector: &str, container: &str) -> String {
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let pods = match api.list(&ListParams::default().labels(selector)).await {
+        Ok(p) => p,
+        Err(e) => return format!("cannot list {selector}: {e}"),
+    };
+    let mut out = String::new();
+    for p in pods.items {
+        let name = p.metadata.name.unwrap_or_default();
+        let lp = kube::api::LogParams {
+            container: Some(container.into()),
+            tail_lines: Some(50),
+            ..Default::default()
+        };
+        match api.logs(&name, &lp).await {
+            Ok(l) => out.push_str(&format!("--- {name}/{container}\n{l}")),
+            // The kit's kubelet serves no logs to the API server: on the
+            // node itself, kubelet's log files.
+            Err(e) => {
+                let prefix = format!("{ns}_{name}_");
+                let files: Vec<std::path::PathBuf> = std::fs::read_dir("/var/log/pods")
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .filter(|d| d.file_name().to_string_lossy().starts_with(&prefix))
+                    .flat_map(|d| {
+                        std::fs::read_dir(d.path().join(container))
+                            .into_iter()
+                            .flatten()
+                            .flatten()
+                    })
+                    .map(|f| f.path())
+                    .collect();
+                if files.is_empty() {
+                    out.push_str(&format!("--- {name}/{container}: {e}\n"));
+                }
+                for f in files {
+                    let text = std::fs::read_to_string(&f).unwrap_or_default();
+                    let tail: Vec<&str> = text.lines().rev().take(50).collect();
+                    out.push_str(&format!("--- {}\n", f.display()));
+                    for l in tail.into_iter().rev() {
+                        out.push_str(l);
+                        out.push('\n');
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Wait until every node is Ready (and there is one).
 pub async fn wait_nodes_ready(client: &Client, timeout: Duration) -> Result<()> {
     let api: Api<Node> = Api::all(client.clone());

@@ -213,13 +213,29 @@ async fn deploy_all(client: &Client, local: Option<&Local>) -> Result<()> {
     // node through the API with its own token and RBAC (Events only); the
     // deployed policy is empty, so a node with no SR-IOV PF governed reads
     // exactly this.
-    let states = pods::wait_node_event(
+    let states = match pods::wait_node_event(
         client,
         "SriovNodeState",
         |v| v == r#"{"pfs":{},"absent":[]}"#,
         T,
     )
-    .await?;
+    .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            say(format!(
+                "node agent log:\n{}",
+                pods::container_logs(
+                    client,
+                    "kube-system",
+                    "app=vfplex-device-plugin",
+                    "node-agent"
+                )
+                .await
+            ));
+            return Err(e);
+        }
+    };
     say(format!("node agent: {states:?}"));
     if local.is_some() {
         let conf = std::fs::read_to_string(local::CNI_CONF).unwrap_or_default();

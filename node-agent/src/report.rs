@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Event, EventSource, Node, ObjectReference};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::Client;
 use vfplex_config::node_policy::{NodeState, Phase};
@@ -149,12 +149,12 @@ impl Reporter {
                 component: Some(AGENT.into()),
                 host: Some(self.node.clone()),
             }),
-            reporting_component: Some(AGENT.into()),
-            reporting_instance: Some(self.node.clone()),
+            // The legacy form, as kubelet posts node events: with an
+            // eventTime the API server wants involvedObject.namespace to be
+            // the event's own, which a cluster-scoped Node has not (the
+            // e2e's API server refused it with 422).
             first_timestamp: Some(Time(now)),
             last_timestamp: Some(Time(now)),
-            event_time: Some(MicroTime(now)),
-            action: Some("Configure".into()),
             count: Some(1),
             ..Event::default()
         };
