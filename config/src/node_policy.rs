@@ -301,6 +301,21 @@ pub struct PfStatus {
     pub error: Option<String>,
 }
 
+impl PfStatus {
+    /// A PF's status with nothing applied, differing or holding yet.
+    pub fn new(pf: impl Into<String>, pci_address: Option<&str>, phase: Phase) -> Self {
+        PfStatus {
+            pf: pf.into(),
+            pci_address: pci_address.map(str::to_string),
+            phase,
+            applied: vec![],
+            differs: vec![],
+            held_by: vec![],
+            error: None,
+        }
+    }
+}
+
 /// The state file: the device plugin advertises a governed PF's VFs only
 /// while its entry here says so; without the file, no governed PF's.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -424,18 +439,7 @@ mod tests {
             ("d", Phase::Failed),
             ("e", Phase::Differs),
         ] {
-            s.pfs.insert(
-                pci.into(),
-                PfStatus {
-                    pf: pci.into(),
-                    pci_address: None,
-                    phase,
-                    applied: vec![],
-                    differs: vec![],
-                    held_by: vec![],
-                    error: None,
-                },
-            );
+            s.pfs.insert(pci.into(), PfStatus::new(pci, None, phase));
         }
         let got: Vec<_> = ["a", "b", "c", "d", "e", "z"]
             .iter()

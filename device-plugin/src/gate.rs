@@ -59,22 +59,9 @@ impl Gate {
     /// `advertised.json` beside it once the pools it allows are published.
     /// The agent waits for that before it disturbs a PF it withdrew.
     pub fn acknowledge(&self) {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
         let Some(bytes) = &self.bytes else { return };
         let dir = self.dir();
-        let tmp = dir.join(format!(".advertised.{}", std::process::id()));
-        let _ = std::fs::remove_file(&tmp);
-        let r = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .custom_flags(nix::libc::O_NOFOLLOW)
-            .open(&tmp)
-            .and_then(|mut f| f.write_all(bytes))
-            .and_then(|()| std::fs::rename(&tmp, dir.join("advertised.json")));
-        if let Err(e) = r {
-            let _ = std::fs::remove_file(&tmp);
+        if let Err(e) = vfplex_cni::files::write_atomic(&dir, "advertised.json", bytes, false) {
             tracing::warn!(
                 "cannot acknowledge the node state in {}: {e}",
                 dir.display()
@@ -189,15 +176,7 @@ mod tests {
         let mut s = NodeState::default();
         s.pfs.insert(
             "0000:01:00.0".into(),
-            PfStatus {
-                pf: "ens1f0".into(),
-                pci_address: Some("0000:01:00.0".into()),
-                phase: Phase::Pending,
-                applied: vec![],
-                differs: vec![],
-                held_by: vec![],
-                error: None,
-            },
+            PfStatus::new("ens1f0", Some("0000:01:00.0"), Phase::Pending),
         );
         std::fs::write(&f, serde_json::to_vec(&s).unwrap()).unwrap();
         assert!(g.reload());

@@ -17,15 +17,7 @@ fn state(phase: Phase) -> Vec<u8> {
     let mut s = NodeState::default();
     s.pfs.insert(
         "0000:01:00.0".into(),
-        PfStatus {
-            pf: "ens1f0".into(),
-            pci_address: Some("0000:01:00.0".into()),
-            phase,
-            applied: vec![],
-            differs: vec![],
-            held_by: vec![],
-            error: None,
-        },
+        PfStatus::new("ens1f0", Some("0000:01:00.0"), phase),
     );
     serde_json::to_vec(&s).unwrap()
 }

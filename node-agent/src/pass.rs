@@ -34,15 +34,7 @@ pub fn pass(
     let holders = node.holders();
     for pf in &policy.pfs {
         let mut withdraw = |pci: &str| {
-            let mut s = PfStatus {
-                pf: pf.label(),
-                pci_address: Some(pci.to_string()),
-                phase: Phase::Applying,
-                applied: vec![],
-                differs: vec![],
-                held_by: vec![],
-                error: None,
-            };
+            let mut s = PfStatus::new(pf.label(), Some(pci), Phase::Applying);
             s.differs.push("withdrawn while it changes".into());
             node.withdraw(pci, s)
         };
@@ -50,15 +42,8 @@ pub fn pass(
         // stands; the second is refused before it writes anything.
         if let Ok(Some(pci)) = host.resolve(pf) {
             if let Some(first) = state.pfs.get(&pci) {
-                let dup = PfStatus {
-                    pf: pf.label(),
-                    pci_address: Some(pci.clone()),
-                    phase: Phase::Failed,
-                    applied: vec![],
-                    differs: vec![],
-                    held_by: vec![],
-                    error: Some(format!("the same PF as the entry for {}", first.pf)),
-                };
+                let mut dup = PfStatus::new(pf.label(), Some(&pci), Phase::Failed);
+                dup.error = Some(format!("the same PF as the entry for {}", first.pf));
                 state.pfs.insert(format!("{pci} ({})", dup.pf), dup);
                 continue;
             }

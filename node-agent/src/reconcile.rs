@@ -275,15 +275,7 @@ fn apply(host: &mut dyn Host, view: &PfView, d: &Diff) -> Result<bool, HostError
 }
 
 fn status(policy: &PfPolicy, pci: Option<&str>, phase: Phase) -> PfStatus {
-    PfStatus {
-        pf: policy.label(),
-        pci_address: pci.map(str::to_string),
-        phase,
-        applied: vec![],
-        differs: vec![],
-        held_by: vec![],
-        error: None,
-    }
+    PfStatus::new(policy.label(), pci, phase)
 }
 
 /// Bring one PF to its policy (or, externally managed, only compare).

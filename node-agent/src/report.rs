@@ -178,13 +178,10 @@ mod tests {
         s.pfs.insert(
             "0000:01:00.0".into(),
             PfStatus {
-                pf: "ens1f0".into(),
-                pci_address: Some("0000:01:00.0".into()),
-                phase: Phase::Pending,
                 applied: vec!["link up".into()],
                 differs: vec!["numVfs 4 -> 2".into()],
                 held_by: vec!["pod a/b (intel.com/x)".into()],
-                error: None,
+                ..PfStatus::new("ens1f0", Some("0000:01:00.0"), Phase::Pending)
             },
         );
         s.absent.push("ens9".into());

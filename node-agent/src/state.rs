@@ -1,11 +1,8 @@
 //! The state file the device plugin reads (`/run/vfplex/node/state.json`):
-//! written whole and atomically (a fresh O_EXCL|O_NOFOLLOW temp file, 0644,
-//! fsync, rename), and only when it changes, so the device plugin wakes for
-//! a real change only.
+//! written whole and atomically (vfplex_cni::files::write_atomic), and only
+//! when it changes, so the device plugin wakes for a real change only.
 
-use std::fs::{self, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
 use std::path::Path;
 
 use vfplex_config::node_policy::NodeState;
@@ -17,29 +14,19 @@ pub fn write(path: &Path, state: &NodeState) -> std::io::Result<bool> {
     if fs::read(path).is_ok_and(|old| old == bytes) {
         return Ok(false);
     }
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let (Some(dir), Some(name)) = (
+        path.parent().filter(|d| !d.as_os_str().is_empty()),
+        path.file_name().and_then(|n| n.to_str()),
+    ) else {
+        return Err(std::io::Error::other(format!(
+            "{} names no file",
+            path.display()
+        )));
+    };
     fs::create_dir_all(dir)?;
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| std::io::Error::other(format!("{} names no file", path.display())))?;
-    let tmp = dir.join(format!(".{name}.{}", std::process::id()));
-    let _ = fs::remove_file(&tmp);
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(&tmp)?;
-    let r = f.write_all(&bytes).and_then(|()| f.sync_all());
-    drop(f);
-    if let Err(e) = r.and_then(|()| fs::rename(&tmp, path)) {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
+    // A fresh O_EXCL|O_NOFOLLOW temp file, 0600 (the device plugin reads it
+    // as root), renamed into place.
+    vfplex_cni::files::write_atomic(dir, name, &bytes, false)?;
     Ok(true)
 }
 
