@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (feature, proto) in [
         ("CARGO_FEATURE_DEVICEPLUGIN", "proto/deviceplugin.proto"),
         ("CARGO_FEATURE_PODRESOURCES", "proto/podresources.proto"),
+        ("CARGO_FEATURE_CRI", "proto/cri.proto"),
     ] {
         println!("cargo:rerun-if-changed={proto}");
         if std::env::var_os(feature).is_some() {

@@ -2,7 +2,8 @@
 //! `.proto` files: the device-plugin API v1beta1 (feature `deviceplugin`:
 //! the device plugin serves it, registers through it) and PodResources v1
 //! (feature `podresources`: the meta plugin asks it which devices a pod
-//! got). And the one way vfplex reaches kubelet: gRPC over a unix socket.
+//! got), and a slice of the CRI (feature `cri`: the hot-plug agent finds a
+//! pod's sandbox). And the one way vfplex reaches kubelet: gRPC over a unix socket.
 
 use std::path::{Path, PathBuf};
 
@@ -27,6 +28,14 @@ pub mod deviceplugin {
 #[allow(missing_docs, clippy::all, missing_debug_implementations)]
 pub mod podresources {
     tonic::include_proto!("v1");
+}
+
+/// The slice of the CRI RuntimeService v1 that finds a pod's sandbox and its
+/// network namespace (the runtime's socket, e.g. containerd's).
+#[cfg(feature = "cri")]
+#[allow(missing_docs, clippy::all, missing_debug_implementations)]
+pub mod cri {
+    tonic::include_proto!("runtime.v1");
 }
 
 /// A gRPC channel over the unix socket at `path`.

@@ -22,11 +22,29 @@ pub fn add(ctx: &Ctx, req: &Request) -> Result<CniResult, MetaError> {
     let pod = crate::pod::pod(req, ctx.kube.as_ref())?;
     let mut planned = attachments::plan(ctx, req, &pod)?;
     let copies = attachments::plan_device_info(&ctx.conf, req, &mut planned);
-    let mut delegates = planned.delegates;
     // The pod's netns must be there before any delegate runs: the bridge
     // plugin, for one, creates its bridge on the host before it opens the
     // netns, and would leave it behind. Kept open for the default route.
     let netns = req.netns.as_deref().map(NetNs::open).transpose()?;
+    // The entry's writers take turns (crate::cache::lock): from the moment
+    // the entry exists, the hot-plug agent may want to change it.
+    let lock = cache::lock(&ctx.conf.cni_dir, &req.container_id)?;
+    let r = attach(ctx, req, &pod, planned.delegates, &copies, netns.as_ref());
+    if r.is_err() && cache::absent(&ctx.conf.cni_dir, &req.container_id) {
+        lock.remove();
+    }
+    r
+}
+
+/// ADD's part under the lock: remember, attach, report.
+fn attach(
+    ctx: &Ctx,
+    req: &Request,
+    pod: &Pod,
+    mut delegates: Vec<Delegate>,
+    copies: &[attachments::DeviceInfoCopy],
+    netns: Option<&NetNs>,
+) -> Result<CniResult, MetaError> {
     let env = ctx.call_env(req);
     let call = env.call();
     let mut entry = Entry {
@@ -40,20 +58,20 @@ pub fn add(ctx: &Ctx, req: &Request) -> Result<CniResult, MetaError> {
     // list, device-info files included.
     cache::save(&ctx.conf.cni_dir, &entry)?;
     vfplex_cni::crash::point(1);
-    attachments::copy_device_info(&mut delegates, &copies);
+    attachments::copy_device_info(&mut delegates, copies);
 
     if let Err((failed, e)) = attach_all(ctx, &call, &mut delegates) {
         // The failed delegate is DELed too (spec: a failed ADD is followed by DEL).
         return Err(rollback(ctx, req, &delegates, failed, e));
     }
     vfplex_cni::crash::point(100);
-    if let Err(e) = apply_default_route(netns.as_ref(), &delegates) {
+    if let Err(e) = apply_default_route(netns, &delegates) {
         return Err(rollback(ctx, req, &delegates, delegates.len() - 1, e));
     }
     entry.delegates = delegates.clone();
     cache::update(&ctx.conf.cni_dir, &entry)?;
     if let Some(kube) = &ctx.kube {
-        report(kube, &pod, &delegates);
+        report(kube, pod, &delegates);
     }
     let master = delegates.iter().find(|d| d.master);
     match master.and_then(|d| d.result.clone()) {
@@ -68,11 +86,25 @@ pub fn add(ctx: &Ctx, req: &Request) -> Result<CniResult, MetaError> {
 /// attachment, as Multus writes them, sent together (pipelined); a failure
 /// is logged, ADD stands.
 fn report(kube: &KubeClient, pod: &Pod, delegates: &[Delegate]) {
-    let statuses = status::entries(delegates);
-    let value = annotations::format_network_status(&statuses);
-    let messages: Vec<String> = delegates
+    let added: Vec<&Delegate> = delegates.iter().filter(|d| !d.master).collect();
+    let messages = added_messages(delegates, &added);
+    let events: Vec<EventDesc<'_>> = messages
         .iter()
-        .filter(|d| !d.master)
+        .map(|m| EventDesc {
+            kind: "Normal",
+            reason: "AddedInterface",
+            message: m,
+        })
+        .collect();
+    report_with(kube, pod, delegates, &events);
+}
+
+/// Multus's AddedInterface message for each of `added`: "Add net1 [ips] from
+/// ns/name", the addresses from the pod's network-status.
+pub(crate) fn added_messages(all: &[Delegate], added: &[&Delegate]) -> Vec<String> {
+    let statuses = status::entries(all);
+    added
+        .iter()
         .map(|d| {
             let ips: Vec<String> = statuses
                 .iter()
@@ -83,21 +115,24 @@ fn report(kube: &KubeClient, pod: &Pod, delegates: &[Delegate]) {
                 .collect();
             format!("Add {} {:?} from {}", d.ifname, ips, d.network)
         })
-        .collect();
-    let events: Vec<EventDesc<'_>> = messages
-        .iter()
-        .map(|m| EventDesc {
-            kind: "Normal",
-            reason: "AddedInterface",
-            message: m,
-        })
-        .collect();
+        .collect()
+}
+
+/// The network-status of `delegates` and `events`, sent together; failures
+/// logged.
+pub(crate) fn report_with(
+    kube: &KubeClient,
+    pod: &Pod,
+    delegates: &[Delegate],
+    events: &[EventDesc<'_>],
+) {
+    let value = annotations::format_network_status(&status::entries(delegates));
     let who = PodRef {
         ns: &pod.namespace,
         name: &pod.name,
         uid: &pod.uid,
     };
-    let (patched, posted) = kube.report(&who, NETWORK_STATUS_ANNOTATION, &value, &events);
+    let (patched, posted) = kube.report(&who, NETWORK_STATUS_ANNOTATION, &value, events);
     if let Err(e) = patched {
         tracing::warn!(
             "network-status of {}/{} not written: {e}",
@@ -176,7 +211,10 @@ fn rollback(
 /// `default-route`: the pod's default route of each family goes through the
 /// gateway the selection names, out of that attachment's interface; every
 /// other default route of that family is removed.
-fn apply_default_route(netns: Option<&NetNs>, delegates: &[Delegate]) -> Result<(), MetaError> {
+pub(crate) fn apply_default_route(
+    netns: Option<&NetNs>,
+    delegates: &[Delegate],
+) -> Result<(), MetaError> {
     let chosen: Vec<&Delegate> = delegates
         .iter()
         .filter(|d| !d.default_route.is_empty())

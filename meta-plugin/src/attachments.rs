@@ -48,7 +48,7 @@ pub fn plan(ctx: &Ctx, req: &Request, pod: &Pod) -> Result<Attachments, MetaErro
     let mut delegates = cluster(ctx, req, pod, &resolver)?;
     let mut requested = vec![None; delegates.len()];
     let mut resources = vec![None; delegates.len()];
-    let mut devices = None;
+    let mut devices = Devices::default();
     for sel in selections {
         let (d, resource) = selected(ctx, pod, &resolver, &sel, &mut devices)?;
         delegates.push(d);
@@ -131,12 +131,12 @@ fn cluster(
 
 /// One network the annotation selects: allowed for the pod's namespace, its
 /// NAD resolved (once), its device the one kubelet allocated.
-fn selected(
+pub fn selected(
     ctx: &Ctx,
     pod: &Pod,
     resolver: &Resolver<'_>,
     sel: &NetworkSelectionElement,
-    devices: &mut Option<Devices>,
+    devices: &mut Devices,
 ) -> Result<(Delegate, Option<String>), MetaError> {
     let ns = sel.namespace_or(&pod.namespace).to_string();
     if !ctx.conf.may_use(&pod.namespace, &ns) {
@@ -168,10 +168,7 @@ fn selected(
         })?;
     let resource = nad.resource_name().map(str::to_string);
     let device_id = match (&resource, &sel.device_id) {
-        (Some(res), wanted) => {
-            let devices = devices.get_or_insert_with(|| Devices::new(device_ids(ctx, pod)));
-            Some(devices.take(&network, res, wanted.as_deref())?)
-        }
+        (Some(res), wanted) => Some(devices.take(ctx, pod, &network, res, wanted.as_deref())?),
         // Only kubelet hands out devices: a pod may not pick one for a
         // network that has no resource behind it.
         (None, Some(id)) => {
@@ -231,19 +228,21 @@ fn device_ids(ctx: &Ctx, pod: &Pod) -> BTreeMap<String, Vec<String>> {
     checkpoint_devices(&ctx.conf.kubelet_checkpoint, &pod.uid)
 }
 
-/// The devices kubelet allocated to the pod, per resource, and which of them
-/// attachments took so far.
-#[derive(Debug)]
-struct Devices {
-    allocated: BTreeMap<String, Vec<String>>,
+/// The devices kubelet allocated to the pod, per resource (asked for once,
+/// when the first attachment needs one), and which of them attachments took
+/// so far.
+#[derive(Debug, Default)]
+pub struct Devices {
+    allocated: Option<BTreeMap<String, Vec<String>>>,
     taken: Vec<String>,
 }
 
 impl Devices {
-    fn new(allocated: BTreeMap<String, Vec<String>>) -> Self {
+    /// Devices of which `taken` are in use already (a running pod's).
+    pub fn taken_by(taken: Vec<String>) -> Self {
         Devices {
-            allocated,
-            taken: Vec::new(),
+            allocated: None,
+            taken,
         }
     }
 
@@ -252,6 +251,8 @@ impl Devices {
     /// other attachment has it, else the next one not taken.
     fn take(
         &mut self,
+        ctx: &Ctx,
+        pod: &Pod,
         network: &str,
         resource: &str,
         wanted: Option<&str>,
@@ -261,7 +262,8 @@ impl Devices {
             resource: resource.to_string(),
             reason,
         };
-        let ids = self.allocated.get(resource).cloned().unwrap_or_default();
+        let allocated = self.allocated.get_or_insert_with(|| device_ids(ctx, pod));
+        let ids = allocated.get(resource).cloned().unwrap_or_default();
         if ids.is_empty() {
             return Err(refuse(
                 "kubelet allocated no device of this resource to the pod".into(),

@@ -3,9 +3,15 @@
 //! works when the NAD, the pod or the API server is gone. vfplex writes a JSON
 //! object; an array there is Multus's (crate::multus). 0700 directory, 0600
 //! file, atomic and fsynced writes; the container ID is validated before it
-//! becomes a name.
+//! becomes a name. `<cniDir>/.locks/<containerID>`: the flock every writer of
+//! a container's entry holds (ADD, DEL, GC, the hot-plug agent), so a change
+//! to a running pod and the runtime's own DEL never interleave.
 
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
 
 use serde::{Deserialize, Serialize};
 use vfplex_config::validate;
@@ -118,6 +124,95 @@ pub fn list(dir: &str) -> Vec<String> {
                 .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
                 .filter_map(|e| e.file_name().to_str().map(str::to_string))
                 .filter(|n| validate::container_id("cache", n).is_ok() && !n.contains(".tmp"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Where the per-container locks live (a directory: [`list`] skips it).
+const LOCKS: &str = ".locks";
+
+/// A container's lock, held until dropped (or the process dies).
+#[derive(Debug)]
+pub struct ContainerLock {
+    path: PathBuf,
+    _lock: Flock<File>,
+}
+
+impl ContainerLock {
+    /// Drop the lock file too: the container is gone (DEL, a failed ADD). A
+    /// waiter that then gets the lock on the unlinked file sees it is not the
+    /// one at the path and opens the path again (see [`lock`]).
+    pub fn remove(self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Wait for, and take, the lock of one container's entry. Blocking: every
+/// holder is bounded (its delegates run under `delegateTimeout`).
+pub fn lock(dir: &str, container_id: &str) -> Result<ContainerLock, MetaError> {
+    take(dir, container_id, FlockArg::LockExclusive)?.ok_or_else(|| MetaError::Cache {
+        path: Path::new(dir)
+            .join(LOCKS)
+            .join(container_id)
+            .display()
+            .to_string(),
+        reason: "lock not taken".into(),
+    })
+}
+
+/// The lock if nobody holds it now.
+pub fn try_lock(dir: &str, container_id: &str) -> Result<Option<ContainerLock>, MetaError> {
+    take(dir, container_id, FlockArg::LockExclusiveNonblock)
+}
+
+/// Whether the container has no entry (its lock file can go with the lock).
+pub fn absent(dir: &str, container_id: &str) -> bool {
+    matches!(lookup(dir, container_id), Ok(Cached::Absent))
+}
+
+fn take(dir: &str, container_id: &str, how: FlockArg) -> Result<Option<ContainerLock>, MetaError> {
+    validate::container_id("CNI_CONTAINERID", container_id)?;
+    let locks = Path::new(dir).join(LOCKS);
+    vfplex_cni::files::private_dir(Path::new(dir)).map_err(|x| err(Path::new(dir), x))?;
+    vfplex_cni::files::private_dir(&locks).map_err(|x| err(&locks, x))?;
+    let path = locks.join(container_id);
+    loop {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(|x| err(&path, x))?;
+        let held = match Flock::lock(file, how) {
+            Ok(h) => h,
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Ok(None),
+            Err((_, e)) => return Err(err(&path, e)),
+        };
+        // The holder before us may have removed the file: a lock on an
+        // unlinked inode excludes nobody who opens the path afresh.
+        let same = match (held.metadata(), std::fs::symlink_metadata(&path)) {
+            (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+            _ => false,
+        };
+        if same {
+            return Ok(Some(ContainerLock { path, _lock: held }));
+        }
+    }
+}
+
+/// Lock files of containers with no entry (a crash between a failed ADD and
+/// its clean-up), for GC to drop.
+pub fn stale_locks(dir: &str) -> Vec<String> {
+    let entries = list(dir);
+    std::fs::read_dir(Path::new(dir).join(LOCKS))
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                .filter(|n| validate::container_id("lock", n).is_ok() && !entries.contains(n))
                 .collect()
         })
         .unwrap_or_default()

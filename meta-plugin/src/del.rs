@@ -16,6 +16,22 @@ use crate::networks::Resolver;
 use crate::Ctx;
 
 pub fn del(ctx: &Ctx, req: &Request) -> Result<(), MetaError> {
+    // Taken in turn with ADD and the hot-plug agent (crate::cache::lock)
+    // when there is an entry they could be changing; the lock file goes with
+    // it. (No entry: nobody else acts on this container — ADD and DEL of
+    // one container come one at a time from the runtime.)
+    if !cache::path(&ctx.conf.cni_dir, &req.container_id)?.exists() {
+        return del_locked(ctx, req);
+    }
+    let lock = cache::lock(&ctx.conf.cni_dir, &req.container_id)?;
+    let r = del_locked(ctx, req);
+    if cache::absent(&ctx.conf.cni_dir, &req.container_id) {
+        lock.remove();
+    }
+    r
+}
+
+fn del_locked(ctx: &Ctx, req: &Request) -> Result<(), MetaError> {
     let env = ctx.call_env(req);
     let call = env.call();
     let entry = match cache::lookup(&ctx.conf.cni_dir, &req.container_id)? {

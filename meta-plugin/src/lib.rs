@@ -10,6 +10,7 @@ pub mod cache;
 pub mod del;
 pub mod delegate;
 pub mod error;
+pub mod hotplug;
 pub mod kube;
 pub mod maintenance;
 pub mod multus;

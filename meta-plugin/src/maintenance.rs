@@ -140,6 +140,18 @@ pub fn gc(ctx: &Ctx, req: &Request) -> Result<(), MetaError> {
         for id in cache::list(&ctx.conf.cni_dir).into_iter().filter(stale) {
             problems.extend(gc_entry(ctx, req, &id));
         }
+        // Lock files with no entry (a crash after a failed ADD's rollback):
+        // dropped when nobody holds them.
+        for id in cache::stale_locks(&ctx.conf.cni_dir)
+            .into_iter()
+            .filter(stale)
+        {
+            if let Ok(Some(l)) = cache::try_lock(&ctx.conf.cni_dir, &id) {
+                if cache::absent(&ctx.conf.cni_dir, &id) {
+                    l.remove();
+                }
+            }
+        }
         // libcni records with no entry (Multus's own DEL leaves the cluster
         // network's behind): torn down again (DEL is idempotent) and dropped.
         for id in multus::orphan_result_containers(&ctx.conf.cni_dir)
@@ -167,6 +179,19 @@ pub fn gc(ctx: &Ctx, req: &Request) -> Result<(), MetaError> {
 /// One stale cache entry, vfplex's or Multus's: its delegates DELed, then
 /// the entry (and libcni's records) dropped if that worked.
 fn gc_entry(ctx: &Ctx, req: &Request, id: &str) -> Vec<MetaError> {
+    // In turn with the hot-plug agent, which may be changing it.
+    let lock = match cache::lock(&ctx.conf.cni_dir, id) {
+        Ok(l) => l,
+        Err(e) => return vec![e],
+    };
+    let p = gc_entry_locked(ctx, req, id);
+    if cache::absent(&ctx.conf.cni_dir, id) {
+        lock.remove();
+    }
+    p
+}
+
+fn gc_entry_locked(ctx: &Ctx, req: &Request, id: &str) -> Vec<MetaError> {
     let (delegates, netns, from_multus) = match cache::lookup(&ctx.conf.cni_dir, id) {
         Ok(cache::Cached::Entry(e)) => (e.delegates, e.netns, false),
         Ok(cache::Cached::Multus(m)) => {

@@ -3,6 +3,7 @@
 //! the policy file changes, and every `--interval` (sooner while something
 //! is pending or failed). `--once`: one pass, the state on stdout, exit 0
 //! only when every PF here is as declared. `status`: print the state file.
+//! `hotplug`: the pods' networks follow their annotation (crate::cmd_hotplug).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,7 +14,8 @@ use vfplex_node_agent::live::Live;
 use vfplex_node_agent::{holders, kernel::Kernel, pass, report::Reporter, state};
 
 const USAGE: &str =
-    "usage: vfplex-node-agent [status] [--policy FILE] [--state FILE] [--sysfs-root DIR]
+    "usage: vfplex-node-agent hotplug --help
+       vfplex-node-agent [status] [--policy FILE] [--state FILE] [--sysfs-root DIR]
          [--pod-resources SOCKET] [--kubelet-checkpoint FILE] [--sriov-data-dir DIR] [--interval SECONDS] [--once] [--annotate-node]
 ";
 /// While something is pending or failed, look again this soon.
@@ -126,6 +128,14 @@ fn log_changes(s: &NodeState) {
 }
 
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("hotplug") {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .with_target(false)
+            .init();
+        return vfplex_node_agent::cmd_hotplug::run(std::env::args().skip(2));
+    }
     let o = match parse() {
         Ok(o) => o,
         Err(e) => {

@@ -1,0 +1,250 @@
+//! Hot-plug on a real pod namespace with the reference bridge and host-local
+//! plugins as delegates: a pod the `vfplex` binary ADDed gets a network by
+//! its annotation and loses one (interface, lease and cache entry follow),
+//! an interface the pod made itself is not reused, an agent stopped
+//! mid-attach converges, a device-backed network with no free device is
+//! refused and leaves nothing, and the runtime's DEL waits for a change in
+//! flight (the cache lock), after which the change finds nothing to do.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+use vfplex_meta_plugin::hotplug::{converge, request, Change, Outcome};
+use vfplex_meta_plugin::pod::Pod;
+use vfplex_meta_plugin::{cache, Ctx};
+
+const ID: &str = "ctr-hot";
+
+fn pod(networks: &str) -> Pod {
+    Pod {
+        namespace: "default".into(),
+        name: "pod-a".into(),
+        uid: "uid-a".into(),
+        annotations: BTreeMap::from([(
+            "k8s.v1.cni.cncf.io/networks".to_string(),
+            networks.to_string(),
+        )]),
+    }
+}
+
+/// The node: NADs net-a, net-b (bridges) and the meta config; the pod ADDed
+/// by the binary with `networks`.
+fn node_with_pod(networks: &str, extra: Value) -> (Node, Value) {
+    let n = Node::new();
+    n.bridge_nad("default", "net-a", "vfa", "10.96.0.0/24");
+    n.bridge_nad("default", "net-b", "vfb", "10.97.0.0/24");
+    let mut conf = n.meta("1.0.0", extra);
+    conf["runtimeConfig"] = pod_annotations(networks);
+    let (code, v) = n.cni("ADD", ID, &conf);
+    assert_eq!(code, Some(0), "{v}");
+    conf.as_object_mut().unwrap().remove("runtimeConfig");
+    (n, conf)
+}
+
+/// What the agent runs: the meta plugin's converge for the pod.
+fn change(n: &Node, conf: &Value, networks: &str) -> Result<Outcome, String> {
+    let p = pod(networks);
+    let req = request(
+        conf.to_string().as_bytes(),
+        &[PathBuf::from(REF_PLUGINS)],
+        &p,
+        ID,
+        Path::new(&n.netns_path()),
+    )
+    .map_err(|e| e.to_string())?;
+    let ctx = Ctx::new(&req, true).map_err(|e| e.to_string())?;
+    converge(&ctx, &req, &p).map_err(|e| e.to_string())
+}
+
+fn changed(o: Result<Outcome, String>) -> Change {
+    match o {
+        Ok(Outcome::Converged(c)) => c,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn entry(n: &Node) -> Value {
+    serde_json::from_slice(&std::fs::read(n.path(&format!("cni/{ID}"))).unwrap()).unwrap()
+}
+
+fn attached(n: &Node) -> Vec<(String, String, bool)> {
+    entry(n)["delegates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["network"].as_str().unwrap().to_string(),
+                d["ifname"].as_str().unwrap().to_string(),
+                !d["result"].is_null(),
+            )
+        })
+        .collect()
+}
+
+fn leases_of(n: &Node, net: &str) -> usize {
+    std::fs::read_dir(n.path(&format!("ipam/{net}")))
+        .map(|rd| {
+            rd.flatten()
+                .filter(|f| f.file_name().to_string_lossy().starts_with("10."))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+#[ignore = "needs root and the reference CNI plugins: scripts/test.sh runs it (--include-ignored)"]
+fn a_network_attached_and_detached_on_a_running_pod() {
+    require_root();
+    let (n, conf) = node_with_pod("net-a", json!({}));
+    assert!(n.links().contains(&"net1".to_string()), "{:?}", n.links());
+
+    let c = changed(change(&n, &conf, "net-a,net-b"));
+    assert_eq!(c.added, vec!["net2 default/net-b".to_string()], "{c:?}");
+    assert!(c.removed.is_empty() && c.failed.is_empty(), "{c:?}");
+    assert!(n.links().contains(&"net2".to_string()), "{:?}", n.links());
+    assert_eq!(leases_of(&n, "net-b"), 1);
+    assert_eq!(
+        attached(&n)[1..],
+        [
+            ("default/net-a".into(), "net1".into(), true),
+            ("default/net-b".into(), "net2".into(), true)
+        ]
+    );
+
+    // The same annotation again: nothing to do.
+    assert!(changed(change(&n, &conf, "net-a,net-b")).is_empty());
+
+    let c = changed(change(&n, &conf, "net-b"));
+    assert_eq!(c.removed, vec!["net1 default/net-a".to_string()], "{c:?}");
+    assert!(c.added.is_empty(), "{c:?}");
+    assert!(!n.links().contains(&"net1".to_string()), "{:?}", n.links());
+    assert_eq!(leases_of(&n, "net-a"), 0, "net-a's lease released");
+    assert_eq!(attached(&n).len(), 2);
+
+    // The pod's DEL tears down what it has now, and the lock goes with it.
+    let (code, v) = n.cni("DEL", ID, &conf);
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(n.links(), vec!["lo".to_string()]);
+    assert!(n.leases().is_empty(), "{:?}", n.leases());
+    assert!(!n.path(&format!("cni/{ID}")).exists());
+    assert!(!n.path(&format!("cni/.locks/{ID}")).exists());
+}
+
+#[test]
+#[ignore = "needs root and the reference CNI plugins: scripts/test.sh runs it (--include-ignored)"]
+fn an_interface_the_pod_made_is_not_taken() {
+    require_root();
+    let (n, conf) = node_with_pod("net-a", json!({}));
+    let st = std::process::Command::new("ip")
+        .args([
+            "-n", &n.netns, "link", "add", "net2", "type", "veth", "peer", "name", "own0",
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let c = changed(change(&n, &conf, "net-a,net-b"));
+    assert_eq!(c.added, vec!["net3 default/net-b".to_string()], "{c:?}");
+    // Asked for by name: refused, nothing attached.
+    let c = changed(change(&n, &conf, "net-a,net-b,net-b@own0"));
+    assert_eq!(c.added, Vec::<String>::new(), "{c:?}");
+    assert!(c.failed[0].contains("own0 is taken"), "{c:?}");
+    assert_eq!(attached(&n).len(), 3);
+    assert_eq!(leases_of(&n, "net-b"), 1);
+}
+
+#[test]
+#[ignore = "needs root and the reference CNI plugins: scripts/test.sh runs it (--include-ignored)"]
+fn an_attach_cut_short_is_redone() {
+    require_root();
+    let (n, conf) = node_with_pod("net-a", json!({}));
+    changed(change(&n, &conf, "net-a,net-b"));
+    // The agent died after net-b's ADD ran but before its result was kept.
+    let mut e = entry(&n);
+    e["delegates"][2]["result"] = Value::Null;
+    std::fs::write(n.path(&format!("cni/{ID}")), e.to_string()).unwrap();
+    let c = changed(change(&n, &conf, "net-a,net-b"));
+    assert_eq!(c.removed, vec!["net2 default/net-b".to_string()], "{c:?}");
+    assert_eq!(c.added, vec!["net2 default/net-b".to_string()], "{c:?}");
+    assert_eq!(leases_of(&n, "net-b"), 1, "one lease, not two");
+    assert!(attached(&n).iter().all(|a| a.2));
+}
+
+#[test]
+#[ignore = "needs root and the reference CNI plugins: scripts/test.sh runs it (--include-ignored)"]
+fn a_device_network_without_a_free_device_is_refused() {
+    require_root();
+    let (n, conf) = node_with_pod(
+        "net-a",
+        json!({"podResourcesSocket": "/nonexistent/kubelet.sock",
+               "kubeletCheckpoint": "/nonexistent/kubelet_internal_checkpoint"}),
+    );
+    let cfg = n.bridge("net-d", "vfd", "10.98.0.0/24", "1.0.0");
+    n.write_nad("default", "net-d", &cfg, Some("example.com/vf"));
+    let before = tree(&n.path("ipam"));
+    let c = changed(change(&n, &conf, "net-a,net-d"));
+    assert!(c.added.is_empty(), "{c:?}");
+    assert!(
+        c.failed.len() == 1 && c.failed[0].contains("kubelet allocated no device"),
+        "{c:?}"
+    );
+    assert_eq!(attached(&n).len(), 2);
+    assert_eq!(tree(&n.path("ipam")), before);
+}
+
+/// Whether some process waits for a flock on the file at `path`
+/// (/proc/locks lists waiters with "->").
+fn someone_waits_on(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(ino) = std::fs::metadata(path).map(|m| m.ino()) else {
+        return false;
+    };
+    std::fs::read_to_string("/proc/locks")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| {
+            l.contains("->")
+                && l.split_whitespace()
+                    .any(|f| f.rsplit(':').next() == Some(&ino.to_string()))
+        })
+}
+
+#[test]
+#[ignore = "needs root and the reference CNI plugins: scripts/test.sh runs it (--include-ignored)"]
+fn the_runtime_del_waits_for_a_change_in_flight() {
+    require_root();
+    let (n, conf) = node_with_pod("net-a", json!({}));
+    let dir = n.path("cni").display().to_string();
+    let held = cache::lock(&dir, ID).unwrap();
+    let del = std::thread::scope(|s| {
+        let h = s.spawn(|| n.cni("DEL", ID, &conf));
+        let lock_file = n.path(&format!("cni/.locks/{ID}"));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !someone_waits_on(&lock_file) {
+            assert!(
+                Instant::now() < deadline && !h.is_finished(),
+                "DEL did not wait for the lock (finished: {})",
+                h.is_finished()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // While the change holds it, DEL has torn down nothing.
+        assert!(n.links().contains(&"net1".to_string()));
+        drop(held);
+        h.join().unwrap()
+    });
+    assert_eq!(del.0, Some(0), "{}", del.1);
+    assert_eq!(n.links(), vec!["lo".to_string()]);
+    // The change that comes after finds the pod gone.
+    assert!(matches!(
+        change(&n, &conf, "net-a,net-b"),
+        Ok(Outcome::NotOurs)
+    ));
+    assert_eq!(leases_of(&n, "net-b"), 0);
+}
