@@ -51,6 +51,9 @@ pub struct Overrides {
     /// loopback (the API server reaches the webhook at its endpoint, the
     /// node's address, by --enable-aggregator-routing).
     pub webhook_host_network: bool,
+    /// The container runtime's CRI socket on the host, for the hot-plug
+    /// container (the kit's containerd listens under its state directory).
+    pub cri_socket: Option<String>,
 }
 
 fn container_mut(doc: &mut Value) -> Option<&mut Value> {
@@ -82,11 +85,24 @@ pub fn adjust(doc: &mut Value, o: &Overrides) {
                     .pointer_mut("/spec/template/spec/containers")
                     .and_then(Value::as_array_mut)
                 {
-                    for c in cs.iter_mut().filter(|c| c["name"] == "node-agent") {
+                    for c in cs
+                        .iter_mut()
+                        .filter(|c| c["name"] == "node-agent" || c["name"] == "hotplug")
+                    {
                         if let Some(env) = c["env"].as_array_mut() {
                             env.push(json!({"name": "KUBERNETES_SERVICE_HOST", "value": host}));
                             env.push(json!({"name": "KUBERNETES_SERVICE_PORT", "value": port}));
                         }
+                    }
+                }
+            }
+            if let Some(sock) = &o.cri_socket {
+                if let Some(vs) = doc
+                    .pointer_mut("/spec/template/spec/volumes")
+                    .and_then(Value::as_array_mut)
+                {
+                    for v in vs.iter_mut().filter(|v| v["name"] == "cri-socket") {
+                        v["hostPath"]["path"] = json!(sock);
                     }
                 }
             }
@@ -244,6 +260,7 @@ mod tests {
             sysfs_root: Some("/tmp/sys".into()),
             api_server: Some("https://127.0.0.1:6443".into()),
             webhook_host_network: true,
+            cri_socket: Some("/tmp/k/containerd.sock".into()),
         };
         let mut kinds = Vec::new();
         for m in MANIFESTS.iter().chain([&WEBHOOK_MANIFEST]) {
@@ -255,6 +272,8 @@ mod tests {
                         .pointer("/spec/template/spec/containers/0/command")
                         .cloned();
                     assert!(cmd.is_some_and(|c| c.to_string().contains("/host/e2e-sys")));
+                    let vols = d.pointer("/spec/template/spec/volumes").cloned();
+                    assert!(vols.is_some_and(|v| v.to_string().contains("/tmp/k/containerd.sock")));
                 }
                 if d["metadata"]["name"] == "vfplex" && d["kind"] == "DaemonSet" {
                     let env = d.pointer("/spec/template/spec/containers/0/env").cloned();

@@ -8,6 +8,7 @@
 pub mod admission;
 pub mod api;
 pub mod deploy;
+pub mod hotplug;
 pub mod local;
 pub mod pods;
 

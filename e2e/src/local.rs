@@ -35,6 +35,14 @@ impl Local {
         })
     }
 
+    /// node.sh's containerd's CRI socket (the hot-plug container's runtime).
+    pub fn cri_socket(&self) -> String {
+        self.state
+            .join("containerd/containerd.sock")
+            .display()
+            .to_string()
+    }
+
     /// The requests vfplex's ServiceAccount made of the API server so far,
     /// from its audit log (node.sh logs that account's alone), as
     /// `VERB /path?query` in order.

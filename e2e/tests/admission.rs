@@ -143,6 +143,7 @@ async fn deploy_all(client: &Client, l: &Local) -> Result<()> {
         sysfs_root: Some(l.sysfs_kept()?.display().to_string()),
         api_server: Some("https://127.0.0.1:6443".into()),
         webhook_host_network: true,
+        cri_socket: Some(l.cri_socket()),
     };
     pods::wait_nodes_ready(client, T).await?;
     deploy::apply_all(client, &o).await?;

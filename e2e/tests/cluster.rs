@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::{Client, Resource};
 use serde_json::{json, Value};
 use vfplex_e2e::local::{self, Local};
-use vfplex_e2e::{api, pods};
+use vfplex_e2e::{api, hotplug as hp, pods};
 use vfplex_e2e::{check, deploy, say, wait_for, E2eError, Result};
 
 const NS: &str = "vfplex-e2e";
@@ -32,6 +32,7 @@ fn bridge(name: &str, bridge: &str, subnet: &str) -> Value {
 const DEPLOY: &str = "deploy/ applied, DaemonSets Ready, the node agent reports every node";
 const NAMESPACE: &str = "namespace, NADs and the default ServiceAccount's token";
 const POD: &str = "a pod with NADs (and a device) gets every network, and DEL takes them back";
+const HOTPLUG: &str = "a running pod's networks follow its annotation (attach, detach, agent killed, pod deleted mid-change)";
 const NO_API: &str = "no API: containerd's pod-annotations capability with NAD files";
 const KUBELET: &str = "kubelet restart: the pools register again, allocatable comes back";
 const DP_REPLACED: &str =
@@ -39,10 +40,11 @@ const DP_REPLACED: &str =
 const API_DOWN: &str = "API server down during ADD: a bounded wait and CNI error 11";
 const INSTALLER: &str = "installer restart: its config stays, no pod gets eth0 alone";
 const CONTAINERD: &str = "containerd restart with pods running, then DEL";
-const STEPS: [&str; 9] = [
+const STEPS: [&str; 10] = [
     DEPLOY,
     NAMESPACE,
     POD,
+    HOTPLUG,
     NO_API,
     KUBELET,
     DP_REPLACED,
@@ -153,6 +155,7 @@ async fn run(client: &Client, local: Option<&Local>, steps: &mut Steps) -> Resul
         say("not the project's own node: node-side checks and restarts skipped");
         return Ok(());
     };
+    steps.run(HOTPLUG, hotplug(client, local)).await?;
     steps.run(NO_API, no_api(client, local)).await?;
     steps.run(KUBELET, kubelet_restart(client, local)).await?;
     steps
@@ -182,6 +185,14 @@ async fn namespace(client: &Client, local: Option<&Local>) -> Result<()> {
         None,
     )
     .await?;
+    pods::nad(
+        client,
+        NS,
+        "e2e-hot",
+        &bridge("e2e-hot", "vfe2e3", "10.69.0.0/24"),
+        None,
+    )
+    .await?;
     if local.is_some() {
         pods::nad(
             client,
@@ -201,6 +212,7 @@ async fn deploy_all(client: &Client, local: Option<&Local>) -> Result<()> {
         o.pool_config = Some(POOL.into());
         o.sysfs_root = Some(l.sysfs()?.display().to_string());
         o.api_server = Some("https://127.0.0.1:6443".into());
+        o.cri_socket = Some(l.cri_socket());
     }
     // The node registered and Ready, before anything waits on it.
     pods::wait_nodes_ready(client, T).await?;
@@ -770,4 +782,154 @@ async fn containerd_restart(client: &Client, local: &Local) -> Result<()> {
         }
     })
     .await
+}
+
+/// Hot-plug (docs/hotplug.md): pod e2e-h gets e2e-hot by `kubectl annotate`
+/// and loses it, 20 times (interface, address, lease, network-status and
+/// Events checked the first time, the latency every time); the agent killed
+/// while its change waits for the pod's lock converges when kubelet restarts
+/// it; the pod deleted while a change waits leaves nothing.
+async fn hotplug(client: &Client, _local: &Local) -> Result<()> {
+    let hot = format!("{NS}/e2e-hot");
+    pods::create_pod(client, NS, "e2e-h", "e2e-net", None).await?;
+    pods::running(client, NS, "e2e-h", T).await?;
+    hp::until_status(client, NS, "e2e-h", T, |st| {
+        hp::lists(st, &format!("{NS}/e2e-net"), "net1")
+    })
+    .await?;
+    let (id, netns) = hp::sandbox_of(NS, "e2e-h")
+        .ok_or_else(|| E2eError::Check("no cache entry for e2e-h".into()))?;
+    let (mut attach, mut detach) = (Vec::new(), Vec::new());
+    for i in 0..20 {
+        hp::annotate(client, NS, "e2e-h", "e2e-net,e2e-hot").await?;
+        let (st, took) =
+            hp::until_status(client, NS, "e2e-h", T, |st| hp::lists(st, &hot, "net2")).await?;
+        attach.push(took);
+        if i == 0 {
+            let links = hp::links(&netns);
+            check(links.contains(&"net2".to_string()), || {
+                format!("no net2 in the pod: {links:?}")
+            })?;
+            pods::status_entry(&st, &hot, "net2", "10.69.0.")?;
+            check(local::leases("e2e-hot").len() == 1, || {
+                format!("leases {:?}", local::leases("e2e-hot"))
+            })?;
+            wait_for("AddedInterface for net2", T, || async {
+                let ev = pods::events(client, NS, "e2e-h", "AddedInterface")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                ev.iter()
+                    .find(|m| m.contains("net2") && m.contains(&hot))
+                    .cloned()
+                    .ok_or(format!("{ev:?}"))
+            })
+            .await?;
+        }
+        hp::annotate(client, NS, "e2e-h", "e2e-net").await?;
+        let (_, took) = hp::until_status(client, NS, "e2e-h", T, |st| !hp::names(st, &hot)).await?;
+        detach.push(took);
+        if i == 0 {
+            let links = hp::links(&netns);
+            check(!links.contains(&"net2".to_string()), || {
+                format!("net2 still in the pod: {links:?}")
+            })?;
+            check(local::leases("e2e-hot").is_empty(), || {
+                format!("lease kept: {:?}", local::leases("e2e-hot"))
+            })?;
+            wait_for("RemovedInterface for net2", T, || async {
+                let ev = pods::events(client, NS, "e2e-h", "RemovedInterface")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                ev.iter()
+                    .find(|m| m.contains("net2") && m.contains(&hot))
+                    .cloned()
+                    .ok_or(format!("{ev:?}"))
+            })
+            .await?;
+        }
+    }
+    attach.sort();
+    detach.sort();
+    say(format!(
+        "MEASURE hotplug_attach_ms p50 {:.0} p99 {:.0} (20 changes); detach p50 {:.0} p99 {:.0}",
+        attach[9].as_secs_f64() * 1e3,
+        attach[19].as_secs_f64() * 1e3,
+        detach[9].as_secs_f64() * 1e3,
+        detach[19].as_secs_f64() * 1e3
+    ));
+
+    // The agent killed while its change waits for the pod's lock: kubelet
+    // restarts it, and it converges from annotation and cache entry.
+    let held = hp::hold_lock(&id)?;
+    hp::annotate(client, NS, "e2e-h", "e2e-net,e2e-hot").await?;
+    wait_for("the agent waiting for the pod's lock", T, || async {
+        match hp::waiters(&held.path) {
+            0 => Err("no waiter".to_string()),
+            n => Ok(n),
+        }
+    })
+    .await?;
+    let pids = hp::agent_pids();
+    check(!pids.is_empty(), || "no hot-plug agent process".into())?;
+    for p in &pids {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &p.to_string()])
+            .status();
+    }
+    drop(held);
+    hp::until_status(client, NS, "e2e-h", T, |st| hp::lists(st, &hot, "net2")).await?;
+    check(hp::links(&netns).contains(&"net2".to_string()), || {
+        "no net2 after the agent's restart".into()
+    })?;
+    check(local::leases("e2e-hot").len() == 1, || {
+        format!("leases {:?}", local::leases("e2e-hot"))
+    })?;
+    say(format!(
+        "agent {pids:?} killed mid-change; converged after its restart"
+    ));
+
+    // The pod deleted while a change waits for its lock (kubelet's DEL then
+    // waits too): whichever goes first, nothing is left.
+    let held = hp::hold_lock(&id)?;
+    hp::annotate(client, NS, "e2e-h", "e2e-net,e2e-hot,e2e-hot").await?;
+    wait_for("the agent waiting for the pod's lock", T, || async {
+        match hp::waiters(&held.path) {
+            0 => Err("no waiter".to_string()),
+            n => Ok(n),
+        }
+    })
+    .await?;
+    let api: kube::Api<Pod> = kube::Api::namespaced(client.clone(), NS);
+    api.delete("e2e-h", &Default::default())
+        .await
+        .map_err(vfplex_e2e::kube_err("delete e2e-h"))?;
+    wait_for("kubelet's DEL waiting too", T, || async {
+        match hp::waiters(&held.path) {
+            n if n >= 2 => Ok(n),
+            n => Err(format!("{n} waiter(s)")),
+        }
+    })
+    .await?;
+    drop(held);
+    pods::delete_pod(client, NS, "e2e-h", T).await?;
+    wait_for("nothing left of e2e-h", T, || async {
+        let left = (
+            hp::sandbox_of(NS, "e2e-h"),
+            local::leases("e2e-net"),
+            local::leases("e2e-hot"),
+        );
+        if left.0.is_none() && left.1.is_empty() && left.2.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{left:?}"))
+        }
+    })
+    .await?;
+    check(
+        !std::path::Path::new(local::CACHE_DIR)
+            .join(".locks")
+            .join(&id)
+            .exists(),
+        || "the pod's lock file is left".into(),
+    )
 }

@@ -160,12 +160,29 @@ pub fn work(s: &Settings, rx: &Receiver<PodView>) {
             return;
         }
     };
+    work_with(rx, RETRY, |pod| handle(s, &rt, pod));
+}
+
+/// Whether a pod needs converging: it runs, and its annotations changed
+/// since it last settled (or it never did: every pod at start).
+pub fn due(settled: &BTreeMap<String, String>, pod: &PodView) -> bool {
+    pod.running && !pod.deleted && settled.get(&pod.uid) != Some(&pod.key())
+}
+
+/// The worker's loop, with what converges one pod: until the watch is gone,
+/// each pod's newest view, when it runs and its annotations changed since it
+/// last settled; those to retry again after `retry` without news.
+pub fn work_with(
+    rx: &Receiver<PodView>,
+    retry_after: Duration,
+    mut handle: impl FnMut(&PodView) -> Done,
+) {
     let mut settled: BTreeMap<String, String> = BTreeMap::new();
     let mut pending: BTreeMap<String, PodView> = BTreeMap::new();
     let mut retry: BTreeMap<String, PodView> = BTreeMap::new();
     loop {
         let first = if pending.is_empty() {
-            match rx.recv_timeout(RETRY) {
+            match rx.recv_timeout(retry_after) {
                 Ok(p) => Some(p),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => return,
@@ -188,10 +205,10 @@ pub fn work(s: &Settings, rx: &Receiver<PodView>) {
             settled.remove(&uid);
             continue;
         }
-        if !pod.running || settled.get(&uid) == Some(&pod.key()) {
+        if !due(&settled, &pod) {
             continue;
         }
-        match handle(s, &rt, &pod) {
+        match handle(&pod) {
             Done::Settled(k) => {
                 settled.insert(uid, k);
             }
@@ -199,5 +216,94 @@ pub fn work(s: &Settings, rx: &Receiver<PodView>) {
                 retry.insert(uid, pod);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(uid: &str, nets: &str, running: bool, deleted: bool) -> PodView {
+        PodView {
+            uid: uid.into(),
+            namespace: "ns".into(),
+            name: uid.into(),
+            annotations: BTreeMap::from([(NETWORKS_ANNOTATION.to_string(), nets.to_string())]),
+            running,
+            deleted,
+        }
+    }
+
+    /// Runs the worker over `views` (all queued before it starts) and
+    /// returns which views it converged, in order.
+    fn run(views: Vec<PodView>, mut answer: impl FnMut(&PodView) -> Done) -> Vec<(String, String)> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        for v in views {
+            tx.send(v).expect("send");
+        }
+        drop(tx);
+        let mut seen = Vec::new();
+        work_with(&rx, Duration::from_millis(1), |p| {
+            seen.push((p.uid.clone(), p.annotations[NETWORKS_ANNOTATION].clone()));
+            answer(p)
+        });
+        seen
+    }
+
+    #[test]
+    fn two_quick_edits_converge_once_on_the_second() {
+        let seen = run(
+            vec![pod("a", "n1", true, false), pod("a", "n1,n2", true, false)],
+            |p| Done::Settled(p.key()),
+        );
+        assert_eq!(seen, vec![("a".into(), "n1,n2".into())]);
+    }
+
+    #[test]
+    fn only_running_pods_whose_annotation_changed() {
+        let mut settled = BTreeMap::new();
+        assert!(!due(&settled, &pod("a", "n1", false, false)));
+        assert!(due(&settled, &pod("a", "n1", true, false)));
+        settled.insert("a".to_string(), pod("a", "n1", true, false).key());
+        assert!(!due(&settled, &pod("a", "n1", true, false)));
+        assert!(due(&settled, &pod("a", "n1,n2", true, false)));
+        assert!(!due(&settled, &pod("a", "n1,n2", true, true)));
+        // The default network's annotation counts too.
+        let mut p = pod("a", "n1", true, false);
+        p.annotations
+            .insert(DEFAULT_NETWORK_ANNOTATION.into(), "other".into());
+        assert!(due(&settled, &p));
+        assert!(run(vec![pod("b", "n1", false, false)], |p| Done::Settled(
+            p.key()
+        ))
+        .is_empty());
+    }
+
+    #[test]
+    fn a_failure_outside_the_pod_is_retried() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        tx.send(pod("a", "n1", true, false)).expect("send");
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let calls = &calls;
+        std::thread::scope(|s| {
+            let worker = s.spawn(move || {
+                work_with(&rx, Duration::from_millis(1), |p| {
+                    let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    if n < 2 {
+                        Done::Retry(p.key())
+                    } else {
+                        Done::Settled(p.key())
+                    }
+                })
+            });
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while calls.load(std::sync::atomic::Ordering::SeqCst) < 3 {
+                assert!(Instant::now() < deadline, "not retried");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            drop(tx);
+            worker.join().expect("worker");
+        });
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3);
     }
 }
