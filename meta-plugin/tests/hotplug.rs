@@ -248,3 +248,29 @@ fn the_runtime_del_waits_for_a_change_in_flight() {
     ));
     assert_eq!(leases_of(&n, "net-b"), 0);
 }
+
+#[test]
+#[ignore = "needs root and the reference CNI plugins: scripts/test.sh runs it (--include-ignored)"]
+fn the_cluster_network_is_not_swapped() {
+    require_root();
+    let (n, conf) = node_with_pod("net-a", json!({}));
+    let mut p = pod("net-a,net-b");
+    p.annotations.insert(
+        "v1.multus-cni.io/default-network".into(),
+        "default/net-b".into(),
+    );
+    let req = request(
+        conf.to_string().as_bytes(),
+        &[PathBuf::from(REF_PLUGINS)],
+        &p,
+        ID,
+        Path::new(&n.netns_path()),
+    )
+    .unwrap();
+    let ctx = Ctx::new(&req, true).unwrap();
+    let e = converge(&ctx, &req, &p).unwrap_err().to_string();
+    assert!(e.contains("cluster network of a running pod"), "{e}");
+    // Refused whole: net-b was not attached either.
+    assert_eq!(attached(&n).len(), 2);
+    assert_eq!(leases_of(&n, "net-b"), 0);
+}
