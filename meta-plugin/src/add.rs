@@ -28,8 +28,17 @@ pub fn add(ctx: &Ctx, req: &Request) -> Result<CniResult, MetaError> {
     let netns = req.netns.as_deref().map(NetNs::open).transpose()?;
     // The entry's writers take turns (crate::cache::lock): from the moment
     // the entry exists, the hot-plug agent may want to change it.
-    let lock = cache::lock(&ctx.conf.cni_dir, &req.container_id)?;
-    let r = attach(ctx, req, &pod, planned.delegates, &copies, netns.as_ref());
+    let lock = cache::lock(&ctx.conf.cni_dir, &req.container_id, cache::LOCK_WAIT)?;
+    let fixed = planned.fixed;
+    let r = attach(
+        ctx,
+        req,
+        &pod,
+        planned.delegates,
+        fixed,
+        &copies,
+        netns.as_ref(),
+    );
     if r.is_err() && cache::absent(&ctx.conf.cni_dir, &req.container_id) {
         lock.remove();
     }
@@ -42,6 +51,7 @@ fn attach(
     req: &Request,
     pod: &Pod,
     mut delegates: Vec<Delegate>,
+    fixed: usize,
     copies: &[attachments::DeviceInfoCopy],
     netns: Option<&NetNs>,
 ) -> Result<CniResult, MetaError> {
@@ -53,6 +63,7 @@ fn attach(
         pod_namespace: pod.namespace.clone(),
         pod_name: pod.name.clone(),
         delegates: delegates.clone(),
+        fixed: Some(fixed),
     };
     // Remember first: a crash between here and the end still leaves DEL a
     // list, device-info files included.

@@ -35,6 +35,8 @@ pub const DEVICE_INFO_KEY: &str = "CNIDeviceInfoFile";
 pub struct Attachments {
     pub delegates: Vec<Delegate>,
     pub resources: Vec<Option<String>>,
+    /// The first `fixed` delegates are the cluster and default networks.
+    pub fixed: usize,
 }
 
 /// Every delegate of the pod, interface names assigned.
@@ -46,6 +48,7 @@ pub fn plan(ctx: &Ctx, req: &Request, pod: &Pod) -> Result<Attachments, MetaErro
     };
     resolver.prefetch(nads_wanted(ctx, pod, &selections));
     let mut delegates = cluster(ctx, req, pod, &resolver)?;
+    let fixed = delegates.len();
     let mut requested = vec![None; delegates.len()];
     let mut resources = vec![None; delegates.len()];
     let mut devices = Devices::default();
@@ -58,6 +61,16 @@ pub fn plan(ctx: &Ctx, req: &Request, pod: &Pod) -> Result<Attachments, MetaErro
     assign_ifnames(&mut delegates, &requested, &req.ifname)?;
     // Bounded before anything runs: each run is bounded in time, their
     // number too.
+    check_runs(&delegates)?;
+    Ok(Attachments {
+        delegates,
+        resources,
+        fixed,
+    })
+}
+
+/// The delegate runs of `delegates` within [`MAX_DELEGATE_RUNS`].
+pub fn check_runs(delegates: &[Delegate]) -> Result<(), MetaError> {
     let runs: usize = delegates.iter().map(|d| d.conf.plugins.len()).sum();
     if runs > MAX_DELEGATE_RUNS {
         return Err(MetaError::TooManyRuns {
@@ -65,10 +78,7 @@ pub fn plan(ctx: &Ctx, req: &Request, pod: &Pod) -> Result<Attachments, MetaErro
             max: MAX_DELEGATE_RUNS,
         });
     }
-    Ok(Attachments {
-        delegates,
-        resources,
-    })
+    Ok(())
 }
 
 /// The NADs the pod's annotations name and may use, to be read from the API

@@ -10,6 +10,7 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use nix::fcntl::{Flock, FlockArg};
 
@@ -27,6 +28,11 @@ pub struct Entry {
     pub pod_namespace: String,
     pub pod_name: String,
     pub delegates: Vec<Delegate>,
+    /// How many of the first delegates ADD attached for the cluster and the
+    /// default networks (never hot-plugged); absent in entries older vfplex
+    /// wrote, which hot-plug therefore leaves alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fixed: Option<usize>,
 }
 
 fn err(path: &Path, e: impl std::fmt::Display) -> MetaError {
@@ -148,22 +154,33 @@ impl ContainerLock {
     }
 }
 
-/// Wait for, and take, the lock of one container's entry. Blocking: every
-/// holder is bounded (its delegates run under `delegateTimeout`).
-pub fn lock(dir: &str, container_id: &str) -> Result<ContainerLock, MetaError> {
-    take(dir, container_id, FlockArg::LockExclusive)?.ok_or_else(|| MetaError::Cache {
+/// How long ADD and DEL wait for a change in flight (the hot-plug agent's
+/// converge holds the lock for at most its own budget and its rollback's,
+/// crate::hotplug): inside their own CALL_BUDGET, which starts before the
+/// wait, so the runtime never has to kill them.
+pub const LOCK_WAIT: Duration = Duration::from_secs(70);
+
+/// Wait (at most `wait`) for, and take, the lock of one container's entry.
+/// Still held by then: [`MetaError::LockBusy`], which the runtime retries.
+/// The wait is the kernel's (a blocking flock, so `/proc/locks` and
+/// `lslocks` show who waits for whom), on a thread of its own that the
+/// caller stops waiting for at the deadline; should that thread get the lock
+/// after all, nobody takes it and it lets go at once.
+pub fn lock(dir: &str, container_id: &str, wait: Duration) -> Result<ContainerLock, MetaError> {
+    let deadline = Instant::now() + wait;
+    take(dir, container_id, Some(deadline))?.ok_or_else(|| MetaError::LockBusy {
         path: Path::new(dir)
             .join(LOCKS)
             .join(container_id)
             .display()
             .to_string(),
-        reason: "lock not taken".into(),
+        secs: wait.as_secs(),
     })
 }
 
 /// The lock if nobody holds it now.
 pub fn try_lock(dir: &str, container_id: &str) -> Result<Option<ContainerLock>, MetaError> {
-    take(dir, container_id, FlockArg::LockExclusiveNonblock)
+    take(dir, container_id, None)
 }
 
 /// Whether the container has no entry (its lock file can go with the lock).
@@ -171,7 +188,12 @@ pub fn absent(dir: &str, container_id: &str) -> bool {
     matches!(lookup(dir, container_id), Ok(Cached::Absent))
 }
 
-fn take(dir: &str, container_id: &str, how: FlockArg) -> Result<Option<ContainerLock>, MetaError> {
+/// The lock: waited for until `deadline`, or only tried (None).
+fn take(
+    dir: &str,
+    container_id: &str,
+    deadline: Option<Instant>,
+) -> Result<Option<ContainerLock>, MetaError> {
     validate::container_id("CNI_CONTAINERID", container_id)?;
     let locks = Path::new(dir).join(LOCKS);
     vfplex_cni::files::private_dir(Path::new(dir)).map_err(|x| err(Path::new(dir), x))?;
@@ -187,10 +209,17 @@ fn take(dir: &str, container_id: &str, how: FlockArg) -> Result<Option<Container
             .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
             .open(&path)
             .map_err(|x| err(&path, x))?;
-        let held = match Flock::lock(file, how) {
-            Ok(h) => h,
-            Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Ok(None),
-            Err((_, e)) => return Err(err(&path, e)),
+        let held = match deadline {
+            None => match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(h) => h,
+                Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Ok(None),
+                Err((_, e)) => return Err(err(&path, e)),
+            },
+            Some(d) => match wait_for_flock(file, d) {
+                Some(Ok(h)) => h,
+                Some(Err(e)) => return Err(err(&path, e)),
+                None => return Ok(None),
+            },
         };
         // The holder before us may have removed the file: a lock on an
         // unlinked inode excludes nobody who opens the path afresh.
@@ -202,6 +231,18 @@ fn take(dir: &str, container_id: &str, how: FlockArg) -> Result<Option<Container
             return Ok(Some(ContainerLock { path, _lock: held }));
         }
     }
+}
+
+/// A blocking flock on `file`, given up at `deadline` (None).
+fn wait_for_flock(file: File, deadline: Instant) -> Option<Result<Flock<File>, nix::errno::Errno>> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    std::thread::spawn(move || {
+        let r = Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| e);
+        // Nobody waits any more: the lock (in the unsent value) is dropped.
+        let _ = tx.send(r);
+    });
+    rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        .ok()
 }
 
 /// Lock files of containers with no entry (a crash between a failed ADD and
@@ -216,4 +257,23 @@ pub fn stale_locks(dir: &str) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_lock_is_waited_for_then_refused_busy() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let dir = d.path().join("cni").display().to_string();
+        let held = lock(&dir, "ctr-1", Duration::from_secs(5)).expect("free lock");
+        let e = lock(&dir, "ctr-1", Duration::from_millis(50)).expect_err("busy");
+        assert!(matches!(e, MetaError::LockBusy { .. }), "{e}");
+        assert!(try_lock(&dir, "ctr-1").expect("try").is_none());
+        // Another container's lock is its own.
+        assert!(try_lock(&dir, "ctr-2").expect("try").is_some());
+        held.remove();
+        assert!(lock(&dir, "ctr-1", Duration::from_secs(5)).is_ok());
+    }
 }

@@ -20,20 +20,33 @@ pub fn del(ctx: &Ctx, req: &Request) -> Result<(), MetaError> {
     // when there is an entry they could be changing; the lock file goes with
     // it. (No entry: nobody else acts on this container — ADD and DEL of
     // one container come one at a time from the runtime.)
+    // The budget starts before the wait: lock and delegates together stay
+    // under the runtime's timeout.
+    let deadline = std::time::Instant::now() + crate::delegate::CALL_BUDGET;
     if !cache::path(&ctx.conf.cni_dir, &req.container_id)?.exists() {
-        return del_locked(ctx, req);
+        return del_locked(ctx, req, deadline);
     }
-    let lock = cache::lock(&ctx.conf.cni_dir, &req.container_id)?;
-    let r = del_locked(ctx, req);
-    if cache::absent(&ctx.conf.cni_dir, &req.container_id) {
-        lock.remove();
+    let lock = match cache::lock(&ctx.conf.cni_dir, &req.container_id, cache::LOCK_WAIT) {
+        Ok(l) => Some(l),
+        // Held past the wait: the runtime retries DEL.
+        Err(e @ MetaError::LockBusy { .. }) => return Err(e),
+        // The lock cannot be had at all (its directory broken): a pod must
+        // still be deletable.
+        Err(e) => {
+            tracing::error!("{e}; DEL goes on without the lock");
+            None
+        }
+    };
+    let r = del_locked(ctx, req, deadline);
+    if let Some(l) = lock.filter(|_| cache::absent(&ctx.conf.cni_dir, &req.container_id)) {
+        l.remove();
     }
     r
 }
 
-fn del_locked(ctx: &Ctx, req: &Request) -> Result<(), MetaError> {
+fn del_locked(ctx: &Ctx, req: &Request, deadline: std::time::Instant) -> Result<(), MetaError> {
     let env = ctx.call_env(req);
-    let call = env.call();
+    let call = env.call_until(deadline);
     let entry = match cache::lookup(&ctx.conf.cni_dir, &req.container_id)? {
         cache::Cached::Entry(e) => e,
         cache::Cached::Multus(m) => {

@@ -79,13 +79,18 @@ pub struct CallEnv {
 impl CallEnv {
     /// A call whose [`CALL_BUDGET`] starts now.
     pub fn call(&self) -> Call<'_> {
+        self.call_until(Instant::now() + CALL_BUDGET)
+    }
+
+    /// A call whose delegates must be done by `deadline`.
+    pub fn call_until(&self, deadline: Instant) -> Call<'_> {
         Call {
             container_id: &self.container_id,
             netns: &self.netns,
             args: &self.args,
             path: &self.path,
             timeout: self.timeout,
-            deadline: Instant::now() + CALL_BUDGET,
+            deadline,
         }
     }
 }

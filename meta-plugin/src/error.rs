@@ -131,6 +131,11 @@ pub enum MetaError {
     NotReady(String),
     #[error("cache {path}: {reason}")]
     Cache { path: String, reason: String },
+    #[error(
+        "cache lock {path}: held by another change of this container (the hot-plug agent) \
+         for over {secs}s; try again"
+    )]
+    LockBusy { path: String, secs: u64 },
     /// What a DEL or GC could not tear down, each delegate's own error.
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Teardown(Vec<MetaError>),
@@ -155,7 +160,7 @@ impl MetaError {
             MetaError::Nested { .. } | MetaError::TooManyRuns { .. } => {
                 ErrorCode::InvalidNetworkConfig
             }
-            MetaError::OutOfTime { .. } => ErrorCode::TryAgainLater,
+            MetaError::OutOfTime { .. } | MetaError::LockBusy { .. } => ErrorCode::TryAgainLater,
             MetaError::Kube(KubeError::Unavailable { .. }) => ErrorCode::TryAgainLater,
             MetaError::NotReady(_) => ErrorCode::TryAgainLater,
             MetaError::NetNs(_) => ErrorCode::InvalidNetNs,
@@ -180,6 +185,28 @@ impl MetaError {
             | MetaError::Teardown(_)
             | MetaError::NoResult { .. }
             | MetaError::DelegatePanicked => ErrorCode::Internal,
+        }
+    }
+}
+
+impl MetaError {
+    /// Whether the same change may work later without anyone editing
+    /// anything (a delegate or the API timed out, a lock was busy, a file
+    /// could not be written) — as opposed to a refusal that stands (an
+    /// unknown NAD, the policy, no device).
+    pub fn transient(&self) -> bool {
+        match self {
+            MetaError::OutOfTime { .. }
+            | MetaError::LockBusy { .. }
+            | MetaError::NotReady(_)
+            | MetaError::Kube(_)
+            | MetaError::NetNs(_)
+            | MetaError::Cache { .. }
+            | MetaError::Delegate { .. }
+            | MetaError::NoResult { .. }
+            | MetaError::DelegatePanicked => true,
+            MetaError::Teardown(v) => v.iter().any(MetaError::transient),
+            _ => false,
         }
     }
 }

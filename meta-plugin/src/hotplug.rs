@@ -11,14 +11,18 @@
 //! network-status and Events are written as ADD writes them. The cluster
 //! network and the default networks are never touched.
 
-use vfplex_cni::netlink::Netlink;
+use std::time::{Duration, Instant};
+
+use vfplex_cni::netlink::{LinkExt, Netlink};
 use vfplex_cni::netns::NetNs;
 use vfplex_cni::{CniArgs, Command, Request};
 use vfplex_config::annotations::{self, NetworkSelectionElement, NETWORKS_ANNOTATION};
 use vfplex_config::NetworkConfig;
 
-use crate::add::{added_messages, apply_default_route, report_with};
-use crate::attachments::{copy_device_info, plan_device_info, remove_device_info, selected};
+use crate::add::{added_messages, report_with};
+use crate::attachments::{
+    check_runs, copy_device_info, plan_device_info, remove_device_info, selected,
+};
 use crate::attachments::{Attachments, Devices};
 use crate::cache::{self, Entry};
 use crate::delegate::{Call, Delegate};
@@ -39,7 +43,7 @@ pub struct Change {
     /// `ifname network` of each attachment removed.
     pub removed: Vec<String>,
     /// Why each attachment that should have changed did not.
-    pub failed: Vec<String>,
+    pub failed: Vec<Failed>,
 }
 
 impl Change {
@@ -132,51 +136,101 @@ pub fn diff(
     plan
 }
 
-/// The cluster network and, outside the system namespaces, the default
-/// networks: the entry's first attachments, which hot-plug leaves alone.
-fn fixed(ctx: &Ctx, pod: &Pod, entry: &Entry) -> usize {
-    let defaults = if ctx.conf.system_namespaces.contains(&pod.namespace) {
-        0
-    } else {
-        ctx.conf.default_networks.len()
-    };
-    (1 + defaults).min(entry.delegates.len())
+/// The forward work of one converge (its detaches and attaches) is done by
+/// then; a rollback gets [`ROLLBACK_BUDGET`] of its own. Together well inside
+/// the wait ADD and DEL give a change in flight (crate::cache::LOCK_WAIT).
+pub const BUDGET: Duration = Duration::from_secs(30);
+pub const ROLLBACK_BUDGET: Duration = Duration::from_secs(30);
+
+/// One change that was not made, and whether trying it again later may
+/// work without an edit (crate::error::MetaError::transient).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failed {
+    pub what: String,
+    pub transient: bool,
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.what)
+    }
+}
+
+fn failed(what: String, e: &MetaError) -> Failed {
+    Failed {
+        what: format!("{what}: {e}"),
+        transient: e.transient(),
+    }
 }
 
 /// Make the pod's attachments follow its annotation (see the module doc).
-/// `req` names the sandbox (container ID), its network namespace and the
-/// pod (CNI_ARGS), as a runtime's ADD would.
-pub fn converge(ctx: &Ctx, req: &Request, pod: &Pod) -> Result<Outcome, MetaError> {
+/// `req` names the sandbox (container ID), its pinned network namespace and
+/// the pod (CNI_ARGS), as a runtime's ADD would; `runtime_netns`, the
+/// namespace path the runtime reports for the sandbox, must be the one ADD
+/// was given.
+pub fn converge(
+    ctx: &Ctx,
+    req: &Request,
+    pod: &Pod,
+    runtime_netns: Option<&str>,
+) -> Result<Outcome, MetaError> {
     let dir = ctx.conf.cni_dir.clone();
-    let _lock = cache::lock(&dir, &req.container_id)?;
+    // No entry, no lock taken (nor a lock file made): not ours.
+    if !cache::path(&dir, &req.container_id)?.exists() {
+        return Ok(Outcome::NotOurs);
+    }
+    let lock = cache::lock(&dir, &req.container_id, cache::LOCK_WAIT)?;
     let Some(mut entry) = cache::load(&dir, &req.container_id)? else {
+        // DEL came first.
+        lock.remove();
         return Ok(Outcome::NotOurs);
     };
     if entry.pod_namespace != pod.namespace || entry.pod_name != pod.name {
-        return Err(MetaError::Network {
-            network: format!("{}/{}", pod.namespace, pod.name),
-            reason: format!(
+        return Err(refused(
+            pod,
+            format!(
                 "sandbox {} is pod {}/{}'s",
                 req.container_id, entry.pod_namespace, entry.pod_name
             ),
-        });
+        ));
     }
+    if let (Some(want), Some(had)) = (runtime_netns, entry.netns.as_deref()) {
+        if want != had {
+            return Err(refused(
+                pod,
+                format!(
+                    "the runtime's network namespace {want} is not the one ADD attached to ({had})"
+                ),
+            ));
+        }
+    }
+    let Some(fixed) = entry
+        .fixed
+        .filter(|f| *f >= 1 && *f <= entry.delegates.len())
+    else {
+        return Err(refused(
+            pod,
+            "attached by an older vfplex that did not record which networks are the cluster's; \
+             recreate the pod to change its networks"
+                .into(),
+        ));
+    };
     let selections = match pod.annotations.get(NETWORKS_ANNOTATION) {
         Some(v) => annotations::parse_networks(v)?,
         None => Vec::new(),
     };
-    let fixed = fixed(ctx, pod, &entry);
     let plan = diff(&entry.delegates, fixed, &selections, &pod.namespace);
     let resolver = Resolver::new(&ctx.conf, ctx.kube.as_ref());
     refuse_cluster_change(&resolver, pod, &entry)?;
     if plan == Plan::default() {
         return Ok(Outcome::Converged(Change::default()));
     }
+    let netns = req.netns.as_deref().map(NetNs::open).transpose()?;
+    verify_netns(netns.as_ref(), &entry, pod)?;
     let env = ctx.call_env(req);
-    let call = env.call();
+    let call = env.call_until(Instant::now() + BUDGET);
     let mut change = Change::default();
     let removed = detach(ctx, &call, &mut entry, &plan.detach, &mut change)?;
-    let netns = req.netns.as_deref().map(NetNs::open).transpose()?;
     let mut devices = Devices::taken_by(
         entry
             .delegates
@@ -189,6 +243,7 @@ pub fn converge(ctx: &Ctx, req: &Request, pod: &Pod) -> Result<Outcome, MetaErro
         let Some(sel) = selections.get(s) else {
             continue;
         };
+        let what = format!("attach {}/{}", sel.namespace_or(&pod.namespace), sel.name);
         let mut one = Attach {
             ctx,
             req,
@@ -202,10 +257,7 @@ pub fn converge(ctx: &Ctx, req: &Request, pod: &Pod) -> Result<Outcome, MetaErro
                 change.added.push(format!("{} {}", d.ifname, d.network));
                 added.push(d);
             }
-            Err(e) => change.failed.push(format!(
-                "attach {}: {e}",
-                sel.namespace_or(&pod.namespace).to_string() + "/" + &sel.name
-            )),
+            Err(e) => change.failed.push(failed(what, &e)),
         }
     }
     if let Some(kube) = &ctx.kube {
@@ -218,7 +270,64 @@ pub fn converge(ctx: &Ctx, req: &Request, pod: &Pod) -> Result<Outcome, MetaErro
             &change.failed,
         );
     }
+    drop(lock);
     Ok(Outcome::Converged(change))
+}
+
+/// The namespace handed in is the pod's: the cluster network's interface is
+/// there, with the MAC its ADD reported (when it reported one). Nothing is
+/// changed in a namespace that fails this.
+fn verify_netns(netns: Option<&NetNs>, entry: &Entry, pod: &Pod) -> Result<(), MetaError> {
+    let Some(ns) = netns else {
+        return Err(refused(pod, "no network namespace for the sandbox".into()));
+    };
+    let Some(master) = entry.delegates.first().filter(|d| d.master) else {
+        return Err(refused(
+            pod,
+            "its cache entry has no cluster network".into(),
+        ));
+    };
+    let reported = master
+        .result
+        .as_ref()
+        .and_then(|r| r["interfaces"].as_array())
+        .and_then(|ifs| {
+            ifs.iter().find(|i| {
+                i["name"] == master.ifname.as_str()
+                    && i["sandbox"].as_str().is_some_and(|s| !s.is_empty())
+            })
+        })
+        .and_then(|i| i["mac"].as_str())
+        .map(str::to_ascii_lowercase);
+    let found = ns
+        .run(|| Netlink::open().and_then(|mut nl| nl.link_by_name(&master.ifname)))?
+        .ok()
+        .map(|l| l.mac().map(|m| m.to_ascii_lowercase()));
+    match (found, reported) {
+        (None, _) => Err(refused(
+            pod,
+            format!(
+                "the namespace the runtime gave has no {}: not the pod's",
+                master.ifname
+            ),
+        )),
+        (Some(mac), Some(want)) if mac.as_deref() != Some(want.as_str()) => Err(refused(
+            pod,
+            format!(
+                "{} in the namespace the runtime gave has MAC {}, ADD reported {want}: not the pod's",
+                master.ifname,
+                mac.unwrap_or_default()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn refused(pod: &Pod, reason: String) -> MetaError {
+    MetaError::Network {
+        network: format!("{}/{}", pod.namespace, pod.name),
+        reason,
+    }
 }
 
 /// A `v1.multus-cni.io/default-network` that now names another cluster
@@ -250,7 +359,9 @@ fn refuse_cluster_change(
 }
 
 /// DEL the attachments at `indices`, last first. One whose DEL fails stays in
-/// the entry (the pod's own DEL tries it again) and is reported.
+/// the entry (the pod's own DEL tries it again) and is reported; one that
+/// carries the pod's default route stays (its removal would leave the pod
+/// without one).
 fn detach(
     ctx: &Ctx,
     call: &Call<'_>,
@@ -263,18 +374,25 @@ fn detach(
         let Some(d) = entry.delegates.get(i) else {
             continue;
         };
+        let what = format!("detach {} {}", d.ifname, d.network);
+        if !d.default_route.is_empty() {
+            change.failed.push(Failed {
+                what: format!(
+                    "{what}: it carries the pod's default route (default-route); refused"
+                ),
+                transient: false,
+            });
+            continue;
+        }
         let problems = d.del(call);
         if problems.is_empty() {
             let d = entry.delegates.remove(i);
             change.removed.push(format!("{} {}", d.ifname, d.network));
             removed.push(d);
         } else {
-            change.failed.push(format!(
-                "detach {} {}: {}",
-                d.ifname,
-                d.network,
-                MetaError::Teardown(problems)
-            ));
+            change
+                .failed
+                .push(failed(what, &MetaError::Teardown(problems)));
         }
     }
     remove_device_info(&ctx.conf, &removed);
@@ -295,31 +413,52 @@ struct Attach<'a, 'b> {
 }
 
 impl Attach<'_, '_> {
-    /// Resolve, name, remember (durably: a crash from here on leaves DEL the
-    /// attachment), ADD; on failure DEL it and forget it.
+    /// Resolve, name, bound, remember (durably: a crash from here on leaves
+    /// DEL the attachment), ADD; on failure DEL it (with a budget of its own)
+    /// and forget it — or, when that DEL fails too, keep it unfinished in the
+    /// entry for the pod's DEL and the next converge.
     fn attach(
         &mut self,
         resolver: &Resolver<'_>,
         sel: &NetworkSelectionElement,
         devices: &mut Devices,
     ) -> Result<Delegate, MetaError> {
+        if !sel.default_route.is_empty() {
+            return Err(MetaError::Network {
+                network: sel.name.clone(),
+                reason: "default-route is set when the pod starts, not hot-plugged".into(),
+            });
+        }
+        if self.call.invocation("ADD", "").is_none() {
+            return Err(MetaError::OutOfTime {
+                network: sel.name.clone(),
+                plugin: String::new(),
+                budget: BUDGET,
+            });
+        }
         let (mut d, resource) = selected(self.ctx, self.pod, resolver, sel, devices)?;
+        let mut all = self.entry.delegates.clone();
+        all.push(d.clone());
+        check_runs(&all)?;
         d.ifname = self.ifname(&d.network, sel.interface.as_deref())?;
         let mut a = Attachments {
             delegates: vec![d],
             resources: vec![resource],
+            fixed: 0,
         };
         let copies = plan_device_info(&self.ctx.conf, self.req, &mut a);
         let dir = &self.ctx.conf.cni_dir;
         self.entry.delegates.extend(a.delegates.iter().cloned());
-        cache::save(dir, self.entry)?;
+        if let Err(e) = cache::save(dir, self.entry) {
+            self.entry.delegates.pop();
+            return Err(e);
+        }
         copy_device_info(&mut a.delegates, &copies);
         let one = &mut a.delegates;
         let r = match one.first_mut() {
             Some(d) => d.add(self.call).map(|_| ()),
             None => Ok(()),
-        }
-        .and_then(|()| apply_default_route(self.netns, one));
+        };
         self.entry.delegates.pop();
         match r {
             Ok(()) => {
@@ -330,12 +469,26 @@ impl Attach<'_, '_> {
                 })
             }
             Err(e) => {
+                let env = self.ctx.call_env(self.req);
+                let rollback = env.call_until(Instant::now() + ROLLBACK_BUDGET);
+                let mut undone = true;
                 for d in one.iter() {
-                    for p in d.del(self.call) {
+                    for p in d.del(&rollback) {
                         tracing::error!("rollback of {}: {p}", d.network);
+                        undone = false;
                     }
                 }
-                remove_device_info(&self.ctx.conf, one);
+                if undone {
+                    remove_device_info(&self.ctx.conf, one);
+                } else {
+                    // Still in the pod, perhaps: recorded without a result,
+                    // so the pod's DEL tears it down and the next converge
+                    // redoes it.
+                    for d in one.iter_mut() {
+                        d.result = None;
+                    }
+                    self.entry.delegates.extend(one.iter().cloned());
+                }
                 cache::update(dir, self.entry)?;
                 Err(e)
             }
@@ -377,15 +530,18 @@ impl Attach<'_, '_> {
     }
 }
 
-/// network-status from the entry, and an Event per change: AddedInterface
-/// (Multus's words), RemovedInterface, and a Warning per failure.
+/// The longest Warning message (every failure of one converge, joined).
+const MAX_WARNING: usize = 1024;
+
+/// network-status from the entry, and Events: AddedInterface (Multus's
+/// words) and RemovedInterface per change, one Warning for all failures.
 fn report(
     kube: &crate::kube::KubeClient,
     pod: &Pod,
     all: &[Delegate],
     added: &[Delegate],
     removed: &[Delegate],
-    failed: &[String],
+    failures: &[Failed],
 ) {
     let added_refs: Vec<&Delegate> = added.iter().collect();
     let mut messages: Vec<(&str, &str, String)> = added_messages(all, &added_refs)
@@ -399,11 +555,22 @@ fn report(
             format!("Remove {} from {}", d.ifname, d.network),
         )
     }));
-    messages.extend(
-        failed
+    if !failures.is_empty() {
+        let mut m = failures
             .iter()
-            .map(|f| ("Warning", "NetworkChangeFailed", f.clone())),
-    );
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        if m.len() > MAX_WARNING {
+            let mut cut = MAX_WARNING;
+            while !m.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            m.truncate(cut);
+            m.push('…');
+        }
+        messages.push(("Warning", "NetworkChangeFailed", m));
+    }
     let events: Vec<EventDesc<'_>> = messages
         .iter()
         .map(|(kind, reason, message)| EventDesc {

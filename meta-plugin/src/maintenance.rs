@@ -179,9 +179,11 @@ pub fn gc(ctx: &Ctx, req: &Request) -> Result<(), MetaError> {
 /// One stale cache entry, vfplex's or Multus's: its delegates DELed, then
 /// the entry (and libcni's records) dropped if that worked.
 fn gc_entry(ctx: &Ctx, req: &Request, id: &str) -> Vec<MetaError> {
-    // In turn with the hot-plug agent, which may be changing it.
-    let lock = match cache::lock(&ctx.conf.cni_dir, id) {
-        Ok(l) => l,
+    // In turn with the hot-plug agent, which may be changing it: held now,
+    // left to the next GC.
+    let lock = match cache::try_lock(&ctx.conf.cni_dir, id) {
+        Ok(Some(l)) => l,
+        Ok(None) => return Vec::new(),
         Err(e) => return vec![e],
     };
     let p = gc_entry_locked(ctx, req, id);

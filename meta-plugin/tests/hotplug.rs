@@ -59,7 +59,7 @@ fn change(n: &Node, conf: &Value, networks: &str) -> Result<Outcome, String> {
     )
     .map_err(|e| e.to_string())?;
     let ctx = Ctx::new(&req, true).map_err(|e| e.to_string())?;
-    converge(&ctx, &req, &p).map_err(|e| e.to_string())
+    converge(&ctx, &req, &p, Some(&n.netns_path())).map_err(|e| e.to_string())
 }
 
 fn changed(o: Result<Outcome, String>) -> Change {
@@ -154,7 +154,8 @@ fn an_interface_the_pod_made_is_not_taken() {
     // Asked for by name: refused, nothing attached.
     let c = changed(change(&n, &conf, "net-a,net-b,net-b@own0"));
     assert_eq!(c.added, Vec::<String>::new(), "{c:?}");
-    assert!(c.failed[0].contains("own0 is taken"), "{c:?}");
+    assert!(c.failed[0].what.contains("own0 is taken"), "{c:?}");
+    assert!(!c.failed[0].transient, "{c:?}");
     assert_eq!(attached(&n).len(), 3);
     assert_eq!(leases_of(&n, "net-b"), 1);
 }
@@ -191,7 +192,7 @@ fn a_device_network_without_a_free_device_is_refused() {
     let c = changed(change(&n, &conf, "net-a,net-d"));
     assert!(c.added.is_empty(), "{c:?}");
     assert!(
-        c.failed.len() == 1 && c.failed[0].contains("kubelet allocated no device"),
+        c.failed.len() == 1 && c.failed[0].what.contains("kubelet allocated no device"),
         "{c:?}"
     );
     assert_eq!(attached(&n).len(), 2);
@@ -221,7 +222,7 @@ fn the_runtime_del_waits_for_a_change_in_flight() {
     require_root();
     let (n, conf) = node_with_pod("net-a", json!({}));
     let dir = n.path("cni").display().to_string();
-    let held = cache::lock(&dir, ID).unwrap();
+    let held = cache::lock(&dir, ID, Duration::from_secs(10)).unwrap();
     let del = std::thread::scope(|s| {
         let h = s.spawn(|| n.cni("DEL", ID, &conf));
         let lock_file = n.path(&format!("cni/.locks/{ID}"));
@@ -268,9 +269,134 @@ fn the_cluster_network_is_not_swapped() {
     )
     .unwrap();
     let ctx = Ctx::new(&req, true).unwrap();
-    let e = converge(&ctx, &req, &p).unwrap_err().to_string();
+    let e = converge(&ctx, &req, &p, None).unwrap_err().to_string();
     assert!(e.contains("cluster network of a running pod"), "{e}");
     // Refused whole: net-b was not attached either.
     assert_eq!(attached(&n).len(), 2);
     assert_eq!(leases_of(&n, "net-b"), 0);
+}
+
+/// converge run against another namespace than the pod's.
+fn change_in(n: &Node, conf: &Value, networks: &str, netns: &str) -> Result<Outcome, String> {
+    let p = pod(networks);
+    let req = request(
+        conf.to_string().as_bytes(),
+        &[PathBuf::from(REF_PLUGINS)],
+        &p,
+        ID,
+        Path::new(netns),
+    )
+    .map_err(|e| e.to_string())?;
+    let ctx = Ctx::new(&req, true).map_err(|e| e.to_string())?;
+    converge(&ctx, &req, &p, Some(&n.netns_path())).map_err(|e| e.to_string())
+}
+
+#[test]
+#[ignore = "needs root and the reference CNI plugins: scripts/test.sh runs it (--include-ignored)"]
+fn nothing_changes_in_a_namespace_that_is_not_the_pods() {
+    require_root();
+    let (n, conf) = node_with_pod("net-a", json!({}));
+    // Another pod's namespace, with an eth0 of its own.
+    let other = Node::new();
+    let st = std::process::Command::new("ip")
+        .args([
+            "-n",
+            &other.netns,
+            "link",
+            "add",
+            "eth0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "x0",
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let e = change_in(&n, &conf, "net-b", &other.netns_path()).unwrap_err();
+    assert!(e.contains("not the pod's"), "{e}");
+    assert_eq!(
+        links_in(&other.netns).len(),
+        3,
+        "{:?}",
+        links_in(&other.netns)
+    );
+    assert!(n.links().contains(&"net1".to_string()), "net-a kept");
+    // The runtime naming another path than ADD's: refused too.
+    let p = pod("net-b");
+    let req = request(
+        conf.to_string().as_bytes(),
+        &[PathBuf::from(REF_PLUGINS)],
+        &p,
+        ID,
+        Path::new(&n.netns_path()),
+    )
+    .unwrap();
+    let ctx = Ctx::new(&req, true).unwrap();
+    let e = converge(&ctx, &req, &p, Some("/var/run/netns/elsewhere"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not the one ADD attached to"), "{e}");
+}
+
+#[test]
+#[ignore = "needs root and the reference CNI plugins: scripts/test.sh runs it (--include-ignored)"]
+fn the_default_route_is_not_hot_plugged() {
+    require_root();
+    let (n, conf) = node_with_pod(
+        r#"[{"name":"net-a","default-route":["10.96.0.1"]}]"#,
+        json!({}),
+    );
+    // Detaching the attachment that carries the default route: refused.
+    let c = changed(change(&n, &conf, ""));
+    assert!(c.removed.is_empty(), "{c:?}");
+    assert!(c.failed[0].what.contains("default route"), "{c:?}");
+    assert!(n.links().contains(&"net1".to_string()));
+    // Attaching one with default-route: refused.
+    let c = changed(change(
+        &n,
+        &conf,
+        r#"[{"name":"net-a","default-route":["10.96.0.1"]},{"name":"net-b","default-route":["10.97.0.1"]}]"#,
+    ));
+    assert!(
+        c.added.is_empty() && c.failed[0].what.contains("default-route"),
+        "{c:?}"
+    );
+    assert_eq!(leases_of(&n, "net-b"), 0);
+}
+
+#[test]
+#[ignore = "needs root and the reference CNI plugins: scripts/test.sh runs it (--include-ignored)"]
+fn an_entry_without_its_split_is_left_alone() {
+    require_root();
+    let (n, conf) = node_with_pod("net-a", json!({}));
+    // As an older vfplex wrote it: no record of which networks are fixed.
+    let mut e = entry(&n);
+    e.as_object_mut().unwrap().remove("fixed");
+    std::fs::write(n.path(&format!("cni/{ID}")), e.to_string()).unwrap();
+    let err = change(&n, &conf, "net-b").unwrap_err();
+    assert!(err.contains("older vfplex"), "{err}");
+    assert!(n.links().contains(&"net1".to_string()));
+}
+
+#[test]
+#[ignore = "needs root and the reference CNI plugins: scripts/test.sh runs it (--include-ignored)"]
+fn a_pod_at_the_run_limit_gets_no_more() {
+    require_root();
+    let (n, conf) = node_with_pod("net-a", json!({}));
+    // 127 runs are the most with the cluster network and net-a (1 + 1 + 126).
+    let many = std::iter::repeat_n("net-b", 127)
+        .collect::<Vec<_>>()
+        .join(",");
+    let c = changed(change(&n, &conf, &format!("net-a,{many}")));
+    assert_eq!(c.added.len(), 126, "{:?}", c.failed.first());
+    assert!(
+        c.failed.len() == 1 && c.failed[0].what.contains("delegate runs"),
+        "{:?}",
+        c.failed
+    );
+    let (code, v) = n.cni("DEL", ID, &conf);
+    assert_eq!(code, Some(0), "{v}");
+    assert!(n.leases().is_empty());
 }

@@ -57,7 +57,8 @@ pub fn run(args: impl Iterator<Item = String>) -> ExitCode {
         eprintln!("vfplex-node-agent hotplug: NODE_NAME is not set (or not a node name)");
         return ExitCode::from(2);
     };
-    let (tx, rx) = std::sync::mpsc::channel();
+    let q = std::sync::Arc::new(crate::queue::Queue::default());
+    let wq = q.clone();
     let watcher = std::thread::spawn(move || {
         let rt = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -66,23 +67,25 @@ pub fn run(args: impl Iterator<Item = String>) -> ExitCode {
             Ok(rt) => rt,
             Err(e) => return format!("no runtime for the pod watch: {e}"),
         };
-        rt.block_on(async move {
+        let why = rt.block_on(async {
             match kube::Client::try_default().await {
                 Ok(client) => {
                     tracing::info!("watching the pods of node {node}");
-                    crate::watch::run(client, &node, tx).await;
-                    "the worker stopped".to_string()
+                    crate::watch::run(client, &node, &wq).await;
+                    "the watch ended".to_string()
                 }
                 Err(e) => format!("no API credentials: {e}"),
             }
-        })
+        });
+        wq.close();
+        why
     });
     tracing::info!(
         "hot-plug: meta config {}, runtime {}",
         s.cni_conf.display(),
         s.runtime.socket().display()
     );
-    work(&s, &rx);
+    work(&s, &q);
     match watcher.join() {
         Ok(why) => tracing::error!("pod watch ended: {why}"),
         Err(_) => tracing::error!("pod watch panicked"),

@@ -12,7 +12,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use vfplex_config::annotations::{DEFAULT_NETWORK_ANNOTATION, NETWORKS_ANNOTATION};
@@ -20,18 +19,22 @@ use vfplex_meta_plugin::hotplug::{converge, request, Outcome};
 use vfplex_meta_plugin::pod::Pod;
 use vfplex_meta_plugin::Ctx;
 
+use crate::queue::{Next, Queue};
 use crate::sandbox::Runtime;
 
-/// A pod that failed to converge for a reason outside it (runtime, API) is
-/// tried again this often.
-const RETRY: Duration = Duration::from_secs(10);
+/// A pod whose change failed for a reason that may pass (runtime, API,
+/// a delegate's timeout) is tried again after this, doubling up to
+/// [`RETRY_MAX`].
+pub const RETRY: Duration = Duration::from_secs(10);
+pub const RETRY_MAX: Duration = Duration::from_secs(300);
 
-/// A pod as the watch saw it.
+/// A pod as the watch saw it: only what hot-plug reads.
 #[derive(Debug, Clone)]
 pub struct PodView {
     pub uid: String,
     pub namespace: String,
     pub name: String,
+    /// The two annotations that choose networks, nothing else.
     pub annotations: BTreeMap<String, String>,
     /// Phase Running and not being deleted.
     pub running: bool,
@@ -39,10 +42,13 @@ pub struct PodView {
     pub deleted: bool,
 }
 
+/// The annotations hot-plug follows.
+pub const FOLLOWED: [&str; 2] = [NETWORKS_ANNOTATION, DEFAULT_NETWORK_ANNOTATION];
+
 impl PodView {
-    /// What hot-plug follows: the two annotations that choose networks.
+    /// What hot-plug follows, as one comparable value.
     fn key(&self) -> String {
-        [NETWORKS_ANNOTATION, DEFAULT_NETWORK_ANNOTATION]
+        FOLLOWED
             .iter()
             .map(|k| self.annotations.get(*k).map_or("\u{0}", String::as_str))
             .collect::<Vec<_>>()
@@ -63,7 +69,8 @@ pub struct Settings {
 /// What became of one pod.
 #[derive(Debug)]
 pub enum Done {
-    /// Converged (or not ours): remember its annotations.
+    /// Converged, refused for good (said on the pod), or not ours: remember
+    /// its annotations.
     Settled(String),
     /// Try again later.
     Retry(String),
@@ -72,13 +79,14 @@ pub enum Done {
 /// One pod converged: its sandbox found and pinned, the meta plugin run.
 pub fn handle(s: &Settings, rt: &tokio::runtime::Runtime, pod: &PodView) -> Done {
     let key = pod.key();
+    let who = format!("{}/{}", pod.namespace, pod.name);
     let started = Instant::now();
     let sandbox = match rt.block_on(s.runtime.sandbox(&pod.uid)) {
         Ok(Some(sb)) => sb,
         // No ready sandbox: being made (its ADD sees the annotation) or gone.
         Ok(None) => return Done::Settled(key),
         Err(e) => {
-            tracing::warn!(pod = %format!("{}/{}", pod.namespace, pod.name), "{e}");
+            tracing::warn!(pod = %who, "{e}");
             return Done::Retry(key);
         }
     };
@@ -102,7 +110,6 @@ pub fn handle(s: &Settings, rt: &tokio::runtime::Runtime, pod: &PodView) -> Done
             return Done::Retry(key);
         }
     };
-    let who = format!("{}/{}", pod.namespace, pod.name);
     let ctx = match Ctx::new(&req, true) {
         Ok(c) => c,
         Err(e) => {
@@ -110,13 +117,14 @@ pub fn handle(s: &Settings, rt: &tokio::runtime::Runtime, pod: &PodView) -> Done
             return Done::Retry(key);
         }
     };
-    match converge(&ctx, &req, &mp) {
+    match converge(&ctx, &req, &mp, sandbox.netns_path.as_deref()) {
         Ok(Outcome::NotOurs) => {
             tracing::debug!(pod = %who, sandbox = %sandbox.id, "no vfplex cache entry: not ours");
             Done::Settled(key)
         }
         Ok(Outcome::Converged(c)) if c.is_empty() => Done::Settled(key),
         Ok(Outcome::Converged(c)) => {
+            let failed: Vec<String> = c.failed.iter().map(ToString::to_string).collect();
             tracing::info!(
                 pod = %who,
                 sandbox = %sandbox.id,
@@ -125,13 +133,17 @@ pub fn handle(s: &Settings, rt: &tokio::runtime::Runtime, pod: &PodView) -> Done
                 started.elapsed(),
                 c.added.join(", "),
                 c.removed.join(", "),
-                c.failed.join("; ")
+                failed.join("; ")
             );
-            Done::Settled(key)
+            if c.failed.iter().any(|f| f.transient) {
+                Done::Retry(key)
+            } else {
+                Done::Settled(key)
+            }
         }
         Err(e) => {
-            // The pod's annotation or NAD is wrong, or the change is refused:
-            // said on the pod; tried again when its annotations change.
+            // Said on the pod. A refusal stands until the annotations change;
+            // what may pass is tried again.
             tracing::error!(pod = %who, "{e}");
             if let Some(k) = &ctx.kube {
                 let _ = k.event(
@@ -143,13 +155,17 @@ pub fn handle(s: &Settings, rt: &tokio::runtime::Runtime, pod: &PodView) -> Done
                     &e.to_string(),
                 );
             }
-            Done::Settled(key)
+            if e.transient() {
+                Done::Retry(key)
+            } else {
+                Done::Settled(key)
+            }
         }
     }
 }
 
-/// The worker: pods from the watch, coalesced, converged one at a time.
-pub fn work(s: &Settings, rx: &Receiver<PodView>) {
+/// The worker: pods from the queue, converged one at a time.
+pub fn work(s: &Settings, q: &Queue) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -160,7 +176,7 @@ pub fn work(s: &Settings, rx: &Receiver<PodView>) {
             return;
         }
     };
-    work_with(rx, RETRY, |pod| handle(s, &rt, pod));
+    work_with(q, RETRY, |pod| handle(s, &rt, pod));
 }
 
 /// Whether a pod needs converging: it runs, and its annotations changed
@@ -169,40 +185,44 @@ pub fn due(settled: &BTreeMap<String, String>, pod: &PodView) -> bool {
     pod.running && !pod.deleted && settled.get(&pod.uid) != Some(&pod.key())
 }
 
-/// The worker's loop, with what converges one pod: until the watch is gone,
-/// each pod's newest view, when it runs and its annotations changed since it
-/// last settled; those to retry again after `retry` without news.
-pub fn work_with(
-    rx: &Receiver<PodView>,
-    retry_after: Duration,
-    mut handle: impl FnMut(&PodView) -> Done,
-) {
+/// A pod waiting to be tried again.
+#[derive(Debug)]
+struct Later {
+    view: PodView,
+    at: Instant,
+    backoff: Duration,
+}
+
+/// The worker's loop, with what converges one pod: until the queue closes,
+/// each pod's newest view when [`due`]; those to retry queued again after a
+/// backoff that starts at `retry` and doubles.
+pub fn work_with(q: &Queue, retry: Duration, mut handle: impl FnMut(&PodView) -> Done) {
     let mut settled: BTreeMap<String, String> = BTreeMap::new();
-    let mut pending: BTreeMap<String, PodView> = BTreeMap::new();
-    let mut retry: BTreeMap<String, PodView> = BTreeMap::new();
+    let mut later: BTreeMap<String, Later> = BTreeMap::new();
     loop {
-        let first = if pending.is_empty() {
-            match rx.recv_timeout(retry_after) {
-                Ok(p) => Some(p),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => return,
+        let now = Instant::now();
+        for l in later.values().filter(|l| l.at <= now) {
+            q.push_if_absent(l.view.clone());
+        }
+        let wait = later
+            .values()
+            .map(|l| l.at.saturating_duration_since(now))
+            .min()
+            .unwrap_or(RETRY_MAX)
+            .max(Duration::from_millis(1));
+        let pod = match q.pop(wait) {
+            Next::Pod(p) => p,
+            Next::Listed(uids) => {
+                settled.retain(|u, _| uids.contains(u));
+                later.retain(|u, _| uids.contains(u));
+                continue;
             }
-        } else {
-            None
-        };
-        // Everything already queued: the newest view of each pod wins.
-        for p in first.into_iter().chain(rx.try_iter()) {
-            retry.remove(&p.uid);
-            pending.insert(p.uid.clone(), p);
-        }
-        if pending.is_empty() {
-            pending.append(&mut retry);
-        }
-        let Some((uid, pod)) = pending.pop_first() else {
-            continue;
+            Next::Idle => continue,
+            Next::Closed => return,
         };
         if pod.deleted {
-            settled.remove(&uid);
+            settled.remove(&pod.uid);
+            later.remove(&pod.uid);
             continue;
         }
         if !due(&settled, &pod) {
@@ -210,10 +230,22 @@ pub fn work_with(
         }
         match handle(&pod) {
             Done::Settled(k) => {
-                settled.insert(uid, k);
+                later.remove(&pod.uid);
+                settled.insert(pod.uid.clone(), k);
             }
             Done::Retry(_) => {
-                retry.insert(uid, pod);
+                let backoff = match later.get(&pod.uid) {
+                    Some(l) if l.view.key() == pod.key() => (l.backoff * 2).min(RETRY_MAX),
+                    _ => retry,
+                };
+                later.insert(
+                    pod.uid.clone(),
+                    Later {
+                        at: Instant::now() + backoff,
+                        view: pod,
+                        backoff,
+                    },
+                );
             }
         }
     }
@@ -234,16 +266,16 @@ mod tests {
         }
     }
 
-    /// Runs the worker over `views` (all queued before it starts) and
+    /// Runs the worker over `views` (all queued, then the queue closed) and
     /// returns which views it converged, in order.
     fn run(views: Vec<PodView>, mut answer: impl FnMut(&PodView) -> Done) -> Vec<(String, String)> {
-        let (tx, rx) = std::sync::mpsc::channel();
+        let q = Queue::default();
         for v in views {
-            tx.send(v).expect("send");
+            q.push(v);
         }
-        drop(tx);
+        q.close();
         let mut seen = Vec::new();
-        work_with(&rx, Duration::from_millis(1), |p| {
+        work_with(&q, Duration::from_millis(1), |p| {
             seen.push((p.uid.clone(), p.annotations[NETWORKS_ANNOTATION].clone()));
             answer(p)
         });
@@ -280,30 +312,50 @@ mod tests {
     }
 
     #[test]
-    fn a_failure_outside_the_pod_is_retried() {
-        let (tx, rx) = std::sync::mpsc::channel();
-        tx.send(pod("a", "n1", true, false)).expect("send");
-        let calls = std::sync::atomic::AtomicUsize::new(0);
-        let calls = &calls;
+    fn a_failure_that_may_pass_is_retried_with_backoff() {
+        let q = Queue::default();
+        q.push(pod("a", "n1", true, false));
+        let mut at = Vec::new();
+        let t0 = Instant::now();
         std::thread::scope(|s| {
-            let worker = s.spawn(move || {
-                work_with(&rx, Duration::from_millis(1), |p| {
-                    let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    if n < 2 {
+            s.spawn(|| {
+                work_with(&q, Duration::from_millis(20), |p| {
+                    at.push(t0.elapsed());
+                    if at.len() < 3 {
                         Done::Retry(p.key())
                     } else {
+                        q.close();
                         Done::Settled(p.key())
                     }
                 })
             });
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while calls.load(std::sync::atomic::Ordering::SeqCst) < 3 {
-                assert!(Instant::now() < deadline, "not retried");
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            drop(tx);
-            worker.join().expect("worker");
         });
-        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3);
+        assert_eq!(at.len(), 3);
+        // Each retry waits at least its backoff: 20 ms, then 40 ms.
+        assert!(at[1] - at[0] >= Duration::from_millis(20), "{at:?}");
+        assert!(at[2] - at[1] >= Duration::from_millis(40), "{at:?}");
+    }
+
+    #[test]
+    fn a_relist_forgets_pods_no_longer_there() {
+        let q = Queue::default();
+        let mut seen = Vec::new();
+        q.push(pod("a", "n1", true, false));
+        // Settled, then forgotten by a relist that no longer lists it: the
+        // same view converges again (then "z" ends the run).
+        work_with(&q, Duration::from_millis(1), |p| {
+            seen.push(p.uid.clone());
+            match seen.len() {
+                1 => {
+                    q.listed(std::collections::BTreeSet::new());
+                    q.push(pod("a", "n1", true, false));
+                    q.push(pod("z", "n1", true, false));
+                }
+                _ if p.uid == "z" => q.close(),
+                _ => {}
+            }
+            Done::Settled(p.key())
+        });
+        assert_eq!(seen, vec!["a", "a", "z"]);
     }
 }

@@ -13,6 +13,7 @@ pub mod hotplug;
 pub mod kernel;
 pub mod live;
 pub mod pass;
+pub mod queue;
 pub mod reconcile;
 pub mod report;
 pub mod sandbox;

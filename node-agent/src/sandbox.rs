@@ -183,7 +183,10 @@ impl Runtime {
         // Still the same, ready sandbox: the pid was its, so the namespace is.
         let after = self.status(&id).await?;
         if after != before {
-            return Ok(None);
+            return Err(format!(
+                "sandbox {id} changed while its namespace was opened (pid {pid} → {:?}, ready {})",
+                after.pid, after.ready
+            ));
         }
         Ok(Some(Sandbox {
             id,

@@ -138,7 +138,8 @@ async fn a_pid_that_changes_between_the_questions_is_not_used() {
     f.change_at = Some((2, 1));
     let (_d, sock) = serve(f).await;
     let rt = Runtime::new(&sock, std::path::Path::new("/proc"));
-    assert!(rt.sandbox("uid-1").await.unwrap().is_none());
+    let e = rt.sandbox("uid-1").await.unwrap_err();
+    assert!(e.contains("changed while its namespace was opened"), "{e}");
 }
 
 #[tokio::test]
