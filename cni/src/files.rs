@@ -93,6 +93,19 @@ pub fn write_atomic(dir: &Path, name: &str, data: &[u8], durable: bool) -> io::R
     })
 }
 
+/// Open (creating it 0600) a lock file, never through a symlink at its name.
+pub fn open_lock_file(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+        .open(path)
+}
+
 /// Open `path` for appending (creating it 0600) without following a symlink in
 /// any component: each directory is opened with O_NOFOLLOW relative to the
 /// one before, so a symlink planted anywhere on the way is refused rather than

@@ -16,7 +16,7 @@ use kube::Client;
 use nix::fcntl::{Flock, FlockArg};
 use serde_json::{json, Value};
 
-use crate::{kube_err, local, pods, E2eError, Result};
+use crate::{kube_err, local, pods, wait_for, E2eError, Result};
 
 const NETWORKS: &str = "k8s.v1.cni.cncf.io/networks";
 
@@ -59,6 +59,32 @@ pub async fn until_status(
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Wait for an Event `reason` about the pod whose message has every one of
+/// `words`; returns the message.
+pub async fn wait_event(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    reason: &str,
+    words: &[&str],
+    timeout: Duration,
+) -> Result<String> {
+    wait_for(
+        &format!("{reason} event on {ns}/{name}"),
+        timeout,
+        || async {
+            let ev = pods::events(client, ns, name, reason)
+                .await
+                .map_err(|e| e.to_string())?;
+            ev.iter()
+                .find(|m| words.iter().all(|w| m.contains(w)))
+                .cloned()
+                .ok_or(format!("{ev:?}"))
+        },
+    )
+    .await
 }
 
 /// Whether the status lists `network` on `ifname` with an address.

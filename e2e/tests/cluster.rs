@@ -814,16 +814,7 @@ async fn hotplug(client: &Client, _local: &Local) -> Result<()> {
             check(local::leases("e2e-hot").len() == 1, || {
                 format!("leases {:?}", local::leases("e2e-hot"))
             })?;
-            wait_for("AddedInterface for net2", T, || async {
-                let ev = pods::events(client, NS, "e2e-h", "AddedInterface")
-                    .await
-                    .map_err(|e| e.to_string())?;
-                ev.iter()
-                    .find(|m| m.contains("net2") && m.contains(&hot))
-                    .cloned()
-                    .ok_or(format!("{ev:?}"))
-            })
-            .await?;
+            hp::wait_event(client, NS, "e2e-h", "AddedInterface", &["net2", &hot], T).await?;
         }
         hp::annotate(client, NS, "e2e-h", "e2e-net").await?;
         let (_, took) = hp::until_status(client, NS, "e2e-h", T, |st| !hp::names(st, &hot)).await?;
@@ -836,16 +827,7 @@ async fn hotplug(client: &Client, _local: &Local) -> Result<()> {
             check(local::leases("e2e-hot").is_empty(), || {
                 format!("lease kept: {:?}", local::leases("e2e-hot"))
             })?;
-            wait_for("RemovedInterface for net2", T, || async {
-                let ev = pods::events(client, NS, "e2e-h", "RemovedInterface")
-                    .await
-                    .map_err(|e| e.to_string())?;
-                ev.iter()
-                    .find(|m| m.contains("net2") && m.contains(&hot))
-                    .cloned()
-                    .ok_or(format!("{ev:?}"))
-            })
-            .await?;
+            hp::wait_event(client, NS, "e2e-h", "RemovedInterface", &["net2", &hot], T).await?;
         }
     }
     attach.sort();

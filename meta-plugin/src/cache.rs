@@ -7,8 +7,8 @@
 //! a container's entry holds (ADD, DEL, GC, the hot-plug agent), so a change
 //! to a running pod and the runtime's own DEL never interleave.
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::fs::File;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -200,15 +200,7 @@ fn take(
     vfplex_cni::files::private_dir(&locks).map_err(|x| err(&locks, x))?;
     let path = locks.join(container_id);
     loop {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(|x| err(&path, x))?;
+        let file = vfplex_cni::files::open_lock_file(&path).map_err(|x| err(&path, x))?;
         let held = match deadline {
             None => match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
                 Ok(h) => h,

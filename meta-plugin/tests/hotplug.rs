@@ -47,19 +47,30 @@ fn node_with_pod(networks: &str, extra: Value) -> (Node, Value) {
     (n, conf)
 }
 
-/// What the agent runs: the meta plugin's converge for the pod.
-fn change(n: &Node, conf: &Value, networks: &str) -> Result<Outcome, String> {
-    let p = pod(networks);
+/// What the agent runs: the meta plugin's converge for pod `p`, in the
+/// namespace at `netns`, the runtime reporting `runtime_netns`.
+fn converge_as(
+    conf: &Value,
+    p: &Pod,
+    netns: &str,
+    runtime_netns: Option<&str>,
+) -> Result<Outcome, String> {
     let req = request(
         conf.to_string().as_bytes(),
         &[PathBuf::from(REF_PLUGINS)],
-        &p,
+        p,
         ID,
-        Path::new(&n.netns_path()),
+        Path::new(netns),
     )
     .map_err(|e| e.to_string())?;
     let ctx = Ctx::new(&req, true).map_err(|e| e.to_string())?;
-    converge(&ctx, &req, &p, Some(&n.netns_path())).map_err(|e| e.to_string())
+    converge(&ctx, &req, p, runtime_netns).map_err(|e| e.to_string())
+}
+
+/// The agent's converge for the pod of node `n` with `networks`.
+fn change(n: &Node, conf: &Value, networks: &str) -> Result<Outcome, String> {
+    let ns = n.netns_path();
+    converge_as(conf, &pod(networks), &ns, Some(&ns))
 }
 
 fn changed(o: Result<Outcome, String>) -> Change {
@@ -242,12 +253,14 @@ fn the_runtime_del_waits_for_a_change_in_flight() {
     });
     assert_eq!(del.0, Some(0), "{}", del.1);
     assert_eq!(n.links(), vec!["lo".to_string()]);
-    // The change that comes after finds the pod gone.
+    // The change that comes after finds the pod gone, and leaves no lock
+    // file behind.
     assert!(matches!(
         change(&n, &conf, "net-a,net-b"),
         Ok(Outcome::NotOurs)
     ));
     assert_eq!(leases_of(&n, "net-b"), 0);
+    assert!(!n.path(&format!("cni/.locks/{ID}")).exists());
 }
 
 #[test]
@@ -260,35 +273,11 @@ fn the_cluster_network_is_not_swapped() {
         "v1.multus-cni.io/default-network".into(),
         "default/net-b".into(),
     );
-    let req = request(
-        conf.to_string().as_bytes(),
-        &[PathBuf::from(REF_PLUGINS)],
-        &p,
-        ID,
-        Path::new(&n.netns_path()),
-    )
-    .unwrap();
-    let ctx = Ctx::new(&req, true).unwrap();
-    let e = converge(&ctx, &req, &p, None).unwrap_err().to_string();
+    let e = converge_as(&conf, &p, &n.netns_path(), None).unwrap_err();
     assert!(e.contains("cluster network of a running pod"), "{e}");
     // Refused whole: net-b was not attached either.
     assert_eq!(attached(&n).len(), 2);
     assert_eq!(leases_of(&n, "net-b"), 0);
-}
-
-/// converge run against another namespace than the pod's.
-fn change_in(n: &Node, conf: &Value, networks: &str, netns: &str) -> Result<Outcome, String> {
-    let p = pod(networks);
-    let req = request(
-        conf.to_string().as_bytes(),
-        &[PathBuf::from(REF_PLUGINS)],
-        &p,
-        ID,
-        Path::new(netns),
-    )
-    .map_err(|e| e.to_string())?;
-    let ctx = Ctx::new(&req, true).map_err(|e| e.to_string())?;
-    converge(&ctx, &req, &p, Some(&n.netns_path())).map_err(|e| e.to_string())
 }
 
 #[test]
@@ -314,7 +303,13 @@ fn nothing_changes_in_a_namespace_that_is_not_the_pods() {
         .status()
         .unwrap();
     assert!(st.success());
-    let e = change_in(&n, &conf, "net-b", &other.netns_path()).unwrap_err();
+    let e = converge_as(
+        &conf,
+        &pod("net-b"),
+        &other.netns_path(),
+        Some(&n.netns_path()),
+    )
+    .unwrap_err();
     assert!(e.contains("not the pod's"), "{e}");
     assert_eq!(
         links_in(&other.netns).len(),
@@ -324,19 +319,13 @@ fn nothing_changes_in_a_namespace_that_is_not_the_pods() {
     );
     assert!(n.links().contains(&"net1".to_string()), "net-a kept");
     // The runtime naming another path than ADD's: refused too.
-    let p = pod("net-b");
-    let req = request(
-        conf.to_string().as_bytes(),
-        &[PathBuf::from(REF_PLUGINS)],
-        &p,
-        ID,
-        Path::new(&n.netns_path()),
+    let e = converge_as(
+        &conf,
+        &pod("net-b"),
+        &n.netns_path(),
+        Some("/var/run/netns/elsewhere"),
     )
-    .unwrap();
-    let ctx = Ctx::new(&req, true).unwrap();
-    let e = converge(&ctx, &req, &p, Some("/var/run/netns/elsewhere"))
-        .unwrap_err()
-        .to_string();
+    .unwrap_err();
     assert!(e.contains("not the one ADD attached to"), "{e}");
 }
 

@@ -127,13 +127,18 @@ fn log_changes(s: &NodeState) {
     }
 }
 
+/// Logs to stderr, plain (the container runtime keeps them).
+fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(false)
+        .init();
+}
+
 fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("hotplug") {
-        tracing_subscriber::fmt()
-            .with_writer(std::io::stderr)
-            .with_ansi(false)
-            .with_target(false)
-            .init();
+        init_logging();
         return vfplex_node_agent::cmd_hotplug::run(std::env::args().skip(2));
     }
     let o = match parse() {
@@ -161,11 +166,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_target(false)
-        .init();
+    init_logging();
     let mut kernel = Kernel::new(&o.sysfs_root);
     // The Node object reports (crate::report); off with --once and when
     // there is no node name or no credentials.

@@ -11,9 +11,8 @@
 //! Directories are root's alone (0700, checked before use), files 0600 and
 //! written atomically (a fresh O_EXCL|O_NOFOLLOW temp file, fsync, rename).
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -338,14 +337,7 @@ impl Store {
         self.make_dirs(path.parent().unwrap_or(&self.dir))?;
         let deadline = Instant::now() + LOCK_TIMEOUT;
         loop {
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .mode(0o600)
-                .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-                .open(&path)
+            let file = vfplex_cni::files::open_lock_file(&path)
                 .map_err(io_err("cannot open lock", &path))?;
             match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
                 Ok(lock) => return Ok(Lock { _lock: lock }),
