@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use vfplex_config::annotations::{DEFAULT_NETWORK_ANNOTATION, NETWORKS_ANNOTATION};
 use vfplex_meta_plugin::hotplug::{converge, request, Outcome};
 use vfplex_meta_plugin::pod::Pod;
-use vfplex_meta_plugin::Ctx;
+use vfplex_meta_plugin::{Ctx, MetaError};
 
 use crate::queue::{Next, Queue};
 use crate::sandbox::Runtime;
@@ -117,13 +117,12 @@ pub fn handle(s: &Settings, rt: &tokio::runtime::Runtime, pod: &PodView) -> Done
             return Done::Retry(key);
         }
     };
-    match converge(&ctx, &req, &mp, sandbox.netns_path.as_deref()) {
+    let r = converge(&ctx, &req, &mp, sandbox.netns_path.as_deref());
+    match &r {
         Ok(Outcome::NotOurs) => {
             tracing::debug!(pod = %who, sandbox = %sandbox.id, "no vfplex cache entry: not ours");
-            Done::Settled(key)
         }
-        Ok(Outcome::Converged(c)) if c.is_empty() => Done::Settled(key),
-        Ok(Outcome::Converged(c)) => {
+        Ok(Outcome::Converged(c)) if !c.is_empty() => {
             let failed: Vec<String> = c.failed.iter().map(ToString::to_string).collect();
             tracing::info!(
                 pod = %who,
@@ -135,15 +134,10 @@ pub fn handle(s: &Settings, rt: &tokio::runtime::Runtime, pod: &PodView) -> Done
                 c.removed.join(", "),
                 failed.join("; ")
             );
-            if c.failed.iter().any(|f| f.transient) {
-                Done::Retry(key)
-            } else {
-                Done::Settled(key)
-            }
         }
+        Ok(Outcome::Converged(_)) => {}
         Err(e) => {
-            // Said on the pod. A refusal stands until the annotations change;
-            // what may pass is tried again.
+            // Said on the pod.
             tracing::error!(pod = %who, "{e}");
             if let Some(k) = &ctx.kube {
                 let _ = k.event(
@@ -155,12 +149,24 @@ pub fn handle(s: &Settings, rt: &tokio::runtime::Runtime, pod: &PodView) -> Done
                     &e.to_string(),
                 );
             }
-            if e.transient() {
-                Done::Retry(key)
-            } else {
-                Done::Settled(key)
-            }
         }
+    }
+    settle(key, &r)
+}
+
+/// What a converge's result means for the pod: a refusal stands until its
+/// annotations change, what may pass (crate's MetaError::transient) is tried
+/// again.
+pub fn settle(key: String, r: &Result<Outcome, MetaError>) -> Done {
+    let again = match r {
+        Ok(Outcome::NotOurs) => false,
+        Ok(Outcome::Converged(c)) => c.failed.iter().any(|f| f.transient),
+        Err(e) => e.transient(),
+    };
+    if again {
+        Done::Retry(key)
+    } else {
+        Done::Settled(key)
     }
 }
 
@@ -191,6 +197,16 @@ struct Later {
     view: PodView,
     at: Instant,
     backoff: Duration,
+}
+
+/// How long a pod waits before its next try: `first` after a first failure
+/// or an edit since the last one, else twice the last wait, at most
+/// [`RETRY_MAX`].
+fn backoff(last: Option<&Later>, pod: &PodView, first: Duration) -> Duration {
+    match last {
+        Some(l) if l.view.key() == pod.key() => (l.backoff * 2).min(RETRY_MAX),
+        _ => first,
+    }
 }
 
 /// The worker's loop, with what converges one pod: until the queue closes,
@@ -234,10 +250,7 @@ pub fn work_with(q: &Queue, retry: Duration, mut handle: impl FnMut(&PodView) ->
                 settled.insert(pod.uid.clone(), k);
             }
             Done::Retry(_) => {
-                let backoff = match later.get(&pod.uid) {
-                    Some(l) if l.view.key() == pod.key() => (l.backoff * 2).min(RETRY_MAX),
-                    _ => retry,
-                };
+                let backoff = backoff(later.get(&pod.uid), &pod, retry);
                 later.insert(
                     pod.uid.clone(),
                     Later {
@@ -357,5 +370,52 @@ mod tests {
             Done::Settled(p.key())
         });
         assert_eq!(seen, vec!["a", "a", "z"]);
+    }
+
+    #[test]
+    fn what_may_pass_is_retried_and_a_refusal_stands() {
+        use vfplex_meta_plugin::hotplug::{Change, Failed};
+        let retry =
+            |r: Result<Outcome, MetaError>| matches!(settle("k".into(), &r), Done::Retry(_));
+        let failed = |transient| {
+            Ok(Outcome::Converged(Change {
+                failed: vec![Failed {
+                    what: "attach ns/a".into(),
+                    transient,
+                }],
+                ..Change::default()
+            }))
+        };
+        assert!(retry(failed(true)));
+        assert!(!retry(failed(false)));
+        assert!(!retry(Ok(Outcome::Converged(Change::default()))));
+        assert!(!retry(Ok(Outcome::NotOurs)));
+        assert!(retry(Err(MetaError::LockBusy {
+            path: "/x".into(),
+            secs: 70
+        })));
+        assert!(!retry(Err(MetaError::NadNotFound {
+            network: "a".into(),
+            ns: "ns".into(),
+            name: "a".into()
+        })));
+    }
+
+    #[test]
+    fn the_backoff_doubles_and_an_edit_starts_it_again() {
+        let first = Duration::from_secs(10);
+        let n1 = pod("a", "n1", true, false);
+        let later = |view: &PodView, backoff| Later {
+            view: view.clone(),
+            at: Instant::now(),
+            backoff,
+        };
+        assert_eq!(backoff(None, &n1, first), first);
+        let l = later(&n1, Duration::from_secs(40));
+        assert_eq!(backoff(Some(&l), &n1, first), Duration::from_secs(80));
+        let l = later(&n1, RETRY_MAX);
+        assert_eq!(backoff(Some(&l), &n1, first), RETRY_MAX);
+        let n2 = pod("a", "n2", true, false);
+        assert_eq!(backoff(Some(&l), &n2, first), first);
     }
 }
