@@ -39,9 +39,8 @@ pub fn add(ctx: &Ctx, req: &Request) -> Result<CniResult, MetaError> {
         &copies,
         netns.as_ref(),
     );
-    if r.is_err() && cache::absent(&ctx.conf.cni_dir, &req.container_id) {
-        lock.remove();
-    }
+    // A failed ADD leaves no entry, and so no lock file either.
+    lock.release();
     r
 }
 

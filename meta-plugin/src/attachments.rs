@@ -70,8 +70,8 @@ pub fn plan(ctx: &Ctx, req: &Request, pod: &Pod) -> Result<Attachments, MetaErro
 }
 
 /// The delegate runs of `delegates` within [`MAX_DELEGATE_RUNS`].
-pub fn check_runs(delegates: &[Delegate]) -> Result<(), MetaError> {
-    let runs: usize = delegates.iter().map(|d| d.conf.plugins.len()).sum();
+pub fn check_runs<'a>(delegates: impl IntoIterator<Item = &'a Delegate>) -> Result<(), MetaError> {
+    let runs: usize = delegates.into_iter().map(|d| d.conf.plugins.len()).sum();
     if runs > MAX_DELEGATE_RUNS {
         return Err(MetaError::TooManyRuns {
             runs,

@@ -142,15 +142,22 @@ const LOCKS: &str = ".locks";
 #[derive(Debug)]
 pub struct ContainerLock {
     path: PathBuf,
+    /// The container's entry, whose absence lets the lock file go.
+    entry: PathBuf,
     _lock: Flock<File>,
 }
 
 impl ContainerLock {
-    /// Drop the lock file too: the container is gone (DEL, a failed ADD). A
-    /// waiter that then gets the lock on the unlinked file sees it is not the
-    /// one at the path and opens the path again (see [`lock`]).
-    pub fn remove(self) {
-        let _ = std::fs::remove_file(&self.path);
+    /// Let go; the lock file goes too when the container's entry is gone (a
+    /// DEL, a failed ADD, a change that found no entry). A waiter that then
+    /// gets the lock on the unlinked file sees it is not the one at the path
+    /// and opens the path again (see [`lock`]).
+    pub fn release(self) {
+        let gone = matches!(std::fs::metadata(&self.entry),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound);
+        if gone {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
@@ -183,11 +190,6 @@ pub fn try_lock(dir: &str, container_id: &str) -> Result<Option<ContainerLock>, 
     take(dir, container_id, None)
 }
 
-/// Whether the container has no entry (its lock file can go with the lock).
-pub fn absent(dir: &str, container_id: &str) -> bool {
-    matches!(lookup(dir, container_id), Ok(Cached::Absent))
-}
-
 /// The lock: waited for until `deadline`, or only tried (None).
 fn take(
     dir: &str,
@@ -201,22 +203,18 @@ fn take(
     let path = locks.join(container_id);
     loop {
         let file = vfplex_cni::files::open_lock_file(&path).map_err(|x| err(&path, x))?;
-        let held = match deadline {
-            None => match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-                Ok(h) => h,
-                Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Ok(None),
-                Err((_, e)) => return Err(err(&path, e)),
-            },
-            // Uncontended (nearly always): taken at once, no thread.
-            Some(d) => match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-                Ok(h) => h,
-                Err((file, nix::errno::Errno::EWOULDBLOCK)) => match wait_for_flock(file, d) {
+        // Uncontended (nearly always): taken at once, no thread.
+        let held = match (Flock::lock(file, FlockArg::LockExclusiveNonblock), deadline) {
+            (Ok(h), _) => h,
+            (Err((file, nix::errno::Errno::EWOULDBLOCK)), Some(d)) => {
+                match wait_for_flock(file, d) {
                     Some(Ok(h)) => h,
                     Some(Err(e)) => return Err(err(&path, e)),
                     None => return Ok(None),
-                },
-                Err((_, e)) => return Err(err(&path, e)),
-            },
+                }
+            }
+            (Err((_, nix::errno::Errno::EWOULDBLOCK)), None) => return Ok(None),
+            (Err((_, e)), _) => return Err(err(&path, e)),
         };
         // The holder before us may have removed the file: a lock on an
         // unlinked inode excludes nobody who opens the path afresh.
@@ -225,7 +223,11 @@ fn take(
             _ => false,
         };
         if same {
-            return Ok(Some(ContainerLock { path, _lock: held }));
+            return Ok(Some(ContainerLock {
+                path,
+                entry: Path::new(dir).join(container_id),
+                _lock: held,
+            }));
         }
     }
 }
@@ -270,7 +272,9 @@ mod tests {
         assert!(try_lock(&dir, "ctr-1").expect("try").is_none());
         // Another container's lock is its own.
         assert!(try_lock(&dir, "ctr-2").expect("try").is_some());
-        held.remove();
+        // No entry: the lock file goes with the lock.
+        held.release();
+        assert!(!Path::new(&dir).join(".locks/ctr-1").exists());
         assert!(lock(&dir, "ctr-1", Duration::from_secs(5)).is_ok());
     }
 }

@@ -38,8 +38,8 @@ pub fn del(ctx: &Ctx, req: &Request) -> Result<(), MetaError> {
         }
     };
     let r = del_locked(ctx, req, deadline);
-    if let Some(l) = lock.filter(|_| cache::absent(&ctx.conf.cni_dir, &req.container_id)) {
-        l.remove();
+    if let Some(l) = lock {
+        l.release();
     }
     r
 }

@@ -182,7 +182,7 @@ pub fn converge(
     let lock = cache::lock(&dir, &req.container_id, cache::LOCK_WAIT)?;
     let Some(mut entry) = cache::load(&dir, &req.container_id)? else {
         // DEL came first.
-        lock.remove();
+        lock.release();
         return Ok(Outcome::NotOurs);
     };
     if entry.pod_namespace != pod.namespace || entry.pod_name != pod.name {
@@ -270,7 +270,7 @@ pub fn converge(
             &change.failed,
         );
     }
-    drop(lock);
+    lock.release();
     Ok(Outcome::Converged(change))
 }
 
@@ -429,7 +429,7 @@ impl Attach<'_, '_> {
                 reason: "default-route is set when the pod starts, not hot-plugged".into(),
             });
         }
-        if self.call.invocation("ADD", "").is_none() {
+        if Instant::now() >= self.call.deadline {
             return Err(MetaError::OutOfTime {
                 network: sel.name.clone(),
                 plugin: String::new(),
@@ -437,9 +437,7 @@ impl Attach<'_, '_> {
             });
         }
         let (mut d, resource) = selected(self.ctx, self.pod, resolver, sel, devices)?;
-        let mut all = self.entry.delegates.clone();
-        all.push(d.clone());
-        check_runs(&all)?;
+        check_runs(self.entry.delegates.iter().chain([&d]))?;
         d.ifname = self.ifname(&d.network, sel.interface.as_deref())?;
         let mut a = Attachments {
             delegates: vec![d],
@@ -449,45 +447,35 @@ impl Attach<'_, '_> {
         let copies = plan_device_info(&self.ctx.conf, self.req, &mut a);
         let dir = &self.ctx.conf.cni_dir;
         self.entry.delegates.extend(a.delegates.iter().cloned());
-        if let Err(e) = cache::save(dir, self.entry) {
-            self.entry.delegates.pop();
-            return Err(e);
-        }
-        copy_device_info(&mut a.delegates, &copies);
-        let one = &mut a.delegates;
-        let r = match one.first_mut() {
-            Some(d) => d.add(self.call).map(|_| ()),
-            None => Ok(()),
-        };
+        let saved = cache::save(dir, self.entry);
+        // Until its ADD is done, the entry in memory does not have it.
         self.entry.delegates.pop();
-        match r {
-            Ok(()) => {
-                self.entry.delegates.extend(one.iter().cloned());
+        saved?;
+        copy_device_info(&mut a.delegates, &copies);
+        let mut d = a.delegates.pop().ok_or(MetaError::NoResult {
+            network: sel.name.clone(),
+        })?;
+        match d.add(self.call) {
+            Ok(_) => {
+                self.entry.delegates.push(d.clone());
                 cache::update(dir, self.entry)?;
-                one.pop().ok_or(MetaError::NoResult {
-                    network: sel.name.clone(),
-                })
+                Ok(d)
             }
             Err(e) => {
                 let env = self.ctx.call_env(self.req);
                 let rollback = env.call_until(Instant::now() + ROLLBACK_BUDGET);
-                let mut undone = true;
-                for d in one.iter() {
-                    for p in d.del(&rollback) {
-                        tracing::error!("rollback of {}: {p}", d.network);
-                        undone = false;
-                    }
+                let problems = d.del(&rollback);
+                for p in &problems {
+                    tracing::error!("rollback of {}: {p}", d.network);
                 }
-                if undone {
-                    remove_device_info(&self.ctx.conf, one);
+                if problems.is_empty() {
+                    remove_device_info(&self.ctx.conf, std::slice::from_ref(&d));
                 } else {
                     // Still in the pod, perhaps: recorded without a result,
                     // so the pod's DEL tears it down and the next converge
                     // redoes it.
-                    for d in one.iter_mut() {
-                        d.result = None;
-                    }
-                    self.entry.delegates.extend(one.iter().cloned());
+                    d.result = None;
+                    self.entry.delegates.push(d);
                 }
                 cache::update(dir, self.entry)?;
                 Err(e)

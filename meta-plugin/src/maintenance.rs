@@ -147,9 +147,7 @@ pub fn gc(ctx: &Ctx, req: &Request) -> Result<(), MetaError> {
             .filter(stale)
         {
             if let Ok(Some(l)) = cache::try_lock(&ctx.conf.cni_dir, &id) {
-                if cache::absent(&ctx.conf.cni_dir, &id) {
-                    l.remove();
-                }
+                l.release();
             }
         }
         // libcni records with no entry (Multus's own DEL leaves the cluster
@@ -187,9 +185,7 @@ fn gc_entry(ctx: &Ctx, req: &Request, id: &str) -> Vec<MetaError> {
         Err(e) => return vec![e],
     };
     let p = gc_entry_locked(ctx, req, id);
-    if cache::absent(&ctx.conf.cni_dir, id) {
-        lock.remove();
-    }
+    lock.release();
     p
 }
 

@@ -28,18 +28,24 @@ use crate::sandbox::Runtime;
 pub const RETRY: Duration = Duration::from_secs(10);
 pub const RETRY_MAX: Duration = Duration::from_secs(300);
 
-/// A pod as the watch saw it: only what hot-plug reads.
+/// A pod as the watch saw it: only what hot-plug reads. The pod as the meta
+/// plugin takes it (its fields read through this view), with the two
+/// annotations that choose networks and nothing else.
 #[derive(Debug, Clone)]
 pub struct PodView {
-    pub uid: String,
-    pub namespace: String,
-    pub name: String,
-    /// The two annotations that choose networks, nothing else.
-    pub annotations: BTreeMap<String, String>,
+    pub pod: Pod,
     /// Phase Running and not being deleted.
     pub running: bool,
     /// Gone from the API.
     pub deleted: bool,
+}
+
+impl std::ops::Deref for PodView {
+    type Target = Pod;
+
+    fn deref(&self) -> &Pod {
+        &self.pod
+    }
 }
 
 /// The annotations hot-plug follows.
@@ -97,13 +103,7 @@ pub fn handle(s: &Settings, rt: &tokio::runtime::Runtime, pod: &PodView) -> Done
             return Done::Retry(key);
         }
     };
-    let mp = Pod {
-        namespace: pod.namespace.clone(),
-        name: pod.name.clone(),
-        uid: pod.uid.clone(),
-        annotations: pod.annotations.clone(),
-    };
-    let req = match request(&bytes, &s.cni_path, &mp, &sandbox.id, &sandbox.netns()) {
+    let req = match request(&bytes, &s.cni_path, &pod.pod, &sandbox.id, &sandbox.netns()) {
         Ok(r) => r,
         Err(e) => {
             tracing::error!("{}: {e}", s.cni_conf.display());
@@ -117,7 +117,7 @@ pub fn handle(s: &Settings, rt: &tokio::runtime::Runtime, pod: &PodView) -> Done
             return Done::Retry(key);
         }
     };
-    let r = converge(&ctx, &req, &mp, sandbox.netns_path.as_deref());
+    let r = converge(&ctx, &req, &pod.pod, sandbox.netns_path.as_deref());
     match &r {
         Ok(Outcome::NotOurs) => {
             tracing::debug!(pod = %who, sandbox = %sandbox.id, "no vfplex cache entry: not ours");
@@ -270,10 +270,12 @@ mod tests {
 
     fn pod(uid: &str, nets: &str, running: bool, deleted: bool) -> PodView {
         PodView {
-            uid: uid.into(),
-            namespace: "ns".into(),
-            name: uid.into(),
-            annotations: BTreeMap::from([(NETWORKS_ANNOTATION.to_string(), nets.to_string())]),
+            pod: Pod {
+                uid: uid.into(),
+                namespace: "ns".into(),
+                name: uid.into(),
+                annotations: BTreeMap::from([(NETWORKS_ANNOTATION.to_string(), nets.to_string())]),
+            },
             running,
             deleted,
         }
@@ -315,7 +317,8 @@ mod tests {
         assert!(!due(&settled, &pod("a", "n1,n2", true, true)));
         // The default network's annotation counts too.
         let mut p = pod("a", "n1", true, false);
-        p.annotations
+        p.pod
+            .annotations
             .insert(DEFAULT_NETWORK_ANNOTATION.into(), "other".into());
         assert!(due(&settled, &p));
         assert!(run(vec![pod("b", "n1", false, false)], |p| Done::Settled(

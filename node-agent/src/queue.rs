@@ -48,8 +48,9 @@ impl Queue {
     /// The newest view of a pod.
     pub fn push(&self, v: PodView) {
         let mut g = self.lock();
-        if g.views.insert(v.uid.clone(), v.clone()).is_none() {
-            g.order.push_back(v.uid);
+        let uid = v.uid.clone();
+        if g.views.insert(uid.clone(), v).is_none() {
+            g.order.push_back(uid);
         }
         self.ready.notify_one();
     }
@@ -121,10 +122,12 @@ mod tests {
 
     fn v(uid: &str, nets: &str) -> PodView {
         PodView {
-            uid: uid.into(),
-            namespace: "ns".into(),
-            name: uid.into(),
-            annotations: BTreeMap::from([("n".to_string(), nets.to_string())]),
+            pod: vfplex_meta_plugin::pod::Pod {
+                uid: uid.into(),
+                namespace: "ns".into(),
+                name: uid.into(),
+                annotations: BTreeMap::from([("n".to_string(), nets.to_string())]),
+            },
             running: true,
             deleted: false,
         }
@@ -132,7 +135,7 @@ mod tests {
 
     fn pod(n: Next) -> (String, String) {
         match n {
-            Next::Pod(p) => (p.uid, p.annotations["n"].clone()),
+            Next::Pod(p) => (p.uid.clone(), p.annotations["n"].clone()),
             other => panic!("{other:?}"),
         }
     }

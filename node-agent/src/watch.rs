@@ -29,17 +29,19 @@ pub fn view(p: &Pod, deleted: bool) -> Option<PodView> {
         return None;
     }
     Some(PodView {
-        uid: m.uid.clone()?,
-        namespace: m.namespace.clone()?,
-        name: m.name.clone()?,
-        // Only what hot-plug reads: a pod's other annotations may be large.
-        annotations: m
-            .annotations
-            .iter()
-            .flatten()
-            .filter(|(k, _)| FOLLOWED.contains(&k.as_str()))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
+        pod: vfplex_meta_plugin::pod::Pod {
+            uid: m.uid.clone()?,
+            namespace: m.namespace.clone()?,
+            name: m.name.clone()?,
+            // Only what hot-plug reads: a pod's other annotations may be large.
+            annotations: m
+                .annotations
+                .iter()
+                .flatten()
+                .filter(|(k, _)| FOLLOWED.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        },
         running: m.deletion_timestamp.is_none()
             && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"),
         deleted,
