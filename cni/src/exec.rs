@@ -12,16 +12,12 @@
 //! [`GROUP_ENV`] set and keeps its children in the group it was given, which
 //! its caller kills as a whole.
 
-use std::io::{self, Read, Write};
-use std::os::unix::process::CommandExt;
+use std::io;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command as Process, ExitStatus, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, killpg, Signal};
-use nix::sys::wait::{waitid, Id, WaitPidFlag};
-use nix::unistd::Pid;
+mod run;
+mod spawn;
 
 /// Set in the environment of a delegate that leads its own process group:
 /// its own children stay in that group.
@@ -32,7 +28,7 @@ pub const GROUP_ENV: &str = "VFPLEX_DELEGATE_GROUP";
 pub const DEFAULT_DELEGATE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long a killed plugin gets to be reaped, and its output to end.
-const GRACE: Duration = Duration::from_secs(5);
+pub(crate) const GRACE: Duration = Duration::from_secs(5);
 
 /// What a plugin process printed on stdout and how it exited.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,119 +80,25 @@ pub fn exec_bounded(
     stdin: &[u8],
     limits: Limits,
 ) -> io::Result<ExecOutput> {
-    let mut cmd = Process::new(binary);
-    cmd.env_clear()
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    if limits.own_group {
-        cmd.process_group(0).env(GROUP_ENV, "1");
-    }
-    if limits.timeout.is_some() {
-        die_with_caller(&mut cmd);
-    }
-    let mut child = cmd.spawn()?;
-    let started = Instant::now();
-    let pid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
-    // Both pipes on threads of their own: a plugin that never reads stdin,
-    // or writes more than a pipe holds before it exits, blocks neither side.
-    if let Some(mut input) = child.stdin.take() {
-        let data = stdin.to_vec();
-        // A plugin that exits without reading all of stdin closes the pipe
-        // early; its exit status and output say what happened.
-        std::thread::spawn(move || input.write_all(&data));
-    }
-    let output = child.stdout.take().map(read_all);
-    let status = wait(child, pid, limits.own_group);
-    let deadline = limits.timeout.map(|t| started + t);
-    let (status, timed_out) = match status.recv_timeout(until(deadline)) {
-        Ok(s) => (s, false),
-        Err(_) => {
-            // Past the deadline: the plugin and everything it started.
-            let _ = match limits.own_group {
-                true => killpg(pid, Signal::SIGKILL),
-                false => kill(pid, Signal::SIGKILL),
-            };
-            let s = status.recv_timeout(GRACE).map_err(|_| {
-                io::Error::other(format!("{} could not be killed", binary.display()))
-            })?;
-            (s, true)
+    // Exactly `env`, a name given twice taking its last value (as std's
+    // Command does), and the group marker ours to set.
+    let mut vars: Vec<(String, String)> = Vec::with_capacity(env.len() + 1);
+    let group = limits.own_group.then_some((GROUP_ENV, "1"));
+    for (k, v) in env
+        .iter()
+        .filter(|(k, _)| *k != GROUP_ENV)
+        .chain(group.iter())
+    {
+        match vars.iter_mut().find(|(name, _)| name == k) {
+            Some(var) => var.1 = v.to_string(),
+            None => vars.push((k.to_string(), v.to_string())),
         }
-    };
-    let status = status?;
-    // Its output ends when the last process holding the pipe is gone: by now
-    // that is the plugin's whole group, unless something escaped it.
-    let stdout = match output {
-        Some(rx) => rx
-            .recv_timeout(until(deadline).max(GRACE))
-            .unwrap_or_default(),
-        None => Vec::new(),
-    };
-    Ok(ExecOutput {
-        exit_code: status.code(),
-        stdout,
-        timed_out,
-    })
-}
-
-/// The delegate gets SIGKILL when the thread that started it goes away: a
-/// runtime that kills vfplex past its own deadline (libcni's SIGKILL) takes
-/// the delegate with it instead of leaving it to init.
-#[allow(unsafe_code)]
-fn die_with_caller(cmd: &mut Process) {
-    let caller = nix::unistd::getpid();
-    // SAFETY: the hook runs in the forked child before exec, where only
-    // async-signal-safe calls are allowed: it makes two system calls,
-    // prctl(PR_SET_PDEATHSIG) and getppid, and allocates nothing (the error
-    // is built from an errno).
-    unsafe {
-        cmd.pre_exec(move || {
-            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
-            // The caller died between fork and prctl: nothing would signal us.
-            if nix::unistd::getppid() != caller {
-                return Err(io::Error::from_raw_os_error(nix::libc::ESRCH));
-            }
-            Ok(())
-        })
-    };
-}
-
-/// Time left until `deadline` (a long time without one).
-fn until(deadline: Option<Instant>) -> Duration {
-    match deadline {
-        Some(d) => d.saturating_duration_since(Instant::now()),
-        None => Duration::from_secs(u64::from(u32::MAX)),
     }
-}
-
-/// Everything `pipe` yields, on a thread; the channel answers once.
-fn read_all(mut pipe: impl Read + Send + 'static) -> mpsc::Receiver<Vec<u8>> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = pipe.read_to_end(&mut buf);
-        let _ = tx.send(buf);
-    });
-    rx
-}
-
-/// The child's exit status, on a thread. With its own group, whatever is
-/// left in the group is killed once the leader has exited and before it is
-/// reaped: an unreaped leader keeps the group's number, so the kill cannot
-/// reach a group that took the number over.
-fn wait(mut child: Child, pid: Pid, own_group: bool) -> mpsc::Receiver<io::Result<ExitStatus>> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        if own_group {
-            let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT;
-            if waitid(Id::Pid(pid), flags).is_ok() {
-                let _ = killpg(pid, Signal::SIGKILL);
-            }
-        }
-        let _ = tx.send(child.wait());
-    });
-    rx
+    // A runtime that kills vfplex past its own deadline (libcni's SIGKILL)
+    // takes a bounded delegate with it instead of leaving it to init.
+    let child = spawn::spawn(binary, &vars, limits.own_group, limits.timeout.is_some())?;
+    let deadline = limits.timeout.map(|t| Instant::now() + t);
+    run::to_the_end(child, stdin, deadline, limits.own_group)
 }
 
 /// The first executable called `name` in `dirs` (the `CNI_PATH` lookup).

@@ -137,3 +137,93 @@ fn a_group_leader_tells_its_children_so() {
     .unwrap();
     assert_eq!(out.stdout, b"\n");
 }
+
+/// The `Sig*` masks of `/proc/<pid>/status`, by name.
+fn sig_masks(status: &str) -> std::collections::HashMap<String, u64> {
+    status
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(k, _)| k.starts_with("Sig"))
+        .filter_map(|(k, v)| Some((k.to_string(), u64::from_str_radix(v.trim(), 16).ok()?)))
+        .collect()
+}
+
+#[test]
+fn a_plugin_starts_with_no_signal_blocked_and_sigpipe_default() {
+    // The plugin itself (sh execs cat) reports what it inherited.
+    for limits in [Limits::default(), Limits::delegate(Duration::from_secs(60))] {
+        let out = exec_bounded(
+            Path::new("/bin/sh"),
+            &[],
+            b"exec cat /proc/self/status",
+            limits,
+        )
+        .unwrap();
+        let masks = sig_masks(&String::from_utf8_lossy(&out.stdout));
+        assert_eq!(masks.get("SigBlk"), Some(&0), "{limits:?}: {masks:?}");
+        let sigpipe = 1u64 << (nix::libc::SIGPIPE - 1);
+        let ignored = masks.get("SigIgn").copied().unwrap_or(u64::MAX);
+        assert_eq!(ignored & sigpipe, 0, "{limits:?}: SIGPIPE ignored");
+    }
+    // Every signal was blocked for the clone on this thread: no longer.
+    let ours = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+    assert_eq!(sig_masks(&ours).get("SigBlk"), Some(&0));
+}
+
+#[test]
+fn a_plugin_gets_stdin_stdout_and_our_stderr_only() {
+    // An fd without close-on-exec, as a runtime might leave one.
+    let file = std::fs::File::open("/dev/null").unwrap();
+    let leaky = nix::unistd::dup(&file).unwrap();
+    let out = exec_plugin(Path::new("/bin/sh"), &[], b"exec ls /proc/self/fd").unwrap();
+    drop(leaky);
+    // ls's own directory fd is the fourth.
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "0\n1\n2\n3\n");
+}
+
+#[test]
+fn a_name_given_twice_takes_its_last_value() {
+    let out = exec_plugin(
+        Path::new("/bin/sh"),
+        &[("A", "first"), ("B", "b"), ("A", "last")],
+        b"env | sort",
+    )
+    .unwrap();
+    let env = String::from_utf8_lossy(&out.stdout);
+    assert!(env.contains("A=last\nB=b\n"), "{env}");
+    assert!(!env.contains("A=first"), "{env}");
+}
+
+#[test]
+fn what_cannot_run_is_an_error_naming_why_and_leaves_no_child() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("not-executable");
+    std::fs::write(&plain, "#!/bin/sh\n").unwrap();
+    let limits = Limits::delegate(Duration::from_secs(60));
+    let e = exec_bounded(&plain, &[], b"", limits).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::PermissionDenied, "{e}");
+    let e = exec_bounded(Path::new("/nonexistent/plugin"), &[], b"", limits).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}");
+    assert!(exec_plugin(Path::new("/bin/sh"), &[("A\0", "x")], b"").is_err());
+    // The failed child was reaped: no zombie of ours.
+    let me = std::process::id();
+    let zombies = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("stat")).ok())
+        .filter_map(|s| s.rsplit_once(") ").map(|(_, rest)| rest.to_string()))
+        .filter(|rest| {
+            let f: Vec<&str> = rest.split(' ').collect();
+            f.first() == Some(&"Z") && f.get(1) == Some(&me.to_string().as_str())
+        })
+        .count();
+    assert_eq!(zombies, 0);
+}
+
+#[test]
+fn a_big_config_and_a_big_answer_pass_whole() {
+    // More than a pipe holds each way: neither side may block the other.
+    let config = vec![b'x'; 1 << 20];
+    let out = exec_plugin(Path::new("/bin/cat"), &[], &config).unwrap();
+    assert!(out.success());
+    assert_eq!(out.stdout.len(), config.len());
+}
