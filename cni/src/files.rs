@@ -58,6 +58,38 @@ pub fn check_private(dir: &Path) -> io::Result<()> {
 /// reused), then a rename. With `durable`, the file and the directory are
 /// fsynced before this returns.
 pub fn write_atomic(dir: &Path, name: &str, data: &[u8], durable: bool) -> io::Result<()> {
+    write_renamed(dir, name, data, durable).map(drop)
+}
+
+/// What [`write_atomic_syncing`] has yet to make durable.
+#[derive(Debug)]
+pub struct Syncing(std::thread::JoinHandle<io::Result<()>>);
+
+impl Syncing {
+    /// Wait until the file and its directory entry are on disk.
+    pub fn wait(self) -> io::Result<()> {
+        self.0
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the fsync thread panicked")))
+    }
+}
+
+/// [`write_atomic`], in place at once, with its two fsyncs (the file, then
+/// the directory) on a thread of their own: the caller goes on while the
+/// disk confirms, and [`Syncing::wait`]s before it relies on the file being
+/// durable. Until then a power loss may leave the old file, none, or an empty
+/// one, never a mix.
+pub fn write_atomic_syncing(dir: &Path, name: &str, data: &[u8]) -> io::Result<Syncing> {
+    let d = File::open(dir)?;
+    let f = write_renamed(dir, name, data, false)?;
+    Ok(Syncing(std::thread::spawn(move || {
+        f.sync_all()?;
+        d.sync_all()
+    })))
+}
+
+/// The write and rename of [`write_atomic`]; the file, still open.
+fn write_renamed(dir: &Path, name: &str, data: &[u8], durable: bool) -> io::Result<File> {
     if name.is_empty() || name.contains('/') || name == "." || name == ".." {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -71,7 +103,7 @@ pub fn write_atomic(dir: &Path, name: &str, data: &[u8], durable: bool) -> io::R
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
         _ => {}
     }
-    let write = || -> io::Result<()> {
+    let write = || -> io::Result<File> {
         let mut f = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -86,7 +118,7 @@ pub fn write_atomic(dir: &Path, name: &str, data: &[u8], durable: bool) -> io::R
         if durable {
             File::open(dir)?.sync_all()?;
         }
-        Ok(())
+        Ok(f)
     };
     write().inspect_err(|_| {
         let _ = fs::remove_file(&tmp);
@@ -212,6 +244,27 @@ mod tests {
             .is_symlink());
         assert_eq!(fs::read(&victim).unwrap(), b"keep");
         assert!(write_atomic(&dir, "../z", b"", false).is_err());
+    }
+
+    #[test]
+    fn a_syncing_write_is_in_place_at_once_and_safe_as_the_plain_one() {
+        let t = tempfile::tempdir().unwrap();
+        let victim = t.path().join("victim");
+        fs::write(&victim, b"keep").unwrap();
+        let dir = t.path().join("state");
+        private_dir(&dir).unwrap();
+        symlink(&victim, dir.join(format!("x.tmp{}", std::process::id()))).unwrap();
+        let syncing = write_atomic_syncing(&dir, "x", b"new").unwrap();
+        // Readers see it before the disk has confirmed it.
+        assert_eq!(fs::read(dir.join("x")).unwrap(), b"new");
+        syncing.wait().unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"keep");
+        assert_eq!(
+            fs::metadata(dir.join("x")).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert!(write_atomic_syncing(&dir, "../z", b"").is_err());
+        assert!(write_atomic_syncing(&t.path().join("none"), "x", b"").is_err());
     }
 
     #[test]

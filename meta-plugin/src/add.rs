@@ -65,14 +65,19 @@ fn attach(
         fixed: Some(fixed),
     };
     // Remember first: a crash between here and the end still leaves DEL a
-    // list, device-info files included.
-    cache::save(&ctx.conf.cni_dir, &entry)?;
+    // list, device-info files included. On disk by the time all are attached.
+    let durable = cache::save_beside(&ctx.conf.cni_dir, &entry)?;
     vfplex_cni::crash::point(1);
     attachments::copy_device_info(&mut delegates, copies);
 
-    if let Err((failed, e)) = attach_all(ctx, &call, &mut delegates) {
+    let attached = attach_all(ctx, &call, &mut delegates);
+    let saved = durable.wait();
+    if let Err((failed, e)) = attached {
         // The failed delegate is DELed too (spec: a failed ADD is followed by DEL).
         return Err(rollback(ctx, req, &delegates, failed, e));
+    }
+    if let Err(e) = saved {
+        return Err(rollback(ctx, req, &delegates, delegates.len().saturating_sub(1), e));
     }
     vfplex_cni::crash::point(100);
     if let Err(e) = apply_default_route(netns, &delegates) {
