@@ -1,11 +1,14 @@
 //! vfplex and Multus side by side, interleaved in one run: a pod's ADD and
 //! DEL with 3 bridge networks (the cluster network and 2 NADs), the pod and
 //! its NADs from the same loopback API stand-in, next to the same 3 bridge
-//! delegates exec'd directly. Per round: the delegates alone, then vfplex,
-//! then Multus (`MULTUS_BIN`, e.g. a v4.2.0 thin `multus` built from its
-//! source); each plugin's cost per operation is its time minus the round's
-//! direct time. Also the API requests each makes per pod (ADD and DEL), as
-//! the stand-in saw them. `cargo bench -p vfplex-meta-plugin --bench
+//! delegates exec'd directly. Per round: the delegates alone, then vfplex
+//! given the pod's annotations by the runtime (as containerd and CRI-O pass
+//! them to the installer's config, which declares the capability), vfplex
+//! reading them from the API server, then Multus (`MULTUS_BIN`, e.g. a
+//! v4.2.0 thin `multus` built from its source; it reads the pod from the API
+//! server either way); each plugin's cost per operation is its time minus the
+//! round's direct time. Also the API requests each makes per pod (ADD and
+//! DEL), as the stand-in saw them. `cargo bench -p vfplex-meta-plugin --bench
 //! side_by_side` (root, containernetworking-plugins); scripts/bench.sh runs it
 //! when MULTUS_BIN is set. Numbers, never assertions.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -73,7 +76,7 @@ fn main() {
     let rounds: usize = std::env::var("VFPLEX_BENCH_ROUNDS")
         .ok()
         .and_then(|r| r.parse().ok())
-        .unwrap_or(25);
+        .unwrap_or(60);
     let n = Node::new();
     let a = n.bridge("net-a", "vfa", "10.94.0.0/24", "1.0.0");
     let b = n.bridge("net-b", "vfb", "10.95.0.0/24", "1.0.0");
@@ -92,15 +95,18 @@ fn main() {
                      "annotations": {"k8s.v1.cni.cncf.io/networks": "net-a,net-b"}}});
     let (port, seen) = api_server(pod, vec![nad("net-a", &a), nad("net-b", &b)]);
     // One config both read: Multus's thin-plugin keys.
-    let mut conf = n.meta("1.0.0", json!({"kubeconfig": kubeconfig(&n, port)}));
-    conf.as_object_mut().unwrap().remove("nadDir");
+    let mut api_conf = n.meta("1.0.0", json!({"kubeconfig": kubeconfig(&n, port)}));
+    api_conf.as_object_mut().unwrap().remove("nadDir");
+    let mut conf = api_conf.clone();
+    conf["runtimeConfig"] = pod_annotations("net-a,net-b");
     let cluster: Value =
         serde_json::from_slice(&std::fs::read(n.path("conf/10-cbr.conf")).unwrap()).unwrap();
     let confs = [(cluster, "eth0"), (a, "net1"), (b, "net2")];
     let ours = bin();
     let (mut ours_add, mut ours_del, mut theirs_add, mut theirs_del) =
         (vec![], vec![], vec![], vec![]);
-    let (mut ours_reqs, mut theirs_reqs) = (0, 0);
+    let (mut api_add, mut api_del) = (vec![], vec![]);
+    let (mut ours_reqs, mut api_reqs, mut theirs_reqs) = (0, 0, 0);
     // Three warm-up rounds, not counted.
     for i in 0..rounds + 3 {
         let id = format!("d-{i}");
@@ -111,13 +117,17 @@ fn main() {
         direct(&n, "DEL", &confs, &id);
         let d_del = t.elapsed();
         let (v_add, v_del, v_reqs) = meta_add_del(&n, &ours, &conf, &format!("v-{i}"), &seen);
+        let (a_add, a_del, a_reqs) =
+            meta_add_del(&n, &ours, &api_conf, &format!("a-{i}"), &seen);
         let (m_add, m_del, m_reqs) = meta_add_del(&n, &multus, &conf, &format!("m-{i}"), &seen);
         if i >= 3 {
             ours_add.push(ms(v_add) - ms(d_add));
             ours_del.push(ms(v_del) - ms(d_del));
+            api_add.push(ms(a_add) - ms(d_add));
+            api_del.push(ms(a_del) - ms(d_del));
             theirs_add.push(ms(m_add) - ms(d_add));
             theirs_del.push(ms(m_del) - ms(d_del));
-            (ours_reqs, theirs_reqs) = (v_reqs, m_reqs);
+            (ours_reqs, api_reqs, theirs_reqs) = (v_reqs, a_reqs, m_reqs);
         }
     }
     println!(
@@ -130,6 +140,8 @@ fn main() {
     let median = |name: &str, v: &mut [f64]| row(name, v).unwrap_or(f64::NAN);
     let oa = median("vfplex cost over the delegates, ADD", &mut ours_add);
     let od = median("vfplex cost over the delegates, DEL", &mut ours_del);
+    median("vfplex, pod from the API, ADD", &mut api_add);
+    median("vfplex, pod from the API, DEL", &mut api_del);
     let ta = median("Multus cost over the delegates, ADD", &mut theirs_add);
     let td = median("Multus cost over the delegates, DEL", &mut theirs_del);
     println!(
@@ -141,6 +153,10 @@ fn main() {
     println!(
         "{:<44} {:>9}",
         "API requests per pod (ADD+DEL), vfplex", ours_reqs
+    );
+    println!(
+        "{:<44} {:>9}",
+        "API requests per pod, vfplex, pod from API", api_reqs
     );
     println!(
         "{:<44} {:>9}",

@@ -65,10 +65,13 @@ fn installer_writes_the_meta_config_and_keeps_it_when_stopped() {
     }
     assert!(ready.exists(), "ready once the config is written");
     let kubeconfig = std::fs::read_to_string(conf.join("vfplex.d/vfplex.kubeconfig")).unwrap();
-    assert!(
-        kubeconfig.contains("server: https://[fd00::1]:443"),
+    // JSON (the plugin's fast path), and a kubeconfig kubectl would read.
+    let kc: serde_json::Value = serde_json::from_str(&kubeconfig).expect("a JSON kubeconfig");
+    assert_eq!(
+        kc["clusters"][0]["cluster"]["server"], "https://[fd00::1]:443",
         "{kubeconfig}"
     );
+    assert_eq!(kc["current-context"], "vfplex", "{kubeconfig}");
     let cfg = NetworkConfig::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
     let NetworkConfig::List(list) = cfg else {
         panic!("a conflist")

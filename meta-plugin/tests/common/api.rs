@@ -269,13 +269,13 @@ fn read_request(reader: &mut BufReader<std::net::TcpStream>) -> Option<Req> {
 pub fn kubeconfig(n: &Node, port: u16) -> String {
     let path = n.path("kubeconfig");
     std::fs::write(n.path("token"), "test-token-123\n").unwrap();
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1\nkind: Config\ncurrent-context: ctx\nclusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:{port}\ncontexts:\n- name: ctx\n  context:\n    cluster: c\n    user: u\nusers:\n- name: u\n  user:\n    tokenFile: {}\n",
-            n.path("token").display()
-        ),
-    )
-    .unwrap();
+    // JSON, as vfplex-install writes it (YAML ones: the kube unit tests).
+    let kc = serde_json::json!({
+        "apiVersion": "v1", "kind": "Config", "current-context": "ctx",
+        "clusters": [{"name": "c", "cluster": {"server": format!("http://127.0.0.1:{port}")}}],
+        "contexts": [{"name": "ctx", "context": {"cluster": "c", "user": "u"}}],
+        "users": [{"name": "u", "user": {"tokenFile": n.path("token").display().to_string()}}],
+    });
+    std::fs::write(&path, kc.to_string()).unwrap();
     path.display().to_string()
 }
