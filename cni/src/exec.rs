@@ -81,14 +81,12 @@ pub fn exec_bounded(
     limits: Limits,
 ) -> io::Result<ExecOutput> {
     // Exactly `env`, a name given twice taking its last value (as std's
-    // Command does), and the group marker ours to set.
+    // Command does); a group leader is told so. Without a group of its own
+    // the marker the caller passes on stays: a delegate's delegate keeps
+    // its children in the group the top caller kills.
     let mut vars: Vec<(String, String)> = Vec::with_capacity(env.len() + 1);
     let group = limits.own_group.then_some((GROUP_ENV, "1"));
-    for (k, v) in env
-        .iter()
-        .filter(|(k, _)| *k != GROUP_ENV)
-        .chain(group.iter())
-    {
+    for (k, v) in env.iter().chain(group.iter()) {
         match vars.iter_mut().find(|(name, _)| name == k) {
             Some(var) => var.1 = v.to_string(),
             None => vars.push((k.to_string(), v.to_string())),

@@ -117,8 +117,7 @@ fn main() {
         direct(&n, "DEL", &confs, &id);
         let d_del = t.elapsed();
         let (v_add, v_del, v_reqs) = meta_add_del(&n, &ours, &conf, &format!("v-{i}"), &seen);
-        let (a_add, a_del, a_reqs) =
-            meta_add_del(&n, &ours, &api_conf, &format!("a-{i}"), &seen);
+        let (a_add, a_del, a_reqs) = meta_add_del(&n, &ours, &api_conf, &format!("a-{i}"), &seen);
         let (m_add, m_del, m_reqs) = meta_add_del(&n, &multus, &conf, &format!("m-{i}"), &seen);
         if i >= 3 {
             ours_add.push(ms(v_add) - ms(d_add));

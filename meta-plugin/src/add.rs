@@ -77,7 +77,13 @@ fn attach(
         return Err(rollback(ctx, req, &delegates, failed, e));
     }
     if let Err(e) = saved {
-        return Err(rollback(ctx, req, &delegates, delegates.len().saturating_sub(1), e));
+        return Err(rollback(
+            ctx,
+            req,
+            &delegates,
+            delegates.len().saturating_sub(1),
+            e,
+        ));
     }
     vfplex_cni::crash::point(100);
     if let Err(e) = apply_default_route(netns, &delegates) {
@@ -102,7 +108,13 @@ fn attach(
         None => cache::update(dir, &entry),
     };
     if let Err(e) = updated {
-        return Err(rollback(ctx, req, &delegates, delegates.len().saturating_sub(1), e));
+        return Err(rollback(
+            ctx,
+            req,
+            &delegates,
+            delegates.len().saturating_sub(1),
+            e,
+        ));
     }
     let master = delegates.iter().find(|d| d.master);
     match master.and_then(|d| d.result.clone()) {

@@ -7,18 +7,54 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, killpg, Signal};
-use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 
-use super::spawn::Spawned;
+use super::spawn::{self, Spawned};
 use super::{ExecOutput, GRACE};
+
+/// How often a child is looked at when no pidfd tells of its exit (before
+/// Linux 5.3).
+const NO_PIDFD_TICK: Duration = Duration::from_millis(10);
+
+/// The child until it is reaped: should the call end early (an error), it
+/// is killed, with its group, and reaped on a thread of its own, so that
+/// neither it nor its zombie outlives the call.
+struct Unreaped {
+    pid: Pid,
+    own_group: bool,
+    reaped: bool,
+}
+
+impl Unreaped {
+    fn kill(&self) {
+        let _ = match self.own_group {
+            true => killpg(self.pid, Signal::SIGKILL),
+            false => kill(self.pid, Signal::SIGKILL),
+        };
+    }
+
+    fn reap(&mut self) -> io::Result<ExitStatus> {
+        let status = spawn::reap(self.pid.as_raw())?;
+        self.reaped = true;
+        Ok(status)
+    }
+}
+
+impl Drop for Unreaped {
+    fn drop(&mut self) {
+        if !self.reaped {
+            self.kill();
+            let pid = self.pid.as_raw();
+            std::thread::spawn(move || spawn::reap(pid));
+        }
+    }
+}
 
 /// Feed `stdin`, gather stdout, wait for the exit; past `deadline`, kill the
 /// plugin (its whole group with `own_group`) and report it timed out.
@@ -28,7 +64,12 @@ pub(super) fn to_the_end(
     deadline: Option<Instant>,
     own_group: bool,
 ) -> io::Result<ExecOutput> {
-    let pid = Pid::from_raw(child.pid);
+    let mut unreaped = Unreaped {
+        pid: Pid::from_raw(child.pid),
+        own_group,
+        reaped: false,
+    };
+    let mut pidfd = child.pidfd;
     nonblocking(&child.stdin)?;
     nonblocking(&child.stdout)?;
     // An empty config is written at once: the pipe closes.
@@ -59,23 +100,47 @@ pub(super) fn to_the_end(
                 (true, _) => break,
                 (false, false) => {
                     // Past the deadline: the plugin and everything it started.
-                    let _ = match own_group {
-                        true => killpg(pid, Signal::SIGKILL),
-                        false => kill(pid, Signal::SIGKILL),
-                    };
+                    unreaped.kill();
                     timed_out = true;
                     until = Some(Instant::now() + GRACE);
                     continue;
                 }
-                (false, true) => return Err(io::Error::other("could not be killed")),
+                (false, true) => {
+                    return Err(io::Error::other(format!(
+                        "process {} could not be killed",
+                        unreaped.pid
+                    )))
+                }
             }
+        };
+        // Without a pidfd, a look at the child every tick.
+        let left = match (&pidfd, status) {
+            (None, None) => left.min(NO_PIDFD_TICK),
+            _ => left,
         };
         let ready = wait_ready(
             input.as_ref().map(|(f, _)| f.as_fd()),
             output.as_ref().map(|f| f.as_fd()),
-            status.is_none().then(|| child.pidfd.as_fd()),
+            pidfd
+                .as_ref()
+                .filter(|_| status.is_none())
+                .map(|f| f.as_fd()),
             left,
         )?;
+        let exited = match (ready.exited, &pidfd, status) {
+            (_, _, Some(_)) => false,
+            (false, Some(_), None) => false,
+            // Linux 5.2's pidfd polls ready at once, exited or not: once it
+            // says so of a running child, it is not asked again.
+            (true, _, None) => {
+                let gone = spawn::has_exited(unreaped.pid.as_raw())?;
+                if !gone {
+                    pidfd = None;
+                }
+                gone
+            }
+            (false, None, None) => spawn::has_exited(unreaped.pid.as_raw())?,
+        };
         if ready.stdin {
             input = feed(input);
         }
@@ -86,14 +151,14 @@ pub(super) fn to_the_end(
                 }
             }
         }
-        if ready.exited {
+        if exited {
             // With its own group, whatever is left in the group is killed
             // while the leader is an unreaped zombie: it keeps the group's
             // number, so the kill cannot reach a group that took it over.
             if own_group {
-                let _ = killpg(pid, Signal::SIGKILL);
+                unreaped.kill();
             }
-            status = Some(reap(pid)?);
+            status = Some(unreaped.reap()?);
             // The plugin is gone and nobody reads its stdin any more.
             input = None;
             // Its output may still be on the way: up to the deadline, and
@@ -186,22 +251,6 @@ fn drain(f: &mut File, out: &mut Vec<u8>) -> io::Result<bool> {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
-        }
-    }
-}
-
-/// Reap the exited plugin.
-fn reap(pid: Pid) -> io::Result<ExitStatus> {
-    loop {
-        match waitpid(pid, None) {
-            Ok(WaitStatus::Exited(_, code)) => return Ok(ExitStatus::from_raw((code & 0xff) << 8)),
-            Ok(WaitStatus::Signaled(_, sig, core)) => {
-                return Ok(ExitStatus::from_raw(
-                    sig as i32 | if core { 0x80 } else { 0 },
-                ))
-            }
-            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(e.into()),
         }
     }
 }

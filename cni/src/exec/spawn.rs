@@ -26,11 +26,11 @@ use nix::libc;
 /// wrappers and never recurses; glibc's own posix_spawn gets by with less.
 const STACK: usize = 64 * 1024;
 
-/// A started plugin: its pid (not yet reaped), a pidfd for it, and our ends
-/// of its stdin and stdout.
+/// A started plugin: its pid (not yet reaped), a pidfd for it (none before
+/// Linux 5.2), and our ends of its stdin and stdout.
 pub(super) struct Spawned {
     pub pid: libc::pid_t,
-    pub pidfd: OwnedFd,
+    pub pidfd: Option<OwnedFd>,
     pub stdin: File,
     pub stdout: File,
 }
@@ -89,7 +89,10 @@ pub(super) fn spawn(
     let mut pidfd: c_int = -1;
     let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD;
     // Until the child has reset them, no handler of ours may run on its
-    // stack, in our memory: every signal waits, in both, for the clone.
+    // stack, in our memory: every signal libc lets us block waits, in both,
+    // for the clone. glibc keeps two of its own unblockable (SIGCANCEL,
+    // SIGSETXID); their handlers act only on what glibc sends its own
+    // threads with tgkill, which never targets the child.
     let blocked = BlockAll::new();
     // SAFETY: `child` is an extern "C" fn that touches only `args` (alive
     // until clone returns: CLONE_VFORK suspends us until the child has
@@ -112,9 +115,10 @@ pub(super) fn spawn(
     if pid < 0 {
         return Err(cloned);
     }
-    // SAFETY: CLONE_PIDFD succeeded with the clone, so this is a fresh fd
-    // we alone own.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    // Before Linux 5.2 clone ignores CLONE_PIDFD (the bit was CLONE_PID's):
+    // no pidfd, and the caller watches the child by waitid instead.
+    // SAFETY: a pidfd CLONE_PIDFD made is a fresh fd we alone own.
+    let pidfd = (pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd) });
     // The child wrote it before exec or exit; read it as memory another
     // task may have written, not as a value the compiler kept.
     // SAFETY: `args` is a live, aligned local.
@@ -159,7 +163,9 @@ extern "C" fn child(arg: *mut c_void) -> c_int {
         // (ENOSYS); close-on-exec still covers every fd we opened.
         libc::syscall(libc::SYS_close_range, 3, libc::c_uint::MAX, 0);
         if let Some(caller) = a.die_with {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+            // prctl is variadic and the kernel reads an unsigned long.
+            let sig = libc::SIGKILL as libc::c_ulong;
+            if libc::prctl(libc::PR_SET_PDEATHSIG, sig) != 0 {
                 fail(a);
             }
             // The caller died before the prctl: nothing would signal us.
@@ -280,5 +286,41 @@ impl Drop for BlockAll {
     fn drop(&mut self) {
         // SAFETY: restores the mask saved in `new`.
         unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, ptr::null_mut()) };
+    }
+}
+
+/// Whether the child has exited (it stays a zombie, unreaped).
+pub(super) fn has_exited(pid: libc::pid_t) -> io::Result<bool> {
+    loop {
+        // SAFETY: siginfo_t is plain data the kernel fills; a zeroed one
+        // has si_pid 0, which is what WNOHANG leaves when nothing exited.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
+        // SAFETY: `info` is ours to write.
+        if unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, flags) } == 0 {
+            // SAFETY: waitid filled `info` (or left it zeroed).
+            return Ok(unsafe { info.si_pid() } != 0);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Reap the child: its exit status as the kernel gave it, whatever signal
+/// ended it (nix's decoding has no real-time signals).
+pub(super) fn reap(pid: libc::pid_t) -> io::Result<std::process::ExitStatus> {
+    use std::os::unix::process::ExitStatusExt;
+    loop {
+        let mut status: c_int = 0;
+        // SAFETY: `status` is ours to write.
+        if unsafe { libc::waitpid(pid, &mut status, 0) } == pid {
+            return Ok(std::process::ExitStatus::from_raw(status));
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
     }
 }

@@ -227,3 +227,32 @@ fn a_big_config_and_a_big_answer_pass_whole() {
     assert!(out.success());
     assert_eq!(out.stdout.len(), config.len());
 }
+
+#[test]
+fn a_plugin_killed_by_any_signal_is_reported_so() {
+    // A real-time signal too, which nix's wait decoding does not know.
+    for sig in [15, 35] {
+        let script = format!("kill -{sig} $$");
+        let out = exec_plugin(Path::new("/bin/sh"), &[], script.as_bytes()).unwrap();
+        assert_eq!(out.exit_code, None, "signal {sig}: {out:?}");
+        assert!(!out.success());
+    }
+}
+
+#[test]
+fn the_group_marker_passes_through_a_plugin_in_its_callers_group() {
+    // A delegate's delegate (sriov's IPAM) keeps its own children in the
+    // group its caller's caller kills.
+    let limits = Limits {
+        timeout: Some(Duration::from_secs(60)),
+        own_group: false,
+    };
+    let out = exec_bounded(
+        Path::new("/bin/sh"),
+        &[(GROUP_ENV, "1")],
+        format!("echo ${GROUP_ENV}").as_bytes(),
+        limits,
+    )
+    .unwrap();
+    assert_eq!(out.stdout, b"1\n");
+}

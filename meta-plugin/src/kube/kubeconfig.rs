@@ -381,7 +381,10 @@ mod tests {
         });
         std::fs::write(d.path().join("kc"), format!("\n {kc}")).unwrap();
         let c = load(&d.path().join("kc")).unwrap();
-        assert_eq!((c.host.as_str(), c.port, c.base.as_str()), ("[::1]", 6443, "/base"));
+        assert_eq!(
+            (c.host.as_str(), c.port, c.base.as_str()),
+            ("[::1]", 6443, "/base")
+        );
         assert_eq!(c.token.0.as_deref(), Some("s3cret"));
         std::fs::write(d.path().join("kc2"), r#"{"users": "s3cret-token", }"#).unwrap();
         let e = load(&d.path().join("kc2")).unwrap_err().to_string();
