@@ -58,8 +58,8 @@ fn main() {
         let f = json!({"cniVersion": "1.0.0", "name": "f", "type": "fake"});
         n.write_nad("default", "f1", &f, None);
         n.write_nad("default", "f2", &f, None);
-        std::fs::write(n.path("conf/10-cbr.conf"), f.to_string()).unwrap();
         let mut meta = n.meta("1.0.0", json!({"binDir": fake.display().to_string()}));
+        // The cluster network a no-op too (n.meta wrote a bridge one).
         std::fs::write(n.path("conf/10-cbr.conf"), f.to_string()).unwrap();
         meta["runtimeConfig"] = pod_annotations("f1,f2");
         let (code, v) = n.cni("ADD", "rss", &meta);
@@ -72,8 +72,6 @@ fn main() {
                 bin().display()
             )),
         };
-        // Own overhead with near-free delegates (a shell script): the noise of
-        // real delegates (tens of ms) does not hide a few ms here.
         // Own overhead with near-free delegates (a shell script): the noise of
         // real delegates (tens of ms) does not hide a few ms here. Per round,
         // interleaved: the 3 delegates exec'd directly, vfplex without and
