@@ -56,6 +56,12 @@ impl KubeClient {
         })
     }
 
+    /// Open the connection now, on a thread, for the first request
+    /// (crate::kube::transport).
+    pub fn warm(&self) {
+        self.transport.warm();
+    }
+
     /// How many connections this client opened (tests, benchmarks).
     pub fn connections_opened(&self) -> usize {
         self.transport.connections_opened()

@@ -32,16 +32,30 @@ fn a_tls_server_that_never_answers_is_unavailable_within_the_bound() {
         "current-context: c\nclusters:\n- name: k\n  cluster:\n    server: https://127.0.0.1:{port}\n    certificate-authority-data: {ca}\ncontexts:\n- name: c\n  context:\n    cluster: k\n"
     );
     std::fs::write(d.path().join("kc"), kc).unwrap();
-    let c = KubeClient::from_kubeconfig(&d.path().join("kc"), Duration::from_millis(300)).unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(c.get_pod("default", "p"));
-    });
-    // A hang, not a speed: the bound is 300 ms, the wait 20 s.
-    let got = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("the request hung past its bound");
-    assert!(matches!(got, Err(KubeError::Unavailable { .. })), "{got:?}");
+    // Connected at the first request, and ahead of it (ADD's warm connection,
+    // whose handshake waits in a thread of its own).
+    for warm in [false, true] {
+        let c =
+            KubeClient::from_kubeconfig(&d.path().join("kc"), Duration::from_millis(300)).unwrap();
+        if warm {
+            c.warm();
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(c.get_pod("default", "p"));
+        });
+        // A hang, not a speed: the bound is 300 ms, the wait 20 s.
+        let got = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the request hung past its bound");
+        assert!(
+            matches!(got, Err(KubeError::Unavailable { .. })),
+            "warm {warm}: {got:?}"
+        );
+        // The warm connection's own handshake is the one that ran out.
+        let said = format!("{got:?}");
+        assert_eq!(said.contains("TLS handshake"), warm, "{said}");
+    }
 }
 
 /// A CA and a server certificate for 127.0.0.1 signed by it, in `dir`.
@@ -147,7 +161,7 @@ fn https_with_the_kubeconfig_ca() {
         // Debian's openssl is on every machine the suite runs on.
         panic!("no openssl 3 CLI to make test certificates");
     }
-    let port = tls_server(d.path(), 3);
+    let port = tls_server(d.path(), 5);
     let ca = base64::engine::general_purpose::STANDARD
         .encode(std::fs::read(d.path().join("ca.pem")).unwrap());
     let kc = format!(
@@ -162,6 +176,12 @@ fn https_with_the_kubeconfig_ca() {
     let pod = c.get_pod("default", "p").unwrap().unwrap();
     assert_eq!(pod["metadata"]["name"], "p");
     assert_eq!(c.connections_opened(), 2);
+    // Opened ahead, handshake done: the request uses that connection.
+    let w = KubeClient::from_kubeconfig(&d.path().join("kc"), Duration::from_secs(5)).unwrap();
+    w.warm();
+    let pod = w.get_pod("default", "p").unwrap().unwrap();
+    assert_eq!(pod["metadata"]["uid"], "u");
+    assert_eq!(w.connections_opened(), 1);
     // The same server under a CA it was not signed by is refused.
     let other = d.path().join("other.pem");
     let made = std::process::Command::new("openssl")
@@ -188,9 +208,16 @@ fn https_with_the_kubeconfig_ca() {
         .unwrap()
         .replace(&ca, &ca2);
     std::fs::write(d.path().join("kc2"), kc2).unwrap();
-    let c2 = KubeClient::from_kubeconfig(&d.path().join("kc2"), Duration::from_secs(5)).unwrap();
-    assert!(matches!(
-        c2.get_pod("default", "p"),
-        Err(KubeError::Unavailable { .. })
-    ));
+    for warm in [false, true] {
+        let c2 =
+            KubeClient::from_kubeconfig(&d.path().join("kc2"), Duration::from_secs(5)).unwrap();
+        if warm {
+            c2.warm();
+        }
+        let got = c2.get_pod("default", "p");
+        assert!(
+            matches!(got, Err(KubeError::Unavailable { .. })),
+            "warm {warm}: {got:?}"
+        );
+    }
 }

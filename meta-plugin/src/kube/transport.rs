@@ -7,7 +7,10 @@
 //! API server, Go's net/http, serves them one after another). A reused
 //! connection the server closed meanwhile is replaced once, before any
 //! answer was read; requests a server left unanswered (it closed after an
-//! answer) are sent again on a new connection.
+//! answer) are sent again on a new connection. ADD opens its connection
+//! ([`Transport::warm`]) on a thread of its own as soon as it has read its
+//! config: the TCP connect and, over TLS, the whole handshake then happen
+//! while it reads its NADs' names, the pod's netns and its files.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -61,6 +64,8 @@ pub struct Transport {
     pub endpoint: Endpoint,
     timeout: Duration,
     conn: Mutex<Option<Stream>>,
+    /// A connection being opened ahead of the first request.
+    warming: Mutex<Option<std::thread::JoinHandle<Result<Stream, String>>>>,
     /// Connections opened so far (tests, benchmarks).
     opened: std::sync::atomic::AtomicUsize,
 }
@@ -98,6 +103,7 @@ impl Transport {
             endpoint,
             timeout,
             conn: Mutex::new(None),
+            warming: Mutex::new(None),
             opened: Default::default(),
         }
     }
@@ -134,10 +140,7 @@ impl Transport {
     /// come back to back.
     pub fn pipeline(&self, reqs: &[Request<'_>]) -> Vec<Result<(u16, Vec<u8>), KubeError>> {
         let deadline = Instant::now() + self.timeout;
-        let mut slot = match self.conn.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let mut slot = lock(&self.conn);
         let mut kept = slot.take();
         let mut out: Vec<Result<(u16, Vec<u8>), KubeError>> = Vec::with_capacity(reqs.len());
         // A server that closes after every answer needs a connection each.
@@ -154,7 +157,7 @@ impl Transport {
                     give_up(&mut out, "the server keeps closing the connection");
                     break;
                 }
-                None => match self.connect(deadline) {
+                None => match self.new_stream(deadline) {
                     Ok(s) => {
                         new_left -= 1;
                         (s, false)
@@ -224,28 +227,68 @@ impl Transport {
         bytes
     }
 
-    fn connect(&self, deadline: Instant) -> Result<Stream, KubeError> {
-        let ep = &self.endpoint;
-        let addr = (ep.host.trim_matches(['[', ']']), ep.port)
-            .to_socket_addrs()
-            .map_err(|e| self.unavailable(e.to_string()))?
-            .next()
-            .ok_or_else(|| self.unavailable("no address".into()))?;
-        let left = deadline.saturating_duration_since(Instant::now());
-        let tcp = TcpStream::connect_timeout(&addr, left.max(Duration::from_millis(1)))
-            .map_err(|e| self.unavailable(e.to_string()))?;
-        let _ = tcp.set_nodelay(true);
+    /// Start opening the connection the first request will use, with the
+    /// TLS handshake, on a thread of its own, bounded as a request is.
+    pub fn warm(&self) {
+        let (endpoint, deadline) = (self.endpoint.clone(), Instant::now() + self.timeout);
+        let handle = std::thread::spawn(move || open(&endpoint, deadline, true));
+        *lock(&self.warming) = Some(handle);
+    }
+
+    /// A new connection: the one [`Self::warm`] opened (its failure is this
+    /// attempt's), else one opened now.
+    fn new_stream(&self, deadline: Instant) -> Result<Stream, KubeError> {
+        let warmed = lock(&self.warming).take();
+        let stream = match warmed {
+            Some(h) => h
+                .join()
+                .unwrap_or_else(|_| Err("the connecting thread panicked".into())),
+            None => open(&self.endpoint, deadline, false),
+        }
+        .map_err(|e| self.unavailable(e))?;
         self.opened
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(match &ep.tls {
-            None => Stream::Plain(tcp),
-            Some((config, name)) => {
-                let conn = rustls::ClientConnection::new(config.clone(), name.clone())
-                    .map_err(|e| self.unavailable(format!("TLS: {e}")))?;
-                Stream::Tls(Box::new(rustls::StreamOwned::new(conn, tcp)))
-            }
-        })
+        Ok(stream)
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// Connect to `ep` by `deadline`; with `handshake`, a TLS connection's
+/// handshake is done here too (otherwise the first request's write does it).
+fn open(ep: &Endpoint, deadline: Instant, handshake: bool) -> Result<Stream, String> {
+    let left = || {
+        deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1))
+    };
+    let addr = (ep.host.trim_matches(['[', ']']), ep.port)
+        .to_socket_addrs()
+        .map_err(|e| e.to_string())?
+        .next()
+        .ok_or_else(|| "no address".to_string())?;
+    let tcp = TcpStream::connect_timeout(&addr, left()).map_err(|e| e.to_string())?;
+    let _ = tcp.set_nodelay(true);
+    Ok(match &ep.tls {
+        None => Stream::Plain(tcp),
+        Some((config, name)) => {
+            let mut conn = rustls::ClientConnection::new(config.clone(), name.clone())
+                .map_err(|e| format!("TLS: {e}"))?;
+            let mut tcp = tcp;
+            while handshake && conn.is_handshaking() {
+                tcp.set_write_timeout(Some(left()))
+                    .and_then(|()| tcp.set_read_timeout(Some(left())))
+                    .and_then(|()| conn.complete_io(&mut tcp))
+                    .map_err(|e| format!("TLS handshake: {e}"))?;
+            }
+            Stream::Tls(Box::new(rustls::StreamOwned::new(conn, tcp)))
+        }
+    })
 }
 
 /// Send `request` (one or several pipelined requests) and read up to
