@@ -19,6 +19,11 @@ use crate::{attachments, status, Ctx};
 /// 100 every delegate attached.
 pub fn add(ctx: &Ctx, req: &Request) -> Result<CniResult, MetaError> {
     wait_ready(&ctx.conf)?;
+    // Every ADD with an API server makes a request (at least the status
+    // patch): its connection opens while ADD does its local work.
+    if let Some(kube) = &ctx.kube {
+        kube.warm();
+    }
     let pod = crate::pod::pod(req, ctx.kube.as_ref())?;
     let mut planned = attachments::plan(ctx, req, &pod)?;
     let copies = attachments::plan_device_info(&ctx.conf, req, &mut planned);

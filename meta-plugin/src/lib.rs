@@ -145,11 +145,6 @@ impl Plugin for MetaPlugin {
 
     fn add(&self, req: &Request) -> Result<CniResult, EdgeError> {
         let ctx = Ctx::new(req, true)?;
-        // Every ADD with an API server makes a request (at least the status
-        // patch): its connection opens while ADD does its local work.
-        if let Some(kube) = &ctx.kube {
-            kube.warm();
-        }
         Ok(add::add(&ctx, req)?)
     }
 

@@ -221,3 +221,45 @@ fn https_with_the_kubeconfig_ca() {
         );
     }
 }
+
+/// A connection opened ahead that the server dropped while ADD waited (on
+/// the container lock, say) is replaced, as a kept one is: the request does
+/// not fail on it.
+#[test]
+fn a_warm_connection_the_server_dropped_is_replaced() {
+    use std::io::BufRead;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (dropped_tx, dropped) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut conns = listener.incoming();
+        // The warm one: closed unused, as an idle timeout would.
+        drop(conns.next());
+        let _ = dropped_tx.send(());
+        if let Some(Ok(stream)) = conns.next() {
+            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let body = r#"{"metadata":{"name":"p","uid":"u"}}"#;
+            let mut stream = stream;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let d = tempfile::tempdir().unwrap();
+    let kc = format!(
+        "{{\"current-context\": \"c\", \"clusters\": [{{\"name\": \"k\", \"cluster\": {{\"server\": \"http://127.0.0.1:{port}\"}}}}], \"contexts\": [{{\"name\": \"c\", \"context\": {{\"cluster\": \"k\"}}}}]}}"
+    );
+    std::fs::write(d.path().join("kc"), kc).unwrap();
+    let c = KubeClient::from_kubeconfig(&d.path().join("kc"), Duration::from_secs(5)).unwrap();
+    c.warm();
+    dropped.recv_timeout(Duration::from_secs(20)).unwrap();
+    let pod = c.get_pod("default", "p").unwrap().unwrap();
+    assert_eq!(pod["metadata"]["uid"], "u");
+    assert_eq!(c.connections_opened(), 2);
+}

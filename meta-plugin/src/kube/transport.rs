@@ -158,9 +158,12 @@ impl Transport {
                     break;
                 }
                 None => match self.new_stream(deadline) {
-                    Ok(s) => {
+                    // A warm connection may have waited long (the lock):
+                    // one the server dropped meanwhile is replaced as a
+                    // kept one is.
+                    Ok((s, warm)) => {
                         new_left -= 1;
-                        (s, false)
+                        (s, warm)
                     }
                     Err(e) => {
                         give_up(&mut out, &e.to_string());
@@ -235,20 +238,23 @@ impl Transport {
         *lock(&self.warming) = Some(handle);
     }
 
-    /// A new connection: the one [`Self::warm`] opened (its failure is this
-    /// attempt's), else one opened now.
-    fn new_stream(&self, deadline: Instant) -> Result<Stream, KubeError> {
+    /// A new connection, and whether [`Self::warm`] opened it ahead: that
+    /// one if it did (its failure is this attempt's: it was bounded as a
+    /// request is, and just now), else one opened now.
+    fn new_stream(&self, deadline: Instant) -> Result<(Stream, bool), KubeError> {
         let warmed = lock(&self.warming).take();
-        let stream = match warmed {
-            Some(h) => h
-                .join()
-                .unwrap_or_else(|_| Err("the connecting thread panicked".into())),
-            None => open(&self.endpoint, deadline, false),
-        }
-        .map_err(|e| self.unavailable(e))?;
+        let (stream, warm) = match warmed {
+            Some(h) => (
+                h.join()
+                    .unwrap_or_else(|_| Err("the connecting thread panicked".into())),
+                true,
+            ),
+            None => (open(&self.endpoint, deadline, false), false),
+        };
+        let stream = stream.map_err(|e| self.unavailable(e))?;
         self.opened
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(stream)
+        Ok((stream, warm))
     }
 }
 
