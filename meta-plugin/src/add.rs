@@ -112,14 +112,12 @@ fn attach(
         }),
         None => cache::update(dir, &entry),
     };
+    // The report is out by now, naming the interfaces; and DEL needs only
+    // the entry saved before the delegates, which lists every one of them.
+    // An entry without the results only costs what reads them later (the
+    // `status` command, hot-plug's check of the pod's netns).
     if let Err(e) = updated {
-        return Err(rollback(
-            ctx,
-            req,
-            &delegates,
-            delegates.len().saturating_sub(1),
-            e,
-        ));
+        tracing::warn!("the results of {} not recorded: {e}", req.container_id);
     }
     let master = delegates.iter().find(|d| d.master);
     match master.and_then(|d| d.result.clone()) {

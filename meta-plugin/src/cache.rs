@@ -62,9 +62,12 @@ pub fn save(dir: &str, e: &Entry) -> Result<(), MetaError> {
 /// answers — [`Durable::wait`] — with the fsyncs running beside the first
 /// delegates instead of before them (on this project's machines 0.3-7.5 ms,
 /// docs/benchmarks.md). A power loss in between loses what the delegates did
-/// in the kernel anyway; what they write to disk themselves (an IPAM lease)
-/// they do not fsync, and it comes after the entry in the filesystem's
-/// journal.
+/// in the kernel anyway. What they write to disk themselves (host-local's
+/// lease) they do not fsync; on ext4's ordered journal, the same filesystem,
+/// it comes after the entry. Elsewhere (another filesystem, an IPAM that keeps
+/// its state off the node) a power loss in that window can leave no entry,
+/// and DEL then releases only what it can derive from the configs: the
+/// window trades those leases for the fsync's time on every ADD.
 pub fn save_beside(dir: &str, e: &Entry) -> Result<Durable, MetaError> {
     let (d, data) = prepare(dir, e)?;
     let path = d.join(&e.container_id);

@@ -224,22 +224,22 @@ pub fn load(path: &Path) -> Result<Endpoint, KubeError> {
     // included, goes to the YAML decoder. Either way the error says only
     // where: the decoder's message can quote the file's content (a token, a
     // key), which must not reach a log.
-    let kc: Kubeconfig = if text.trim_start().starts_with('{') {
-        serde_json::from_str(&text).map_err(|e| {
-            err(format!(
-                "not a kubeconfig (JSON error at line {} column {})",
-                e.line(),
-                e.column()
-            ))
-        })?
-    } else {
-        serde_saphyr::from_str(&text).map_err(|e| {
+    // A flow-style YAML one (`{` first, but unquoted keys or comments),
+    // which kubectl reads, falls back to the YAML decoder.
+    let json = text
+        .trim_start()
+        .starts_with('{')
+        .then(|| serde_json::from_str::<Kubeconfig>(&text).ok())
+        .flatten();
+    let kc: Kubeconfig = match json {
+        Some(kc) => kc,
+        None => serde_saphyr::from_str(&text).map_err(|e| {
             let at = e
                 .location()
                 .map(|l| format!(" at line {} column {}", l.line(), l.column()))
                 .unwrap_or_default();
             err(format!("not a kubeconfig (YAML error{at})"))
-        })?
+        })?,
     };
     let ctx_name = kc
         .current_context
@@ -389,7 +389,12 @@ mod tests {
         std::fs::write(d.path().join("kc2"), r#"{"users": "s3cret-token", }"#).unwrap();
         let e = load(&d.path().join("kc2")).unwrap_err().to_string();
         assert!(!e.contains("s3cret"), "{e}");
-        assert!(e.contains("JSON error at line 1"), "{e}");
+        assert!(e.contains("line 1"), "{e}");
+        // Flow-style YAML, which kubectl reads too.
+        let flow = "{current-context: c, # ours\n clusters: [{name: k, cluster: {server: 'http://h:1'}}],\n contexts: [{name: c, context: {cluster: k}}]}\n";
+        std::fs::write(d.path().join("kc3"), flow).unwrap();
+        let c = load(&d.path().join("kc3")).unwrap();
+        assert_eq!((c.host.as_str(), c.port), ("h", 1));
     }
 
     #[test]

@@ -52,9 +52,6 @@ fn a_tls_server_that_never_answers_is_unavailable_within_the_bound() {
             matches!(got, Err(KubeError::Unavailable { .. })),
             "warm {warm}: {got:?}"
         );
-        // The warm connection's own handshake is the one that ran out.
-        let said = format!("{got:?}");
-        assert_eq!(said.contains("TLS handshake"), warm, "{said}");
     }
 }
 
@@ -161,7 +158,7 @@ fn https_with_the_kubeconfig_ca() {
         // Debian's openssl is on every machine the suite runs on.
         panic!("no openssl 3 CLI to make test certificates");
     }
-    let port = tls_server(d.path(), 5);
+    let port = tls_server(d.path(), 6);
     let ca = base64::engine::general_purpose::STANDARD
         .encode(std::fs::read(d.path().join("ca.pem")).unwrap());
     let kc = format!(

@@ -64,8 +64,8 @@ pub struct Transport {
     pub endpoint: Endpoint,
     timeout: Duration,
     conn: Mutex<Option<Stream>>,
-    /// A connection being opened ahead of the first request.
-    warming: Mutex<Option<std::thread::JoinHandle<Result<Stream, String>>>>,
+    /// A connection being opened ahead of the first request, since when.
+    warming: Mutex<Option<(Instant, Warming)>>,
     /// Connections opened so far (tests, benchmarks).
     opened: std::sync::atomic::AtomicUsize,
 }
@@ -235,28 +235,40 @@ impl Transport {
     pub fn warm(&self) {
         let (endpoint, deadline) = (self.endpoint.clone(), Instant::now() + self.timeout);
         let handle = std::thread::spawn(move || open(&endpoint, deadline, true));
-        *lock(&self.warming) = Some(handle);
+        *lock(&self.warming) = Some((Instant::now(), handle));
     }
 
     /// A new connection, and whether [`Self::warm`] opened it ahead: that
-    /// one if it did (its failure is this attempt's: it was bounded as a
-    /// request is, and just now), else one opened now.
+    /// one if it did, moments ago, and succeeded; else one opened now, within
+    /// this request's bound. A warm connection older than [`WARM_FOR`] (ADD
+    /// waited on the lock) is left to its thread: a control-plane node that
+    /// went away meanwhile could leave it silently dead behind the Service's
+    /// address, and waiting that out would eat this request's time.
     fn new_stream(&self, deadline: Instant) -> Result<(Stream, bool), KubeError> {
-        let warmed = lock(&self.warming).take();
+        let warmed = lock(&self.warming)
+            .take()
+            .filter(|(since, _)| since.elapsed() < WARM_FOR)
+            .and_then(|(_, h)| h.join().ok())
+            .and_then(Result::ok);
         let (stream, warm) = match warmed {
-            Some(h) => (
-                h.join()
-                    .unwrap_or_else(|_| Err("the connecting thread panicked".into())),
-                true,
+            Some(s) => (s, true),
+            None => (
+                open(&self.endpoint, deadline, false).map_err(|e| self.unavailable(e))?,
+                false,
             ),
-            None => (open(&self.endpoint, deadline, false), false),
         };
-        let stream = stream.map_err(|e| self.unavailable(e))?;
         self.opened
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok((stream, warm))
     }
 }
+
+/// The thread opening a connection ahead.
+type Warming = std::thread::JoinHandle<Result<Stream, String>>;
+
+/// How long a connection [`Transport::warm`] opened is taken for the first
+/// request; past that, a new one is opened.
+const WARM_FOR: Duration = Duration::from_secs(5);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     match m.lock() {
@@ -287,6 +299,11 @@ fn open(ep: &Endpoint, deadline: Instant, handshake: bool) -> Result<Stream, Str
                 .map_err(|e| format!("TLS: {e}"))?;
             let mut tcp = tcp;
             while handshake && conn.is_handshaking() {
+                // A peer that trickles bytes keeps each read alive: the
+                // deadline is the handshake's, not each read's.
+                if Instant::now() >= deadline {
+                    return Err("TLS handshake: no answer in time".into());
+                }
                 tcp.set_write_timeout(Some(left()))
                     .and_then(|()| tcp.set_read_timeout(Some(left())))
                     .and_then(|()| conn.complete_io(&mut tcp))
