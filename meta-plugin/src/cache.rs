@@ -52,9 +52,7 @@ pub fn path(dir: &str, container_id: &str) -> Result<PathBuf, MetaError> {
 /// runs. The directory must be root's alone, the file is created fresh and
 /// never through a symlink.
 pub fn save(dir: &str, e: &Entry) -> Result<(), MetaError> {
-    let (d, data) = prepare(dir, e)?;
-    vfplex_cni::files::write_atomic(d, &e.container_id, &data, true)
-        .map_err(|x| err(&d.join(&e.container_id), x))
+    write(dir, e, true)
 }
 
 /// ADD's save: the entry is in place before its first delegate runs (a
@@ -71,9 +69,10 @@ pub fn save(dir: &str, e: &Entry) -> Result<(), MetaError> {
 pub fn save_beside(dir: &str, e: &Entry) -> Result<Durable, MetaError> {
     let (d, data) = prepare(dir, e)?;
     let path = d.join(&e.container_id);
-    vfplex_cni::files::write_atomic_syncing(d, &e.container_id, &data)
-        .map(|syncing| Durable { syncing, path })
-        .map_err(|x| err(&d.join(&e.container_id), x))
+    match vfplex_cni::files::write_atomic_syncing(d, &e.container_id, &data) {
+        Ok(syncing) => Ok(Durable { syncing, path }),
+        Err(x) => Err(err(&path, x)),
+    }
 }
 
 /// An entry [`save_beside`] wrote, on its way to the disk.
@@ -90,12 +89,17 @@ impl Durable {
     }
 }
 
-/// Record the results in the entry [`save`] made durable: atomically, but
-/// without waiting for the disk. A power loss that dropped them would drop
-/// the pod's namespace with them, and DEL needs only the entry.
+/// Record the results in the entry [`save`] or [`save_beside`] made
+/// durable: atomically, but without waiting for the disk. A power loss that
+/// dropped them would drop the pod's namespace with them, and DEL needs only
+/// the entry.
 pub fn update(dir: &str, e: &Entry) -> Result<(), MetaError> {
+    write(dir, e, false)
+}
+
+fn write(dir: &str, e: &Entry, durable: bool) -> Result<(), MetaError> {
     let (d, data) = prepare(dir, e)?;
-    vfplex_cni::files::write_atomic(d, &e.container_id, &data, false)
+    vfplex_cni::files::write_atomic(d, &e.container_id, &data, durable)
         .map_err(|x| err(&d.join(&e.container_id), x))
 }
 

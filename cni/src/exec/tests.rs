@@ -136,6 +136,21 @@ fn a_group_leader_tells_its_children_so() {
     )
     .unwrap();
     assert_eq!(out.stdout, b"\n");
+    // In its caller's group, the marker it was given passes on: a delegate's
+    // delegate (sriov's IPAM) keeps its children in the group its caller's
+    // caller kills.
+    let limits = Limits {
+        timeout: Some(Duration::from_secs(60)),
+        own_group: false,
+    };
+    let out = exec_bounded(
+        Path::new("/bin/sh"),
+        &[(GROUP_ENV, "1")],
+        format!("echo ${GROUP_ENV}").as_bytes(),
+        limits,
+    )
+    .unwrap();
+    assert_eq!(out.stdout, b"1\n");
 }
 
 /// The `Sig*` masks of `/proc/<pid>/status`, by name.
@@ -237,22 +252,4 @@ fn a_plugin_killed_by_any_signal_is_reported_so() {
         assert_eq!(out.exit_code, None, "signal {sig}: {out:?}");
         assert!(!out.success());
     }
-}
-
-#[test]
-fn the_group_marker_passes_through_a_plugin_in_its_callers_group() {
-    // A delegate's delegate (sriov's IPAM) keeps its own children in the
-    // group its caller's caller kills.
-    let limits = Limits {
-        timeout: Some(Duration::from_secs(60)),
-        own_group: false,
-    };
-    let out = exec_bounded(
-        Path::new("/bin/sh"),
-        &[(GROUP_ENV, "1")],
-        format!("echo ${GROUP_ENV}").as_bytes(),
-        limits,
-    )
-    .unwrap();
-    assert_eq!(out.stdout, b"1\n");
 }
