@@ -346,16 +346,21 @@ fn tree_events(root: PathBuf, sink: Sink) -> bool {
                         None => all = true,
                     }
                 }
+                // New devices, new netdevs: watch them too (a walk of the
+                // tree, so only when a directory appeared), before the
+                // daemon is woken: what is written into a new directory
+                // before its watch is in place makes no event (a device's
+                // driver and iommu_group links a moment after its
+                // directory), so the daemon's read must come after the
+                // watch, and everything later is an event of its own.
+                if new_dirs {
+                    arm(&root, &ino, &mut dirs);
+                }
                 if !sink.note(|p| {
                     p.all |= all;
                     p.pcis.extend(pcis);
                 }) {
                     return;
-                }
-                // New devices, new netdevs: watch them too (a walk of the
-                // tree, so only when a directory appeared).
-                if new_dirs {
-                    arm(&root, &ino, &mut dirs);
                 }
             }
             Err(nix::errno::Errno::EINTR) => {}
@@ -452,6 +457,84 @@ mod tests {
             Some(vec!["veth1234".to_string(), "ens1f0".to_string()])
         );
         assert_eq!(link_names(b"garbage!"), None);
+    }
+
+    /// Whether any inotify instance of this process watches the inode of
+    /// `dir` (/proc/self/fdinfo lists each watch's inode, in hex).
+    fn watched(dir: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(ino) = std::fs::metadata(dir).map(|m| m.ino()) else {
+            return false;
+        };
+        let wanted = format!(" ino:{ino:x} ");
+        std::fs::read_dir("/proc/self/fdinfo")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .any(|info| {
+                info.lines()
+                    .any(|l| l.starts_with("inotify") && l.contains(&wanted))
+            })
+    }
+
+    #[tokio::test]
+    async fn a_new_device_is_watched_before_the_daemon_is_woken() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let root = t.path();
+        crate::discovery::fixture::pf(
+            root,
+            &crate::discovery::fixture::Dev::igb_pf("0000:01:00.0", "ens1f0"),
+            &[],
+        )
+        .expect("tree");
+        let (tx, mut rx) = mpsc::channel(1);
+        let pending = Arc::new(Mutex::new(Pending::default()));
+        assert!(tree_events(
+            root.to_path_buf(),
+            Sink {
+                pending: pending.clone(),
+                tx
+            }
+        ));
+        let dev = root.join("bus/pci/devices/0000:02:00.0");
+        {
+            // The daemon's side held: the watcher cannot wake it yet. The
+            // new device's directory must be watched by then, or what is
+            // written into it before the wake makes no event and the
+            // daemon may read it half-made (a CI flake of tests/cdi.rs).
+            let held = pending.lock().expect("lock");
+            std::fs::create_dir(&dev).expect("mkdir");
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while !watched(&dev) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the new device's directory is not watched before the wake"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            drop(held);
+        }
+        assert_eq!(
+            tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
+                .await
+                .ok()
+                .flatten(),
+            Some(Wake::Devices)
+        );
+        let take = || std::mem::take(&mut *pending.lock().expect("lock"));
+        assert!(take().pcis.contains("0000:02:00.0"));
+        // Its driver bound a moment later: an event of its own.
+        std::os::unix::fs::symlink(root.join("bus/pci/drivers/vfio-pci"), dev.join("driver"))
+            .expect("bind");
+        assert_eq!(
+            tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
+                .await
+                .ok()
+                .flatten(),
+            Some(Wake::Devices)
+        );
+        assert!(take().pcis.contains("0000:02:00.0"));
     }
 
     #[tokio::test]
