@@ -25,22 +25,26 @@ pub fn add(ctx: &Ctx, req: &Request) -> Result<CniResult, MetaError> {
         kube.warm();
     }
     let pod = crate::pod::pod(req, ctx.kube.as_ref())?;
-    let mut planned = attachments::plan(ctx, req, &pod)?;
-    let copies = attachments::plan_device_info(&ctx.conf, req, &mut planned);
+    // The NADs' reads go out first; the netns is opened and the cluster
+    // network's file read while the API server answers them.
+    let planning = attachments::start(ctx, &pod)?;
     // The pod's netns must be there before any delegate runs: the bridge
     // plugin, for one, creates its bridge on the host before it opens the
     // netns, and would leave it behind. Kept open for the default route.
     let netns = req.netns.as_deref().map(NetNs::open).transpose()?;
-    // The entry's writers take turns (crate::cache::lock): from the moment
-    // the entry exists, the hot-plug agent may want to change it.
+    let mut planned = attachments::plan(ctx, req, &pod, planning)?;
+    tracing::debug!("ADD: {} networks planned", planned.delegates.len());
+    let copies = attachments::plan_device_info(&ctx.conf, req, &mut planned);
+    // Refused before this point, an ADD has touched nothing. The entry's
+    // writers take turns (crate::cache::lock): from the moment the entry
+    // exists, the hot-plug agent may want to change it.
     let lock = cache::lock(&ctx.conf.cni_dir, &req.container_id, cache::LOCK_WAIT)?;
-    let fixed = planned.fixed;
     let r = attach(
         ctx,
         req,
         &pod,
         planned.delegates,
-        fixed,
+        planned.fixed,
         &copies,
         netns.as_ref(),
     );
@@ -96,26 +100,18 @@ fn attach(
     }
     entry.delegates = delegates.clone();
     let dir = &ctx.conf.cni_dir;
+    // The results go into the entry while the API server answers the
+    // report (a rename over the entry waits for the new file's blocks,
+    // ext4's auto_da_alloc: ~0.3 ms, as long as the report's round trip).
     let updated = match &ctx.kube {
-        // The results go into the entry while the API server answers the
-        // report (a rename over the entry waits for the new file's blocks,
-        // ext4's auto_da_alloc: ~0.3 ms, as long as the report's round trip).
-        Some(kube) => std::thread::scope(|s| {
-            let update = s.spawn(|| cache::update(dir, &entry));
-            report(kube, pod, &delegates);
-            update.join().unwrap_or_else(|_| {
-                Err(MetaError::Cache {
-                    path: dir.clone(),
-                    reason: "the thread writing the entry panicked".into(),
-                })
-            })
-        }),
+        Some(kube) => report(kube, pod, &delegates, || cache::update(dir, &entry)),
         None => cache::update(dir, &entry),
     };
     // The report is out by now, naming the interfaces; and DEL needs only
     // the entry saved before the delegates, which lists every one of them.
     // An entry without the results only costs what reads them later (the
     // `status` command, hot-plug's check of the pod's netns).
+    tracing::debug!("ADD: reported on the pod");
     if let Err(e) = updated {
         tracing::warn!("the results of {} not recorded: {e}", req.container_id);
     }
@@ -130,8 +126,13 @@ fn attach(
 
 /// The pod's network-status annotation and an AddedInterface Event per
 /// attachment, as Multus writes them, sent together (pipelined); a failure
-/// is logged, ADD stands.
-fn report(kube: &KubeClient, pod: &Pod, delegates: &[Delegate]) {
+/// is logged, ADD stands. `meanwhile` runs while the API server answers.
+fn report<T>(
+    kube: &KubeClient,
+    pod: &Pod,
+    delegates: &[Delegate],
+    meanwhile: impl FnOnce() -> T,
+) -> T {
     let added: Vec<&Delegate> = delegates.iter().filter(|d| !d.master).collect();
     let messages = added_messages(delegates, &added);
     let events: Vec<EventDesc<'_>> = messages
@@ -142,7 +143,7 @@ fn report(kube: &KubeClient, pod: &Pod, delegates: &[Delegate]) {
             message: m,
         })
         .collect();
-    report_with(kube, pod, delegates, &events);
+    report_with(kube, pod, delegates, &events, meanwhile)
 }
 
 /// Multus's AddedInterface message for each of `added`: "Add net1 [ips] from
@@ -165,20 +166,23 @@ pub(crate) fn added_messages(all: &[Delegate], added: &[&Delegate]) -> Vec<Strin
 }
 
 /// The network-status of `delegates` and `events`, sent together; failures
-/// logged.
-pub(crate) fn report_with(
+/// logged. `meanwhile` runs between the requests and their answers.
+pub(crate) fn report_with<T>(
     kube: &KubeClient,
     pod: &Pod,
     delegates: &[Delegate],
     events: &[EventDesc<'_>],
-) {
+    meanwhile: impl FnOnce() -> T,
+) -> T {
     let value = annotations::format_network_status(&status::entries(delegates));
     let who = PodRef {
         ns: &pod.namespace,
         name: &pod.name,
         uid: &pod.uid,
     };
-    let (patched, posted) = kube.report(&who, NETWORK_STATUS_ANNOTATION, &value, events);
+    let sent = kube.send_report(&who, NETWORK_STATUS_ANNOTATION, &value, events);
+    let done = meanwhile();
+    let (patched, posted) = sent.outcome();
     if let Err(e) = patched {
         tracing::warn!(
             "network-status of {}/{} not written: {e}",
@@ -189,6 +193,7 @@ pub(crate) fn report_with(
     for e in posted.into_iter().filter_map(Result::err) {
         tracing::warn!("event about {}/{} not posted: {e}", pod.namespace, pod.name);
     }
+    done
 }
 
 /// The cluster network first; then the others, one by one, or all at once with

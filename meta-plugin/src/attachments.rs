@@ -39,14 +39,41 @@ pub struct Attachments {
     pub fixed: usize,
 }
 
-/// Every delegate of the pod, interface names assigned.
-pub fn plan(ctx: &Ctx, req: &Request, pod: &Pod) -> Result<Attachments, MetaError> {
+/// The pod's selections, parsed, and the reads of their NADs on their way
+/// ([`start`]); [`plan`] takes it from there.
+#[derive(Debug)]
+pub struct Planning<'a> {
+    resolver: Resolver<'a>,
+    selections: Vec<NetworkSelectionElement>,
+}
+
+/// The first half of planning: the pod's annotations parsed, the reads of
+/// the NADs they name sent to the API server. ADD opens the pod's netns
+/// while they are answered.
+pub fn start<'a>(ctx: &'a Ctx, pod: &Pod) -> Result<Planning<'a>, MetaError> {
     let resolver = Resolver::new(&ctx.conf, ctx.kube.as_ref());
     let selections = match pod.annotations.get(NETWORKS_ANNOTATION) {
         Some(v) => annotations::parse_networks(v)?,
         None => Vec::new(),
     };
     resolver.prefetch(nads_wanted(ctx, pod, &selections));
+    Ok(Planning {
+        resolver,
+        selections,
+    })
+}
+
+/// Every delegate of the pod, interface names assigned.
+pub fn plan(
+    ctx: &Ctx,
+    req: &Request,
+    pod: &Pod,
+    planning: Planning<'_>,
+) -> Result<Attachments, MetaError> {
+    let Planning {
+        resolver,
+        selections,
+    } = planning;
     let mut delegates = cluster(ctx, req, pod, &resolver)?;
     let fixed = delegates.len();
     let mut requested = vec![None; delegates.len()];

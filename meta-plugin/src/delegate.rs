@@ -194,6 +194,7 @@ impl Delegate {
         let mut prev: Option<Value> = None;
         for i in 0..self.conf.plugins.len() {
             let out = self.run(call, "ADD", i, prev.as_ref())?;
+            tracing::debug!("ADD: {} plugin {i} done", self.network);
             let result = CniResult::from_value_as(
                 serde_json::from_slice(&out).map_err(|source| MetaError::BadResult {
                     network: self.network.clone(),

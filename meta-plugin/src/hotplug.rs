@@ -567,7 +567,7 @@ fn report(
             message,
         })
         .collect();
-    report_with(kube, pod, all, &events);
+    report_with(kube, pod, all, &events, || ());
 }
 
 #[cfg(test)]

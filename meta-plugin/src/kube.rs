@@ -23,7 +23,8 @@ use serde_json::Value;
 #[doc(hidden)] // public for the fuzz target
 pub use transport::{parse_response, response_complete};
 
-pub use events::{EventDesc, PodRef};
+pub use events::{EventDesc, PodRef, ReportSent};
+pub use nads::NadReads;
 use transport::{Request, Transport};
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -80,11 +81,20 @@ impl KubeClient {
     /// Requests that do not depend on each other, pipelined; each answer
     /// checked as [`Self::json`] checks one.
     fn pipelined(&self, reqs: &[Request<'_>]) -> Vec<Result<Option<Value>, KubeError>> {
-        let answers = self.transport.pipeline(reqs);
-        reqs.iter()
-            .zip(answers)
-            .map(|(r, a)| self.checked(r.method, r.path, a))
-            .collect()
+        self.send(reqs).answers()
+    }
+
+    /// The first half of [`Self::pipelined`]: the requests written, their
+    /// answers read (and checked) by [`Pending::answers`].
+    fn send(&self, reqs: &[Request<'_>]) -> Pending<'_> {
+        Pending {
+            client: self,
+            names: reqs
+                .iter()
+                .map(|r| (r.method.to_string(), r.path.to_string()))
+                .collect(),
+            sent: self.transport.send(reqs),
+        }
     }
 
     fn checked(
@@ -119,6 +129,33 @@ impl KubeClient {
 
     pub fn get_pod(&self, ns: &str, name: &str) -> Result<Option<Value>, KubeError> {
         self.json("GET", &format!("/api/v1/namespaces/{ns}/pods/{name}"), None)
+    }
+}
+
+/// Requests on their way to the API server, answers not read yet.
+pub(crate) struct Pending<'c> {
+    client: &'c KubeClient,
+    names: Vec<(String, String)>,
+    sent: transport::Sent<'c>,
+}
+
+impl std::fmt::Debug for Pending<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("requests", &self.names)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pending<'_> {
+    /// Each answer, checked as [`KubeClient::json`] checks one.
+    fn answers(self) -> Vec<Result<Option<Value>, KubeError>> {
+        let client = self.client;
+        self.names
+            .iter()
+            .zip(self.sent.answers())
+            .map(|((method, path), a)| client.checked(method, path, a))
+            .collect()
     }
 }
 

@@ -17,7 +17,7 @@ use vfplex_config::{caseless, validate, NetConfList, NetworkConfig};
 
 use crate::delegate::Delegate;
 use crate::error::MetaError;
-use crate::kube::{KubeClient, KubeError};
+use crate::kube::{KubeClient, KubeError, NadReads};
 
 /// Where NADs and configs are looked up.
 #[derive(Debug)]
@@ -27,6 +27,9 @@ pub struct Resolver<'a> {
     /// NADs read ahead from the API server (crate::attachments asks for all
     /// of a pod's at once), taken on first use.
     pub prefetched: RefCell<Prefetched>,
+    /// Reads ahead still on their way: their answers join `prefetched` when
+    /// the first NAD is wanted.
+    ahead: RefCell<Option<NadReads<'a>>>,
 }
 
 /// NADs read ahead, by namespace and name: the object, or none, or why not.
@@ -72,11 +75,14 @@ impl<'a> Resolver<'a> {
             conf,
             kube,
             prefetched: Default::default(),
+            ahead: Default::default(),
         }
     }
 
     /// Read NADs `ns/name` from the API server in as few round trips as it
-    /// allows, for [`Self::nad`] to take them from. Names that are not
+    /// allows, for [`Self::nad`] to take them from. The requests go out now;
+    /// their answers are read when the first NAD is wanted, so that what
+    /// the caller does meanwhile overlaps the round trip. Names that are not
     /// Kubernetes names are left for `nad` to refuse.
     pub fn prefetch(&self, wanted: Vec<(String, String)>) {
         let Some(kube) = self.kube else { return };
@@ -90,7 +96,17 @@ impl<'a> Resolver<'a> {
         if wanted.is_empty() {
             return;
         }
-        let got = kube.nads(&wanted);
+        self.settle();
+        *self.ahead.borrow_mut() = Some(kube.send_nads(wanted));
+    }
+
+    /// The answers of the reads ahead, into `prefetched`.
+    fn settle(&self) {
+        let Some(reads) = self.ahead.borrow_mut().take() else {
+            return;
+        };
+        let wanted = reads.wanted().to_vec();
+        let got = reads.answers();
         self.prefetched
             .borrow_mut()
             .extend(wanted.into_iter().zip(got));
@@ -106,6 +122,7 @@ impl<'a> Resolver<'a> {
         validate::dns1123_label("NAD name", name)?;
         let bad = |source| MetaError::bad_nad(ns, name, source);
         if let Some(kube) = self.kube {
+            self.settle();
             let ahead = self
                 .prefetched
                 .borrow_mut()

@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use super::transport::Request;
-use super::{KubeClient, KubeError};
+use super::{KubeClient, KubeError, Pending};
 
 impl KubeClient {
     /// The annotation set by reading the pod and updating it whole.
@@ -46,6 +46,18 @@ impl KubeClient {
         value: &str,
         events: &[EventDesc<'_>],
     ) -> (Result<(), KubeError>, Vec<Result<(), KubeError>>) {
+        self.send_report(pod, key, value, events).outcome()
+    }
+
+    /// The first half of [`Self::report`]: the patch and the Events
+    /// written, their answers read by [`ReportSent::outcome`].
+    pub fn send_report(
+        &self,
+        pod: &PodRef<'_>,
+        key: &str,
+        value: &str,
+        events: &[EventDesc<'_>],
+    ) -> ReportSent<'_> {
         let status_path = format!("/api/v1/namespaces/{}/pods/{}/status", pod.ns, pod.name);
         let events_path = format!("/api/v1/namespaces/{}/events", pod.ns);
         let patch = serde_json::json!({"metadata": {"annotations": {key: value}}}).to_string();
@@ -60,21 +72,14 @@ impl KubeClient {
             path: &events_path,
             body: Some(("application/json", b.as_bytes())),
         }));
-        let mut answers = self.pipelined(&reqs).into_iter();
-        let patched = match answers.next() {
-            Some(Ok(Some(_))) => Ok(()),
-            Some(
-                Ok(None)
-                | Err(KubeError::Status {
-                    status: 405 | 415, ..
-                }),
-            ) => self.update_annotation(pod.ns, pod.name, key, value),
-            Some(Err(e)) => Err(e),
-            None => Err(self
-                .transport
-                .unavailable("no answer to the status patch".into())),
-        };
-        (patched, answers.map(|a| a.map(|_| ())).collect())
+        ReportSent {
+            client: self,
+            ns: pod.ns.to_string(),
+            name: pod.name.to_string(),
+            key: key.to_string(),
+            value: value.to_string(),
+            pending: self.send(&reqs),
+        }
     }
 
     /// A Kubernetes Event about the pod (best effort).
@@ -101,6 +106,40 @@ impl KubeClient {
             Some(("application/json", body.as_bytes())),
         )
         .map(|_| ())
+    }
+}
+
+/// A report on its way ([`KubeClient::send_report`]).
+#[derive(Debug)]
+pub struct ReportSent<'c> {
+    client: &'c KubeClient,
+    ns: String,
+    name: String,
+    key: String,
+    value: String,
+    pending: Pending<'c>,
+}
+
+impl ReportSent<'_> {
+    /// The patch's outcome (after the PUT a server that takes no PATCH
+    /// gets) and each Event's.
+    pub fn outcome(self) -> (Result<(), KubeError>, Vec<Result<(), KubeError>>) {
+        let c = self.client;
+        let mut answers = self.pending.answers().into_iter();
+        let patched = match answers.next() {
+            Some(Ok(Some(_))) => Ok(()),
+            Some(
+                Ok(None)
+                | Err(KubeError::Status {
+                    status: 405 | 415, ..
+                }),
+            ) => c.update_annotation(&self.ns, &self.name, &self.key, &self.value),
+            Some(Err(e)) => Err(e),
+            None => Err(c
+                .transport
+                .unavailable("no answer to the status patch".into())),
+        };
+        (patched, answers.map(|a| a.map(|_| ())).collect())
     }
 }
 

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::transport::Request;
-use super::{KubeClient, KubeError};
+use super::{KubeClient, KubeError, Pending};
 
 impl KubeClient {
     pub fn get_nad(&self, ns: &str, name: &str) -> Result<Option<Value>, KubeError> {
@@ -17,14 +17,20 @@ impl KubeClient {
     /// others are GETs, all pipelined; a NAD the cached list lacks (created
     /// a moment ago) is then read with a GET. `None` for a NAD not there.
     pub fn nads(&self, wanted: &[(String, String)]) -> Vec<Result<Option<Value>, KubeError>> {
+        self.send_nads(wanted.to_vec()).answers()
+    }
+
+    /// The first half of [`Self::nads`]: the LISTs and GETs written, their
+    /// answers read by [`NadReads::answers`].
+    pub fn send_nads(&self, wanted: Vec<(String, String)>) -> NadReads<'_> {
         let mut per_ns: std::collections::BTreeMap<&str, usize> = Default::default();
-        for (ns, _) in wanted {
+        for (ns, _) in &wanted {
             *per_ns.entry(ns.as_str()).or_default() += 1;
         }
-        let listed: Vec<&str> = per_ns
+        let listed: Vec<String> = per_ns
             .iter()
             .filter(|(_, n)| **n > 1)
-            .map(|(ns, _)| *ns)
+            .map(|(ns, _)| ns.to_string())
             .collect();
         let paths: Vec<String> = listed
             .iter()
@@ -32,11 +38,61 @@ impl KubeClient {
             .chain(
                 wanted
                     .iter()
-                    .filter(|(ns, _)| !listed.contains(&ns.as_str()))
+                    .filter(|(ns, _)| !listed.contains(ns))
                     .map(|(ns, name)| nad_path(ns, name)),
             )
             .collect();
-        let mut answers = self.gets(&paths).into_iter();
+        let pending = self.send(&gets(&paths));
+        NadReads {
+            client: self,
+            wanted,
+            listed,
+            pending,
+        }
+    }
+
+    /// GETs of `paths`, pipelined.
+    fn gets(&self, paths: &[String]) -> Vec<Result<Option<Value>, KubeError>> {
+        self.pipelined(&gets(paths))
+    }
+}
+
+fn gets(paths: &[String]) -> Vec<Request<'_>> {
+    paths
+        .iter()
+        .map(|p| Request {
+            method: "GET",
+            path: p,
+            body: None,
+        })
+        .collect()
+}
+
+/// NAD reads on their way ([`KubeClient::send_nads`]).
+#[derive(Debug)]
+pub struct NadReads<'c> {
+    client: &'c KubeClient,
+    wanted: Vec<(String, String)>,
+    /// Namespaces read by a LIST, in the order their LISTs were sent.
+    listed: Vec<String>,
+    pending: Pending<'c>,
+}
+
+impl NadReads<'_> {
+    /// The NADs asked for, in the order of [`Self::answers`].
+    pub fn wanted(&self) -> &[(String, String)] {
+        &self.wanted
+    }
+
+    /// Each wanted NAD, in order: `None` for one not there.
+    pub fn answers(self) -> Vec<Result<Option<Value>, KubeError>> {
+        let NadReads {
+            client,
+            wanted,
+            listed,
+            pending,
+        } = self;
+        let mut answers = pending.answers().into_iter();
         let mut lists: std::collections::BTreeMap<&str, Result<Vec<Value>, KubeError>> =
             Default::default();
         for ns in &listed {
@@ -75,24 +131,11 @@ impl KubeClient {
                 .iter()
                 .map(|&i| nad_path(&wanted[i].0, &wanted[i].1))
                 .collect();
-            for (&i, a) in missing.iter().zip(self.gets(&paths)) {
+            for (&i, a) in missing.iter().zip(client.gets(&paths)) {
                 out[i] = a;
             }
         }
         out
-    }
-
-    /// GETs of `paths`, pipelined.
-    fn gets(&self, paths: &[String]) -> Vec<Result<Option<Value>, KubeError>> {
-        let reqs: Vec<Request<'_>> = paths
-            .iter()
-            .map(|p| Request {
-                method: "GET",
-                path: p,
-                body: None,
-            })
-            .collect();
-        self.pipelined(&reqs)
     }
 }
 

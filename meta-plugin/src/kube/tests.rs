@@ -260,3 +260,132 @@ fn a_warm_connection_the_server_dropped_is_replaced() {
     assert_eq!(pod["metadata"]["uid"], "u");
     assert_eq!(c.connections_opened(), 2);
 }
+
+/// A plain API server on loopback that answers every request 200 with
+/// `{"path": <its path>}` on a kept connection, and tells `seen` each path
+/// as the request arrives, before answering it.
+fn echo_server() -> (u16, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, Read};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+                let mut stream = stream;
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                    let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                    let mut len = 0;
+                    let mut h = String::new();
+                    while reader.read_line(&mut h).is_ok_and(|n| n > 2) {
+                        if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                            len = v.trim().parse().unwrap();
+                        }
+                        h.clear();
+                    }
+                    let mut body = vec![0; len];
+                    reader.read_exact(&mut body).unwrap();
+                    let _ = tx.send(path.clone());
+                    let answer = serde_json::json!({ "path": path }).to_string();
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{answer}",
+                        answer.len()
+                    );
+                    line.clear();
+                }
+            });
+        }
+    });
+    (port, seen)
+}
+
+/// A client of the plain server on `port`, each request bounded by `timeout`.
+fn plain_client(port: u16, timeout: Duration) -> (tempfile::TempDir, KubeClient) {
+    let d = tempfile::tempdir().unwrap();
+    let kc = serde_json::json!({"current-context": "c",
+        "clusters": [{"name": "k", "cluster": {"server": format!("http://127.0.0.1:{port}")}}],
+        "contexts": [{"name": "c", "context": {"cluster": "k"}}]});
+    std::fs::write(d.path().join("kc"), kc.to_string()).unwrap();
+    let c = KubeClient::from_kubeconfig(&d.path().join("kc"), timeout).unwrap();
+    (d, c)
+}
+
+fn nad(ns: &str, name: &str) -> (String, String) {
+    (ns.to_string(), name.to_string())
+}
+
+/// The NAD reads are on the server before ADD asks for their answers: what
+/// it does in between (the pod's netns, the cluster network's file)
+/// overlaps the round trip.
+#[test]
+fn reads_reach_the_server_before_their_answers_are_read() {
+    let (port, seen) = echo_server();
+    let (_d, c) = plain_client(port, Duration::from_secs(5));
+    c.warm();
+    let reads = c.send_nads(vec![nad("ns-a", "n1"), nad("ns-b", "n2")]);
+    for _ in 0..2 {
+        seen.recv_timeout(Duration::from_secs(20))
+            .expect("a NAD read was not sent before its answer was asked for");
+    }
+    let got: Vec<_> = reads
+        .answers()
+        .into_iter()
+        .map(|a| a.unwrap().unwrap()["path"].clone())
+        .collect();
+    let path = |ns: &str, n: &str| {
+        format!("/apis/k8s.cni.cncf.io/v1/namespaces/{ns}/network-attachment-definitions/{n}")
+    };
+    assert_eq!(got, [path("ns-a", "n1"), path("ns-b", "n2")]);
+    // On the connection opened ahead.
+    assert_eq!(c.connections_opened(), 1);
+}
+
+/// Reads dropped with their answers unread (ADD failed meanwhile) take
+/// their connection with them: the next request cannot read their answers
+/// as its own.
+#[test]
+fn answers_left_unread_never_answer_the_next_request() {
+    let (port, seen) = echo_server();
+    let (_d, c) = plain_client(port, Duration::from_secs(5));
+    let reads = c.send_nads(vec![nad("ns-a", "n1")]);
+    seen.recv_timeout(Duration::from_secs(20)).unwrap();
+    drop(reads);
+    let pod = c.get_pod("default", "p").unwrap().unwrap();
+    assert_eq!(pod["path"], "/api/v1/namespaces/default/pods/p");
+    assert_eq!(c.connections_opened(), 2);
+}
+
+/// The bound is on waiting for the server: time ADD spent between sending
+/// and reading (its lock, its files) does not make answers that are there
+/// "too late".
+#[test]
+fn time_between_sending_and_reading_is_not_the_servers() {
+    let (port, seen) = echo_server();
+    let (_d, c) = plain_client(port, Duration::from_millis(200));
+    let reads = c.send_nads(vec![nad("ns-a", "n1")]);
+    seen.recv_timeout(Duration::from_secs(20)).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let got = reads.answers();
+    assert!(matches!(got.as_slice(), [Ok(Some(_))]), "{got:?}");
+}
+
+/// A connect started ahead to a port nobody listens on: the request says
+/// why, within its bound.
+#[test]
+fn a_warm_connect_refused_is_the_requests_error() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let (_d, c) = plain_client(port, Duration::from_secs(5));
+    c.warm();
+    let got = c.get_pod("default", "p");
+    assert!(
+        matches!(&got, Err(KubeError::Unavailable { reason, .. }) if reason.contains("refused")),
+        "{got:?}"
+    );
+}

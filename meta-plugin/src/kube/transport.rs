@@ -4,18 +4,22 @@
 //! so an API server that is down or slow gives CNI error 11 instead of a
 //! hang. Requests that do not depend on each other's answers are pipelined:
 //! written back to back, their answers read after, in order (HTTP/1.1; the
-//! API server, Go's net/http, serves them one after another). A reused
-//! connection the server closed meanwhile is replaced once, before any
-//! answer was read; requests a server left unanswered (it closed after an
-//! answer) are sent again on a new connection. ADD opens its connection
-//! ([`Transport::warm`]) on a thread of its own as soon as it has read its
-//! config: the TCP connect and, over TLS, the whole handshake then happen
-//! while it reads its NADs' names, the pod's netns and its files.
+//! API server, Go's net/http, serves them one after another). Writing and
+//! reading are two steps ([`Transport::send`], [`Sent::answers`]): ADD does
+//! its local work (the pod's netns, its lock, the cache) while the server
+//! answers. A reused connection the server closed meanwhile is replaced
+//! once, before any answer was read; requests a server left unanswered (it
+//! closed after an answer) are sent again on a new connection. ADD starts
+//! its connection ([`Transport::warm`]) as soon as it has read its config:
+//! a non-blocking TCP connect, or over TLS a thread doing the whole
+//! handshake.
 
 use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use super::kubeconfig::Endpoint;
 use super::KubeError;
@@ -87,6 +91,112 @@ pub struct Request<'a> {
     pub body: Option<(&'a str, &'a [u8])>,
 }
 
+/// One request of a pipeline, ready to write.
+struct Encoded {
+    method: String,
+    path: String,
+    bytes: Vec<u8>,
+}
+
+/// Requests written on a connection and their answers not yet read
+/// ([`Transport::send`]). Dropped unread, its connection is closed: the
+/// next request opens a new one.
+pub struct Sent<'t> {
+    transport: &'t Transport,
+    reqs: Vec<Encoded>,
+    deadline: Instant,
+    /// The kept connection, until a write takes it.
+    kept: Option<Stream>,
+    new_left: usize,
+    /// An answer (or why there is none) for each request answered so far.
+    out: Vec<Result<(u16, Vec<u8>), KubeError>>,
+    /// The connection the unanswered requests were written on, and whether
+    /// it was a kept (or warm) one.
+    written: Option<(Stream, bool)>,
+}
+
+impl Sent<'_> {
+    /// Every request not answered yet ends with `why`.
+    fn give_up(&mut self, why: &str) {
+        let t = self.transport;
+        let rest = &self.reqs[self.out.len()..];
+        self.out
+            .extend(rest.iter().map(|r| Err(t.failed(&r.method, &r.path, why))));
+    }
+
+    /// Write the unanswered requests on the kept connection or a new one.
+    /// A kept connection the server had dropped fails the write: once more,
+    /// on a new one.
+    fn write(&mut self) {
+        while self.out.len() < self.reqs.len() {
+            let (mut stream, reused) = match self.kept.take() {
+                Some(s) => (s, true),
+                None if self.new_left == 0 => {
+                    return self.give_up("the server keeps closing the connection");
+                }
+                // A warm connection may have waited long (the lock): one the
+                // server dropped meanwhile is replaced as a kept one is.
+                None => match self.transport.new_stream(self.deadline) {
+                    Ok((s, warm)) => {
+                        self.new_left -= 1;
+                        (s, warm)
+                    }
+                    Err(e) => return self.give_up(&e.to_string()),
+                },
+            };
+            let bytes: Vec<u8> = self.reqs[self.out.len()..]
+                .iter()
+                .flat_map(|r| r.bytes.iter().copied())
+                .collect();
+            match write_requests(&mut stream, &bytes, self.deadline) {
+                Ok(()) => {
+                    self.written = Some((stream, reused));
+                    return;
+                }
+                Err(_) if reused => {}
+                Err(e) => return self.give_up(&e),
+            }
+        }
+    }
+
+    /// The answers, in order: read off the connection they were written on;
+    /// requests a server left unanswered (it closed after an answer) are
+    /// sent again on a new connection.
+    pub fn answers(mut self) -> Vec<Result<(u16, Vec<u8>), KubeError>> {
+        // The bound is on waiting for the server: what the caller did since
+        // the write (ADD waiting for its lock) does not count against it.
+        self.deadline = Instant::now() + self.transport.timeout;
+        while let Some((mut stream, reused)) = self.written.take() {
+            let first = self.out.len();
+            let (answers, end) = read_answers(&mut stream, self.reqs.len() - first, self.deadline);
+            let got = answers.len();
+            let t = self.transport;
+            for (r, raw) in self.reqs[first..].iter().zip(answers) {
+                self.out.push(
+                    parse_response(&raw)
+                        .ok_or_else(|| t.failed(&r.method, &r.path, "malformed HTTP response")),
+                );
+            }
+            match end {
+                End::Open => *lock(&t.conn) = Some(stream),
+                // Closed after some answers: the rest go again on a new
+                // connection (a server that says `Connection: close` serves
+                // nothing after it).
+                End::Closed if got > 0 || reused => self.write(),
+                End::Closed => self.give_up("connection closed without an answer"),
+                // A kept connection the server had dropped: once more, new.
+                End::Failed(_) if got == 0 && reused => self.write(),
+                End::Failed(e) => self.give_up(&e),
+            }
+        }
+        // No request at all: the kept connection stays.
+        if let Some(k) = self.kept.take() {
+            *lock(&self.transport.conn) = Some(k);
+        }
+        std::mem::take(&mut self.out)
+    }
+}
+
 /// How an exchange ended, after the answers it read.
 enum End {
     /// The connection can carry the next requests.
@@ -139,72 +249,38 @@ impl Transport {
     /// order. The deadline is one request's bound from now: the answers
     /// come back to back.
     pub fn pipeline(&self, reqs: &[Request<'_>]) -> Vec<Result<(u16, Vec<u8>), KubeError>> {
-        let deadline = Instant::now() + self.timeout;
-        let mut slot = lock(&self.conn);
-        let mut kept = slot.take();
-        let mut out: Vec<Result<(u16, Vec<u8>), KubeError>> = Vec::with_capacity(reqs.len());
-        // A server that closes after every answer needs a connection each.
-        let mut new_left = reqs.len() + 1;
-        let give_up = |out: &mut Vec<_>, why: &str| {
-            let rest = &reqs[out.len()..];
-            out.extend(rest.iter().map(|r| Err(self.failed(r, why))));
-        };
-        while out.len() < reqs.len() {
-            let rest = &reqs[out.len()..];
-            let (mut stream, reused) = match kept.take() {
-                Some(s) => (s, true),
-                None if new_left == 0 => {
-                    give_up(&mut out, "the server keeps closing the connection");
-                    break;
-                }
-                None => match self.new_stream(deadline) {
-                    // A warm connection may have waited long (the lock):
-                    // one the server dropped meanwhile is replaced as a
-                    // kept one is.
-                    Ok((s, warm)) => {
-                        new_left -= 1;
-                        (s, warm)
-                    }
-                    Err(e) => {
-                        give_up(&mut out, &e.to_string());
-                        break;
-                    }
-                },
-            };
-            let bytes: Vec<u8> = rest
-                .iter()
-                .flat_map(|r| self.encode(r.method, r.path, r.body))
-                .collect();
-            let (answers, end) = exchange(&mut stream, &bytes, rest.len(), deadline);
-            let got = answers.len();
-            for (r, raw) in rest.iter().zip(answers) {
-                out.push(
-                    parse_response(&raw).ok_or_else(|| self.failed(r, "malformed HTTP response")),
-                );
-            }
-            match end {
-                End::Open => *slot = Some(stream),
-                // Closed after some answers: the rest go again on a new
-                // connection (a server that says `Connection: close` serves
-                // nothing after it).
-                End::Closed if got > 0 || reused => {}
-                End::Closed => {
-                    give_up(&mut out, "connection closed without an answer");
-                    break;
-                }
-                // A kept connection the server had dropped: once more, new.
-                End::Failed(_) if got == 0 && reused => {}
-                End::Failed(e) => {
-                    give_up(&mut out, &e);
-                    break;
-                }
-            }
-        }
-        out
+        self.send(reqs).answers()
     }
 
-    fn failed(&self, r: &Request<'_>, why: &str) -> KubeError {
-        self.unavailable(format!("{} {}: {why}", r.method, r.path))
+    /// The first half of [`Self::pipeline`]: the requests written, their
+    /// answers read by [`Sent::answers`]. What the caller does in between
+    /// overlaps the server's work and the round trip.
+    pub fn send(&self, reqs: &[Request<'_>]) -> Sent<'_> {
+        let mut sent = Sent {
+            transport: self,
+            reqs: reqs
+                .iter()
+                .map(|r| Encoded {
+                    method: r.method.to_string(),
+                    path: r.path.to_string(),
+                    bytes: self.encode(r.method, r.path, r.body),
+                })
+                .collect(),
+            deadline: Instant::now() + self.timeout,
+            // Taken, not held: another request meanwhile opens a connection
+            // of its own instead of waiting for this one.
+            kept: lock(&self.conn).take(),
+            // A server that closes after every answer needs a connection each.
+            new_left: reqs.len() + 1,
+            out: Vec::with_capacity(reqs.len()),
+            written: None,
+        };
+        sent.write();
+        sent
+    }
+
+    fn failed(&self, method: &str, path: &str, why: &str) -> KubeError {
+        self.unavailable(format!("{method} {path}: {why}"))
     }
 
     fn encode(&self, method: &str, path: &str, body: Option<(&str, &[u8])>) -> Vec<u8> {
@@ -230,12 +306,25 @@ impl Transport {
         bytes
     }
 
-    /// Start opening the connection the first request will use, with the
-    /// TLS handshake, on a thread of its own, bounded as a request is.
+    /// Start opening the connection the first request will use: over TLS on
+    /// a thread of its own, handshake included; plain TCP to an address
+    /// (no name to resolve) with a non-blocking connect, whose handshake the
+    /// kernel completes meanwhile, no thread needed. Bounded as a request is.
     pub fn warm(&self) {
-        let (endpoint, deadline) = (self.endpoint.clone(), Instant::now() + self.timeout);
-        let handle = std::thread::spawn(move || open(&endpoint, deadline, true));
-        *lock(&self.warming) = Some((Instant::now(), handle));
+        let ep = &self.endpoint;
+        let ip = ep.host.trim_matches(['[', ']']).parse::<IpAddr>().ok();
+        let warming = match (&ep.tls, ip) {
+            (None, Some(ip)) => match connect_started(SocketAddr::new(ip, ep.port)) {
+                Some(s) => Warming::Connecting(s),
+                // Refused at once: the request's own connect says why.
+                None => return,
+            },
+            _ => {
+                let (endpoint, deadline) = (ep.clone(), Instant::now() + self.timeout);
+                Warming::Thread(std::thread::spawn(move || open(&endpoint, deadline, true)))
+            }
+        };
+        *lock(&self.warming) = Some((Instant::now(), warming));
     }
 
     /// A new connection, and whether [`Self::warm`] opened it ahead: that
@@ -248,8 +337,10 @@ impl Transport {
         let warmed = lock(&self.warming)
             .take()
             .filter(|(since, _)| since.elapsed() < WARM_FOR)
-            .and_then(|(_, h)| h.join().ok())
-            .and_then(Result::ok);
+            .and_then(|(_, w)| match w {
+                Warming::Thread(h) => h.join().ok().and_then(Result::ok),
+                Warming::Connecting(s) => connected(s, deadline),
+            });
         let (stream, warm) = match warmed {
             Some(s) => (s, true),
             None => (
@@ -263,12 +354,61 @@ impl Transport {
     }
 }
 
-/// The thread opening a connection ahead.
-type Warming = std::thread::JoinHandle<Result<Stream, String>>;
+/// A connection being opened ahead of the first request.
+enum Warming {
+    /// TLS (or a name to resolve): connect and handshake on a thread.
+    Thread(std::thread::JoinHandle<Result<Stream, String>>),
+    /// Plain TCP: a non-blocking connect under way.
+    Connecting(socket2::Socket),
+}
 
 /// How long a connection [`Transport::warm`] opened is taken for the first
 /// request; past that, a new one is opened.
 const WARM_FOR: Duration = Duration::from_secs(5);
+
+/// A non-blocking connect to `addr`, started (close-on-exec: delegates
+/// never inherit it); `None` if it failed at once.
+fn connect_started(addr: SocketAddr) -> Option<socket2::Socket> {
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )
+    .ok()?;
+    s.set_nonblocking(true).ok()?;
+    match s.connect(&addr.into()) {
+        Ok(()) => Some(s),
+        Err(e) if e.raw_os_error() == Some(nix::libc::EINPROGRESS) => Some(s),
+        Err(_) => None,
+    }
+}
+
+/// The connect [`connect_started`] began, once established (by
+/// `deadline`), as a blocking stream; `None` if it failed or is still
+/// waiting: the request then connects on its own, and says why not.
+fn connected(s: socket2::Socket, deadline: Instant) -> Option<Stream> {
+    use std::os::fd::AsFd;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+        let timeout = PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(s.as_fd(), PollFlags::POLLOUT)];
+        match poll(&mut fds, timeout) {
+            Ok(0) => return None,
+            Ok(_) => break,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return None,
+        }
+    }
+    // Writable: connected, or failed (the error is the socket's).
+    if s.take_error().ok()?.is_some() || s.peer_addr().is_err() {
+        return None;
+    }
+    s.set_nonblocking(false).ok()?;
+    let tcp: TcpStream = s.into();
+    let _ = tcp.set_nodelay(true);
+    Some(Stream::Plain(tcp))
+}
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     match m.lock() {
@@ -314,33 +454,32 @@ fn open(ep: &Endpoint, deadline: Instant, handshake: bool) -> Result<Stream, Str
     })
 }
 
-/// Send `request` (one or several pipelined requests) and read up to
-/// `count` whole answers within the deadline, in order; how the connection
-/// ended. A TLS peer that closes without close_notify after answering ends
-/// the answer too.
-fn exchange(
-    stream: &mut Stream,
-    request: &[u8],
-    count: usize,
-    deadline: Instant,
-) -> (Vec<Vec<u8>>, End) {
+/// Write `request` (one or several pipelined requests) within the deadline.
+/// The read timeout is set too: over TLS, writing a fresh connection's first
+/// request runs the handshake, which reads the server's answer.
+fn write_requests(stream: &mut Stream, request: &[u8], deadline: Instant) -> Result<(), String> {
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1));
+    stream
+        .tcp()
+        .set_write_timeout(Some(left))
+        .and_then(|()| stream.tcp().set_read_timeout(Some(left)))
+        .and_then(|()| stream.write_all(request))
+        .and_then(|()| stream.flush())
+        .map_err(|e| e.to_string())
+}
+
+/// Read up to `count` whole answers within the deadline, in order; how the
+/// connection ended. A TLS peer that closes without close_notify after
+/// answering ends the answer too.
+fn read_answers(stream: &mut Stream, count: usize, deadline: Instant) -> (Vec<Vec<u8>>, End) {
     let left = || {
         deadline
             .saturating_duration_since(Instant::now())
             .max(Duration::from_millis(1))
     };
     let mut answers = Vec::new();
-    // Both before the first write: over TLS, writing a fresh connection's
-    // first request runs the handshake, which reads the server's answer.
-    let sent = stream
-        .tcp()
-        .set_write_timeout(Some(left()))
-        .and_then(|()| stream.tcp().set_read_timeout(Some(left())))
-        .and_then(|()| stream.write_all(request))
-        .and_then(|()| stream.flush());
-    if let Err(e) = sent {
-        return (answers, End::Failed(e.to_string()));
-    }
     let mut resp = Vec::new();
     let mut buf = [0u8; 16384];
     loop {
