@@ -8,7 +8,9 @@
 //! v4.2.0 thin `multus` built from its source; it reads the pod from the API
 //! server either way); each plugin's cost per operation is its time minus the
 //! round's direct time. Also the API requests each makes per pod (ADD and
-//! DEL), as the stand-in saw them. `cargo bench -p vfplex-meta-plugin --bench
+//! DEL), as the stand-in saw them. Then the same with near-free delegates (a
+//! shell script): the bridges' own spread (a few ms per round) gone, what is
+//! left is the meta plugins' cost. `cargo bench -p vfplex-meta-plugin --bench
 //! side_by_side` (root, containernetworking-plugins); scripts/bench.sh runs it
 //! when MULTUS_BIN is set. Numbers, never assertions.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -20,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::api::{api_server, kubeconfig, Seen};
-use common::bench::{direct, ms, row};
+use common::bench::{direct_with, ms, noop_delegate, row};
 use common::*;
 use serde_json::{json, Value};
 use vfplex_cni::exec::exec_plugin;
@@ -64,22 +66,21 @@ fn meta_add_del(
     (add, del, seen.lock().unwrap().len() - before)
 }
 
-fn main() {
-    let Some(multus) = std::env::var_os("MULTUS_BIN").map(PathBuf::from) else {
-        eprintln!("side-by-side bench: MULTUS_BIN is not set; skipped");
-        return;
-    };
-    if !nix::unistd::getuid().is_root() || !Path::new(REF_PLUGINS).join("bridge").exists() {
-        eprintln!("side-by-side bench needs root and {REF_PLUGINS}; skipped");
-        return;
-    }
-    let rounds: usize = std::env::var("VFPLEX_BENCH_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(60);
-    let n = Node::new();
-    let a = n.bridge("net-a", "vfa", "10.94.0.0/24", "1.0.0");
-    let b = n.bridge("net-b", "vfb", "10.95.0.0/24", "1.0.0");
+/// One set-up: the pod's networks and the plugin its delegates all run.
+struct Setup {
+    name: &'static str,
+    n: Node,
+    /// The delegate every network runs (bridge, or a no-op).
+    plugin: PathBuf,
+    /// The cluster network and the two NADs' configs.
+    confs: [(Value, &'static str); 3],
+}
+
+/// The pod and its two NADs served by one API stand-in, the meta plugins'
+/// config (runtime annotations, and without them), and `rounds`
+/// interleaved rounds of the delegates alone, vfplex both ways and Multus.
+fn compare(s: &Setup, multus: &Path, rounds: usize) {
+    let n = &s.n;
     let nad = |name: &str, conf: &Value| {
         (
             format!(
@@ -93,15 +94,20 @@ fn main() {
     let pod = json!({"apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "pod-a", "namespace": "default", "uid": "uid-a",
                      "annotations": {"k8s.v1.cni.cncf.io/networks": "net-a,net-b"}}});
-    let (port, seen) = api_server(pod, vec![nad("net-a", &a), nad("net-b", &b)]);
+    let (port, seen) = api_server(
+        pod,
+        vec![nad("net-a", &s.confs[1].0), nad("net-b", &s.confs[2].0)],
+    );
     // One config both read: Multus's thin-plugin keys.
-    let mut api_conf = n.meta("1.0.0", json!({"kubeconfig": kubeconfig(&n, port)}));
+    let bin_dir = s.plugin.parent().unwrap().display().to_string();
+    let mut api_conf = n.meta(
+        "1.0.0",
+        json!({"kubeconfig": kubeconfig(n, port), "binDir": bin_dir}),
+    );
+    std::fs::write(n.path("conf/10-cbr.conf"), s.confs[0].0.to_string()).unwrap();
     api_conf.as_object_mut().unwrap().remove("nadDir");
     let mut conf = api_conf.clone();
     conf["runtimeConfig"] = pod_annotations("net-a,net-b");
-    let cluster: Value =
-        serde_json::from_slice(&std::fs::read(n.path("conf/10-cbr.conf")).unwrap()).unwrap();
-    let confs = [(cluster, "eth0"), (a, "net1"), (b, "net2")];
     let ours = bin();
     let (mut ours_add, mut ours_del, mut theirs_add, mut theirs_del) =
         (vec![], vec![], vec![], vec![]);
@@ -111,14 +117,14 @@ fn main() {
     for i in 0..rounds + 3 {
         let id = format!("d-{i}");
         let t = Instant::now();
-        direct(&n, "ADD", &confs, &id);
+        direct_with(n, &s.plugin, "ADD", &s.confs, &id);
         let d_add = t.elapsed();
         let t = Instant::now();
-        direct(&n, "DEL", &confs, &id);
+        direct_with(n, &s.plugin, "DEL", &s.confs, &id);
         let d_del = t.elapsed();
-        let (v_add, v_del, v_reqs) = meta_add_del(&n, &ours, &conf, &format!("v-{i}"), &seen);
-        let (a_add, a_del, a_reqs) = meta_add_del(&n, &ours, &api_conf, &format!("a-{i}"), &seen);
-        let (m_add, m_del, m_reqs) = meta_add_del(&n, &multus, &conf, &format!("m-{i}"), &seen);
+        let (v_add, v_del, v_reqs) = meta_add_del(n, &ours, &conf, &format!("v-{i}"), &seen);
+        let (a_add, a_del, a_reqs) = meta_add_del(n, &ours, &api_conf, &format!("a-{i}"), &seen);
+        let (m_add, m_del, m_reqs) = meta_add_del(n, multus, &conf, &format!("m-{i}"), &seen);
         if i >= 3 {
             ours_add.push(ms(v_add) - ms(d_add));
             ours_del.push(ms(v_del) - ms(d_del));
@@ -131,7 +137,7 @@ fn main() {
     }
     println!(
         "{:<44} {:>9} {:>9} {:>9}",
-        format!("side by side, {rounds} interleaved rounds"),
+        format!("{}, {rounds} interleaved rounds", s.name),
         "median",
         "p10",
         "p90"
@@ -161,4 +167,51 @@ fn main() {
         "{:<44} {:>9}",
         "API requests per pod (ADD+DEL), Multus", theirs_reqs
     );
+}
+
+fn main() {
+    let Some(multus) = std::env::var_os("MULTUS_BIN").map(PathBuf::from) else {
+        eprintln!("side-by-side bench: MULTUS_BIN is not set; skipped");
+        return;
+    };
+    if !nix::unistd::getuid().is_root() || !Path::new(REF_PLUGINS).join("bridge").exists() {
+        eprintln!("side-by-side bench needs root and {REF_PLUGINS}; skipped");
+        return;
+    }
+    let rounds: usize = std::env::var("VFPLEX_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(60);
+    // Bridge networks, the set-up: real delegates, whose own spread
+    // (a few ms) is most of each round's.
+    let n = Node::new();
+    let confs = [
+        (n.bridge("cbr", "vfc", "10.77.0.0/24", "1.0.0"), "eth0"),
+        (n.bridge("net-a", "vfa", "10.94.0.0/24", "1.0.0"), "net1"),
+        (n.bridge("net-b", "vfb", "10.95.0.0/24", "1.0.0"), "net2"),
+    ];
+    let bridges = Setup {
+        name: "side by side, bridges",
+        n,
+        plugin: Path::new(REF_PLUGINS).join("bridge"),
+        confs,
+    };
+    compare(&bridges, &multus, rounds);
+    // Near-free delegates: the meta plugins' own cost, without the bridges'
+    // noise.
+    let n = Node::new();
+    let plugin = noop_delegate(&n.path("noopbin"));
+    let noop = |name: &str| json!({"cniVersion": "1.0.0", "name": name, "type": "noop"});
+    let confs = [
+        (noop("cbr"), "eth0"),
+        (noop("net-a"), "net1"),
+        (noop("net-b"), "net2"),
+    ];
+    let noops = Setup {
+        name: "side by side, no-op delegates",
+        n,
+        plugin,
+        confs,
+    };
+    compare(&noops, &multus, rounds);
 }

@@ -12,6 +12,17 @@ use super::{Node, REF_PLUGINS};
 /// The bridge delegates `confs` (config, interface) exec'd directly for the
 /// pod, `command` for each, the last first for DEL.
 pub fn direct(n: &Node, command: &str, confs: &[(Value, &str)], id: &str) {
+    direct_with(
+        n,
+        &Path::new(REF_PLUGINS).join("bridge"),
+        command,
+        confs,
+        id,
+    );
+}
+
+/// The same with `plugin` as every delegate.
+pub fn direct_with(n: &Node, plugin: &Path, command: &str, confs: &[(Value, &str)], id: &str) {
     let netns = n.netns_path();
     let mut list: Vec<&(Value, &str)> = confs.iter().collect();
     if command == "DEL" {
@@ -26,14 +37,24 @@ pub fn direct(n: &Node, command: &str, confs: &[(Value, &str)], id: &str) {
             ("CNI_PATH", REF_PLUGINS),
             ("CNI_ARGS", "IgnoreUnknown=1"),
         ];
-        let out = exec_plugin(
-            &Path::new(REF_PLUGINS).join("bridge"),
-            &env,
-            c.to_string().as_bytes(),
-        )
-        .unwrap();
+        let out = exec_plugin(plugin, &env, c.to_string().as_bytes()).unwrap();
         assert!(out.success(), "{}", String::from_utf8_lossy(&out.stdout));
     }
+}
+
+/// A near-free delegate in `dir` (a shell script): it reads nothing and
+/// answers ADD with one address. Its path.
+pub fn noop_delegate(dir: &Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("noop");
+    std::fs::write(
+        &path,
+        "#!/bin/sh\n[ \"$CNI_COMMAND\" = ADD ] && echo '{\"cniVersion\":\"1.0.0\",\"ips\":[{\"address\":\"10.93.0.2/24\"}]}'\nexit 0\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
 }
 
 pub fn ms(d: Duration) -> f64 {
