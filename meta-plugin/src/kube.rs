@@ -57,8 +57,8 @@ impl KubeClient {
         })
     }
 
-    /// Open the connection now, on a thread, for the first request
-    /// (crate::kube::transport).
+    /// Start opening the connection for the first request: a non-blocking
+    /// connect, or a TLS handshake on a thread (crate::kube::transport).
     pub fn warm(&self) {
         self.transport.warm();
     }

@@ -261,16 +261,34 @@ fn a_warm_connection_the_server_dropped_is_replaced() {
     assert_eq!(c.connections_opened(), 2);
 }
 
+/// How [`echo_server`] answers.
+#[derive(Clone, Copy, Default)]
+struct Echo {
+    /// A `103 Early Hints` before each answer.
+    early_hints: bool,
+    /// `Connection: close` on each answer, and the connection closed.
+    close: bool,
+}
+
 /// A plain API server on loopback that answers every request 200 with
-/// `{"path": <its path>}` on a kept connection, and tells `seen` each path
-/// as the request arrives, before answering it.
-fn echo_server() -> (u16, std::sync::mpsc::Receiver<String>) {
+/// `{"path": <its path>}` on a kept connection; it tells `accepted` of each
+/// connection and `seen` of each path as the request arrives, before
+/// answering it.
+fn echo_server(
+    how: Echo,
+) -> (
+    u16,
+    std::sync::mpsc::Receiver<String>,
+    std::sync::mpsc::Receiver<()>,
+) {
     use std::io::{BufRead, Read};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let (tx, seen) = std::sync::mpsc::channel();
+    let (accept_tx, accepted) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
+            let _ = accept_tx.send(());
             let tx = tx.clone();
             std::thread::spawn(move || {
                 let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
@@ -289,18 +307,30 @@ fn echo_server() -> (u16, std::sync::mpsc::Receiver<String>) {
                     let mut body = vec![0; len];
                     reader.read_exact(&mut body).unwrap();
                     let _ = tx.send(path.clone());
+                    if how.early_hints {
+                        let _ = write!(stream, "HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n");
+                        let _ = stream.flush();
+                    }
                     let answer = serde_json::json!({ "path": path }).to_string();
+                    let close = if how.close {
+                        "Connection: close\r\n"
+                    } else {
+                        ""
+                    };
                     let _ = write!(
                         stream,
-                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{answer}",
+                        "HTTP/1.1 200 OK\r\n{close}Content-Length: {}\r\n\r\n{answer}",
                         answer.len()
                     );
+                    if how.close {
+                        return;
+                    }
                     line.clear();
                 }
             });
         }
     });
-    (port, seen)
+    (port, seen, accepted)
 }
 
 /// A client of the plain server on `port`, each request bounded by `timeout`.
@@ -323,9 +353,13 @@ fn nad(ns: &str, name: &str) -> (String, String) {
 /// overlaps the round trip.
 #[test]
 fn reads_reach_the_server_before_their_answers_are_read() {
-    let (port, seen) = echo_server();
+    let (port, seen, accepted) = echo_server(Echo::default());
     let (_d, c) = plain_client(port, Duration::from_secs(5));
+    // The connection is opened ahead, before any request.
     c.warm();
+    accepted
+        .recv_timeout(Duration::from_secs(20))
+        .expect("warm opened no connection ahead");
     let reads = c.send_nads(vec![nad("ns-a", "n1"), nad("ns-b", "n2")]);
     for _ in 0..2 {
         seen.recv_timeout(Duration::from_secs(20))
@@ -342,6 +376,7 @@ fn reads_reach_the_server_before_their_answers_are_read() {
     assert_eq!(got, [path("ns-a", "n1"), path("ns-b", "n2")]);
     // On the connection opened ahead.
     assert_eq!(c.connections_opened(), 1);
+    assert!(accepted.try_recv().is_err(), "a second connection");
 }
 
 /// Reads dropped with their answers unread (ADD failed meanwhile) take
@@ -349,7 +384,7 @@ fn reads_reach_the_server_before_their_answers_are_read() {
 /// as its own.
 #[test]
 fn answers_left_unread_never_answer_the_next_request() {
-    let (port, seen) = echo_server();
+    let (port, seen, _) = echo_server(Echo::default());
     let (_d, c) = plain_client(port, Duration::from_secs(5));
     let reads = c.send_nads(vec![nad("ns-a", "n1")]);
     seen.recv_timeout(Duration::from_secs(20)).unwrap();
@@ -364,7 +399,7 @@ fn answers_left_unread_never_answer_the_next_request() {
 /// "too late".
 #[test]
 fn time_between_sending_and_reading_is_not_the_servers() {
-    let (port, seen) = echo_server();
+    let (port, seen, _) = echo_server(Echo::default());
     let (_d, c) = plain_client(port, Duration::from_millis(200));
     let reads = c.send_nads(vec![nad("ns-a", "n1")]);
     seen.recv_timeout(Duration::from_secs(20)).unwrap();
@@ -374,7 +409,7 @@ fn time_between_sending_and_reading_is_not_the_servers() {
 }
 
 /// A connect started ahead to a port nobody listens on: the request says
-/// why, within its bound.
+/// why.
 #[test]
 fn a_warm_connect_refused_is_the_requests_error() {
     let port = {
@@ -388,4 +423,64 @@ fn a_warm_connect_refused_is_the_requests_error() {
         matches!(&got, Err(KubeError::Unavailable { reason, .. }) if reason.contains("refused")),
         "{got:?}"
     );
+}
+
+/// An interim answer (103 Early Hints, as a proxy may send) is not the
+/// request's answer, and does not shift the next request's onto it.
+#[test]
+fn interim_answers_answer_nothing() {
+    let (port, _, _) = echo_server(Echo {
+        early_hints: true,
+        ..Echo::default()
+    });
+    let (_d, c) = plain_client(port, Duration::from_secs(5));
+    for name in ["a", "b"] {
+        let pod = c.get_pod("default", name).unwrap().unwrap();
+        assert_eq!(
+            pod["path"],
+            format!("/api/v1/namespaces/default/pods/{name}")
+        );
+    }
+    let reads = c.send_nads(vec![nad("ns-a", "n1"), nad("ns-b", "n2")]);
+    let got: Vec<_> = reads
+        .answers()
+        .into_iter()
+        .map(|a| a.unwrap().unwrap()["path"].clone())
+        .collect();
+    assert!(got[0]
+        .as_str()
+        .unwrap()
+        .ends_with("/ns-a/network-attachment-definitions/n1"));
+    assert!(got[1]
+        .as_str()
+        .unwrap()
+        .ends_with("/ns-b/network-attachment-definitions/n2"));
+}
+
+/// A server that closes after each answer (`Connection: close`): the
+/// requests it left unanswered go again, each on a new connection, and each
+/// gets its own answer.
+#[test]
+fn requests_a_closing_server_left_unanswered_go_again() {
+    let (port, _, _) = echo_server(Echo {
+        close: true,
+        ..Echo::default()
+    });
+    let (_d, c) = plain_client(port, Duration::from_secs(5));
+    let wanted = vec![nad("ns-a", "n1"), nad("ns-b", "n2"), nad("ns-c", "n3")];
+    let got: Vec<_> = c
+        .send_nads(wanted.clone())
+        .answers()
+        .into_iter()
+        .map(|a| a.unwrap().unwrap()["path"].clone())
+        .collect();
+    for ((ns, name), path) in wanted.iter().zip(&got) {
+        assert!(
+            path.as_str()
+                .unwrap()
+                .ends_with(&format!("/{ns}/network-attachment-definitions/{name}")),
+            "{got:?}"
+        );
+    }
+    assert_eq!(c.connections_opened(), 3);
 }

@@ -6,7 +6,7 @@
 //! written back to back, their answers read after, in order (HTTP/1.1; the
 //! API server, Go's net/http, serves them one after another). Writing and
 //! reading are two steps ([`Transport::send`], [`Sent::answers`]): ADD does
-//! its local work (the pod's netns, its lock, the cache) while the server
+//! its local work (the pod's netns, its files, the cache entry) while the server
 //! answers. A reused connection the server closed meanwhile is replaced
 //! once, before any answer was read; requests a server left unanswered (it
 //! closed after an answer) are sent again on a new connection. ADD starts
@@ -113,6 +113,8 @@ pub struct Sent<'t> {
     /// The connection the unanswered requests were written on, and whether
     /// it was a kept (or warm) one.
     written: Option<(Stream, bool)>,
+    /// When [`Transport::send`] returned.
+    sent_at: Instant,
 }
 
 impl Sent<'_> {
@@ -134,7 +136,7 @@ impl Sent<'_> {
                 None if self.new_left == 0 => {
                     return self.give_up("the server keeps closing the connection");
                 }
-                // A warm connection may have waited long (the lock): one the
+                // A warm connection may have waited long (the lock, the delegates): one the
                 // server dropped meanwhile is replaced as a kept one is.
                 None => match self.transport.new_stream(self.deadline) {
                     Ok((s, warm)) => {
@@ -163,9 +165,10 @@ impl Sent<'_> {
     /// requests a server left unanswered (it closed after an answer) are
     /// sent again on a new connection.
     pub fn answers(mut self) -> Vec<Result<(u16, Vec<u8>), KubeError>> {
-        // The bound is on waiting for the server: what the caller did since
-        // the write (ADD waiting for its lock) does not count against it.
-        self.deadline = Instant::now() + self.transport.timeout;
+        // The bound is on the request, connect and write included; what the
+        // caller did between the write and now (ADD's netns and files) does
+        // not count against it.
+        self.deadline += self.sent_at.elapsed();
         while let Some((mut stream, reused)) = self.written.take() {
             let first = self.out.len();
             let (answers, end) = read_answers(&mut stream, self.reqs.len() - first, self.deadline);
@@ -274,8 +277,10 @@ impl Transport {
             new_left: reqs.len() + 1,
             out: Vec::with_capacity(reqs.len()),
             written: None,
+            sent_at: Instant::now(),
         };
         sent.write();
+        sent.sent_at = Instant::now();
         sent
     }
 
@@ -487,12 +492,22 @@ fn read_answers(stream: &mut Stream, count: usize, deadline: Instant) -> (Vec<Ve
         while let Some(n) = response_len(&resp) {
             let rest = resp.split_off(n);
             let answer = std::mem::replace(&mut resp, rest);
+            // An interim answer (100 Continue, 103 Early Hints) comes before
+            // the request's own: it answers nothing.
+            if interim(&answer) {
+                continue;
+            }
             let close = closes(&answer);
             answers.push(answer);
             if close {
                 return (answers, End::Closed);
             }
             if answers.len() == count {
+                // Bytes past the last answer belong to no request: a
+                // connection holding them is not kept.
+                if !resp.is_empty() {
+                    return (answers, End::Closed);
+                }
                 return (answers, End::Open);
             }
         }
@@ -512,6 +527,12 @@ fn read_answers(stream: &mut Stream, count: usize, deadline: Instant) -> (Vec<Ve
             }
             Ok(n) => resp.extend_from_slice(&buf[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            // The read timeout (EAGAIN on a socket): the deadline says so.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !resp.is_empty() => {
                 answers.push(resp);
                 return (answers, End::Closed);
@@ -519,6 +540,17 @@ fn read_answers(stream: &mut Stream, count: usize, deadline: Instant) -> (Vec<Ve
             Err(e) => return (answers, End::Failed(e.to_string())),
         }
     }
+}
+
+/// Whether `raw` is an interim (1xx) answer, one more answer to the same
+/// request following it (101 Switching Protocols is final: never asked for).
+fn interim(raw: &[u8]) -> bool {
+    let status = raw
+        .split(|&b| b == b' ')
+        .nth(1)
+        .and_then(|s| std::str::from_utf8(s).ok())
+        .and_then(|s| s.parse::<u16>().ok());
+    matches!(status, Some(100..=199)) && status != Some(101)
 }
 
 /// Whether the server said it closes the connection after this answer.
