@@ -478,25 +478,42 @@ mod tests {
             })
     }
 
-    #[tokio::test]
-    async fn a_new_device_is_watched_before_the_daemon_is_woken() {
+    /// A synthetic tree (a PF with `vfs`) under inotify: the wake-ups and
+    /// what was noted.
+    fn watched_tree(
+        vfs: &[crate::discovery::fixture::Dev],
+    ) -> (tempfile::TempDir, mpsc::Receiver<Wake>, Arc<Mutex<Pending>>) {
         let t = tempfile::tempdir().expect("tempdir");
-        let root = t.path();
         crate::discovery::fixture::pf(
-            root,
+            t.path(),
             &crate::discovery::fixture::Dev::igb_pf("0000:01:00.0", "ens1f0"),
-            &[],
+            vfs,
         )
         .expect("tree");
-        let (tx, mut rx) = mpsc::channel(1);
+        let (tx, rx) = mpsc::channel(1);
         let pending = Arc::new(Mutex::new(Pending::default()));
         assert!(tree_events(
-            root.to_path_buf(),
+            t.path().to_path_buf(),
             Sink {
                 pending: pending.clone(),
                 tx
             }
         ));
+        (t, rx, pending)
+    }
+
+    /// The next wake-up, if one comes within 5 s.
+    async fn woken(rx: &mut mpsc::Receiver<Wake>) -> Option<Wake> {
+        tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    #[tokio::test]
+    async fn a_new_device_is_watched_before_the_daemon_is_woken() {
+        let (t, mut rx, pending) = watched_tree(&[]);
+        let root = t.path();
         let dev = root.join("bus/pci/devices/0000:02:00.0");
         {
             // The daemon's side held: the watcher cannot wake it yet. The
@@ -515,71 +532,32 @@ mod tests {
             }
             drop(held);
         }
-        assert_eq!(
-            tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
-                .await
-                .ok()
-                .flatten(),
-            Some(Wake::Devices)
-        );
+        assert_eq!(woken(&mut rx).await, Some(Wake::Devices));
         let take = || std::mem::take(&mut *pending.lock().expect("lock"));
         assert!(take().pcis.contains("0000:02:00.0"));
         // Its driver bound a moment later: an event of its own.
         std::os::unix::fs::symlink(root.join("bus/pci/drivers/vfio-pci"), dev.join("driver"))
             .expect("bind");
-        assert_eq!(
-            tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
-                .await
-                .ok()
-                .flatten(),
-            Some(Wake::Devices)
-        );
+        assert_eq!(woken(&mut rx).await, Some(Wake::Devices));
         assert!(take().pcis.contains("0000:02:00.0"));
     }
 
     #[tokio::test]
     async fn a_synthetic_tree_change_names_its_device() {
-        let t = tempfile::tempdir().expect("tempdir");
+        let (t, mut rx, pending) = watched_tree(&[crate::discovery::fixture::Dev {
+            pci: "0000:01:10.0",
+            ..Default::default()
+        }]);
         let root = t.path();
-        crate::discovery::fixture::pf(
-            root,
-            &crate::discovery::fixture::Dev::igb_pf("0000:01:00.0", "ens1f0"),
-            &[crate::discovery::fixture::Dev {
-                pci: "0000:01:10.0",
-                ..Default::default()
-            }],
-        )
-        .expect("tree");
-        let (tx, mut rx) = mpsc::channel(1);
-        let pending = Arc::new(Mutex::new(Pending::default()));
-        assert!(tree_events(
-            root.to_path_buf(),
-            Sink {
-                pending: pending.clone(),
-                tx
-            }
-        ));
         let take = || std::mem::take(&mut *pending.lock().expect("lock"));
         // A driver unbound: its link goes.
         std::fs::remove_file(root.join("bus/pci/devices/0000:01:10.0/driver")).expect("unbind");
-        assert_eq!(
-            tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
-                .await
-                .ok()
-                .flatten(),
-            Some(Wake::Devices)
-        );
+        assert_eq!(woken(&mut rx).await, Some(Wake::Devices));
         assert_eq!(take().pcis, BTreeSet::from(["0000:01:10.0".to_string()]));
         // A PF's link goes down: its netdev's operstate file is rewritten.
         crate::discovery::fixture::set_operstate(root, "0000:01:00.0", "ens1f0", "down")
             .expect("operstate");
-        assert_eq!(
-            tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
-                .await
-                .ok()
-                .flatten(),
-            Some(Wake::Devices)
-        );
+        assert_eq!(woken(&mut rx).await, Some(Wake::Devices));
         let p = take();
         assert!(!p.all && p.pcis.contains("0000:01:00.0"), "{p:?}");
     }

@@ -16,11 +16,10 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use common::api::{api_server, kubeconfig};
-use common::bench::{direct_with, ms, noop_delegate, row};
+use common::bench::{
+    direct_with, meta_add_del, meta_with_api, ms, noop_confs, noop_delegate, rounds, row,
+};
 use common::*;
-use serde_json::{json, Value};
-use vfplex_cni::exec::exec_plugin;
 
 fn main() {
     let (Some(a), Some(b)) = (std::env::var_os("VFPLEX_A"), std::env::var_os("VFPLEX_B")) else {
@@ -32,67 +31,13 @@ fn main() {
         eprintln!("A/B bench needs root (a netns); skipped");
         return;
     }
-    let rounds: usize = std::env::var("VFPLEX_BENCH_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(400);
+    let rounds = rounds(400);
     let n = Node::new();
     let plugin = noop_delegate(&n.path("noopbin"));
-    let noop = |name: &str| json!({"cniVersion": "1.0.0", "name": name, "type": "noop"});
-    let confs = [
-        (noop("cbr"), "eth0"),
-        (noop("net-a"), "net1"),
-        (noop("net-b"), "net2"),
-    ];
-    let nad = |name: &str, conf: &Value| {
-        (
-            format!(
-                "/apis/k8s.cni.cncf.io/v1/namespaces/default/network-attachment-definitions/{name}"
-            ),
-            json!({"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
-                   "metadata": {"name": name, "namespace": "default"},
-                   "spec": {"config": conf.to_string()}}),
-        )
-    };
-    let pod = json!({"apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "pod-a", "namespace": "default", "uid": "uid-a",
-                     "annotations": {"k8s.v1.cni.cncf.io/networks": "net-a,net-b"}}});
-    let (port, _seen) = api_server(
-        pod,
-        vec![nad("net-a", &confs[1].0), nad("net-b", &confs[2].0)],
-    );
+    let confs = noop_confs();
+    let (mut conf, seen) = meta_with_api(&n, &plugin, &confs);
     let bin_dir = plugin.parent().unwrap().display().to_string();
-    let mut conf = n.meta(
-        "1.0.0",
-        json!({"kubeconfig": kubeconfig(&n, port), "binDir": bin_dir}),
-    );
-    std::fs::write(n.path("conf/10-cbr.conf"), confs[0].0.to_string()).unwrap();
-    conf.as_object_mut().unwrap().remove("nadDir");
     conf["runtimeConfig"] = pod_annotations("net-a,net-b");
-    let netns = n.netns_path();
-    let run = |bin: &Path, command: &str, id: &str| {
-        let env = [
-            ("CNI_COMMAND", command),
-            ("CNI_CONTAINERID", id),
-            ("CNI_NETNS", netns.as_str()),
-            ("CNI_IFNAME", "eth0"),
-            ("CNI_PATH", bin_dir.as_str()),
-            (
-                "CNI_ARGS",
-                "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=pod-a;K8S_POD_UID=uid-a",
-            ),
-        ];
-        let t = Instant::now();
-        let out = exec_plugin(bin, &env, conf.to_string().as_bytes()).unwrap();
-        let took = ms(t.elapsed());
-        assert!(
-            out.success(),
-            "{} {command}: {}",
-            bin.display(),
-            String::from_utf8_lossy(&out.stdout)
-        );
-        took
-    };
     let mut v: [Vec<f64>; 7] = Default::default();
     // Five warm-up rounds, not counted.
     for i in 0..rounds + 5 {
@@ -103,8 +48,9 @@ fn main() {
         direct_with(&n, &plugin, "DEL", &confs, &format!("d-{i}"));
         let d_del = ms(t.elapsed());
         let one = |bin: &Path, tag: &str| {
-            let id = format!("{tag}-{i}");
-            (run(bin, "ADD", &id), run(bin, "DEL", &id))
+            let (add, del, _) =
+                meta_add_del(&n, bin, &conf, &format!("{tag}-{i}"), &seen, &bin_dir);
+            (ms(add), ms(del))
         };
         let (ra, rb) = if i % 2 == 0 {
             let ra = one(&a, "a");

@@ -22,50 +22,11 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::api::{api_server, kubeconfig, Seen};
-use common::bench::{direct_with, ms, noop_delegate, row};
+use common::bench::{
+    direct_with, meta_add_del, meta_with_api, ms, noop_confs, noop_delegate, rounds, row,
+};
 use common::*;
-use serde_json::{json, Value};
-use vfplex_cni::exec::exec_plugin;
-
-/// One meta plugin binary's ADD and DEL of the pod, timed; the requests the
-/// API stand-in saw for them.
-fn meta_add_del(
-    n: &Node,
-    bin: &Path,
-    conf: &Value,
-    id: &str,
-    seen: &Seen,
-) -> (Duration, Duration, usize) {
-    let before = seen.lock().unwrap().len();
-    let netns = n.netns_path();
-    let run = |command: &str| {
-        let env = [
-            ("CNI_COMMAND", command),
-            ("CNI_CONTAINERID", id),
-            ("CNI_NETNS", netns.as_str()),
-            ("CNI_IFNAME", "eth0"),
-            ("CNI_PATH", REF_PLUGINS),
-            (
-                "CNI_ARGS",
-                "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=pod-a;K8S_POD_UID=uid-a",
-            ),
-        ];
-        let t = Instant::now();
-        let out = exec_plugin(bin, &env, conf.to_string().as_bytes()).unwrap();
-        let took = t.elapsed();
-        assert!(
-            out.success(),
-            "{} {command}: {}",
-            bin.display(),
-            String::from_utf8_lossy(&out.stdout)
-        );
-        took
-    };
-    let add = run("ADD");
-    let del = run("DEL");
-    (add, del, seen.lock().unwrap().len() - before)
-}
+use serde_json::Value;
 
 /// One set-up: the pod's networks and the plugin its delegates all run.
 struct Setup {
@@ -82,31 +43,8 @@ struct Setup {
 /// interleaved rounds of the delegates alone, vfplex both ways and Multus.
 fn compare(s: &Setup, multus: &Path, rounds: usize) {
     let n = &s.n;
-    let nad = |name: &str, conf: &Value| {
-        (
-            format!(
-                "/apis/k8s.cni.cncf.io/v1/namespaces/default/network-attachment-definitions/{name}"
-            ),
-            json!({"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
-                   "metadata": {"name": name, "namespace": "default"},
-                   "spec": {"config": conf.to_string()}}),
-        )
-    };
-    let pod = json!({"apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "pod-a", "namespace": "default", "uid": "uid-a",
-                     "annotations": {"k8s.v1.cni.cncf.io/networks": "net-a,net-b"}}});
-    let (port, seen) = api_server(
-        pod,
-        vec![nad("net-a", &s.confs[1].0), nad("net-b", &s.confs[2].0)],
-    );
     // One config both read: Multus's thin-plugin keys.
-    let bin_dir = s.plugin.parent().unwrap().display().to_string();
-    let mut api_conf = n.meta(
-        "1.0.0",
-        json!({"kubeconfig": kubeconfig(n, port), "binDir": bin_dir}),
-    );
-    std::fs::write(n.path("conf/10-cbr.conf"), s.confs[0].0.to_string()).unwrap();
-    api_conf.as_object_mut().unwrap().remove("nadDir");
+    let (api_conf, seen) = meta_with_api(n, &s.plugin, &s.confs);
     let mut conf = api_conf.clone();
     conf["runtimeConfig"] = pod_annotations("net-a,net-b");
     let ours = bin();
@@ -134,7 +72,7 @@ fn compare(s: &Setup, multus: &Path, rounds: usize) {
         for k in 0..3 {
             let j = (i + k) % 3;
             let (bin, c, id) = &runs[j];
-            took[j] = meta_add_del(n, bin, c, id, &seen);
+            took[j] = meta_add_del(n, bin, c, id, &seen, REF_PLUGINS);
         }
         let [(v_add, v_del, v_reqs), (a_add, a_del, a_reqs), (m_add, m_del, m_reqs)] = took;
         if i >= 3 {
@@ -190,10 +128,7 @@ fn main() {
         eprintln!("side-by-side bench needs root and {REF_PLUGINS}; skipped");
         return;
     }
-    let rounds: usize = std::env::var("VFPLEX_BENCH_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(60);
+    let rounds = rounds(60);
     // Bridge networks, the set-up: real delegates, whose own spread
     // (a few ms) is most of each round's.
     let n = Node::new();
@@ -213,12 +148,7 @@ fn main() {
     // noise.
     let n = Node::new();
     let plugin = noop_delegate(&n.path("noopbin"));
-    let noop = |name: &str| json!({"cniVersion": "1.0.0", "name": name, "type": "noop"});
-    let confs = [
-        (noop("cbr"), "eth0"),
-        (noop("net-a"), "net1"),
-        (noop("net-b"), "net2"),
-    ];
+    let confs = noop_confs();
     let noops = Setup {
         name: "side by side, no-op delegates",
         n,

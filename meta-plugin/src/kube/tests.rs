@@ -348,6 +348,20 @@ fn nad(ns: &str, name: &str) -> (String, String) {
     (ns.to_string(), name.to_string())
 }
 
+/// The path of NAD `ns/name`, as the echo server answers it.
+fn nad_path(ns: &str, name: &str) -> String {
+    format!("/apis/k8s.cni.cncf.io/v1/namespaces/{ns}/network-attachment-definitions/{name}")
+}
+
+/// The path each of the echo server's answers names, in order.
+fn answered(reads: NadReads<'_>) -> Vec<String> {
+    reads
+        .answers()
+        .into_iter()
+        .map(|a| a.unwrap().unwrap()["path"].as_str().unwrap().to_string())
+        .collect()
+}
+
 /// The NAD reads are on the server before ADD asks for their answers: what
 /// it does in between (the pod's netns, the cluster network's file)
 /// overlaps the round trip.
@@ -365,15 +379,10 @@ fn reads_reach_the_server_before_their_answers_are_read() {
         seen.recv_timeout(Duration::from_secs(20))
             .expect("a NAD read was not sent before its answer was asked for");
     }
-    let got: Vec<_> = reads
-        .answers()
-        .into_iter()
-        .map(|a| a.unwrap().unwrap()["path"].clone())
-        .collect();
-    let path = |ns: &str, n: &str| {
-        format!("/apis/k8s.cni.cncf.io/v1/namespaces/{ns}/network-attachment-definitions/{n}")
-    };
-    assert_eq!(got, [path("ns-a", "n1"), path("ns-b", "n2")]);
+    assert_eq!(
+        answered(reads),
+        [nad_path("ns-a", "n1"), nad_path("ns-b", "n2")]
+    );
     // On the connection opened ahead.
     assert_eq!(c.connections_opened(), 1);
     assert!(accepted.try_recv().is_err(), "a second connection");
@@ -442,19 +451,10 @@ fn interim_answers_answer_nothing() {
         );
     }
     let reads = c.send_nads(vec![nad("ns-a", "n1"), nad("ns-b", "n2")]);
-    let got: Vec<_> = reads
-        .answers()
-        .into_iter()
-        .map(|a| a.unwrap().unwrap()["path"].clone())
-        .collect();
-    assert!(got[0]
-        .as_str()
-        .unwrap()
-        .ends_with("/ns-a/network-attachment-definitions/n1"));
-    assert!(got[1]
-        .as_str()
-        .unwrap()
-        .ends_with("/ns-b/network-attachment-definitions/n2"));
+    assert_eq!(
+        answered(reads),
+        [nad_path("ns-a", "n1"), nad_path("ns-b", "n2")]
+    );
 }
 
 /// A server that closes after each answer (`Connection: close`): the
@@ -467,20 +467,18 @@ fn requests_a_closing_server_left_unanswered_go_again() {
         ..Echo::default()
     });
     let (_d, c) = plain_client(port, Duration::from_secs(5));
-    let wanted = vec![nad("ns-a", "n1"), nad("ns-b", "n2"), nad("ns-c", "n3")];
-    let got: Vec<_> = c
-        .send_nads(wanted.clone())
-        .answers()
-        .into_iter()
-        .map(|a| a.unwrap().unwrap()["path"].clone())
-        .collect();
-    for ((ns, name), path) in wanted.iter().zip(&got) {
-        assert!(
-            path.as_str()
-                .unwrap()
-                .ends_with(&format!("/{ns}/network-attachment-definitions/{name}")),
-            "{got:?}"
-        );
-    }
+    let reads = c.send_nads(vec![
+        nad("ns-a", "n1"),
+        nad("ns-b", "n2"),
+        nad("ns-c", "n3"),
+    ]);
+    assert_eq!(
+        answered(reads),
+        [
+            nad_path("ns-a", "n1"),
+            nad_path("ns-b", "n2"),
+            nad_path("ns-c", "n3")
+        ]
+    );
     assert_eq!(c.connections_opened(), 3);
 }
