@@ -182,10 +182,38 @@ fn boot_for(all: &[Scenario], noiommu: bool, tag: &str) -> Result<Report, LabErr
             let _ = std::fs::rename(&log, &kept);
             guest::boot(&cfg, tag)?
         }
+        // QEMU itself aborting on one of its own assertions (seen once in
+        // CI: `iotlb_to_section: Assertion 'section_index <
+        // d->map.sections_nb' failed`, QEMU 10.0.2's multi-threaded TCG
+        // racing a memory map change, between scenarios) is the emulator
+        // too: once more, saying so. The guest's own failures are not.
+        Err(LabError::Guest { why, log, .. })
+            if why.contains("stopped before DONE") && emulator_aborted(&log) =>
+        {
+            eprintln!(
+                "lab: QEMU aborted on an assertion of its own ({}); booting once more",
+                log.display()
+            );
+            let kept = log.with_extension("qemu-abort.log");
+            let _ = std::fs::rename(&log, &kept);
+            guest::boot(&cfg, tag)?
+        }
         other => other?,
     };
     eprintln!("lab inventory:\n{}", report.inventory());
     Ok(report)
+}
+
+/// Whether a guest's console log ends with QEMU's own assertion failure
+/// (its stderr goes to the same log): the emulator died, not the guest.
+fn emulator_aborted(log: &Path) -> bool {
+    std::fs::read(log).is_ok_and(|b| {
+        String::from_utf8_lossy(&b).lines().any(|l| {
+            l.starts_with("qemu-system-x86_64: ")
+                && l.contains("Assertion")
+                && l.ends_with("failed.")
+        })
+    })
 }
 
 /// Whether a guest's console log shows the kernel itself stalled (RCU stall,
@@ -427,6 +455,29 @@ mod tests {
         std::fs::write(&log, "VFPLEX-LAB: BEGIN 10-sriov\n(a plugin hangs)\n").unwrap();
         assert!(!guest_kernel_stalled(&log));
         assert!(!guest_kernel_stalled(&dir.join("missing.log")));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn only_qemus_own_assertion_is_booted_again() {
+        let dir = std::env::temp_dir().join(format!("vfplex-lab-abort-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("suite.log");
+        std::fs::write(&log, "VFPLEX-LAB: CHECK 12-sriov-parallel no-leases-left ok
+qemu-system-x86_64: system/physmem.c:2678: iotlb_to_section: Assertion `section_index < d->map.sections_nb' failed.
+# host: qemu exited Ok(ExitStatus(unix_wait_status(6))) after 68.4s
+").unwrap();
+        assert!(emulator_aborted(&log));
+        // A guest program's assertion, or QEMU saying something else: no.
+        std::fs::write(
+            &log,
+            "sriov: src/x.rs:1: Assertion `a' failed.
+qemu-system-x86_64: terminating on signal 15
+",
+        )
+        .unwrap();
+        assert!(!emulator_aborted(&log));
+        assert!(!emulator_aborted(&dir.join("missing.log")));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
