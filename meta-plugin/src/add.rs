@@ -100,12 +100,10 @@ fn attach(
     }
     entry.delegates = delegates.clone();
     let dir = &ctx.conf.cni_dir;
-    // The results go into the entry while the API server answers the
-    // report (a rename over the entry waits for the new file's blocks,
-    // ext4's auto_da_alloc: ~0.3 ms, as long as the report's round trip).
+    // The results are recorded while the API server answers the report.
     let updated = match &ctx.kube {
-        Some(kube) => report(kube, pod, &delegates, || cache::update(dir, &entry)),
-        None => cache::update(dir, &entry),
+        Some(kube) => report(kube, pod, &delegates, || cache::record_results(dir, &entry)),
+        None => cache::record_results(dir, &entry),
     };
     // The report is out by now, naming the interfaces; and DEL needs only
     // the entry saved before the delegates, which lists every one of them.

@@ -3,7 +3,8 @@
 //! works when the NAD, the pod or the API server is gone. vfplex writes a JSON
 //! object; an array there is Multus's (crate::multus). 0700 directory, 0600
 //! file, atomic and fsynced writes; the container ID is validated before it
-//! becomes a name. `<cniDir>/.locks/<containerID>`: the flock every writer of
+//! becomes a name. ADD keeps its delegates' results beside the entry, in
+//! `<cniDir>/.<containerID>.results` ([`record_results`]). `<cniDir>/.locks/<containerID>`: the flock every writer of
 //! a container's entry holds (ADD, DEL, GC, the hot-plug agent), so a change
 //! to a running pod and the runtime's own DEL never interleave.
 
@@ -50,7 +51,8 @@ pub fn path(dir: &str, container_id: &str) -> Result<PathBuf, MetaError> {
 /// Write the entry durably (fsynced file and directory) before the caller
 /// goes on: a hot-plug change records an attachment before its delegate
 /// runs. The directory must be root's alone, the file is created fresh and
-/// never through a symlink.
+/// never through a symlink. The entry then holds every result itself: the
+/// results ADD kept beside it ([`record_results`]) go.
 pub fn save(dir: &str, e: &Entry) -> Result<(), MetaError> {
     write(dir, e, true)
 }
@@ -69,6 +71,8 @@ pub fn save(dir: &str, e: &Entry) -> Result<(), MetaError> {
 pub fn save_beside(dir: &str, e: &Entry) -> Result<Durable, MetaError> {
     let (d, data) = prepare(dir, e)?;
     let path = d.join(&e.container_id);
+    // Results a crashed ADD of the same container left are not this one's.
+    forget_results(d, &e.container_id);
     match vfplex_cni::files::write_atomic_syncing(d, &e.container_id, &data) {
         Ok(syncing) => Ok(Durable { syncing, path }),
         Err(x) => Err(err(&path, x)),
@@ -89,18 +93,64 @@ impl Durable {
     }
 }
 
-/// Record the results in the entry [`save`] or [`save_beside`] made
-/// durable: atomically, but without waiting for the disk. A power loss that
-/// dropped them would drop the pod's namespace with them, and DEL needs only
-/// the entry.
+/// Rewrite the entry (a hot-plug change), atomically, without waiting for
+/// the disk; it holds every result itself afterwards, as [`save`]'s does.
 pub fn update(dir: &str, e: &Entry) -> Result<(), MetaError> {
     write(dir, e, false)
+}
+
+/// ADD's results, recorded beside the entry [`save_beside`] made durable,
+/// in `.<containerID>.results` (a name no container ID has: IDs start with a
+/// letter or a digit), which [`lookup`] reads into the entry's delegates
+/// that have no result. Not over the entry: a rename that replaces a file
+/// makes ext4 (auto_da_alloc) write the new file's blocks out first, ~0.3 ms
+/// on every ADD (docs/benchmarks.md), while one to a name not taken does
+/// not. Nor durable: after a power loss the file may be empty or missing, and
+/// is then not read; DEL needs only the entry, which lists every delegate.
+pub fn record_results(dir: &str, e: &Entry) -> Result<(), MetaError> {
+    let (d, data) = prepare(dir, e)?;
+    let name = results_name(&e.container_id);
+    vfplex_cni::files::write_atomic(d, &name, &data, false).map_err(|x| err(&d.join(&name), x))
+}
+
+fn results_name(container_id: &str) -> String {
+    format!(".{container_id}.results")
+}
+
+/// Drop the results kept beside a container's entry (best effort: a left
+/// one is never read into another ADD's entry, [`save_beside`] drops it).
+fn forget_results(d: &Path, container_id: &str) {
+    let _ = std::fs::remove_file(d.join(results_name(container_id)));
+}
+
+/// The results [`record_results`] kept, into the delegates of `e` that have
+/// none: matched by network and interface, from a file about this container.
+fn with_results(d: &Path, e: &mut Entry) {
+    if e.delegates.iter().all(|x| x.result.is_some()) {
+        return;
+    }
+    let Some(kept) = std::fs::read(d.join(results_name(&e.container_id)))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Entry>(&b).ok())
+        .filter(|k| k.container_id == e.container_id)
+    else {
+        return;
+    };
+    for x in e.delegates.iter_mut().filter(|x| x.result.is_none()) {
+        x.result = kept
+            .delegates
+            .iter()
+            .find(|k| k.network == x.network && k.ifname == x.ifname)
+            .and_then(|k| k.result.clone());
+    }
 }
 
 fn write(dir: &str, e: &Entry, durable: bool) -> Result<(), MetaError> {
     let (d, data) = prepare(dir, e)?;
     vfplex_cni::files::write_atomic(d, &e.container_id, &data, durable)
-        .map_err(|x| err(&d.join(&e.container_id), x))
+        .map_err(|x| err(&d.join(&e.container_id), x))?;
+    forget_results(d, &e.container_id);
+    Ok(())
 }
 
 /// The checked container ID, the private directory and the entry's bytes.
@@ -130,8 +180,11 @@ pub fn lookup(dir: &str, container_id: &str) -> Result<Cached, MetaError> {
         Ok(b) => match crate::multus::parse_entry(&b) {
             Some(Ok(m)) => Cached::Multus(m),
             Some(Err(why)) => Cached::Unreadable(err(&p, why).to_string()),
-            None => match serde_json::from_slice(&b) {
-                Ok(e) => Cached::Entry(Box::new(e)),
+            None => match serde_json::from_slice::<Entry>(&b) {
+                Ok(mut e) => {
+                    with_results(Path::new(dir), &mut e);
+                    Cached::Entry(Box::new(e))
+                }
                 Err(x) => Cached::Unreadable(err(&p, x).to_string()),
             },
         },
@@ -159,7 +212,10 @@ pub fn remove(dir: &str, container_id: &str) -> Result<(), MetaError> {
     let p = path(dir, container_id)?;
     match std::fs::remove_file(&p) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(err(&p, e)),
-        _ => Ok(()),
+        _ => {
+            forget_results(Path::new(dir), container_id);
+            Ok(())
+        }
     }
 }
 
@@ -317,5 +373,75 @@ mod tests {
         held.release();
         assert!(!Path::new(&dir).join(".locks/ctr-1").exists());
         assert!(lock(&dir, "ctr-1", Duration::from_secs(5)).is_ok());
+    }
+
+    fn entry(id: &str, networks: &[&str]) -> Entry {
+        let delegates = networks
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let mut d = Delegate::empty_for(n.to_string(), Default::default());
+                d.ifname = format!("net{i}");
+                d
+            })
+            .collect();
+        Entry {
+            container_id: id.into(),
+            netns: None,
+            pod_namespace: "default".into(),
+            pod_name: "p".into(),
+            delegates,
+            fixed: Some(1),
+        }
+    }
+
+    #[test]
+    fn add_results_are_kept_beside_the_entry_and_go_with_it() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let dir = t.path().join("cni").display().to_string();
+        let d = Path::new(&dir);
+        let mut e = entry("ctr-1", &["cbr", "default/a"]);
+        // A crashed ADD of the same container left results: not this one's.
+        std::fs::create_dir_all(d).expect("dir");
+        std::fs::write(d.join(".ctr-1.results"), "{}").expect("stale");
+        save_beside(&dir, &e)
+            .expect("save")
+            .wait()
+            .expect("durable");
+        assert!(!d.join(".ctr-1.results").exists());
+        let saved = std::fs::read(d.join("ctr-1")).expect("entry");
+        for (i, x) in e.delegates.iter_mut().enumerate() {
+            x.result = Some(
+                serde_json::json!({"cniVersion": "1.0.0", "ips": [{"address": format!("10.0.0.{i}/24")}]}),
+            );
+        }
+        record_results(&dir, &e).expect("results");
+        // The entry itself is not rewritten; a read has both.
+        assert_eq!(std::fs::read(d.join("ctr-1")).expect("entry"), saved);
+        let got = load(&dir, "ctr-1").expect("load").expect("entry");
+        let results: Vec<_> = got.delegates.iter().map(|x| x.result.clone()).collect();
+        let want: Vec<_> = e.delegates.iter().map(|x| x.result.clone()).collect();
+        assert_eq!(results, want);
+        // Not GC's: the list holds the container once.
+        assert_eq!(list(&dir), ["ctr-1"]);
+        // Results made empty by a power loss: the entry, without them.
+        std::fs::write(d.join(".ctr-1.results"), "").expect("torn");
+        let got = load(&dir, "ctr-1").expect("load").expect("entry");
+        assert!(got.delegates.iter().all(|x| x.result.is_none()));
+        // Another container's results are never taken.
+        let mut other = entry("ctr-2", &["cbr", "default/a"]);
+        other.delegates[0].result = Some(serde_json::json!({"cniVersion": "1.0.0"}));
+        record_results(&dir, &other).expect("results");
+        std::fs::rename(d.join(".ctr-2.results"), d.join(".ctr-1.results")).expect("mv");
+        let got = load(&dir, "ctr-1").expect("load").expect("entry");
+        assert!(got.delegates.iter().all(|x| x.result.is_none()));
+        // A rewrite of the entry (hot-plug) holds the results itself: the
+        // kept ones go; and DEL's remove takes both.
+        record_results(&dir, &e).expect("results");
+        update(&dir, &e).expect("update");
+        assert!(!d.join(".ctr-1.results").exists());
+        record_results(&dir, &e).expect("results");
+        remove(&dir, "ctr-1").expect("remove");
+        assert!(!d.join("ctr-1").exists() && !d.join(".ctr-1.results").exists());
     }
 }
