@@ -204,11 +204,16 @@ pub const VFS: [&str; 4] = [
     "0000:81:10.6",
 ];
 
-/// Every readable entry of vfplex's cache, with its file name.
+/// Every readable entry of vfplex's cache, with its file name (the
+/// sandbox's ID): not the results ADD keeps beside an entry
+/// (`.<id>.results`), the locks or a write in flight.
 pub fn cache_entries() -> Vec<(String, Value)> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(CACHE_DIR).into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || name.contains(".tmp") {
+            continue;
+        }
         if let Some(v) = std::fs::read(e.path())
             .ok()
             .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
