@@ -72,6 +72,7 @@ fn attach(
         pod_name: pod.name.clone(),
         delegates: delegates.clone(),
         fixed: Some(fixed),
+        results_beside: Some(cache::results_tag()),
     };
     // Remember first: a crash between here and the end still leaves DEL a
     // list, device-info files included. On disk by the time all are attached.

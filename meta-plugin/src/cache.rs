@@ -34,6 +34,11 @@ pub struct Entry {
     /// wrote, which hot-plug therefore leaves alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fixed: Option<usize>,
+    /// The tag of the results ADD keeps beside the entry ([`record_results`]):
+    /// only a results file with the same tag is read into it. None once the
+    /// entry holds its results itself (after a hot-plug change).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub results_beside: Option<String>,
 }
 
 fn err(path: &Path, e: impl std::fmt::Display) -> MetaError {
@@ -101,8 +106,8 @@ pub fn update(dir: &str, e: &Entry) -> Result<(), MetaError> {
 
 /// ADD's results, recorded beside the entry [`save_beside`] made durable,
 /// in `.<containerID>.results` (a name no container ID has: IDs start with a
-/// letter or a digit), which [`lookup`] reads into the entry's delegates
-/// that have no result. Not over the entry: a rename that replaces a file
+/// letter or a digit), which [`lookup`] reads in place of the entry's
+/// delegates when its tag is the entry's (`results_beside`). Not over the entry: a rename that replaces a file
 /// makes ext4 (auto_da_alloc) write the new file's blocks out first, ~0.3 ms
 /// on every ADD (docs/benchmarks.md), while one to a name not taken does
 /// not. Nor durable: after a power loss the file may be empty or missing, and
@@ -111,6 +116,14 @@ pub fn record_results(dir: &str, e: &Entry) -> Result<(), MetaError> {
     let (d, data) = prepare(dir, e)?;
     let name = results_name(&e.container_id);
     vfplex_cni::files::write_atomic(d, &name, &data, false).map_err(|x| err(&d.join(&name), x))
+}
+
+/// Drop the results kept beside a container's entry when the entry is gone
+/// (a DEL killed between the two unlinks left them).
+pub fn drop_results(dir: &str, container_id: &str) -> Result<(), MetaError> {
+    validate::container_id("CNI_CONTAINERID", container_id)?;
+    forget_results(Path::new(dir), container_id);
+    Ok(())
 }
 
 fn results_name(container_id: &str) -> String {
@@ -123,30 +136,49 @@ fn forget_results(d: &Path, container_id: &str) {
     let _ = std::fs::remove_file(d.join(results_name(container_id)));
 }
 
-/// The results [`record_results`] kept, into the delegates of `e` that have
-/// none: matched by network and interface, from a file about this container.
+/// A tag for the results of one ADD: this process and this moment.
+pub fn results_tag() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|t| t.as_nanos())
+        .unwrap_or_default();
+    format!("{}-{nanos}", std::process::id())
+}
+
+/// The delegates [`record_results`] kept, in place of `e`'s: only from a
+/// file of this container and this ADD (its tag), listing the same networks
+/// on the same interfaces; each as ADD left it (its result, and its runtime
+/// arguments: a device-info file that could not be copied is not passed).
 fn with_results(d: &Path, e: &mut Entry) {
-    if e.delegates.iter().all(|x| x.result.is_some()) {
-        return;
-    }
-    let Some(kept) = std::fs::read(d.join(results_name(&e.container_id)))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<Entry>(&b).ok())
-        .filter(|k| k.container_id == e.container_id)
-    else {
+    let Some(tag) = &e.results_beside else {
         return;
     };
-    for x in e.delegates.iter_mut().filter(|x| x.result.is_none()) {
-        x.result = kept
-            .delegates
-            .iter()
-            .find(|k| k.network == x.network && k.ifname == x.ifname)
-            .and_then(|k| k.result.clone());
+    let same = |k: &Entry| {
+        k.container_id == e.container_id
+            && k.results_beside.as_ref() == Some(tag)
+            && k.delegates.len() == e.delegates.len()
+            && k.delegates
+                .iter()
+                .zip(&e.delegates)
+                .all(|(a, b)| a.network == b.network && a.ifname == b.ifname)
+    };
+    if let Some(kept) = std::fs::read(d.join(results_name(&e.container_id)))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Entry>(&b).ok())
+        .filter(same)
+    {
+        e.delegates = kept.delegates;
     }
 }
 
 fn write(dir: &str, e: &Entry, durable: bool) -> Result<(), MetaError> {
-    let (d, data) = prepare(dir, e)?;
+    // The entry holds every result from now on: a results file left beside
+    // it (a kill before it goes) can never match it again.
+    let e = Entry {
+        results_beside: None,
+        ..e.clone()
+    };
+    let (d, data) = prepare(dir, &e)?;
     vfplex_cni::files::write_atomic(d, &e.container_id, &data, durable)
         .map_err(|x| err(&d.join(&e.container_id), x))?;
     forget_results(d, &e.container_id);
@@ -392,7 +424,12 @@ mod tests {
             pod_name: "p".into(),
             delegates,
             fixed: Some(1),
+            results_beside: Some(results_tag()),
         }
+    }
+
+    fn results(e: &Entry) -> Vec<Option<serde_json::Value>> {
+        e.delegates.iter().map(|x| x.result.clone()).collect()
     }
 
     #[test]
@@ -415,33 +452,65 @@ mod tests {
                 serde_json::json!({"cniVersion": "1.0.0", "ips": [{"address": format!("10.0.0.{i}/24")}]}),
             );
         }
+        // What ADD changed in a delegate besides its result comes along too
+        // (a device-info file it could not copy is not passed).
+        e.delegates[1].runtime.insert("k".into(), "v".into());
         record_results(&dir, &e).expect("results");
         // The entry itself is not rewritten; a read has both.
         assert_eq!(std::fs::read(d.join("ctr-1")).expect("entry"), saved);
         let got = load(&dir, "ctr-1").expect("load").expect("entry");
-        let results: Vec<_> = got.delegates.iter().map(|x| x.result.clone()).collect();
-        let want: Vec<_> = e.delegates.iter().map(|x| x.result.clone()).collect();
-        assert_eq!(results, want);
+        assert_eq!(results(&got), results(&e));
+        assert_eq!(got.delegates[1].runtime, e.delegates[1].runtime);
         // Not GC's: the list holds the container once.
         assert_eq!(list(&dir), ["ctr-1"]);
-        // Results made empty by a power loss: the entry, without them.
+        let none = vec![None, None];
+        // Not read: results made empty by a power loss, another container's,
+        // another ADD's (its tag), or for other networks.
         std::fs::write(d.join(".ctr-1.results"), "").expect("torn");
-        let got = load(&dir, "ctr-1").expect("load").expect("entry");
-        assert!(got.delegates.iter().all(|x| x.result.is_none()));
-        // Another container's results are never taken.
-        let mut other = entry("ctr-2", &["cbr", "default/a"]);
-        other.delegates[0].result = Some(serde_json::json!({"cniVersion": "1.0.0"}));
-        record_results(&dir, &other).expect("results");
-        std::fs::rename(d.join(".ctr-2.results"), d.join(".ctr-1.results")).expect("mv");
-        let got = load(&dir, "ctr-1").expect("load").expect("entry");
-        assert!(got.delegates.iter().all(|x| x.result.is_none()));
+        assert_eq!(
+            results(&load(&dir, "ctr-1").expect("load").expect("entry")),
+            none
+        );
+        let mut foreign = vec![
+            Entry {
+                container_id: "ctr-2".into(),
+                ..e.clone()
+            },
+            Entry {
+                results_beside: Some("older".into()),
+                ..e.clone()
+            },
+        ];
+        let mut other = e.clone();
+        other.delegates[1].network = "default/b".into();
+        foreign.push(other);
+        for f in &foreign {
+            std::fs::write(
+                d.join(".ctr-1.results"),
+                serde_json::to_vec(f).expect("json"),
+            )
+            .expect("write");
+            assert_eq!(
+                results(&load(&dir, "ctr-1").expect("load").expect("entry")),
+                none
+            );
+        }
         // A rewrite of the entry (hot-plug) holds the results itself: the
-        // kept ones go; and DEL's remove takes both.
+        // kept ones go, and should they stay (a kill), they no longer match.
         record_results(&dir, &e).expect("results");
-        update(&dir, &e).expect("update");
+        let mut changed = load(&dir, "ctr-1").expect("load").expect("entry");
+        changed.delegates[1].result = None;
+        update(&dir, &changed).expect("update");
         assert!(!d.join(".ctr-1.results").exists());
         record_results(&dir, &e).expect("results");
+        let got = load(&dir, "ctr-1").expect("load").expect("entry");
+        assert_eq!(got.delegates[1].result, None);
+        assert_eq!(got.results_beside, None);
+        // DEL's remove takes both; results left without an entry go too.
         remove(&dir, "ctr-1").expect("remove");
         assert!(!d.join("ctr-1").exists() && !d.join(".ctr-1.results").exists());
+        record_results(&dir, &e).expect("results");
+        drop_results(&dir, "ctr-1").expect("drop");
+        assert!(!d.join(".ctr-1.results").exists());
     }
 }

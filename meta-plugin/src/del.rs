@@ -57,8 +57,10 @@ fn del_locked(ctx: &Ctx, req: &Request, deadline: std::time::Instant) -> Result<
             return del_multus(ctx, req, &call, r);
         }
         cache::Cached::Absent => {
-            // Never added, already deleted, or lost: release what can be known.
+            // Never added, already deleted, or lost: release what can be known
+            // (and results a killed DEL left without their entry).
             del_derived(ctx, req, &call);
+            cache::drop_results(&ctx.conf.cni_dir, &req.container_id)?;
             return Ok(());
         }
         cache::Cached::Unreadable(why) => {

@@ -185,6 +185,15 @@ fn device_ids_from_the_checkpoint_without_pod_resources() {
         "0000:01:10.2",
         "DEL gets the same config"
     );
+    // And, CNI 1.0.0, each delegate's ADD result as its prevResult (ADD
+    // keeps the results beside the entry).
+    for ifname in ["eth0", "net1", "net2"] {
+        let del = seen(&n, &format!("DEL-{ifname}.json"));
+        assert_eq!(
+            del["prevResult"]["ips"][0]["address"], "10.95.0.2/24",
+            "{ifname}: {del}"
+        );
+    }
 }
 
 /// The files under `dir`, by name.
