@@ -165,43 +165,45 @@ fn boot_for(all: &[Scenario], noiommu: bool, tag: &str) -> Result<Report, LabErr
         scenarios: all.iter().map(|s| s.path.clone()).collect(),
         ..Default::default()
     };
-    let report = match guest::boot(&cfg, tag) {
-        // TCG quirk: under host load the emulated CPUs can miss timer ticks
-        // long enough for the guest kernel to report an RCU stall or a soft
-        // lockup and never finish. That is the emulator, not vfplex: boot once
-        // more, saying so. A hang of our own (no such kernel report) is not
-        // retried, and neither is any failed check.
-        Err(LabError::Guest { why, log, .. })
-            if why.contains("did not finish") && guest_kernel_stalled(&log) =>
-        {
-            eprintln!(
-                "lab: the guest kernel stalled under emulation ({}); booting once more",
-                log.display()
-            );
-            let kept = log.with_extension("stalled.log");
-            let _ = std::fs::rename(&log, &kept);
+    // The emulator failing, not vfplex: boot once more, saying so (see
+    // `emulator_failure`). A hang of our own or any failed check is not
+    // retried.
+    let first = guest::boot(&cfg, tag);
+    let again = match &first {
+        Err(LabError::Guest { why, log, .. }) => {
+            emulator_failure(why, log).map(|(what, kept)| (what, log.clone(), kept))
+        }
+        _ => None,
+    };
+    let report = match again {
+        Some((what, log, kept)) => {
+            eprintln!("lab: {what} ({}); booting once more", log.display());
+            let _ = std::fs::rename(&log, log.with_extension(kept));
             guest::boot(&cfg, tag)?
         }
-        // QEMU itself aborting on one of its own assertions (seen once in
-        // CI: `iotlb_to_section: Assertion 'section_index <
-        // d->map.sections_nb' failed`, QEMU 10.0.2's multi-threaded TCG
-        // racing a memory map change, between scenarios) is the emulator
-        // too: once more, saying so. The guest's own failures are not.
-        Err(LabError::Guest { why, log, .. })
-            if why.contains("stopped before DONE") && emulator_aborted(&log) =>
-        {
-            eprintln!(
-                "lab: QEMU aborted on an assertion of its own ({}); booting once more",
-                log.display()
-            );
-            let kept = log.with_extension("qemu-abort.log");
-            let _ = std::fs::rename(&log, &kept);
-            guest::boot(&cfg, tag)?
-        }
-        other => other?,
+        None => first?,
     };
     eprintln!("lab inventory:\n{}", report.inventory());
     Ok(report)
+}
+
+/// What the emulator did when a guest failed because of it, and the
+/// extension its console log is kept under:
+/// - under host load TCG's emulated CPUs can miss timer ticks long enough for
+///   the guest kernel to report an RCU stall or a soft lockup and never
+///   finish;
+/// - QEMU itself can abort on one of its own assertions (seen once in CI:
+///   `iotlb_to_section: Assertion 'section_index < d->map.sections_nb'
+///   failed`, QEMU 10.0.2's multi-threaded TCG racing a memory map change,
+///   between scenarios).
+fn emulator_failure(why: &str, log: &Path) -> Option<(&'static str, &'static str)> {
+    if why.contains("did not finish") && guest_kernel_stalled(log) {
+        Some(("the guest kernel stalled under emulation", "stalled.log"))
+    } else if why.contains("stopped before DONE") && emulator_aborted(log) {
+        Some(("QEMU aborted on an assertion of its own", "qemu-abort.log"))
+    } else {
+        None
+    }
 }
 
 /// Whether a guest's console log ends with QEMU's own assertion failure
@@ -468,6 +470,8 @@ qemu-system-x86_64: system/physmem.c:2678: iotlb_to_section: Assertion `section_
 # host: qemu exited Ok(ExitStatus(unix_wait_status(6))) after 68.4s
 ").unwrap();
         assert!(emulator_aborted(&log));
+        assert!(emulator_failure("guest stopped before DONE (signal 6)", &log).is_some());
+        assert!(emulator_failure("guest did not finish within 600s", &log).is_none());
         // A guest program's assertion, or QEMU saying something else: no.
         std::fs::write(
             &log,
