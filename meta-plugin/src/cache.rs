@@ -4,9 +4,10 @@
 //! object; an array there is Multus's (crate::multus). 0700 directory, 0600
 //! file, atomic and fsynced writes; the container ID is validated before it
 //! becomes a name. ADD keeps its delegates' results beside the entry, in
-//! `<cniDir>/.<containerID>.results` ([`record_results`]). `<cniDir>/.locks/<containerID>`: the flock every writer of
-//! a container's entry holds (ADD, DEL, GC, the hot-plug agent), so a change
-//! to a running pod and the runtime's own DEL never interleave.
+//! `<cniDir>/.<containerID>.results` ([`record_results`]).
+//! `<cniDir>/.locks/<containerID>`: the flock every writer of a container's
+//! entry holds (ADD, DEL, GC, the hot-plug agent), so a change to a running
+//! pod and the runtime's own DEL never interleave.
 
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
@@ -107,10 +108,10 @@ pub fn update(dir: &str, e: &Entry) -> Result<(), MetaError> {
 /// ADD's results, recorded beside the entry [`save_beside`] made durable,
 /// in `.<containerID>.results` (a name no container ID has: IDs start with a
 /// letter or a digit), which [`lookup`] reads in place of the entry's
-/// delegates when its tag is the entry's (`results_beside`). Not over the entry: a rename that replaces a file
-/// makes ext4 (auto_da_alloc) write the new file's blocks out first, ~0.3 ms
-/// on every ADD (docs/benchmarks.md), while one to a name not taken does
-/// not. Nor durable: after a power loss the file may be empty or missing, and
+/// delegates when its tag is the entry's (`results_beside`). Not over the
+/// entry: a rename that replaces a file makes ext4 (auto_da_alloc) write the
+/// new file's blocks out first, ~0.3 ms on every ADD (docs/benchmarks.md),
+/// while one to a name not taken does not. Nor durable: after a power loss the file may be empty or missing, and
 /// is then not read; DEL needs only the entry, which lists every delegate.
 pub fn record_results(dir: &str, e: &Entry) -> Result<(), MetaError> {
     let (d, data) = prepare(dir, e)?;

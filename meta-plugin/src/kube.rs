@@ -89,10 +89,6 @@ impl KubeClient {
     fn send(&self, reqs: &[Request<'_>]) -> Pending<'_> {
         Pending {
             client: self,
-            names: reqs
-                .iter()
-                .map(|r| (r.method.to_string(), r.path.to_string()))
-                .collect(),
             sent: self.transport.send(reqs),
         }
     }
@@ -135,15 +131,12 @@ impl KubeClient {
 /// Requests on their way to the API server, answers not read yet.
 pub(crate) struct Pending<'c> {
     client: &'c KubeClient,
-    names: Vec<(String, String)>,
     sent: transport::Sent<'c>,
 }
 
 impl std::fmt::Debug for Pending<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pending")
-            .field("requests", &self.names)
-            .finish_non_exhaustive()
+        f.debug_struct("Pending").finish_non_exhaustive()
     }
 }
 
@@ -151,10 +144,10 @@ impl Pending<'_> {
     /// Each answer, checked as [`KubeClient::json`] checks one.
     fn answers(self) -> Vec<Result<Option<Value>, KubeError>> {
         let client = self.client;
-        self.names
-            .iter()
-            .zip(self.sent.answers())
-            .map(|((method, path), a)| client.checked(method, path, a))
+        self.sent
+            .answers()
+            .into_iter()
+            .map(|a| client.checked(&a.method, &a.path, a.got))
             .collect()
     }
 }

@@ -105,11 +105,7 @@ impl<'a> Resolver<'a> {
         let Some(reads) = self.ahead.borrow_mut().take() else {
             return;
         };
-        let wanted = reads.wanted().to_vec();
-        let got = reads.answers();
-        self.prefetched
-            .borrow_mut()
-            .extend(wanted.into_iter().zip(got));
+        self.prefetched.borrow_mut().extend(reads.answers());
     }
 
     /// A NAD by namespace and name.

@@ -36,21 +36,10 @@ impl KubeClient {
 
     /// One annotation (the network-status) merge-patched onto the pod
     /// through its status subresource (what Multus's RBAC grants:
-    /// pods/status), and the pod's Events, pipelined: the patch's outcome and
-    /// each Event's. A server that takes no PATCH there gets what Multus
-    /// sends: the whole pod, updated (PUT).
-    pub fn report(
-        &self,
-        pod: &PodRef<'_>,
-        key: &str,
-        value: &str,
-        events: &[EventDesc<'_>],
-    ) -> (Result<(), KubeError>, Vec<Result<(), KubeError>>) {
-        self.send_report(pod, key, value, events).outcome()
-    }
-
-    /// The first half of [`Self::report`]: the patch and the Events
-    /// written, their answers read by [`ReportSent::outcome`].
+    /// pods/status), and the pod's Events, pipelined: written now, the
+    /// patch's outcome and each Event's read by [`ReportSent::outcome`]. A
+    /// server that takes no PATCH there gets what Multus sends: the whole
+    /// pod, updated (PUT).
     pub fn send_report(
         &self,
         pod: &PodRef<'_>,

@@ -15,13 +15,8 @@ impl KubeClient {
     /// allow: a namespace that several are wanted from is listed once from
     /// the API server's watch cache (`resourceVersion=0`, no etcd read), the
     /// others are GETs, all pipelined; a NAD the cached list lacks (created
-    /// a moment ago) is then read with a GET. `None` for a NAD not there.
-    pub fn nads(&self, wanted: &[(String, String)]) -> Vec<Result<Option<Value>, KubeError>> {
-        self.send_nads(wanted.to_vec()).answers()
-    }
-
-    /// The first half of [`Self::nads`]: the LISTs and GETs written, their
-    /// answers read by [`NadReads::answers`].
+    /// a moment ago) is then read with a GET. Written now, their answers read
+    /// by [`NadReads::answers`].
     pub fn send_nads(&self, wanted: Vec<(String, String)>) -> NadReads<'_> {
         let mut per_ns: std::collections::BTreeMap<&str, usize> = Default::default();
         for (ns, _) in &wanted {
@@ -68,6 +63,9 @@ fn gets(paths: &[String]) -> Vec<Request<'_>> {
         .collect()
 }
 
+/// A NAD (namespace, name) and what was read of it.
+pub type NadRead = ((String, String), Result<Option<Value>, KubeError>);
+
 /// NAD reads on their way ([`KubeClient::send_nads`]).
 #[derive(Debug)]
 pub struct NadReads<'c> {
@@ -79,13 +77,9 @@ pub struct NadReads<'c> {
 }
 
 impl NadReads<'_> {
-    /// The NADs asked for, in the order of [`Self::answers`].
-    pub fn wanted(&self) -> &[(String, String)] {
-        &self.wanted
-    }
-
-    /// Each wanted NAD, in order: `None` for one not there.
-    pub fn answers(self) -> Vec<Result<Option<Value>, KubeError>> {
+    /// Each wanted NAD (namespace and name) and what was read of it, in the
+    /// order asked: `None` for one not there.
+    pub fn answers(self) -> Vec<NadRead> {
         let NadReads {
             client,
             wanted,
@@ -135,7 +129,7 @@ impl NadReads<'_> {
                 out[i] = a;
             }
         }
-        out
+        wanted.into_iter().zip(out).collect()
     }
 }
 

@@ -358,7 +358,7 @@ fn answered(reads: NadReads<'_>) -> Vec<String> {
     reads
         .answers()
         .into_iter()
-        .map(|a| a.unwrap().unwrap()["path"].as_str().unwrap().to_string())
+        .map(|(_, a)| a.unwrap().unwrap()["path"].as_str().unwrap().to_string())
         .collect()
 }
 
@@ -414,7 +414,7 @@ fn time_between_sending_and_reading_is_not_the_servers() {
     seen.recv_timeout(Duration::from_secs(20)).unwrap();
     std::thread::sleep(Duration::from_millis(500));
     let got = reads.answers();
-    assert!(matches!(got.as_slice(), [Ok(Some(_))]), "{got:?}");
+    assert!(matches!(got.as_slice(), [(_, Ok(Some(_)))]), "{got:?}");
 }
 
 /// A connect started ahead to a port nobody listens on: the request says

@@ -98,6 +98,14 @@ struct Encoded {
     bytes: Vec<u8>,
 }
 
+/// A request's answer (`Ok((status, body))` for any HTTP answer), or why
+/// there is none.
+pub struct Answer {
+    pub method: String,
+    pub path: String,
+    pub got: Result<(u16, Vec<u8>), KubeError>,
+}
+
 /// Requests written on a connection and their answers not yet read
 /// ([`Transport::send`]). Dropped unread, its connection is closed: the
 /// next request opens a new one.
@@ -136,8 +144,9 @@ impl Sent<'_> {
                 None if self.new_left == 0 => {
                     return self.give_up("the server keeps closing the connection");
                 }
-                // A warm connection may have waited long (the lock, the delegates): one the
-                // server dropped meanwhile is replaced as a kept one is.
+                // A warm connection may have waited long (the lock, the
+                // delegates): one the server dropped meanwhile is replaced
+                // as a kept one is.
                 None => match self.transport.new_stream(self.deadline) {
                     Ok((s, warm)) => {
                         self.new_left -= 1;
@@ -164,7 +173,7 @@ impl Sent<'_> {
     /// The answers, in order: read off the connection they were written on;
     /// requests a server left unanswered (it closed after an answer) are
     /// sent again on a new connection.
-    pub fn answers(mut self) -> Vec<Result<(u16, Vec<u8>), KubeError>> {
+    pub fn answers(mut self) -> Vec<Answer> {
         // The bound is on the request, connect and write included; what the
         // caller did between the write and now (ADD's netns and files) does
         // not count against it.
@@ -196,7 +205,16 @@ impl Sent<'_> {
         if let Some(k) = self.kept.take() {
             *lock(&self.transport.conn) = Some(k);
         }
-        std::mem::take(&mut self.out)
+        let out = std::mem::take(&mut self.out);
+        self.reqs
+            .into_iter()
+            .zip(out)
+            .map(|(r, got)| Answer {
+                method: r.method,
+                path: r.path,
+                got,
+            })
+            .collect()
     }
 }
 
@@ -241,23 +259,18 @@ impl Transport {
         body: Option<(&str, &[u8])>,
     ) -> Result<(u16, Vec<u8>), KubeError> {
         let req = Request { method, path, body };
-        self.pipeline(&[req])
-            .into_iter()
-            .next()
+        self.send(&[req])
+            .answers()
+            .pop()
+            .map(|a| a.got)
             .unwrap_or_else(|| Err(self.unavailable(format!("{method} {path}: no answer"))))
     }
 
     /// Requests that do not depend on each other, pipelined on the kept
-    /// connection; an answer (or the reason there is none) for each, in
-    /// order. The deadline is one request's bound from now: the answers
-    /// come back to back.
-    pub fn pipeline(&self, reqs: &[Request<'_>]) -> Vec<Result<(u16, Vec<u8>), KubeError>> {
-        self.send(reqs).answers()
-    }
-
-    /// The first half of [`Self::pipeline`]: the requests written, their
-    /// answers read by [`Sent::answers`]. What the caller does in between
-    /// overlaps the server's work and the round trip.
+    /// connection: written now, their answers read by [`Sent::answers`] (an
+    /// answer, or the reason there is none, for each, in order). What the
+    /// caller does in between overlaps the server's work and the round trip.
+    /// The bound is one request's: the answers come back to back.
     pub fn send(&self, reqs: &[Request<'_>]) -> Sent<'_> {
         let mut sent = Sent {
             transport: self,
