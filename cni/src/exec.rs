@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 mod run;
+pub use run::poll_timeout;
 mod spawn;
 
 /// Set in the environment of a delegate that leads its own process group:

@@ -185,6 +185,14 @@ struct Ready {
     exited: bool,
 }
 
+/// `left` as poll's timeout, an i32 of milliseconds: longer waits are cut
+/// into pieces (the caller polls again), and a wait under a millisecond
+/// rounds up, not down to a spin.
+pub fn poll_timeout(left: Duration) -> PollTimeout {
+    let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+    PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
+}
+
 /// One poll over what is still open, for at most `left` (EINTR: nothing
 /// ready, the caller looks at the clock and asks again).
 fn wait_ready(
@@ -202,11 +210,7 @@ fn wait_ready(
         .iter()
         .filter_map(|(fd, ev)| fd.map(|fd| PollFd::new(fd, *ev)))
         .collect();
-    // poll's timeout is an i32 of milliseconds: longer waits are cut into
-    // pieces, and a wait under a millisecond rounds up, not down to a spin.
-    let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
-    let timeout = PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX);
-    match poll(&mut fds, timeout) {
+    match poll(&mut fds, poll_timeout(left)) {
         Ok(_) => {}
         Err(nix::errno::Errno::EINTR) => {}
         Err(e) => return Err(e.into()),

@@ -19,7 +19,7 @@ use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::poll::{poll, PollFd, PollFlags};
 
 use super::kubeconfig::Endpoint;
 use super::KubeError;
@@ -408,10 +408,8 @@ fn connected(s: socket2::Socket, deadline: Instant) -> Option<Stream> {
     use std::os::fd::AsFd;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
-        let timeout = PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX);
         let mut fds = [PollFd::new(s.as_fd(), PollFlags::POLLOUT)];
-        match poll(&mut fds, timeout) {
+        match poll(&mut fds, vfplex_cni::exec::poll_timeout(left)) {
             Ok(0) => return None,
             Ok(_) => break,
             Err(nix::errno::Errno::EINTR) => {}
